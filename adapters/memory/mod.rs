@@ -1,0 +1,61 @@
+//! In-process backend (`memory://`): every service in one process, no server.
+//!
+//! The embedded default, for tests, single-binary deployments and local
+//! development. See `adapters/memory/README.md` for options and guarantees.
+
+mod hub;
+mod transport;
+
+use std::sync::Arc;
+
+pub use transport::{MemoryOptions, MemoryTransport, DEFAULT_BUFFER, DEFAULT_MAX_PAYLOAD};
+
+use crate::connect::ConnectFuture;
+use crate::error::{Error, Result};
+use crate::options::Options;
+
+/// The options `memory://` URLs accept.
+pub const OPTIONS: &[&str] = &["buffer", "max_payload"];
+
+/// Parses a `memory://[NAME][?buffer=N&max_payload=BYTES]` URL.
+pub fn parse_url(url: &url::Url, mut options: Options) -> Result<(String, MemoryOptions)> {
+    if url.cannot_be_a_base() {
+        return Err(Error::config(format!(
+            "memory URL must look like memory://[NAME], got `{url}`"
+        )));
+    }
+    if url.port().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::config(
+            "memory URL takes only a hub name: memory://[NAME] (no port or credentials)",
+        ));
+    }
+    if !matches!(url.path(), "" | "/") {
+        return Err(Error::config(format!(
+            "memory URL takes no path (got `{}`): memory://[NAME]",
+            url.path()
+        )));
+    }
+    let name = url.host_str().unwrap_or_default().to_owned();
+    let mut settings = MemoryOptions::default();
+    if let Some(buffer) = options.take_parsed::<usize>("buffer")? {
+        if buffer == 0 {
+            return Err(Error::config("option `buffer` must be at least 1"));
+        }
+        settings.buffer = buffer;
+    }
+    if let Some(max_payload) = options.take_parsed::<usize>("max_payload")? {
+        settings.max_payload = max_payload;
+    }
+    options.finish("memory://", OPTIONS)?;
+    Ok((name, settings))
+}
+
+/// The scheme table's entry point for `memory://`.
+pub(crate) fn connect_boxed(url: url::Url, options: Options) -> ConnectFuture {
+    Box::pin(async move {
+        let (name, settings) = parse_url(&url, options)?;
+        let transport: Arc<dyn crate::Transport> =
+            Arc::new(MemoryTransport::with_options(&name, settings));
+        Ok(transport)
+    })
+}

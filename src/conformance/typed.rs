@@ -1,0 +1,166 @@
+//! Conformance cases for the typed layer: `Service` handlers and the JSON helpers.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::support::{ensure, expect_kind, unique_subject, CaseResult, Failure, RECEIVE_WITHIN};
+use super::Fixture;
+use crate::error::{Error, ErrorKind};
+use crate::message::Message;
+use crate::service::Service;
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct GetOrder {
+    id: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Order {
+    id: u64,
+    item: String,
+}
+
+fn order_service(bus: crate::Bus, subject: &str, calls: Arc<AtomicUsize>) -> Service {
+    Service::new("orders", bus).on_request(subject, move |request: GetOrder| {
+        let calls = calls.clone();
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            match request.id {
+                0 => Err(format!("no such order {}", request.id)),
+                13 => panic!("order 13 is cursed"),
+                id => Ok(Order {
+                    id,
+                    item: format!("item-{id}"),
+                }),
+            }
+        }
+    })
+}
+
+pub(super) async fn round_trip(fixture: &dyn Fixture) -> CaseResult {
+    let (server, client) = (fixture.connect().await?, fixture.connect().await?);
+    let subject = unique_subject("typed");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let running = order_service(server, &subject, calls.clone())
+        .start()
+        .await?;
+    let order: Order = client.request_json(&subject, &GetOrder { id: 7 }).await?;
+    ensure!(
+        order
+            == Order {
+                id: 7,
+                item: "item-7".into()
+            },
+        "got {order:?}"
+    );
+    running.shutdown().await;
+    Ok(())
+}
+
+pub(super) async fn codec_error(fixture: &dyn Fixture) -> CaseResult {
+    let (server, client) = (fixture.connect().await?, fixture.connect().await?);
+    let subject = unique_subject("typed-codec");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let running = order_service(server, &subject, calls.clone())
+        .start()
+        .await?;
+    for garbage in [&b"{not json"[..], b"", b"\xff\xfe", br#"{"id":"seven"}"#] {
+        expect_kind(
+            client
+                .request(&subject, Message::new(garbage.to_vec()))
+                .await,
+            ErrorKind::Codec,
+            &format!("undecodable request {:?}", String::from_utf8_lossy(garbage)),
+        )?;
+    }
+    ensure!(
+        calls.load(Ordering::SeqCst) == 0,
+        "the handler was called for an undecodable request"
+    );
+    // A reply that does not fit the caller's type is a codec error on the caller's side.
+    let mismatch: Result<Vec<String>, Error> =
+        client.request_json(&subject, &GetOrder { id: 1 }).await;
+    expect_kind(mismatch, ErrorKind::Codec, "reply of the wrong shape")?;
+    running.shutdown().await;
+    Ok(())
+}
+
+pub(super) async fn handler_error(fixture: &dyn Fixture) -> CaseResult {
+    let (server, client) = (fixture.connect().await?, fixture.connect().await?);
+    let subject = unique_subject("typed-error");
+    let running = order_service(server, &subject, Default::default())
+        .start()
+        .await?;
+    let result: Result<Order, Error> = client
+        .request_json_with_timeout(&subject, &GetOrder { id: 0 }, Duration::from_secs(10))
+        .await;
+    match expect_kind(result, ErrorKind::Remote, "handler returning Err")? {
+        Error::Remote { message, .. } => {
+            ensure!(
+                message == "no such order 0",
+                "handler message was {message:?}"
+            )
+        }
+        other => return Err(Failure(format!("unexpected {other:?}"))),
+    }
+    running.shutdown().await;
+    Ok(())
+}
+
+pub(super) async fn handler_panic(fixture: &dyn Fixture) -> CaseResult {
+    let (server, client) = (fixture.connect().await?, fixture.connect().await?);
+    let subject = unique_subject("typed-panic");
+    let running = order_service(server, &subject, Default::default())
+        .start()
+        .await?;
+    let result: Result<Order, Error> = client
+        .request_json_with_timeout(&subject, &GetOrder { id: 13 }, Duration::from_secs(10))
+        .await;
+    let err = expect_kind(result, ErrorKind::Remote, "panicking handler")?;
+    ensure!(err.to_string().contains("panicked"), "error was {err}");
+    let order: Order = client.request_json(&subject, &GetOrder { id: 8 }).await?;
+    ensure!(order.id == 8, "service stopped answering after a panic");
+    running.shutdown().await;
+    Ok(())
+}
+
+pub(super) async fn events(fixture: &dyn Fixture) -> CaseResult {
+    let (server, client) = (fixture.connect().await?, fixture.connect().await?);
+    let subject = unique_subject("typed-events");
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    let running = Service::new("audit", server)
+        .on_event(&subject, move |order: Order| {
+            let seen_tx = seen_tx.clone();
+            async move { seen_tx.send(order).map_err(|e| e.to_string()) }
+        })
+        .start()
+        .await?;
+    // An undecodable event is dropped without stopping the route.
+    client.publish(&subject, Message::new("garbage")).await?;
+    client
+        .publish_json(
+            &subject,
+            &Order {
+                id: 3,
+                item: "tea".into(),
+            },
+        )
+        .await?;
+    let order = tokio::time::timeout(RECEIVE_WITHIN, seen_rx.recv())
+        .await
+        .map_err(|_| Failure("typed event not handled".into()))?
+        .ok_or_else(|| Failure("event handler gone".into()))?;
+    ensure!(
+        order
+            == Order {
+                id: 3,
+                item: "tea".into()
+            },
+        "got {order:?}"
+    );
+    running.shutdown().await;
+    Ok(())
+}

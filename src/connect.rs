@@ -1,0 +1,214 @@
+//! Backend selection by URL scheme: a table filled at compile time from the enabled features.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::bus::Bus;
+use crate::error::{Error, Result};
+use crate::options::Options;
+use crate::transport::Transport;
+
+/// The future an adapter's connect function returns.
+pub type ConnectFuture = Pin<Box<dyn Future<Output = Result<Arc<dyn Transport>>> + Send>>;
+
+/// An adapter's entry point: the parsed URL and its options (already stripped of
+/// the core options such as `request_timeout`).
+pub type ConnectFn = fn(url::Url, Options) -> ConnectFuture;
+
+/// One row of the scheme table.
+#[derive(Debug, Clone, Copy)]
+pub struct BackendInfo {
+    /// The backend's name, as in [`Capabilities::backend`](crate::Capabilities).
+    pub name: &'static str,
+    /// The URL schemes it serves.
+    pub schemes: &'static [&'static str],
+    /// The Cargo feature that compiles it in.
+    pub feature: &'static str,
+    connect: Option<ConnectFn>,
+}
+
+impl BackendInfo {
+    /// Whether this build includes the backend.
+    pub fn is_enabled(&self) -> bool {
+        self.connect.is_some()
+    }
+}
+
+#[cfg(feature = "memory")]
+const MEMORY_CONNECT: Option<ConnectFn> = Some(crate::memory::connect_boxed);
+#[cfg(not(feature = "memory"))]
+const MEMORY_CONNECT: Option<ConnectFn> = None;
+
+const BACKENDS: &[BackendInfo] = &[
+    BackendInfo {
+        name: "memory",
+        schemes: &["memory"],
+        feature: "memory",
+        connect: MEMORY_CONNECT,
+    },
+    BackendInfo {
+        name: "http",
+        schemes: &["http"],
+        feature: "http",
+        connect: None,
+    },
+    BackendInfo {
+        name: "nats",
+        schemes: &["nats"],
+        feature: "nats",
+        connect: None,
+    },
+    BackendInfo {
+        name: "kafka",
+        schemes: &["kafka"],
+        feature: "kafka",
+        connect: None,
+    },
+];
+
+/// Every backend switchboard knows, whether or not this build enables it.
+pub fn backends() -> &'static [BackendInfo] {
+    BACKENDS
+}
+
+/// The names of the backends compiled into this build.
+pub fn enabled_backends() -> Vec<&'static str> {
+    BACKENDS
+        .iter()
+        .filter(|b| b.is_enabled())
+        .map(|b| b.name)
+        .collect()
+}
+
+/// Connects to the backend named by `url`'s scheme.
+///
+/// | URL | backend | feature |
+/// |---|---|---|
+/// | `memory://` or `memory://NAME` | in-process | `memory` (default) |
+/// | `http://HOST:PORT?…` | HTTP | `http` |
+/// | `nats://HOST:PORT[,HOST:PORT]?…` | NATS | `nats` |
+/// | `kafka://HOST:PORT[,HOST:PORT]?…` | Kafka | `kafka` |
+///
+/// Every URL also accepts `request_timeout=DURATION` (e.g. `500ms`, `5s`): the
+/// default timeout of [`Bus::request`]. Other options are the adapter's own; an
+/// unknown option is an error.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let bus = switchboard::connect("memory://").await.unwrap();
+/// assert_eq!(bus.backend(), "memory");
+///
+/// let err = switchboard::connect("bogus://x").await.unwrap_err();
+/// assert!(err.to_string().contains("unknown URL scheme `bogus`"));
+/// # }
+/// ```
+pub async fn connect(url: &str) -> Result<Bus> {
+    let url = url::Url::parse(url)
+        .map_err(|e| Error::config(format!("malformed URL `{}`: {e}", redact(url))))?;
+    let mut options = Options::from_url(&url)?;
+    let request_timeout = options.take_duration("request_timeout")?;
+    let backend = find(url.scheme())?;
+    let connect = backend.connect.expect("find returns enabled backends only");
+    let transport = connect(url, options).await?;
+    let bus = Bus::new(transport);
+    Ok(match request_timeout {
+        Some(timeout) => bus.with_default_timeout(timeout),
+        None => bus,
+    })
+}
+
+fn find(scheme: &str) -> Result<&'static BackendInfo> {
+    find_in(BACKENDS, scheme)
+}
+
+fn find_in<'t>(table: &'t [BackendInfo], scheme: &str) -> Result<&'t BackendInfo> {
+    let backend = table
+        .iter()
+        .find(|b| b.schemes.contains(&scheme))
+        .ok_or_else(|| Error::UnknownScheme {
+            scheme: scheme.to_owned(),
+            known: table
+                .iter()
+                .flat_map(|b| b.schemes.iter().map(|s| format!("{s}://")))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    if !backend.is_enabled() {
+        return Err(Error::FeatureDisabled {
+            scheme: scheme.to_owned(),
+            feature: backend.feature,
+            enabled: table
+                .iter()
+                .filter(|b| b.is_enabled())
+                .map(|b| b.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(backend)
+}
+
+/// The URL with any password replaced by `***`, for error messages and logs.
+pub fn redact(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        Ok(url) => url.to_string(),
+        // Unparseable: keep only the scheme-ish prefix so secrets never leak.
+        Err(_) => raw.split('@').next_back().unwrap_or_default().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("nats://user:secret@127.0.0.1:4222"),
+            "nats://user:***@127.0.0.1:4222"
+        );
+        assert!(!redact("nats://user:secret@[bad").contains("secret"));
+    }
+
+    #[test]
+    fn scheme_table_knows_every_backend() {
+        let names: Vec<_> = backends().iter().map(|b| b.name).collect();
+        assert_eq!(names, ["memory", "http", "nats", "kafka"]);
+        match find("bogus") {
+            Err(Error::UnknownScheme { known, .. }) => {
+                assert!(known.contains("nats://") && known.contains("kafka://"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn disabled_backend_names_its_feature() {
+        let table = [
+            BackendInfo {
+                name: "memory",
+                schemes: &["memory"],
+                feature: "memory",
+                connect: Some(|_, _| Box::pin(async { Err(Error::Closed) })),
+            },
+            BackendInfo {
+                name: "nats",
+                schemes: &["nats"],
+                feature: "nats",
+                connect: None,
+            },
+        ];
+        let err = find_in(&table, "nats").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "scheme `nats` needs the `nats` feature of switchboard, which this build does not enable (enabled: memory)"
+        );
+        assert!(find_in(&table, "memory").is_ok());
+    }
+}

@@ -1,0 +1,275 @@
+//! The one error type every backend returns, and the kinds a caller matches on.
+
+use std::time::Duration;
+
+/// Shorthand for `Result<T, switchboard::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A boxed error from a backend's client library, kept as the `source` of an [`Error`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in switchboard, on any backend.
+///
+/// Match on the variant (or on [`Error::kind`]) to decide what to do next: retry,
+/// fail over, report a bad request, or give up. Messages are for people; the
+/// variants and kinds are the stable contract.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A request got no reply within its timeout.
+    #[error("request to `{subject}` timed out after {timeout:?}")]
+    Timeout {
+        /// The subject the request was sent to.
+        subject: String,
+        /// How long the caller waited.
+        timeout: Duration,
+    },
+
+    /// Nobody is subscribed to the subject of a request (only backends that can
+    /// tell report this; see [`Capabilities::no_responders`](crate::Capabilities)).
+    #[error("no responders for `{subject}`")]
+    NoResponders {
+        /// The subject nobody serves.
+        subject: String,
+    },
+
+    /// The responder's handler failed; `message` is the handler's own error text.
+    #[error("handler for `{subject}` failed: {message}")]
+    Remote {
+        /// The subject of the failed request.
+        subject: String,
+        /// The error message the handler returned.
+        message: String,
+    },
+
+    /// A payload could not be encoded or decoded, here or at the responder.
+    #[error("codec error: {message}")]
+    Codec {
+        /// What could not be encoded or decoded, and why.
+        message: String,
+    },
+
+    /// The backend could not be reached or the connection could not be set up.
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        /// The URL that was tried, with any password removed.
+        url: String,
+        /// Why the connection failed.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The transport has been closed; no new calls are accepted.
+    #[error("transport is closed")]
+    Closed,
+
+    /// A subject, subscription pattern or queue group name is not valid.
+    #[error("invalid subject `{subject}`: {reason}")]
+    InvalidSubject {
+        /// The rejected subject.
+        subject: String,
+        /// Which rule it broke.
+        reason: String,
+    },
+
+    /// A header name or value is not valid, or a reserved header was set by hand.
+    #[error("invalid header `{name}`: {reason}")]
+    InvalidHeader {
+        /// The rejected header name.
+        name: String,
+        /// Which rule it broke.
+        reason: String,
+    },
+
+    /// A URL, option or configuration value is malformed or unknown.
+    #[error("invalid configuration: {message}")]
+    InvalidConfig {
+        /// What is wrong, naming the key or part of the URL.
+        message: String,
+    },
+
+    /// No backend is registered for the URL's scheme.
+    #[error("unknown URL scheme `{scheme}`; known schemes: {known}")]
+    UnknownScheme {
+        /// The scheme that was asked for.
+        scheme: String,
+        /// The schemes this build knows, for the message.
+        known: String,
+    },
+
+    /// The backend for this scheme exists but its Cargo feature is not enabled.
+    #[error("scheme `{scheme}` needs the `{feature}` feature of switchboard, which this build does not enable (enabled: {enabled})")]
+    FeatureDisabled {
+        /// The scheme that was asked for.
+        scheme: String,
+        /// The Cargo feature that would enable it.
+        feature: &'static str,
+        /// The backend features compiled into this build.
+        enabled: String,
+    },
+
+    /// A payload is larger than the backend accepts.
+    #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The size of the rejected payload in bytes.
+        size: usize,
+        /// The largest payload the backend accepts.
+        limit: usize,
+    },
+
+    /// The backend cannot do what was asked (for example wildcard subscriptions).
+    #[error("{backend} does not support {what}")]
+    Unsupported {
+        /// The backend's name.
+        backend: &'static str,
+        /// What it cannot do.
+        what: String,
+    },
+
+    /// The API was used in a way that cannot work, such as replying twice.
+    #[error("{message}")]
+    Usage {
+        /// What was done wrong.
+        message: String,
+    },
+
+    /// Any other failure inside a backend's client library.
+    #[error("{backend} error: {source}")]
+    Backend {
+        /// The backend's name.
+        backend: &'static str,
+        /// The client library's error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// The kind of an [`Error`], without its data: what tests and retry policies match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// See [`Error::Timeout`].
+    Timeout,
+    /// See [`Error::NoResponders`].
+    NoResponders,
+    /// See [`Error::Remote`].
+    Remote,
+    /// See [`Error::Codec`].
+    Codec,
+    /// See [`Error::Connect`].
+    Connect,
+    /// See [`Error::Closed`].
+    Closed,
+    /// See [`Error::InvalidSubject`].
+    InvalidSubject,
+    /// See [`Error::InvalidHeader`].
+    InvalidHeader,
+    /// [`Error::InvalidConfig`], [`Error::UnknownScheme`] and [`Error::FeatureDisabled`].
+    InvalidConfig,
+    /// See [`Error::PayloadTooLarge`].
+    PayloadTooLarge,
+    /// See [`Error::Unsupported`].
+    Unsupported,
+    /// See [`Error::Usage`].
+    Usage,
+    /// See [`Error::Backend`].
+    Backend,
+}
+
+impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::NoResponders { .. } => ErrorKind::NoResponders,
+            Error::Remote { .. } => ErrorKind::Remote,
+            Error::Codec { .. } => ErrorKind::Codec,
+            Error::Connect { .. } => ErrorKind::Connect,
+            Error::Closed => ErrorKind::Closed,
+            Error::InvalidSubject { .. } => ErrorKind::InvalidSubject,
+            Error::InvalidHeader { .. } => ErrorKind::InvalidHeader,
+            Error::InvalidConfig { .. }
+            | Error::UnknownScheme { .. }
+            | Error::FeatureDisabled { .. } => ErrorKind::InvalidConfig,
+            Error::PayloadTooLarge { .. } => ErrorKind::PayloadTooLarge,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::Usage { .. } => ErrorKind::Usage,
+            Error::Backend { .. } => ErrorKind::Backend,
+        }
+    }
+
+    /// Whether the same call may succeed if tried again unchanged.
+    ///
+    /// True for timeouts, missing responders, connection and backend failures;
+    /// false for anything caused by the call itself (bad subject, payload,
+    /// configuration) or by the responder's handler.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind(),
+            ErrorKind::Timeout | ErrorKind::NoResponders | ErrorKind::Connect | ErrorKind::Backend
+        )
+    }
+
+    /// Builds an [`Error::InvalidConfig`].
+    pub fn config(message: impl Into<String>) -> Self {
+        Error::InvalidConfig {
+            message: message.into(),
+        }
+    }
+
+    /// Builds an [`Error::Codec`].
+    pub fn codec(message: impl Into<String>) -> Self {
+        Error::Codec {
+            message: message.into(),
+        }
+    }
+
+    /// Builds an [`Error::Backend`] from a client library's error.
+    pub fn backend(backend: &'static str, source: impl Into<BoxError>) -> Self {
+        Error::Backend {
+            backend,
+            source: source.into(),
+        }
+    }
+
+    /// Builds an [`Error::Usage`].
+    pub fn usage(message: impl Into<String>) -> Self {
+        Error::Usage {
+            message: message.into(),
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(err: serde_json::Error) -> Self {
+        Error::codec(err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_retryability() {
+        let timeout = Error::Timeout {
+            subject: "a".into(),
+            timeout: Duration::from_millis(5),
+        };
+        assert_eq!(timeout.kind(), ErrorKind::Timeout);
+        assert!(timeout.is_retryable());
+        let remote = Error::Remote {
+            subject: "a".into(),
+            message: "boom".into(),
+        };
+        assert!(!remote.is_retryable());
+        assert_eq!(remote.to_string(), "handler for `a` failed: boom");
+        let disabled = Error::FeatureDisabled {
+            scheme: "nats".into(),
+            feature: "nats",
+            enabled: "memory".into(),
+        };
+        assert_eq!(disabled.kind(), ErrorKind::InvalidConfig);
+        assert!(disabled.to_string().contains("`nats` feature"));
+    }
+}

@@ -1,0 +1,92 @@
+//! Write a microservice's communication code once; run it as request/reply or
+//! publish/subscribe over in-memory, HTTP, NATS or Kafka, chosen by a URL.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> switchboard::Result<()> {
+//! use switchboard::{Message, Service};
+//!
+//! // The URL alone picks the backend: "nats://127.0.0.1:4222", "kafka://…", …
+//! let bus = switchboard::connect("memory://").await?;
+//!
+//! // Synchronous style: request/reply.
+//! let greeter = Service::new("greeter", bus.clone())
+//!     .on_request("greet", |name: String| async move { Ok::<_, String>(format!("hello, {name}")) })
+//!     .start()
+//!     .await?;
+//! let reply: String = bus.request_json("greet", "ada").await?;
+//! assert_eq!(reply, "hello, ada");
+//!
+//! // Asynchronous style: publish/subscribe.
+//! let mut events = bus.subscribe("user.created").await?;
+//! bus.publish("user.created", Message::new("ada")).await?;
+//! assert_eq!(events.next().await.unwrap().payload(), b"ada");
+//!
+//! greeter.shutdown().await;
+//! bus.close().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Pieces
+//! - [`Transport`]: the contract every backend implements; [`Bus`] is the
+//!   cloneable handle services use, returned by [`connect`].
+//! - [`Message`] (payload bytes plus [`Headers`]) and [`Incoming`] (a received
+//!   message that can be replied to, acked or nacked).
+//! - [`Service`]: typed JSON handlers (`on_request`, `on_event`) run until shutdown.
+//! - [`Error`]: one error type whose [`ErrorKind`]s mean the same on every backend.
+//! - [`subject`] rules and the [`wire`] contract (reserved headers, error statuses).
+//!
+//! # Feature flags
+//! - `memory` (default): the in-process backend, `memory://`.
+//! - `full`: every backend.
+//! - `conformance`: the behaviour suite every backend must pass
+//!   ([`conformance`]), for adapters written outside this crate.
+//!
+//! Asking [`connect`] for a scheme whose feature is off fails with
+//! [`Error::FeatureDisabled`], naming the feature.
+
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod bus;
+mod capabilities;
+pub mod codec;
+mod config;
+mod connect;
+pub mod drain;
+mod error;
+pub mod headers;
+mod incoming;
+mod message;
+pub mod options;
+mod service;
+pub mod subject;
+mod subscription;
+mod transport;
+pub mod wire;
+
+#[cfg(feature = "memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
+#[path = "../adapters/memory/mod.rs"]
+pub mod memory;
+
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
+
+pub use bus::{Bus, DEFAULT_REQUEST_TIMEOUT};
+pub use capabilities::{Capabilities, Support};
+pub use config::{Config, DEFAULT_URL, URL_ENV};
+pub use connect::{backends, connect, enabled_backends, BackendInfo, ConnectFn, ConnectFuture};
+pub use error::{BoxError, Error, ErrorKind, Result};
+pub use headers::Headers;
+pub use incoming::{Acker, Incoming, Responder};
+pub use message::Message;
+pub use service::{RunningService, Service, DEFAULT_CONCURRENCY};
+pub use subscription::Subscription;
+pub use transport::Transport;
+
+/// Compiles the README's example as a doctest, so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,103 @@
+//! The message type every backend carries: payload bytes plus headers.
+
+use bytes::Bytes;
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::codec::{Codec, Json};
+use crate::error::Result;
+use crate::headers::Headers;
+use crate::wire;
+
+/// A message: an opaque payload and string headers.
+///
+/// The payload is [`Bytes`], so cloning a message (for fan-out) does not copy it.
+///
+/// ```
+/// use switchboard::Message;
+/// let msg = Message::new("hello").with_header("tenant", "acme");
+/// assert_eq!(&msg.payload[..], b"hello");
+/// assert_eq!(msg.headers.get("tenant"), Some("acme"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    /// The payload bytes, passed through untouched.
+    pub payload: Bytes,
+    /// The headers; see [`Headers`] for the rules and [`wire`] for reserved names.
+    pub headers: Headers,
+}
+
+impl Message {
+    /// A message with this payload and no headers.
+    pub fn new(payload: impl Into<Bytes>) -> Self {
+        Message {
+            payload: payload.into(),
+            headers: Headers::new(),
+        }
+    }
+
+    /// Adds a header (builder style).
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// Sets the partition key (`sb-key`): messages with the same key keep their
+    /// order on partitioned backends (Kafka). Other backends ignore it.
+    pub fn with_key(self, key: impl Into<String>) -> Self {
+        self.with_header(wire::KEY, key)
+    }
+
+    /// Encodes `value` with codec `C` and sets its `content-type`.
+    pub fn encode<C: Codec, T: Serialize + ?Sized>(value: &T) -> Result<Self> {
+        Ok(Message::new(C::encode(value)?).with_header(wire::CONTENT_TYPE, C::CONTENT_TYPE))
+    }
+
+    /// Decodes the payload with codec `C`.
+    pub fn decode<C: Codec, T: DeserializeOwned>(&self) -> Result<T> {
+        C::decode(&self.payload)
+    }
+
+    /// Serialises `value` as JSON and sets `content-type: application/json`.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
+        Self::encode::<Json, T>(value)
+    }
+
+    /// Deserialises the payload from JSON.
+    pub fn decode_json<T: DeserializeOwned>(&self) -> Result<T> {
+        self.decode::<Json, T>()
+    }
+}
+
+impl From<Bytes> for Message {
+    fn from(payload: Bytes) -> Self {
+        Message::new(payload)
+    }
+}
+
+impl From<&'static str> for Message {
+    fn from(payload: &'static str) -> Self {
+        Message::new(payload)
+    }
+}
+
+impl From<Vec<u8>> for Message {
+    fn from(payload: Vec<u8>) -> Self {
+        Message::new(payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trip_and_errors() {
+        let msg = Message::json(&vec![1, 2, 3]).unwrap();
+        assert_eq!(msg.headers.get("content-type"), Some("application/json"));
+        assert_eq!(msg.decode_json::<Vec<i32>>().unwrap(), vec![1, 2, 3]);
+        let err = Message::new("{not json")
+            .decode_json::<Vec<i32>>()
+            .unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Codec);
+    }
+}

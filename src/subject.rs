@@ -1,0 +1,205 @@
+//! Subject syntax: one definition, checked at the API boundary for every backend.
+//!
+//! A subject is a list of tokens separated by dots, such as `orders.created` or
+//! `inventory.v2.reserve`. The rules are chosen so that a subject valid here is
+//! valid on every backend without escaping: as a NATS subject, a Kafka topic
+//! name and an HTTP path segment.
+//!
+//! - 1 to [`MAX_SUBJECT_LEN`] bytes;
+//! - tokens are non-empty and made of ASCII letters, digits, `-` and `_`;
+//! - subscription patterns may also use the wildcards `*` (exactly one token)
+//!   and `>` (one or more tokens, last position only), each as a whole token.
+//!
+//! Queue group names follow the token rules (no dots, no wildcards).
+
+use crate::error::{Error, Result};
+
+/// The longest subject accepted, in bytes (Kafka's topic limit is 249, minus room for prefixes).
+pub const MAX_SUBJECT_LEN: usize = 200;
+
+/// The longest queue group name accepted, in bytes.
+pub const MAX_GROUP_LEN: usize = 100;
+
+/// Matches exactly one token in a subscription pattern.
+pub const WILDCARD_ONE: &str = "*";
+
+/// Matches one or more trailing tokens in a subscription pattern.
+pub const WILDCARD_TAIL: &str = ">";
+
+fn invalid(subject: &str, reason: impl Into<String>) -> Error {
+    Error::InvalidSubject {
+        subject: subject.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_'
+}
+
+fn check_shape(subject: &str) -> Result<()> {
+    if subject.is_empty() {
+        return Err(invalid(subject, "subject is empty"));
+    }
+    if subject.len() > MAX_SUBJECT_LEN {
+        return Err(invalid(
+            subject,
+            format!("longer than {MAX_SUBJECT_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_token(subject: &str, token: &str) -> Result<()> {
+    if token.is_empty() {
+        return Err(invalid(
+            subject,
+            "empty token (leading, trailing or double dot)",
+        ));
+    }
+    if let Some(bad) = token.bytes().find(|b| !is_token_byte(*b)) {
+        return Err(invalid(
+            subject,
+            format!(
+                "character {:?} is not allowed (use letters, digits, `-`, `_`)",
+                bad as char
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a concrete subject, as used by `publish` and `request` (no wildcards).
+///
+/// ```
+/// assert!(switchboard::subject::validate("orders.created").is_ok());
+/// assert!(switchboard::subject::validate("orders.*").is_err());
+/// assert!(switchboard::subject::validate("orders..created").is_err());
+/// ```
+pub fn validate(subject: &str) -> Result<()> {
+    check_shape(subject)?;
+    for token in subject.split('.') {
+        if token == WILDCARD_ONE || token == WILDCARD_TAIL {
+            return Err(invalid(
+                subject,
+                "wildcards are only allowed when subscribing",
+            ));
+        }
+        check_token(subject, token)?;
+    }
+    Ok(())
+}
+
+/// Checks a subscription pattern: a subject that may contain `*` and a final `>`.
+///
+/// ```
+/// assert!(switchboard::subject::validate_pattern("orders.*.created").is_ok());
+/// assert!(switchboard::subject::validate_pattern("orders.>").is_ok());
+/// assert!(switchboard::subject::validate_pattern("orders.>.x").is_err());
+/// ```
+pub fn validate_pattern(pattern: &str) -> Result<()> {
+    check_shape(pattern)?;
+    let mut tokens = pattern.split('.').peekable();
+    while let Some(token) = tokens.next() {
+        match token {
+            WILDCARD_ONE => {}
+            WILDCARD_TAIL if tokens.peek().is_none() => {}
+            WILDCARD_TAIL => return Err(invalid(pattern, "`>` may only be the last token")),
+            _ => check_token(pattern, token)?,
+        }
+    }
+    Ok(())
+}
+
+/// Checks a queue group name: one token (letters, digits, `-`, `_`).
+pub fn validate_group(group: &str) -> Result<()> {
+    if group.is_empty() || group.len() > MAX_GROUP_LEN || !group.bytes().all(is_token_byte) {
+        return Err(invalid(
+            group,
+            format!("a queue group is 1 to {MAX_GROUP_LEN} letters, digits, `-` or `_`"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a pattern contains a wildcard token.
+pub fn is_pattern(subject: &str) -> bool {
+    subject
+        .split('.')
+        .any(|token| token == WILDCARD_ONE || token == WILDCARD_TAIL)
+}
+
+/// Whether a concrete subject matches a (valid) subscription pattern.
+///
+/// ```
+/// use switchboard::subject::matches;
+/// assert!(matches("orders.*", "orders.created"));
+/// assert!(matches("orders.>", "orders.eu.created"));
+/// assert!(!matches("orders.*", "orders.eu.created"));
+/// ```
+pub fn matches(pattern: &str, subject: &str) -> bool {
+    let mut subject_tokens = subject.split('.');
+    for pattern_token in pattern.split('.') {
+        match (pattern_token, subject_tokens.next()) {
+            (WILDCARD_TAIL, Some(_)) => return true,
+            (WILDCARD_ONE, Some(_)) => {}
+            (literal, Some(token)) if literal == token => {}
+            _ => return false,
+        }
+    }
+    subject_tokens.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_portable_subjects() {
+        for ok in [
+            "a",
+            "orders.created",
+            "a-b_c.D9",
+            &"x".repeat(MAX_SUBJECT_LEN),
+        ] {
+            validate(ok).unwrap();
+            validate_pattern(ok).unwrap();
+        }
+    }
+
+    #[test]
+    fn rejects_bad_subjects() {
+        let too_long = "x".repeat(MAX_SUBJECT_LEN + 1);
+        for bad in [
+            "", ".", "a.", ".a", "a..b", "a b", "a/b", "ä", "a\nb", "a.*", "a.>", &too_long,
+        ] {
+            let err = validate(bad).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidSubject, "{bad:?}");
+        }
+        for bad in ["a.>.b", "a.*x", "a.>>", "", "a..*"] {
+            assert!(validate_pattern(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn wildcard_matching() {
+        assert!(matches("a.b", "a.b"));
+        assert!(!matches("a.b", "a.b.c"));
+        assert!(!matches("a.b.c", "a.b"));
+        assert!(matches("a.*.c", "a.x.c"));
+        assert!(!matches("a.*", "a"));
+        assert!(matches("a.>", "a.b.c.d"));
+        assert!(!matches("a.>", "a"));
+        assert!(matches(">", "anything.at.all"));
+        assert!(is_pattern("a.*"));
+        assert!(!is_pattern("a.b"));
+    }
+
+    #[test]
+    fn groups() {
+        validate_group("workers-1").unwrap();
+        assert!(validate_group("a.b").is_err());
+        assert!(validate_group("").is_err());
+        assert!(validate_group("*").is_err());
+    }
+}

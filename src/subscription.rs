@@ -1,0 +1,67 @@
+//! A live subscription: a stream of incoming messages that unsubscribes when dropped.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+
+use crate::incoming::Incoming;
+
+/// A stream of [`Incoming`] messages for one subject (or pattern).
+///
+/// Returned only once the subscription is live, so a message published after
+/// `subscribe` returns is delivered. Dropping it unsubscribes. The stream ends
+/// when the transport is closed (after the messages already buffered).
+pub struct Subscription {
+    subject: String,
+    group: Option<String>,
+    stream: Pin<Box<dyn Stream<Item = Incoming> + Send>>,
+}
+
+impl Subscription {
+    /// Wraps a backend's stream; the stream must unsubscribe when dropped.
+    pub fn new(
+        subject: impl Into<String>,
+        group: Option<String>,
+        stream: impl Stream<Item = Incoming> + Send + 'static,
+    ) -> Self {
+        Subscription {
+            subject: subject.into(),
+            group,
+            stream: Box::pin(stream),
+        }
+    }
+
+    /// The subject or pattern subscribed to.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// The queue group, if any.
+    pub fn group(&self) -> Option<&str> {
+        self.group.as_deref()
+    }
+
+    /// The next message, or `None` once the subscription has ended.
+    pub async fn next(&mut self) -> Option<Incoming> {
+        std::future::poll_fn(|cx| self.stream.as_mut().poll_next(cx)).await
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Incoming;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
+        self.stream.as_mut().poll_next(cx)
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("subject", &self.subject)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,196 @@
+//! The wire contract shared by every backend: reserved headers and error statuses.
+//!
+//! A service written in another language speaks switchboard by sending the
+//! payload bytes as the backend's message body and these headers as the
+//! backend's headers (NATS headers, HTTP headers, Kafka record headers).
+//!
+//! | header | set by | meaning |
+//! |---|---|---|
+//! | `content-type` | sender | media type of the payload; the JSON helpers set `application/json` |
+//! | `sb-correlation-id` | requester | matches a reply to its request where the backend has no native reply channel (Kafka) |
+//! | `sb-reply-to` | requester | where the reply goes, where the backend has no native reply channel (Kafka) |
+//! | `sb-timeout-ms` | requester | the caller's remaining timeout in milliseconds, so a responder can stop early (HTTP) |
+//! | `sb-status` | responder | present only on error replies: one of the `STATUS_*` values below |
+//! | `sb-error` | responder | the human-readable error message of an error reply |
+//! | `sb-key` | publisher | partition key where the backend has one (Kafka record key); ignored elsewhere |
+//!
+//! Names starting with `sb-` are reserved: callers may set only `sb-key`.
+//! A reply without `sb-status` is a success. A reply with `sb-status` is turned
+//! into the matching [`Error`] on the requester's side (see [`error_from_reply`]).
+
+use crate::error::Error;
+use crate::headers::Headers;
+use crate::message::Message;
+
+/// The prefix of every reserved header name.
+pub const RESERVED_PREFIX: &str = "sb-";
+/// Media type of the payload.
+pub const CONTENT_TYPE: &str = "content-type";
+/// Correlates a reply with its request on backends without native replies.
+pub const CORRELATION_ID: &str = "sb-correlation-id";
+/// Where the reply to a request goes, on backends without native replies.
+pub const REPLY_TO: &str = "sb-reply-to";
+/// The requester's remaining timeout, in whole milliseconds.
+pub const TIMEOUT_MS: &str = "sb-timeout-ms";
+/// Error status of a reply; absent on success.
+pub const STATUS: &str = "sb-status";
+/// Error message of an error reply.
+pub const ERROR: &str = "sb-error";
+/// Partition key for backends that partition (Kafka).
+pub const KEY: &str = "sb-key";
+
+/// The media type the JSON helpers use.
+pub const JSON: &str = "application/json";
+
+/// `sb-status`: the responder's handler returned an error.
+pub const STATUS_HANDLER_ERROR: &str = "handler-error";
+/// `sb-status`: the responder could not decode the request payload.
+pub const STATUS_CODEC_ERROR: &str = "codec-error";
+/// `sb-status`: no handler serves the subject at the responder.
+pub const STATUS_NO_RESPONDERS: &str = "no-responders";
+/// `sb-status`: the request body was larger than the responder accepts.
+pub const STATUS_PAYLOAD_TOO_LARGE: &str = "payload-too-large";
+/// `sb-status`: the responder gave up because the caller's deadline passed.
+pub const STATUS_TIMEOUT: &str = "timeout";
+
+/// Whether `name` (lower case) is in the reserved `sb-` namespace.
+pub fn is_reserved(name: &str) -> bool {
+    name.starts_with(RESERVED_PREFIX)
+}
+
+/// Whether callers may set this reserved header themselves.
+pub fn is_settable(name: &str) -> bool {
+    name == KEY
+}
+
+/// Builds an error reply carrying `status` and `message`.
+pub fn error_reply(status: &str, message: impl Into<String>) -> Message {
+    let mut headers = Headers::new();
+    headers.insert(STATUS, status);
+    // Header values are printable ASCII; keep the message readable rather than fail the reply.
+    headers.insert(ERROR, sanitize_header_value(&message.into()));
+    Message {
+        payload: Default::default(),
+        headers,
+    }
+}
+
+/// The `sb-status` value that carries `err` back to a requester.
+pub fn status_for(err: &Error) -> &'static str {
+    match err {
+        Error::Codec { .. } => STATUS_CODEC_ERROR,
+        Error::NoResponders { .. } => STATUS_NO_RESPONDERS,
+        Error::PayloadTooLarge { .. } => STATUS_PAYLOAD_TOO_LARGE,
+        Error::Timeout { .. } => STATUS_TIMEOUT,
+        _ => STATUS_HANDLER_ERROR,
+    }
+}
+
+/// Turns an error reply into the requester's [`Error`]; `None` for a success reply.
+pub fn error_from_reply(subject: &str, reply: &Message) -> Option<Error> {
+    let status = reply.headers.get(STATUS)?;
+    let message = reply.headers.get(ERROR).unwrap_or("").to_owned();
+    let subject = subject.to_owned();
+    Some(match status {
+        STATUS_CODEC_ERROR => Error::codec(format!("responder rejected the request: {message}")),
+        STATUS_NO_RESPONDERS => Error::NoResponders { subject },
+        STATUS_PAYLOAD_TOO_LARGE => {
+            Error::PayloadTooLarge { size: 0, limit: 0 }.with_remote_sizes(&message)
+        }
+        STATUS_TIMEOUT => Error::Timeout {
+            subject,
+            timeout: Default::default(),
+        },
+        _ => Error::Remote { subject, message },
+    })
+}
+
+impl Error {
+    /// Reads "payload of N bytes exceeds the limit of M bytes" back into sizes, when present.
+    fn with_remote_sizes(self, message: &str) -> Error {
+        let numbers: Vec<usize> = message
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        match numbers.as_slice() {
+            [size, limit, ..] => Error::PayloadTooLarge {
+                size: *size,
+                limit: *limit,
+            },
+            _ => self,
+        }
+    }
+}
+
+/// Replaces characters that are not allowed in header values.
+pub fn sanitize_header_value(text: &str) -> String {
+    text.chars()
+        .take(crate::headers::MAX_VALUE_LEN)
+        .map(|c| {
+            if c == '\t' || (' '..='~').contains(&c) {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn error_replies_round_trip() {
+        let cases = [
+            (
+                Error::Remote {
+                    subject: "s".into(),
+                    message: "boom".into(),
+                },
+                ErrorKind::Remote,
+            ),
+            (Error::codec("bad json"), ErrorKind::Codec),
+            (
+                Error::NoResponders {
+                    subject: "s".into(),
+                },
+                ErrorKind::NoResponders,
+            ),
+            (
+                Error::PayloadTooLarge { size: 10, limit: 5 },
+                ErrorKind::PayloadTooLarge,
+            ),
+        ];
+        for (err, kind) in cases {
+            let reply = error_reply(status_for(&err), err.to_string());
+            let back = error_from_reply("s", &reply).expect("error reply");
+            assert_eq!(back.kind(), kind);
+        }
+        let too_large = error_from_reply(
+            "s",
+            &error_reply(
+                STATUS_PAYLOAD_TOO_LARGE,
+                "payload of 10 bytes exceeds the limit of 5 bytes",
+            ),
+        );
+        assert!(matches!(
+            too_large,
+            Some(Error::PayloadTooLarge { size: 10, limit: 5 })
+        ));
+        assert!(error_from_reply("s", &Message::new("ok")).is_none());
+    }
+
+    #[test]
+    fn remote_message_is_kept_and_sanitized() {
+        let reply = error_reply(STATUS_HANDLER_ERROR, "no stock for ✓ item\n");
+        match error_from_reply("orders.get", &reply) {
+            Some(Error::Remote { subject, message }) => {
+                assert_eq!(subject, "orders.get");
+                assert_eq!(message, "no stock for ? item?");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
