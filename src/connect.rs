@@ -12,9 +12,61 @@ use crate::transport::Transport;
 /// The future an adapter's connect function returns.
 pub type ConnectFuture = Pin<Box<dyn Future<Output = Result<Arc<dyn Transport>>> + Send>>;
 
-/// An adapter's entry point: the parsed URL and its options (already stripped of
-/// the core options such as `request_timeout`).
-pub type ConnectFn = fn(url::Url, Options) -> ConnectFuture;
+/// An adapter's entry point: the parsed URL, its host list and its options
+/// (already stripped of the core options such as `request_timeout`).
+pub type ConnectFn = fn(Endpoint) -> ConnectFuture;
+
+/// A backend URL taken apart for an adapter.
+///
+/// Backends with clusters accept several hosts (`nats://a:4222,b:4222`), which
+/// a standard URL cannot hold; `url` keeps the first host and `hosts` all of them.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The URL with only its first host (scheme, credentials, path and query intact).
+    pub url: url::Url,
+    /// Every `host[:port]` of the authority, in the order written; empty for `memory://`.
+    pub hosts: Vec<String>,
+    /// The query options the adapter has to read; unknown ones must be reported.
+    pub options: Options,
+}
+
+impl Endpoint {
+    /// Parses `SCHEME://[USER[:PASSWORD]@]HOST[:PORT][,HOST[:PORT]…][/PATH][?OPTIONS]`.
+    pub fn parse(raw: &str) -> Result<Self> {
+        let malformed =
+            |why: String| Error::config(format!("malformed URL `{}`: {why}", redact(raw)));
+        let (scheme, rest) = raw
+            .split_once("://")
+            .ok_or_else(|| malformed("expected SCHEME://…".into()))?;
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        let (userinfo, host_list) = match authority.rfind('@') {
+            Some(at) => authority.split_at(at + 1),
+            None => ("", authority),
+        };
+        let hosts: Vec<String> = if host_list.is_empty() {
+            Vec::new()
+        } else {
+            host_list.split(',').map(str::to_owned).collect()
+        };
+        if hosts.iter().any(String::is_empty) {
+            return Err(malformed("empty host in the host list".into()));
+        }
+        for host in hosts.iter().skip(1) {
+            url::Url::parse(&format!("{scheme}://{host}"))
+                .map_err(|e| malformed(format!("host `{host}`: {e}")))?;
+        }
+        let first = hosts.first().map(String::as_str).unwrap_or("");
+        let url = url::Url::parse(&format!("{scheme}://{userinfo}{first}{tail}"))
+            .map_err(|e| malformed(e.to_string()))?;
+        let options = Options::from_url(&url)?;
+        Ok(Endpoint {
+            url,
+            hosts,
+            options,
+        })
+    }
+}
 
 /// One row of the scheme table.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +92,11 @@ const MEMORY_CONNECT: Option<ConnectFn> = Some(crate::memory::connect_boxed);
 #[cfg(not(feature = "memory"))]
 const MEMORY_CONNECT: Option<ConnectFn> = None;
 
+#[cfg(feature = "nats")]
+const NATS_CONNECT: Option<ConnectFn> = Some(crate::nats::connect_boxed);
+#[cfg(not(feature = "nats"))]
+const NATS_CONNECT: Option<ConnectFn> = None;
+
 const BACKENDS: &[BackendInfo] = &[
     BackendInfo {
         name: "memory",
@@ -57,7 +114,7 @@ const BACKENDS: &[BackendInfo] = &[
         name: "nats",
         schemes: &["nats"],
         feature: "nats",
-        connect: None,
+        connect: NATS_CONNECT,
     },
     BackendInfo {
         name: "kafka",
@@ -105,13 +162,11 @@ pub fn enabled_backends() -> Vec<&'static str> {
 /// # }
 /// ```
 pub async fn connect(url: &str) -> Result<Bus> {
-    let url = url::Url::parse(url)
-        .map_err(|e| Error::config(format!("malformed URL `{}`: {e}", redact(url))))?;
-    let mut options = Options::from_url(&url)?;
-    let request_timeout = options.take_duration("request_timeout")?;
-    let backend = find(url.scheme())?;
+    let mut endpoint = Endpoint::parse(url)?;
+    let request_timeout = endpoint.options.take_duration("request_timeout")?;
+    let backend = find(endpoint.url.scheme())?;
     let connect = backend.connect.expect("find returns enabled backends only");
-    let transport = connect(url, options).await?;
+    let transport = connect(endpoint).await?;
     let bus = Bus::new(transport);
     Ok(match request_timeout {
         Some(timeout) => bus.with_default_timeout(timeout),
@@ -189,13 +244,34 @@ mod tests {
     }
 
     #[test]
+    fn endpoints_keep_every_host() {
+        let endpoint = Endpoint::parse("nats://u:p@a:4222,b:4223,[::1]:4224/x?name=svc").unwrap();
+        assert_eq!(endpoint.hosts, ["a:4222", "b:4223", "[::1]:4224"]);
+        assert_eq!(endpoint.url.as_str(), "nats://u:p@a:4222/x?name=svc");
+        assert_eq!(
+            Endpoint::parse("memory://").unwrap().hosts,
+            Vec::<String>::new()
+        );
+        for bad in [
+            "nats://a:1,,b:2",
+            "nats://a:1,b:port",
+            "memory",
+            "",
+            "nats://a:99999",
+        ] {
+            let err = Endpoint::parse(bad).unwrap_err();
+            assert!(err.to_string().contains("malformed URL"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn disabled_backend_names_its_feature() {
         let table = [
             BackendInfo {
                 name: "memory",
                 schemes: &["memory"],
                 feature: "memory",
-                connect: Some(|_, _| Box::pin(async { Err(Error::Closed) })),
+                connect: Some(|_| Box::pin(async { Err(Error::Closed) })),
             },
             BackendInfo {
                 name: "nats",

@@ -38,6 +38,7 @@
 //!
 //! # Feature flags
 //! - `memory` (default): the in-process backend, `memory://`.
+//! - `nats`: the NATS backend, `nats://`, with JetStream durable subscriptions.
 //! - `full`: every backend.
 //! - `conformance`: the behaviour suite every backend must pass
 //!   ([`conformance`]), for adapters written outside this crate.
@@ -70,6 +71,11 @@ pub mod wire;
 #[path = "../adapters/memory/mod.rs"]
 pub mod memory;
 
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+#[path = "../adapters/nats/mod.rs"]
+pub mod nats;
+
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
@@ -77,7 +83,9 @@ pub mod conformance;
 pub use bus::{Bus, DEFAULT_REQUEST_TIMEOUT};
 pub use capabilities::{Capabilities, Support};
 pub use config::{Config, DEFAULT_URL, URL_ENV};
-pub use connect::{backends, connect, enabled_backends, BackendInfo, ConnectFn, ConnectFuture};
+pub use connect::{
+    backends, connect, enabled_backends, BackendInfo, ConnectFn, ConnectFuture, Endpoint,
+};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use headers::Headers;
 pub use incoming::{Acker, Incoming, Responder};

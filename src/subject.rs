@@ -150,6 +150,29 @@ pub fn matches(pattern: &str, subject: &str) -> bool {
     subject_tokens.next().is_none()
 }
 
+/// Whether every subject matched by `inner` is also matched by `outer`
+/// (both valid patterns; a concrete subject is a pattern that matches itself).
+///
+/// ```
+/// use switchboard::subject::covers;
+/// assert!(covers("orders.>", "orders.*.created"));
+/// assert!(covers("orders.*", "orders.eu"));
+/// assert!(!covers("orders.*", "orders.>"));
+/// ```
+pub fn covers(outer: &str, inner: &str) -> bool {
+    let mut inner_tokens = inner.split('.');
+    for outer_token in outer.split('.') {
+        match (outer_token, inner_tokens.next()) {
+            (WILDCARD_TAIL, Some(_)) => return true,
+            (_, Some(WILDCARD_TAIL)) | (_, None) => return false,
+            (WILDCARD_ONE, Some(_)) => {}
+            (literal, Some(token)) if literal == token => {}
+            _ => return false,
+        }
+    }
+    inner_tokens.next().is_none()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +216,19 @@ mod tests {
         assert!(matches(">", "anything.at.all"));
         assert!(is_pattern("a.*"));
         assert!(!is_pattern("a.b"));
+    }
+
+    #[test]
+    fn pattern_coverage() {
+        assert!(covers("a.b", "a.b"));
+        assert!(covers(">", "a.*.c"));
+        assert!(covers("a.*.c", "a.x.c"));
+        assert!(covers("a.*.c", "a.*.c"));
+        assert!(!covers("a.x.c", "a.*.c"));
+        assert!(covers("a.>", "a.>"));
+        assert!(!covers("a.*", "a.>"));
+        assert!(!covers("a.b", "a.b.c"));
+        assert!(!covers("a.b.c", "a.b"));
     }
 
     #[test]

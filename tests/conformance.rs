@@ -14,6 +14,8 @@ fn fixtures() -> Vec<Arc<dyn Fixture>> {
     vec![
         #[cfg(feature = "memory")]
         Arc::new(UrlFixture::new("memory", "memory://conformance")),
+        #[cfg(feature = "nats")]
+        Arc::new(UrlFixture::new("nats", "nats://127.0.0.1:4222")),
     ]
 }
 

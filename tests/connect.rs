@@ -25,6 +25,7 @@ async fn unknown_scheme_lists_known_ones() {
     }
 }
 
+#[cfg(not(feature = "nats"))]
 #[tokio::test]
 async fn nats_without_its_feature_names_the_feature() {
     let err = connect("nats://127.0.0.1:4222").await.unwrap_err();

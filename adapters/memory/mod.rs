@@ -10,23 +10,26 @@ use std::sync::Arc;
 
 pub use transport::{MemoryOptions, MemoryTransport, DEFAULT_BUFFER, DEFAULT_MAX_PAYLOAD};
 
-use crate::connect::ConnectFuture;
+use crate::connect::{ConnectFuture, Endpoint};
 use crate::error::{Error, Result};
-use crate::options::Options;
 
 /// The options `memory://` URLs accept.
 pub const OPTIONS: &[&str] = &["buffer", "max_payload"];
 
 /// Parses a `memory://[NAME][?buffer=N&max_payload=BYTES]` URL.
-pub fn parse_url(url: &url::Url, mut options: Options) -> Result<(String, MemoryOptions)> {
-    if url.cannot_be_a_base() {
-        return Err(Error::config(format!(
-            "memory URL must look like memory://[NAME], got `{url}`"
-        )));
-    }
-    if url.port().is_some() || !url.username().is_empty() || url.password().is_some() {
+pub fn parse_url(endpoint: Endpoint) -> Result<(String, MemoryOptions)> {
+    let Endpoint {
+        url,
+        hosts,
+        mut options,
+    } = endpoint;
+    if hosts.len() > 1
+        || url.port().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
         return Err(Error::config(
-            "memory URL takes only a hub name: memory://[NAME] (no port or credentials)",
+            "memory URL takes only a hub name: memory://[NAME] (no port, host list or credentials)",
         ));
     }
     if !matches!(url.path(), "" | "/") {
@@ -51,9 +54,9 @@ pub fn parse_url(url: &url::Url, mut options: Options) -> Result<(String, Memory
 }
 
 /// The scheme table's entry point for `memory://`.
-pub(crate) fn connect_boxed(url: url::Url, options: Options) -> ConnectFuture {
+pub(crate) fn connect_boxed(endpoint: Endpoint) -> ConnectFuture {
     Box::pin(async move {
-        let (name, settings) = parse_url(&url, options)?;
+        let (name, settings) = parse_url(endpoint)?;
         let transport: Arc<dyn crate::Transport> =
             Arc::new(MemoryTransport::with_options(&name, settings));
         Ok(transport)

@@ -1,0 +1,30 @@
+//! NATS backend (`nats://`): core request/reply and pub/sub on `async-nats`,
+//! with JetStream durable subscriptions when `?jetstream=STREAM` is given.
+//!
+//! See `adapters/nats/docs.md` for every option, the capabilities and the
+//! delivery guarantees of each mode.
+
+mod convert;
+mod jetstream;
+mod settings;
+mod transport;
+
+use std::sync::Arc;
+
+pub use settings::{
+    JetStreamSettings, NatsSettings, DEFAULT_ACK_WAIT, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_PUBLISH_TIMEOUT, DEFAULT_RECONNECT_DELAY_MAX, OPTIONS,
+};
+pub use transport::NatsTransport;
+
+use crate::connect::{ConnectFuture, Endpoint};
+
+/// The scheme table's entry point for `nats://`.
+pub(crate) fn connect_boxed(endpoint: Endpoint) -> ConnectFuture {
+    Box::pin(async move {
+        let settings = NatsSettings::from_endpoint(endpoint)?;
+        let transport: Arc<dyn crate::Transport> =
+            Arc::new(NatsTransport::connect(settings).await?);
+        Ok(transport)
+    })
+}

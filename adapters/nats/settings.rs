@@ -1,0 +1,227 @@
+//! `nats://` URL options, read strictly: every option is documented in `docs.md`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::connect::Endpoint;
+use crate::error::{Error, Result};
+use crate::subject;
+
+/// The options `nats://` URLs accept (besides the core `request_timeout`).
+pub const OPTIONS: &[&str] = &[
+    "name",
+    "token",
+    "creds",
+    "connect_timeout",
+    "max_reconnects",
+    "reconnect_delay_max",
+    "publish_timeout",
+    "jetstream",
+    "jetstream_subjects",
+    "ack_wait",
+];
+
+/// Default time allowed to establish the first connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default longest wait between reconnect attempts.
+pub const DEFAULT_RECONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
+/// Default bound on one publish, including a JetStream acknowledgement.
+pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time JetStream waits for an ack before redelivering.
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// Settings of a NATS connection.
+#[derive(Debug, Clone)]
+pub struct NatsSettings {
+    /// `host:port` of every seed server.
+    pub servers: Vec<String>,
+    /// Client name shown by the server (`name`).
+    pub name: Option<String>,
+    /// User and password from the URL's userinfo.
+    pub user_password: Option<(String, String)>,
+    /// Token authentication (`token`).
+    pub token: Option<String>,
+    /// Path of a `.creds` file (`creds`).
+    pub creds: Option<PathBuf>,
+    /// Time allowed for the first connection (`connect_timeout`).
+    pub connect_timeout: Duration,
+    /// Reconnect attempts before giving up; `None` retries forever (`max_reconnects`).
+    pub max_reconnects: Option<usize>,
+    /// Longest wait between reconnect attempts (`reconnect_delay_max`).
+    pub reconnect_delay_max: Duration,
+    /// Bound on one publish, including the JetStream ack (`publish_timeout`).
+    pub publish_timeout: Duration,
+    /// Durable mode, when `jetstream=STREAM` is given.
+    pub jetstream: Option<JetStreamSettings>,
+}
+
+/// Durable mode: which stream, which subjects it captures, how redelivery works.
+#[derive(Debug, Clone)]
+pub struct JetStreamSettings {
+    /// The stream's name (`jetstream`).
+    pub stream: String,
+    /// Subjects the stream captures (`jetstream_subjects`, comma separated);
+    /// empty means "use the existing stream's subjects".
+    pub subjects: Vec<String>,
+    /// Redelivery delay for messages not acknowledged (`ack_wait`).
+    pub ack_wait: Duration,
+}
+
+impl NatsSettings {
+    /// Reads a `nats://` endpoint.
+    pub fn from_endpoint(endpoint: Endpoint) -> Result<Self> {
+        let Endpoint {
+            url,
+            hosts,
+            mut options,
+        } = endpoint;
+        if hosts.is_empty() {
+            return Err(Error::config(
+                "nats URL needs at least one server: nats://HOST:PORT[,HOST:PORT]",
+            ));
+        }
+        if !matches!(url.path(), "" | "/") {
+            return Err(Error::config(format!(
+                "nats URL takes no path (got `{}`)",
+                url.path()
+            )));
+        }
+        let servers = hosts
+            .iter()
+            .map(|host| {
+                if host
+                    .rsplit_once(':')
+                    .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
+                {
+                    host.clone()
+                } else {
+                    format!("{host}:4222")
+                }
+            })
+            .collect();
+        let user_password = match (url.username(), url.password()) {
+            ("", None) => None,
+            (user, password) => Some((
+                percent_decode(user)?,
+                percent_decode(password.unwrap_or(""))?,
+            )),
+        };
+        let jetstream = match options.take("jetstream") {
+            None => {
+                if options.take("jetstream_subjects").is_some()
+                    || options.take("ack_wait").is_some()
+                {
+                    return Err(Error::config(
+                        "options `jetstream_subjects` and `ack_wait` need `jetstream=STREAM`",
+                    ));
+                }
+                None
+            }
+            Some(stream) => Some(JetStreamSettings {
+                subjects: parse_subjects(options.take("jetstream_subjects"))?,
+                ack_wait: options
+                    .take_duration("ack_wait")?
+                    .unwrap_or(DEFAULT_ACK_WAIT),
+                stream: validate_stream_name(stream)?,
+            }),
+        };
+        let settings = NatsSettings {
+            servers,
+            name: options.take("name"),
+            user_password,
+            token: options.take("token"),
+            creds: options.take("creds").map(PathBuf::from),
+            connect_timeout: options
+                .take_duration("connect_timeout")?
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            max_reconnects: options.take_parsed("max_reconnects")?,
+            reconnect_delay_max: options
+                .take_duration("reconnect_delay_max")?
+                .unwrap_or(DEFAULT_RECONNECT_DELAY_MAX),
+            publish_timeout: options
+                .take_duration("publish_timeout")?
+                .unwrap_or(DEFAULT_PUBLISH_TIMEOUT),
+            jetstream,
+        };
+        options.finish("nats://", OPTIONS)?;
+        Ok(settings)
+    }
+}
+
+fn parse_subjects(raw: Option<String>) -> Result<Vec<String>> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .map(|pattern| {
+            subject::validate_pattern(pattern)
+                .map_err(|e| Error::config(format!("option `jetstream_subjects`: {e}")))?;
+            Ok(pattern.to_owned())
+        })
+        .collect()
+}
+
+fn validate_stream_name(name: String) -> Result<String> {
+    subject::validate_group(&name).map_err(|_| {
+        Error::config(format!(
+            "option `jetstream`: stream name `{name}` must be letters, digits, `-` or `_`"
+        ))
+    })?;
+    Ok(name)
+}
+
+fn percent_decode(text: &str) -> Result<String> {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| Error::config("URL credentials are not valid UTF-8 after percent-decoding"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(url: &str) -> Result<NatsSettings> {
+        NatsSettings::from_endpoint(Endpoint::parse(url)?)
+    }
+
+    #[test]
+    fn reads_every_option() {
+        let s = settings(
+            "nats://alice:p%40ss@a:4222,b?name=orders&connect_timeout=2s&max_reconnects=3\
+             &reconnect_delay_max=500ms&publish_timeout=1s&jetstream=ORDERS\
+             &jetstream_subjects=orders.>,payments.*&ack_wait=10s",
+        )
+        .unwrap();
+        assert_eq!(s.servers, ["a:4222", "b:4222"]);
+        assert_eq!(s.user_password, Some(("alice".into(), "p@ss".into())));
+        assert_eq!(s.name.as_deref(), Some("orders"));
+        assert_eq!(s.connect_timeout, Duration::from_secs(2));
+        assert_eq!(s.max_reconnects, Some(3));
+        assert_eq!(s.publish_timeout, Duration::from_secs(1));
+        let js = s.jetstream.unwrap();
+        assert_eq!(js.stream, "ORDERS");
+        assert_eq!(js.subjects, ["orders.>", "payments.*"]);
+        assert_eq!(js.ack_wait, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn rejects_bad_options() {
+        for (url, expected) in [
+            ("nats://", "at least one server"),
+            ("nats://a:4222/path", "no path"),
+            ("nats://a?jetstream=bad.name", "stream name"),
+            (
+                "nats://a?jetstream=S&jetstream_subjects=a..b",
+                "jetstream_subjects",
+            ),
+            ("nats://a?ack_wait=5s", "need `jetstream=STREAM`"),
+            ("nats://a?connect_timeout=fast", "connect_timeout"),
+            ("nats://a?max_reconnects=-1", "max_reconnects"),
+            ("nats://a?colour=blue", "unknown option `colour`"),
+        ] {
+            let err = settings(url).unwrap_err();
+            assert!(err.to_string().contains(expected), "{url}: {err}");
+        }
+    }
+}

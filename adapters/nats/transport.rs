@@ -1,0 +1,260 @@
+//! `NatsTransport`: core NATS request/reply and pub/sub, JetStream where configured.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use super::convert::{self, BACKEND};
+use super::jetstream::JetStream;
+use super::settings::NatsSettings;
+use crate::capabilities::{Capabilities, Support};
+use crate::drain::DrainGate;
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::subscription::Subscription;
+use crate::transport::Transport;
+
+/// A connection to a NATS server or cluster.
+pub struct NatsTransport {
+    client: async_nats::Client,
+    gate: DrainGate,
+    publish_timeout: Duration,
+    jetstream: Option<JetStream>,
+    capabilities: Capabilities,
+}
+
+impl NatsTransport {
+    /// Connects with `settings`; fails with [`Error::Connect`] if no server answers
+    /// within the connect timeout.
+    pub async fn connect(settings: NatsSettings) -> Result<Self> {
+        let shown_url = format!("nats://{}", settings.servers.join(","));
+        let connect_error = |source: crate::BoxError| Error::Connect {
+            url: shown_url.clone(),
+            source,
+        };
+        let servers = settings
+            .servers
+            .iter()
+            .map(|host| format!("nats://{host}").parse::<async_nats::ServerAddr>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::config(format!("nats server address: {e}")))?;
+        let delay_max = settings.reconnect_delay_max;
+        let mut options = async_nats::ConnectOptions::new()
+            .connection_timeout(settings.connect_timeout)
+            .max_reconnects(settings.max_reconnects)
+            .reconnect_delay_callback(move |attempts| reconnect_delay(attempts, delay_max))
+            .event_callback(|event| async move { log_event(event) });
+        if let Some(name) = &settings.name {
+            options = options.name(name);
+        }
+        if let Some(token) = &settings.token {
+            options = options.token(token.clone());
+        }
+        if let Some((user, password)) = &settings.user_password {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(path) = &settings.creds {
+            options = options.credentials_file(path).await.map_err(|e| {
+                Error::config(format!(
+                    "option `creds`: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+        let client = tokio::time::timeout(settings.connect_timeout, options.connect(servers))
+            .await
+            .map_err(|_| connect_error("timed out".into()))?
+            .map_err(|e| connect_error(e.into()))?;
+        let jetstream = match &settings.jetstream {
+            Some(js) => Some(JetStream::open(&client, js).await?),
+            None => None,
+        };
+        let mut capabilities = Capabilities::full(BACKEND, client.server_info().max_payload);
+        if jetstream.is_none() {
+            capabilities.acknowledgements = Support::No(
+                "core NATS is at-most-once; connect with ?jetstream=STREAM for acknowledged, redelivered subscriptions",
+            );
+        }
+        Ok(NatsTransport {
+            client,
+            gate: DrainGate::new(),
+            publish_timeout: settings.publish_timeout,
+            jetstream,
+            capabilities,
+        })
+    }
+
+    /// The underlying `async-nats` client, for what switchboard does not cover.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// Waits until the server has processed everything this client sent before,
+    /// by a request nobody can answer: NATS replies "no responders" in order.
+    async fn sync_with_server(&self) -> Result<()> {
+        let probe = async_nats::Request::new()
+            .payload(Bytes::new())
+            .timeout(Some(self.publish_timeout));
+        match self
+            .client
+            .send_request(self.client.new_inbox(), probe)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) if err.kind() == async_nats::RequestErrorKind::NoResponders => Ok(()),
+            Err(err) => Err(Error::backend(BACKEND, err)),
+        }
+    }
+
+    fn bounded_publish_error(&self, subject: &str) -> Error {
+        Error::Timeout {
+            subject: subject.to_owned(),
+            timeout: self.publish_timeout,
+        }
+    }
+}
+
+/// Exponential backoff between reconnect attempts, capped at `max`.
+fn reconnect_delay(attempts: usize, max: Duration) -> Duration {
+    let exponent = attempts.min(16) as u32;
+    Duration::from_millis(50u64.saturating_mul(1 << exponent)).min(max)
+}
+
+fn log_event(event: async_nats::Event) {
+    match event {
+        async_nats::Event::Disconnected => tracing::warn!("nats: disconnected, reconnecting"),
+        async_nats::Event::Connected => tracing::info!("nats: connected"),
+        async_nats::Event::SlowConsumer(sid) => {
+            tracing::warn!(
+                sid,
+                "nats: slow consumer, the server dropped messages for it"
+            )
+        }
+        async_nats::Event::ServerError(_) | async_nats::Event::ClientError(_) => {
+            tracing::warn!(%event, "nats: connection error")
+        }
+        other => tracing::debug!(event = %other, "nats: connection event"),
+    }
+}
+
+#[async_trait]
+impl Transport for NatsTransport {
+    async fn request(&self, subject: &str, message: Message, timeout: Duration) -> Result<Message> {
+        let _in_flight = self.gate.enter()?;
+        if let Some(jetstream) = &self.jetstream {
+            jetstream.reject_request(subject)?;
+        }
+        let sizes = (message.payload.len(), self.capabilities.max_payload);
+        let mut request = async_nats::Request::new()
+            .payload(message.payload)
+            .timeout(Some(timeout));
+        if let Some(headers) = convert::to_header_map(&message.headers) {
+            request = request.headers(headers);
+        }
+        // The outer bound also covers queueing the request while disconnected.
+        let sent = tokio::time::timeout(
+            timeout,
+            self.client.send_request(subject.to_owned(), request),
+        );
+        match sent.await {
+            Ok(Ok(reply)) => Ok(Message {
+                payload: reply.payload,
+                headers: convert::from_header_map(reply.headers),
+            }),
+            Ok(Err(err)) => Err(convert::request_error(err, subject, timeout, sizes)),
+            Err(_) => Err(Error::Timeout {
+                subject: subject.to_owned(),
+                timeout,
+            }),
+        }
+    }
+
+    async fn publish(&self, subject: &str, message: Message) -> Result<()> {
+        let _in_flight = self.gate.enter()?;
+        let publish = async {
+            match &self.jetstream {
+                Some(jetstream) if jetstream.captures(subject) => {
+                    jetstream.publish(subject, message).await
+                }
+                _ => convert::publish_core(&self.client, subject.to_owned().into(), message).await,
+            }
+        };
+        tokio::time::timeout(self.publish_timeout, publish)
+            .await
+            .map_err(|_| self.bounded_publish_error(subject))?
+    }
+
+    async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {
+        let _in_flight = self.gate.enter()?;
+        if let Some(jetstream) = &self.jetstream {
+            if jetstream.covers(subject) {
+                return jetstream.subscribe(subject, group).await;
+            }
+        }
+        let subscriber = match group {
+            Some(group) => {
+                self.client
+                    .queue_subscribe(subject.to_owned(), group.to_owned())
+                    .await
+            }
+            None => self.client.subscribe(subject.to_owned()).await,
+        }
+        .map_err(|e| Error::backend(BACKEND, e))?;
+        self.sync_with_server().await?;
+        let client = self.client.clone();
+        let stream = subscriber.map(move |message| convert::incoming(message, &client));
+        Ok(Subscription::new(subject, group.map(str::to_owned), stream))
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.gate.close().await {
+            // Everything published is on the wire before the connection drains and closes.
+            if let Err(err) = self.client.flush().await {
+                tracing::warn!(error = %err, "nats: flush before close failed");
+            }
+            self.client
+                .drain()
+                .await
+                .map_err(|e| Error::backend(BACKEND, e))?;
+        }
+        Ok(())
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+}
+
+impl Drop for NatsTransport {
+    fn drop(&mut self) {
+        // Publishes return once queued in the client; without this, dropping the
+        // transport instead of closing it would discard what is still queued.
+        if self.gate.is_closed() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let client = self.client.clone();
+            runtime.spawn(async move {
+                if let Err(err) = client.flush().await {
+                    tracing::warn!(error = %err, "nats: flush on drop failed");
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_delay_grows_then_caps() {
+        let max = Duration::from_secs(2);
+        assert_eq!(reconnect_delay(0, max), Duration::from_millis(50));
+        assert_eq!(reconnect_delay(3, max), Duration::from_millis(400));
+        assert_eq!(reconnect_delay(10, max), max);
+        assert_eq!(reconnect_delay(usize::MAX, max), max);
+    }
+}

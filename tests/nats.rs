@@ -1,0 +1,500 @@
+//! NATS behaviour beyond the conformance suite: JetStream durability,
+//! redelivery, and a server restarted under a running publisher/subscriber pair.
+//!
+//! Uses the shared server on 127.0.0.1:4222 and, for restarts, private
+//! `nats-server` processes on free loopback ports. Without a server these tests
+//! are skipped with a message, unless `CI=true`, where they fail.
+#![cfg(feature = "nats")]
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use switchboard::{connect, Bus, ErrorKind, Message};
+
+const SHARED_URL: &str = "nats://127.0.0.1:4222";
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Skips (returns `None`) when the shared server is down outside CI; panics under CI.
+async fn shared(options: &str) -> Option<Bus> {
+    match connect(&format!("{SHARED_URL}{options}")).await {
+        Ok(bus) => Some(bus),
+        Err(err) if ci() => panic!("NATS at {SHARED_URL} is unreachable and CI=true: {err}"),
+        Err(err) => {
+            eprintln!("skipped: NATS at {SHARED_URL} is unreachable ({err})");
+            None
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// Deletes a test stream through the raw client, so reruns start clean.
+async fn delete_stream(stream: &str) {
+    if let Ok(client) = async_nats::connect(SHARED_URL).await {
+        let _ = async_nats::jetstream::new(client)
+            .delete_stream(stream)
+            .await;
+    }
+}
+
+async fn next_within(
+    sub: &mut switchboard::Subscription,
+    within: Duration,
+) -> Option<switchboard::Incoming> {
+    tokio::time::timeout(within, sub.next())
+        .await
+        .ok()
+        .flatten()
+}
+
+#[tokio::test]
+async fn durable_subscriber_gets_what_was_published_while_it_was_down() {
+    let stream = unique("SBDURABLE");
+    let subjects = unique("durable");
+    let url = format!("?jetstream={stream}&jetstream_subjects={subjects}.>&ack_wait=1s");
+    let Some(publisher) = shared(&url).await else {
+        return;
+    };
+    let subscriber = shared(&url).await.unwrap();
+    let subject = format!("{subjects}.orders");
+
+    // The first subscription creates the durable consumer; then the subscriber goes away.
+    drop(
+        subscriber
+            .queue_subscribe(&subject, "billing")
+            .await
+            .unwrap(),
+    );
+    for i in 0..20 {
+        publisher
+            .publish(&subject, Message::new(i.to_string()))
+            .await
+            .unwrap();
+    }
+
+    let mut back = subscriber
+        .queue_subscribe(&subject, "billing")
+        .await
+        .unwrap();
+    let mut received = BTreeSet::new();
+    while received.len() < 20 {
+        let mut incoming = next_within(&mut back, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("only {} of 20 delivered after restart", received.len()));
+        received.insert(String::from_utf8(incoming.payload().to_vec()).unwrap());
+        incoming.ack().await.unwrap();
+    }
+    assert_eq!(received, (0..20).map(|i| i.to_string()).collect());
+
+    // Everything was acknowledged: a restarted subscriber gets nothing again.
+    drop(back);
+    let mut again = subscriber
+        .queue_subscribe(&subject, "billing")
+        .await
+        .unwrap();
+    assert!(
+        next_within(&mut again, Duration::from_secs(2))
+            .await
+            .is_none(),
+        "an acknowledged message was redelivered"
+    );
+    drop(again);
+    delete_stream(&stream).await;
+}
+
+#[tokio::test]
+async fn unacknowledged_and_nacked_messages_are_redelivered() {
+    let stream = unique("SBREDELIVER");
+    let subjects = unique("redeliver");
+    let url = format!("?jetstream={stream}&jetstream_subjects={subjects}.>&ack_wait=1s");
+    let Some(bus) = shared(&url).await else {
+        return;
+    };
+    let subject = format!("{subjects}.jobs");
+    let mut sub = bus.queue_subscribe(&subject, "workers").await.unwrap();
+    bus.publish(&subject, Message::new("job-1")).await.unwrap();
+
+    // Nack: delivered again at once.
+    let mut first = next_within(&mut sub, Duration::from_secs(10))
+        .await
+        .expect("delivered");
+    assert_eq!(first.payload(), b"job-1");
+    first.nack().await.unwrap();
+    let second = next_within(&mut sub, Duration::from_secs(10))
+        .await
+        .expect("redelivered after nack");
+    assert_eq!(second.payload(), b"job-1");
+
+    // No ack at all (a crash before ack): delivered again after ack_wait, even to a new subscriber.
+    drop(second);
+    drop(sub);
+    let mut restarted = bus.queue_subscribe(&subject, "workers").await.unwrap();
+    let mut third = next_within(&mut restarted, Duration::from_secs(10))
+        .await
+        .expect("redelivered after ack_wait");
+    assert_eq!(third.payload(), b"job-1");
+    third.ack().await.unwrap();
+    assert!(next_within(&mut restarted, Duration::from_secs(2))
+        .await
+        .is_none());
+    drop(restarted);
+    delete_stream(&stream).await;
+}
+
+#[tokio::test]
+async fn requests_on_stream_subjects_are_refused_and_others_work() {
+    let stream = unique("SBREQ");
+    let subjects = unique("captured");
+    let url = format!("?jetstream={stream}&jetstream_subjects={subjects}.>");
+    let Some(bus) = shared(&url).await else {
+        return;
+    };
+    let err = bus
+        .request(&format!("{subjects}.rpc"), Message::new("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    // Outside the stream, request/reply is core NATS as usual.
+    let err = bus
+        .request(&unique("free.rpc").replace('-', "_"), Message::new("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NoResponders, "{err}");
+    delete_stream(&stream).await;
+}
+
+#[tokio::test]
+async fn missing_stream_without_subjects_is_a_config_error() {
+    if shared("").await.is_none() {
+        return;
+    }
+    let err = connect(&format!("{SHARED_URL}?jetstream={}", unique("SBMISSING")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err}");
+    assert!(err.to_string().contains("jetstream_subjects"), "{err}");
+}
+
+#[tokio::test]
+async fn unreachable_server_is_a_connect_error_not_a_hang() {
+    let port = free_port();
+    let started = Instant::now();
+    let err = connect(&format!("nats://127.0.0.1:{port}?connect_timeout=500ms"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// A private `nats-server` on a free loopback port, with its own JetStream store.
+struct PrivateServer {
+    port: u16,
+    store: tempfile::TempDir,
+    process: Option<Child>,
+}
+
+impl PrivateServer {
+    /// Starts one, or returns `None` (skip) when the binary is missing outside CI.
+    fn start() -> Option<Self> {
+        let binary = nats_server_binary()?;
+        let mut server = PrivateServer {
+            port: free_port(),
+            store: tempfile::tempdir().unwrap(),
+            process: None,
+        };
+        server.process = Some(spawn_server(&binary, server.port, server.store.path()));
+        Some(server)
+    }
+
+    fn url(&self, options: &str) -> String {
+        format!(
+            "nats://127.0.0.1:{}?reconnect_delay_max=100ms&connect_timeout=2s{options}",
+            self.port
+        )
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        let binary = nats_server_binary().unwrap();
+        self.process = Some(spawn_server(&binary, self.port, self.store.path()));
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn nats_server_binary() -> Option<String> {
+    for candidate in [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "/usr/local/bin/nats-server",
+    ] {
+        if std::path::Path::new(candidate).exists() {
+            return Some(candidate.to_owned());
+        }
+    }
+    if ci() {
+        panic!("nats-server binary not found and CI=true");
+    }
+    eprintln!("skipped: nats-server binary not found");
+    None
+}
+
+fn spawn_server(binary: &str, port: u16, store: &std::path::Path) -> Child {
+    let child = Command::new(binary)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nats-server");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// How long the private server stays down during the fault tests.
+const OUTAGE: Duration = Duration::from_millis(500);
+
+/// Publishes `count` numbered events, one every `interval`, while the server
+/// is stopped for [`OUTAGE`] a third of the way in and then started again. A
+/// publish that fails is retried (with the same number) until it is accepted:
+/// what is accepted is what must arrive. Returns the server, the number at
+/// which the outage began, and how many attempts failed.
+async fn publish_through_restart(
+    server: PrivateServer,
+    publisher: &Bus,
+    subject: &str,
+    count: u32,
+    interval: Duration,
+) -> (PrivateServer, u32, u32) {
+    let mut failed_attempts = 0;
+    let mut server = Some(server);
+    let mut restart = None;
+    for seq in 0..count {
+        if seq == count / 3 {
+            let mut server = server.take().unwrap();
+            restart = Some(tokio::task::spawn_blocking(move || {
+                server.stop();
+                std::thread::sleep(OUTAGE);
+                server.restart();
+                server
+            }));
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Err(err) = publisher
+            .publish(subject, Message::new(seq.to_string()))
+            .await
+        {
+            assert!(
+                matches!(
+                    err.kind(),
+                    ErrorKind::Timeout | ErrorKind::Backend | ErrorKind::Closed
+                ),
+                "unclear error during the outage: {err:?}"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "publishing never recovered: {err}"
+            );
+            failed_attempts += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(interval).await;
+    }
+    let server = restart.unwrap().await.unwrap();
+    (server, count / 3, failed_attempts)
+}
+
+async fn collect(sub: &mut switchboard::Subscription, until_quiet: Duration) -> BTreeSet<u32> {
+    let mut seen = BTreeSet::new();
+    while let Some(mut incoming) = next_within(sub, until_quiet).await {
+        seen.insert(
+            std::str::from_utf8(incoming.payload())
+                .unwrap()
+                .parse()
+                .unwrap(),
+        );
+        incoming.ack().await.unwrap();
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn core_mode_resumes_after_a_server_restart_and_reports_loss() {
+    const COUNT: u32 = 600;
+    let Some(server) = PrivateServer::start() else {
+        return;
+    };
+    let url = server.url("&publish_timeout=500ms");
+    let publisher = connect(&url).await.unwrap();
+    let subscriber = connect(&url).await.unwrap();
+    let mut sub = subscriber.subscribe("fault.core").await.unwrap();
+    let collecting = tokio::spawn(async move {
+        let seen = collect(&mut sub, Duration::from_secs(3)).await;
+        (seen, sub)
+    });
+    let (_server, restarted_at, failed) = publish_through_restart(
+        server,
+        &publisher,
+        "fault.core",
+        COUNT,
+        Duration::from_millis(2),
+    )
+    .await;
+    let (seen, _sub) = collecting.await.unwrap();
+    let lost = COUNT - seen.len() as u32;
+    println!(
+        "core NATS: {lost} of {COUNT} events lost across a {OUTAGE:?} server outage from event {restarted_at} \
+         ({failed} publish attempts failed and were retried)"
+    );
+    assert!(
+        seen.iter().any(|&seq| seq > restarted_at + 10),
+        "the subscriber did not resume after the restart (received {} events)",
+        seen.len()
+    );
+    assert!(
+        seen.contains(&(COUNT - 1)),
+        "the last event was lost after recovery"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_mode_loses_nothing_across_a_server_restart() {
+    const COUNT: u32 = 600;
+    let Some(server) = PrivateServer::start() else {
+        return;
+    };
+    let url =
+        server.url("&publish_timeout=1s&jetstream=FAULT&jetstream_subjects=fault.>&ack_wait=2s");
+    let publisher = connect(&url).await.unwrap();
+    let subscriber = connect(&url).await.unwrap();
+    let mut sub = subscriber
+        .queue_subscribe("fault.durable", "pair")
+        .await
+        .unwrap();
+    let collecting = tokio::spawn(async move {
+        let seen = collect(&mut sub, Duration::from_secs(8)).await;
+        (seen, sub)
+    });
+    let (_server, restarted_at, failed) = publish_through_restart(
+        server,
+        &publisher,
+        "fault.durable",
+        COUNT,
+        Duration::from_millis(2),
+    )
+    .await;
+    let (seen, _sub) = collecting.await.unwrap();
+    let missing: Vec<u32> = (0..COUNT).filter(|seq| !seen.contains(seq)).collect();
+    println!(
+        "JetStream: {} of {COUNT} events delivered across a {OUTAGE:?} outage from event {restarted_at} \
+         ({failed} publish attempts failed and were retried)",
+        seen.len()
+    );
+    assert!(missing.is_empty(), "accepted events were lost: {missing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_during_an_outage_fail_within_their_timeout_then_recover() {
+    let Some(mut server) = PrivateServer::start() else {
+        return;
+    };
+    let url = server.url("&publish_timeout=300ms");
+    let responder = connect(&url).await.unwrap();
+    let requester = connect(&url).await.unwrap();
+    let mut sub = responder.subscribe("outage.echo").await.unwrap();
+    tokio::spawn(async move {
+        while let Some(mut incoming) = sub.next().await {
+            let reply = incoming.take_message();
+            let _ = incoming.reply(reply).await;
+        }
+    });
+    requester
+        .request("outage.echo", Message::new("up"))
+        .await
+        .unwrap();
+
+    server.stop();
+    let started = Instant::now();
+    let err = requester
+        .request_with_timeout(
+            "outage.echo",
+            Message::new("down"),
+            Duration::from_millis(500),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Timeout | ErrorKind::Backend),
+        "unclear error while the server is down: {err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "request hung past its timeout"
+    );
+
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match requester
+            .request_with_timeout(
+                "outage.echo",
+                Message::new("back"),
+                Duration::from_millis(500),
+            )
+            .await
+        {
+            Ok(reply) => {
+                assert_eq!(reply.payload, "back");
+                break;
+            }
+            Err(err) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "never recovered after restart: {err}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
