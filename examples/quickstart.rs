@@ -1,5 +1,6 @@
 //! Two services and a client, written once, run on whatever `SWITCHBOARD_URL` names
-//! (default `memory://`):
+//! (default `memory://`), or per service `SWITCHBOARD_URL_ORDERS`,
+//! `SWITCHBOARD_URL_SHIPPING`, `SWITCHBOARD_URL_CLIENT`:
 //!
 //! - `orders` answers `orders.place` requests (synchronous style) and publishes
 //!   `orders.placed` events (asynchronous style);
@@ -9,6 +10,10 @@
 //! ```text
 //! cargo run --example quickstart
 //! SWITCHBOARD_URL=nats://127.0.0.1:4222 cargo run --example quickstart --features nats
+//! SWITCHBOARD_URL_ORDERS=http://127.0.0.1:7001 \
+//! SWITCHBOARD_URL_SHIPPING=http://127.0.0.1:7002?peers=http://127.0.0.1:7001 \
+//! SWITCHBOARD_URL_CLIENT=http://127.0.0.1:7003?peers=http://127.0.0.1:7001 \
+//!   cargo run --example quickstart --features http
 //! ```
 
 use std::time::Duration;
@@ -51,11 +56,13 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let config = Config::from_env()?;
-    println!("switchboard quickstart on {}", config.url);
+    println!(
+        "switchboard quickstart on {}",
+        Config::for_service("orders")?.url
+    );
 
     // Service 1: orders. Each service gets its own connection, as separate processes would.
-    let orders_bus = config.connect().await?;
+    let orders_bus = Config::for_service("orders")?.connect().await?;
     let events = orders_bus.clone();
     let orders = Service::new("orders", orders_bus.clone())
         .on_request("orders.place", move |order: PlaceOrder| {
@@ -82,7 +89,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
 
     // Service 2: shipping, reacting to events.
-    let shipping_bus = config.connect().await?;
+    let shipping_bus = Config::for_service("shipping")?.connect().await?;
     let (shipped_tx, mut shipped_rx) = tokio::sync::mpsc::unbounded_channel();
     let shipping = Service::new("shipping", shipping_bus.clone())
         .on_event("orders.placed", move |placed: OrderPlaced| {
@@ -96,7 +103,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
 
     // A client: request/reply, then the event it caused.
-    let client = config.connect().await?;
+    let client = Config::for_service("client")?.connect().await?;
     let order = PlaceOrder {
         item: "tea".into(),
         quantity: 2,

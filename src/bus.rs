@@ -70,6 +70,11 @@ impl Bus {
         self.transport.capabilities()
     }
 
+    /// The address this service's own server listens on (HTTP backend); `None` elsewhere.
+    pub fn local_address(&self) -> Option<std::net::SocketAddr> {
+        self.transport.local_address()
+    }
+
     /// The backend's name (`memory`, `http`, `nats`, `kafka`).
     pub fn backend(&self) -> &'static str {
         self.capabilities().backend

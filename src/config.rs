@@ -61,11 +61,30 @@ impl Config {
 
     /// Reads `SWITCHBOARD_URL` (default `memory://`).
     pub fn from_env() -> Result<Self> {
-        match std::env::var(URL_ENV) {
+        Self::from_var(URL_ENV)
+    }
+
+    /// The configuration of one service: `SWITCHBOARD_URL_<SERVICE>` (upper
+    /// case, `-` as `_`, e.g. `SWITCHBOARD_URL_ORDERS`) if set, else
+    /// `SWITCHBOARD_URL`, else `memory://`. Lets services in one process get
+    /// different URLs, as the HTTP backend needs (one listen port each).
+    pub fn for_service(service: &str) -> Result<Self> {
+        let name = format!(
+            "{URL_ENV}_{}",
+            service.to_ascii_uppercase().replace('-', "_")
+        );
+        match std::env::var_os(&name) {
+            Some(_) => Self::from_var(&name),
+            None => Self::from_env(),
+        }
+    }
+
+    fn from_var(name: &str) -> Result<Self> {
+        match std::env::var(name) {
             Ok(url) if !url.trim().is_empty() => Ok(Config::new(url.trim())),
             Ok(_) | Err(std::env::VarError::NotPresent) => Ok(Config::default()),
             Err(std::env::VarError::NotUnicode(_)) => {
-                Err(Error::config(format!("{URL_ENV} is not valid UTF-8")))
+                Err(Error::config(format!("{name} is not valid UTF-8")))
             }
         }
     }

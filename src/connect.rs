@@ -92,6 +92,11 @@ const MEMORY_CONNECT: Option<ConnectFn> = Some(crate::memory::connect_boxed);
 #[cfg(not(feature = "memory"))]
 const MEMORY_CONNECT: Option<ConnectFn> = None;
 
+#[cfg(feature = "http")]
+const HTTP_CONNECT: Option<ConnectFn> = Some(crate::http::connect_boxed);
+#[cfg(not(feature = "http"))]
+const HTTP_CONNECT: Option<ConnectFn> = None;
+
 #[cfg(feature = "nats")]
 const NATS_CONNECT: Option<ConnectFn> = Some(crate::nats::connect_boxed);
 #[cfg(not(feature = "nats"))]
@@ -108,7 +113,7 @@ const BACKENDS: &[BackendInfo] = &[
         name: "http",
         schemes: &["http"],
         feature: "http",
-        connect: None,
+        connect: HTTP_CONNECT,
     },
     BackendInfo {
         name: "nats",

@@ -126,6 +126,18 @@ pub enum Error {
         what: String,
     },
 
+    /// Some subscribers did not accept an event; every other subscriber did.
+    #[error(
+        "event on `{subject}` was not accepted by {}",
+        describe_failures(failed)
+    )]
+    Undelivered {
+        /// The subject of the event.
+        subject: String,
+        /// Who did not accept it, and why.
+        failed: Vec<DeliveryFailure>,
+    },
+
     /// The API was used in a way that cannot work, such as replying twice.
     #[error("{message}")]
     Usage {
@@ -142,6 +154,23 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+}
+
+/// One subscriber that did not accept an event (see [`Error::Undelivered`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryFailure {
+    /// Who it was (for HTTP, the peer's base URL).
+    pub peer: String,
+    /// Why it failed.
+    pub reason: String,
+}
+
+fn describe_failures(failed: &[DeliveryFailure]) -> String {
+    failed
+        .iter()
+        .map(|f| format!("{} ({})", f.peer, f.reason))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The kind of an [`Error`], without its data: what tests and retry policies match on.
@@ -170,6 +199,8 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// See [`Error::Unsupported`].
     Unsupported,
+    /// See [`Error::Undelivered`].
+    Undelivered,
     /// See [`Error::Usage`].
     Usage,
     /// See [`Error::Backend`].
@@ -193,6 +224,7 @@ impl Error {
             | Error::FeatureDisabled { .. } => ErrorKind::InvalidConfig,
             Error::PayloadTooLarge { .. } => ErrorKind::PayloadTooLarge,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::Undelivered { .. } => ErrorKind::Undelivered,
             Error::Usage { .. } => ErrorKind::Usage,
             Error::Backend { .. } => ErrorKind::Backend,
         }

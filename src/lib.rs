@@ -38,6 +38,7 @@
 //!
 //! # Feature flags
 //! - `memory` (default): the in-process backend, `memory://`.
+//! - `http`: the HTTP backend, `http://`: each service runs its own web server.
 //! - `nats`: the NATS backend, `nats://`, with JetStream durable subscriptions.
 //! - `full`: every backend.
 //! - `conformance`: the behaviour suite every backend must pass
@@ -58,6 +59,8 @@ pub mod drain;
 mod error;
 pub mod headers;
 mod incoming;
+#[allow(dead_code)] // Used by the memory and http backends; unused when neither is enabled.
+mod local;
 mod message;
 pub mod options;
 mod service;
@@ -70,6 +73,11 @@ pub mod wire;
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 #[path = "../adapters/memory/mod.rs"]
 pub mod memory;
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+#[path = "../adapters/http/mod.rs"]
+pub mod http;
 
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
@@ -86,7 +94,7 @@ pub use config::{Config, DEFAULT_URL, URL_ENV};
 pub use connect::{
     backends, connect, enabled_backends, BackendInfo, ConnectFn, ConnectFuture, Endpoint,
 };
-pub use error::{BoxError, Error, ErrorKind, Result};
+pub use error::{BoxError, DeliveryFailure, Error, ErrorKind, Result};
 pub use headers::Headers;
 pub use incoming::{Acker, Incoming, Responder};
 pub use message::Message;

@@ -44,4 +44,10 @@ pub trait Transport: Send + Sync + 'static {
 
     /// What this backend can do.
     fn capabilities(&self) -> &Capabilities;
+
+    /// The address this transport serves on, for backends where every service
+    /// runs its own server (HTTP); `None` elsewhere.
+    fn local_address(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
 }

@@ -14,6 +14,8 @@ fn fixtures() -> Vec<Arc<dyn Fixture>> {
     vec![
         #[cfg(feature = "memory")]
         Arc::new(UrlFixture::new("memory", "memory://conformance")),
+        #[cfg(feature = "http")]
+        Arc::new(http_mesh::HttpMesh::default()),
         #[cfg(feature = "nats")]
         Arc::new(UrlFixture::new("nats", "nats://127.0.0.1:4222")),
     ]
@@ -21,4 +23,46 @@ fn fixtures() -> Vec<Arc<dyn Fixture>> {
 
 fn main() -> ExitCode {
     conformance::run(fixtures())
+}
+
+/// HTTP services on ephemeral loopback ports, each told about the live ones
+/// before it, so they form a mesh by learning from each other.
+#[cfg(feature = "http")]
+mod http_mesh {
+    use std::sync::{Mutex, Weak};
+
+    use async_trait::async_trait;
+    use switchboard::conformance::Fixture;
+    use switchboard::{Bus, Transport};
+
+    #[derive(Default)]
+    pub struct HttpMesh {
+        services: Mutex<Vec<(String, Weak<dyn Transport>)>>,
+    }
+
+    #[async_trait]
+    impl Fixture for HttpMesh {
+        fn name(&self) -> &str {
+            "http"
+        }
+
+        async fn connect(&self) -> switchboard::Result<Bus> {
+            let peers: Vec<String> = {
+                let mut services = self.services.lock().unwrap();
+                services.retain(|(_, service)| service.strong_count() > 0);
+                services.iter().map(|(url, _)| url.clone()).collect()
+            };
+            let bus = switchboard::connect(&format!(
+                "http://127.0.0.1:0?peers={}&sync_interval=200ms",
+                peers.join(",")
+            ))
+            .await?;
+            let url = format!("http://{}", bus.local_address().expect("http serves"));
+            self.services
+                .lock()
+                .unwrap()
+                .push((url, std::sync::Arc::downgrade(bus.transport())));
+            Ok(bus)
+        }
+    }
 }

@@ -3,7 +3,6 @@
 //! The embedded default, for tests, single-binary deployments and local
 //! development. See `adapters/memory/README.md` for options and guarantees.
 
-mod hub;
 mod transport;
 
 use std::sync::Arc;

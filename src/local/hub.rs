@@ -1,28 +1,35 @@
-//! The in-process broker that `memory://` connections with the same name share.
+//! The routing table of an in-process hub: who is subscribed to what, swapped
+//! copy-on-write so publishers read it without a lock.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::incoming::Incoming;
 use crate::subject;
 
+/// A subscribed (pattern, queue group) pair.
+pub(crate) type Interest = (Arc<str>, Option<Arc<str>>);
+
 /// One subscription's queue.
-pub(super) type Member = mpsc::Sender<Incoming>;
+pub(crate) type Member = mpsc::Sender<Incoming>;
 
 /// A queue group on one pattern: each message goes to one member, round robin.
-pub(super) struct Group {
+pub(crate) struct Group {
+    pub name: Arc<str>,
     pub members: Vec<Member>,
     /// Shared across routing-table rebuilds so the rotation continues.
     pub cursor: Arc<AtomicUsize>,
 }
 
 /// Everyone subscribed to one subject or pattern.
-#[derive(Default)]
-pub(super) struct Target {
-    /// The subject, shared by every delivery to it (no allocation per message).
+pub(crate) struct Target {
+    /// The subject or pattern subscribed to.
+    pub pattern: Arc<str>,
+    /// The subject, shared by every delivery to it (no allocation per message);
+    /// `None` for wildcard patterns.
     pub subject: Option<Arc<str>>,
     pub plain: Vec<Member>,
     pub groups: Vec<Group>,
@@ -30,7 +37,7 @@ pub(super) struct Target {
 
 /// An immutable routing table; publishers read a snapshot without holding a lock.
 #[derive(Default)]
-pub(super) struct Routes {
+pub(crate) struct Routes {
     pub exact: HashMap<Arc<str>, Target>,
     pub patterns: Vec<(Arc<str>, Target)>,
 }
@@ -61,12 +68,24 @@ struct Registry {
     cursors: HashMap<(Arc<str>, Arc<str>), Arc<AtomicUsize>>,
 }
 
-/// A named in-process broker.
-#[derive(Default)]
-pub(super) struct Hub {
+/// An in-process broker: a registry of subscriptions and the routing table built from it.
+pub(crate) struct Hub {
     registry: Mutex<Registry>,
     routes: RwLock<Arc<Routes>>,
     next_id: AtomicU64,
+    /// Bumped on every subscribe and unsubscribe, for those who mirror the table elsewhere.
+    generation: watch::Sender<u64>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            registry: Mutex::default(),
+            routes: RwLock::default(),
+            next_id: AtomicU64::new(0),
+            generation: watch::Sender::new(0),
+        }
+    }
 }
 
 impl Hub {
@@ -130,12 +149,31 @@ impl Hub {
         self.update(|registry| registry.subscriptions.retain(|s| s.owner != owner));
     }
 
+    /// The distinct (pattern, group) pairs subscribed, with the generation they belong to.
+    pub fn subscriptions(&self) -> (u64, Vec<Interest>) {
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pairs: Vec<_> = registry
+            .subscriptions
+            .iter()
+            .map(|s| (s.pattern.clone(), s.group.clone()))
+            .collect();
+        pairs.sort();
+        pairs.dedup();
+        (*self.generation.borrow(), pairs)
+    }
+
+    /// Notified whenever the set of subscriptions changes.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
     fn update(&self, change: impl FnOnce(&mut Registry)) {
         let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         change(&mut registry);
         let routes = Arc::new(build_routes(&mut registry));
         // Swapped while the registry is still locked, so tables are installed in order.
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
+        self.generation.send_modify(|generation| *generation += 1);
     }
 }
 
@@ -144,7 +182,18 @@ fn build_routes(registry: &mut Registry) -> Routes {
     let mut targets: HashMap<Arc<str>, Building> = HashMap::new();
     let mut cursors = HashMap::new();
     for registration in &registry.subscriptions {
-        let (target, group_index) = targets.entry(registration.pattern.clone()).or_default();
+        let (target, group_index) =
+            targets
+                .entry(registration.pattern.clone())
+                .or_insert_with(|| {
+                    let target = Target {
+                        pattern: registration.pattern.clone(),
+                        subject: None,
+                        plain: Vec::new(),
+                        groups: Vec::new(),
+                    };
+                    (target, HashMap::new())
+                });
         let member = registration.sender.clone();
         let Some(group) = &registration.group else {
             target.plain.push(member);
@@ -155,6 +204,7 @@ fn build_routes(registry: &mut Registry) -> Routes {
             let cursor = registry.cursors.get(&key).cloned().unwrap_or_default();
             cursors.insert(key, cursor.clone());
             target.groups.push(Group {
+                name: group.clone(),
                 members: Vec::new(),
                 cursor,
             });

@@ -1,0 +1,197 @@
+//! Outgoing calls to peers: requests, event deliveries and snapshot exchanges.
+
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use bytes::Bytes;
+
+use super::directory::Snapshot;
+use super::wire::{self as http_wire, DELIVER, EVENTS, REQUESTS, SUBSCRIPTIONS};
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::wire;
+
+/// The backend name used in errors.
+pub(super) const BACKEND: &str = "http";
+
+/// A pooled HTTP/1.1 keep-alive client for talking to peers.
+#[derive(Clone)]
+pub(super) struct PeerClient {
+    http: reqwest::Client,
+    token: Option<String>,
+    peer_timeout: Duration,
+    retries: usize,
+}
+
+impl PeerClient {
+    pub fn new(token: Option<String>, peer_timeout: Duration, retries: usize) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(64)
+            .connect_timeout(peer_timeout)
+            .build()
+            .map_err(|e| Error::backend(BACKEND, e))?;
+        Ok(PeerClient {
+            http,
+            token,
+            peer_timeout,
+            retries,
+        })
+    }
+
+    fn post(&self, url: String) -> reqwest::RequestBuilder {
+        let builder = self.http.post(url);
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    /// Sends a request; error replies come back as messages with `sb-status`.
+    pub async fn request(
+        &self,
+        peer: &str,
+        subject: &str,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<Message> {
+        let response = self
+            .post(format!("{peer}{REQUESTS}{subject}"))
+            .headers(http_wire::http_headers(&message.headers))
+            .header(wire::TIMEOUT_MS, timeout.as_millis().max(1).to_string())
+            .timeout(timeout)
+            .body(message.payload)
+            .send()
+            .await
+            .map_err(|e| call_error(peer, subject, timeout, e))?;
+        let status = response.status();
+        let headers = http_wire::message_headers(response.headers());
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| call_error(peer, subject, timeout, e))?;
+        if status.is_success() {
+            return Ok(Message {
+                payload: body,
+                headers,
+            });
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(unauthorized(peer));
+        }
+        if headers.contains(wire::STATUS) {
+            return Ok(Message {
+                payload: Bytes::new(),
+                headers,
+            });
+        }
+        // Not from a switchboard responder (a proxy, or the framework's own limit): map the status.
+        let status_name = http_wire::status_for_code(status).unwrap_or(wire::STATUS_HANDLER_ERROR);
+        let detail = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        Ok(wire::error_reply(
+            status_name,
+            format!("HTTP {status} from {peer}: {detail}"),
+        ))
+    }
+
+    /// Delivers an event, retrying transient failures with exponential backoff.
+    pub async fn deliver(
+        &self,
+        peer: &str,
+        subject: &str,
+        message: &Message,
+        deliver: &str,
+    ) -> Result<()> {
+        let attempt = || async {
+            let response = self
+                .post(format!("{peer}{EVENTS}{subject}"))
+                .headers(http_wire::http_headers(&message.headers))
+                .header(DELIVER, deliver)
+                .timeout(self.peer_timeout)
+                .body(message.payload.clone())
+                .send()
+                .await
+                .map_err(|e| call_error(peer, subject, self.peer_timeout, e))?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                return Err(unauthorized(peer));
+            }
+            if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE {
+                return Err(Error::PayloadTooLarge {
+                    size: message.payload.len(),
+                    limit: 0,
+                });
+            }
+            let transient = status.is_server_error();
+            let error = Error::backend(BACKEND, format!("{peer} answered HTTP {status}"));
+            Err(if transient {
+                Error::Connect {
+                    url: peer.to_owned(),
+                    source: error.into(),
+                }
+            } else {
+                error
+            })
+        };
+        attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(20))
+                    .with_max_delay(Duration::from_millis(500))
+                    .with_max_times(self.retries)
+                    .with_jitter(),
+            )
+            .when(|err: &Error| matches!(err, Error::Connect { .. } | Error::Timeout { .. }))
+            .await
+    }
+
+    /// Sends this service's snapshot to a peer and returns the peer's.
+    pub async fn exchange(&self, peer: &str, snapshot: &Snapshot) -> Result<Snapshot> {
+        let response = self
+            .post(format!("{peer}{SUBSCRIPTIONS}"))
+            .json(snapshot)
+            .timeout(self.peer_timeout)
+            .send()
+            .await
+            .map_err(|e| call_error(peer, SUBSCRIPTIONS, self.peer_timeout, e))?;
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(unauthorized(peer));
+        }
+        if !response.status().is_success() {
+            return Err(Error::backend(
+                BACKEND,
+                format!("{peer} answered HTTP {} to a snapshot", response.status()),
+            ));
+        }
+        response
+            .json::<Snapshot>()
+            .await
+            .map_err(|e| Error::codec(format!("snapshot from {peer}: {e}")))
+    }
+}
+
+fn unauthorized(peer: &str) -> Error {
+    Error::backend(
+        BACKEND,
+        format!("{peer} rejected this service's bearer token (HTTP 401); check the `token` option"),
+    )
+}
+
+fn call_error(peer: &str, subject: &str, timeout: Duration, err: reqwest::Error) -> Error {
+    if err.is_timeout() {
+        Error::Timeout {
+            subject: subject.to_owned(),
+            timeout,
+        }
+    } else if err.is_connect() {
+        Error::Connect {
+            url: peer.to_owned(),
+            source: err.into(),
+        }
+    } else {
+        Error::backend(BACKEND, err)
+    }
+}

@@ -1,0 +1,185 @@
+//! `http://` URL options, read strictly: every option is documented in `docs.md`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::connect::Endpoint;
+use crate::error::{Error, Result};
+
+/// The options `http://` URLs accept (besides the core `request_timeout`).
+pub const OPTIONS: &[&str] = &[
+    "peers",
+    "advertise",
+    "token",
+    "max_body",
+    "server_timeout",
+    "peer_timeout",
+    "retries",
+    "sync_interval",
+    "buffer",
+];
+
+/// Default largest request or event body, in bytes.
+pub const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
+/// Default bound on receiving and handling one incoming HTTP request.
+pub const DEFAULT_SERVER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default bound on one call to a peer (announcement or event delivery).
+pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default number of retries for an event delivery that failed transiently.
+pub const DEFAULT_RETRIES: usize = 3;
+/// Default interval at which unreachable peers are asked again for their subscriptions.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(2);
+/// Default number of messages queued per local subscription.
+pub const DEFAULT_BUFFER: usize = 1024;
+
+/// Settings of one HTTP service.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Where this service's server listens (`URL host:port`; port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Base URLs of the services to learn subscriptions from and announce to (`peers`).
+    pub peers: Vec<String>,
+    /// The base URL peers reach this service at (`advertise`); by default
+    /// `http://LISTEN`, with 127.0.0.1 for an unspecified listen address.
+    pub advertise: Option<String>,
+    /// Shared bearer token required on every request (`token`).
+    pub token: Option<String>,
+    /// Largest accepted body, in bytes (`max_body`); larger ones get 413.
+    pub max_body: usize,
+    /// Bound on receiving and handling one incoming request (`server_timeout`).
+    pub server_timeout: Duration,
+    /// Bound on one call to a peer (`peer_timeout`).
+    pub peer_timeout: Duration,
+    /// Retries of a transiently failed event delivery (`retries`).
+    pub retries: usize,
+    /// How often unreachable peers are tried again (`sync_interval`).
+    pub sync_interval: Duration,
+    /// Messages queued per local subscription before senders wait (`buffer`).
+    pub buffer: usize,
+}
+
+impl HttpSettings {
+    /// Reads an `http://HOST:PORT?…` endpoint.
+    pub fn from_endpoint(endpoint: Endpoint) -> Result<Self> {
+        let Endpoint {
+            url,
+            hosts,
+            mut options,
+        } = endpoint;
+        if hosts.len() != 1 {
+            return Err(Error::config(
+                "http URL names the one address this service listens on: http://HOST:PORT (list other services in `peers`)",
+            ));
+        }
+        if !matches!(url.path(), "" | "/") || !url.username().is_empty() {
+            return Err(Error::config(
+                "http URL takes no path or credentials: http://HOST:PORT?options (use `token` for auth)",
+            ));
+        }
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default().ok_or_else(|| {
+            Error::config("http URL needs a port to listen on (0 picks a free one)")
+        })?;
+        let ip: std::net::IpAddr = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| {
+                Error::config(format!(
+                    "http URL host must be an IP address to listen on, got `{host}` (e.g. 0.0.0.0 or 127.0.0.1)"
+                ))
+            })?;
+        let peers = match options.take("peers") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(parse_peer)
+                .collect::<Result<_>>()?,
+        };
+        let advertise = options
+            .take("advertise")
+            .map(|a| parse_peer(&a))
+            .transpose()?;
+        let buffer = options
+            .take_parsed::<usize>("buffer")?
+            .unwrap_or(DEFAULT_BUFFER);
+        if buffer == 0 {
+            return Err(Error::config("option `buffer` must be at least 1"));
+        }
+        let settings = HttpSettings {
+            listen: SocketAddr::new(ip, port),
+            peers,
+            advertise,
+            token: options.take("token").filter(|t| !t.is_empty()),
+            max_body: options.take_parsed("max_body")?.unwrap_or(DEFAULT_MAX_BODY),
+            server_timeout: options
+                .take_duration("server_timeout")?
+                .unwrap_or(DEFAULT_SERVER_TIMEOUT),
+            peer_timeout: options
+                .take_duration("peer_timeout")?
+                .unwrap_or(DEFAULT_PEER_TIMEOUT),
+            retries: options.take_parsed("retries")?.unwrap_or(DEFAULT_RETRIES),
+            sync_interval: options
+                .take_duration("sync_interval")?
+                .unwrap_or(DEFAULT_SYNC_INTERVAL),
+            buffer,
+        };
+        options.finish("http://", OPTIONS)?;
+        Ok(settings)
+    }
+}
+
+/// A peer's base URL: `http://HOST:PORT`, without a trailing slash.
+fn parse_peer(raw: &str) -> Result<String> {
+    let url = url::Url::parse(raw)
+        .map_err(|e| Error::config(format!("option `peers`: `{raw}` is not a URL: {e}")))?;
+    if url.scheme() != "http" || url.host_str().is_none() {
+        return Err(Error::config(format!(
+            "option `peers`: `{raw}` must be http://HOST:PORT"
+        )));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(url: &str) -> Result<HttpSettings> {
+        HttpSettings::from_endpoint(Endpoint::parse(url)?)
+    }
+
+    #[test]
+    fn reads_every_option() {
+        let s = settings(
+            "http://0.0.0.0:8080?peers=http://10.0.0.2:8080,http://orders:8081/&advertise=http://10.0.0.1:8080\
+             &token=s3cret&max_body=1024&server_timeout=10s&peer_timeout=1s&retries=5&sync_interval=500ms&buffer=64",
+        )
+        .unwrap();
+        assert_eq!(s.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(s.peers, ["http://10.0.0.2:8080", "http://orders:8081"]);
+        assert_eq!(s.advertise.as_deref(), Some("http://10.0.0.1:8080"));
+        assert_eq!(s.token.as_deref(), Some("s3cret"));
+        assert_eq!((s.max_body, s.retries, s.buffer), (1024, 5, 64));
+        assert_eq!(s.server_timeout, Duration::from_secs(10));
+        assert_eq!(s.sync_interval, Duration::from_millis(500));
+        assert_eq!(settings("http://[::1]:0").unwrap().listen.port(), 0);
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        for (url, expected) in [
+            ("http://localhost:80", "IP address"),
+            ("http://127.0.0.1:1,127.0.0.1:2", "one address"),
+            ("http://127.0.0.1:1/x", "no path"),
+            ("http://127.0.0.1:1?peers=ftp://x:1", "must be http"),
+            ("http://127.0.0.1:1?peers=nonsense", "not a URL"),
+            ("http://127.0.0.1:1?buffer=0", "at least 1"),
+            ("http://127.0.0.1:1?colour=blue", "unknown option `colour`"),
+        ] {
+            let err = settings(url).unwrap_err();
+            assert!(err.to_string().contains(expected), "{url}: {err}");
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! `HttpTransport`: a service with its own web server, calling its peers over HTTP.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::join_all;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::client::{PeerClient, BACKEND};
+use super::directory::{Delivery, Directory, EventPlan, Holder, Snapshot};
+use super::settings::HttpSettings;
+use super::{server, wire as http_wire};
+use crate::capabilities::{Capabilities, Support};
+use crate::drain::DrainGate;
+use crate::error::{DeliveryFailure, Error, Result};
+use crate::local::{LocalRouter, Targets};
+use crate::message::Message;
+use crate::subscription::Subscription;
+use crate::transport::Transport;
+
+/// State shared by the transport, its server and its background sync.
+pub(super) struct Shared {
+    pub settings: HttpSettings,
+    pub local: LocalRouter,
+    pub directory: Directory,
+    self_url: String,
+    incarnation: u64,
+    owner: u64,
+    client: PeerClient,
+    /// The newest local generation every reachable peer has been told about.
+    announced: AtomicU64,
+}
+
+impl Shared {
+    /// This service's current snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::of(
+            &self.self_url,
+            self.incarnation,
+            self.local.subscriptions(),
+            self.directory.peers(),
+        )
+    }
+
+    /// Sends this service's snapshot to `peers` at once and learns theirs back.
+    async fn exchange_with(&self, peers: Vec<String>) {
+        let snapshot = self.snapshot();
+        let generation = snapshot.generation;
+        let exchanges = peers.into_iter().map(|peer| {
+            let snapshot = &snapshot;
+            async move {
+                match self.client.exchange(&peer, snapshot).await {
+                    Ok(theirs) => self.directory.merge(theirs),
+                    Err(err) => {
+                        tracing::debug!(%peer, error = %err, "http: peer unreachable for a snapshot exchange");
+                        self.directory.mark_unreachable(&peer);
+                    }
+                }
+            }
+        });
+        join_all(exchanges).await;
+        self.announced.fetch_max(generation, Ordering::SeqCst);
+    }
+
+    /// Tells every known peer about this service's subscriptions.
+    async fn announce(&self) {
+        self.exchange_with(self.directory.peers()).await;
+    }
+}
+
+/// An HTTP service: its own server for incoming requests and events, and a
+/// client for its peers. See `adapters/http/docs.md`.
+///
+/// The server runs until `close()`, or until the transport and every
+/// subscription made through it are dropped.
+pub struct HttpTransport {
+    shared: Arc<Shared>,
+    gate: DrainGate,
+    local_address: SocketAddr,
+    running: Arc<ServerRunning>,
+    server: Mutex<Option<JoinHandle<()>>>,
+    capabilities: Capabilities,
+}
+
+/// Keeps the server and the sync task running while held; stops them when the last holder goes.
+struct ServerRunning(watch::Sender<bool>);
+
+impl ServerRunning {
+    fn stop(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Drop for ServerRunning {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A subscription's stream that keeps the server running as long as it lives.
+struct KeepServing {
+    subscription: Subscription,
+    _running: Arc<ServerRunning>,
+}
+
+impl futures_core::Stream for KeepServing {
+    type Item = crate::Incoming;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<crate::Incoming>> {
+        std::pin::Pin::new(&mut self.subscription).poll_next(cx)
+    }
+}
+
+impl HttpTransport {
+    /// Binds the server, starts it, and exchanges snapshots with the configured peers.
+    pub async fn start(settings: HttpSettings) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| Error::Connect {
+                url: format!("http://{}", settings.listen),
+                source: format!("cannot listen: {e}").into(),
+            })?;
+        let local_address = listener
+            .local_addr()
+            .map_err(|e| Error::backend(BACKEND, e))?;
+        let self_url = settings
+            .advertise
+            .clone()
+            .unwrap_or_else(|| advertised_url(local_address));
+        let local = LocalRouter::private();
+        let shared = Arc::new(Shared {
+            client: PeerClient::new(
+                settings.token.clone(),
+                settings.peer_timeout,
+                settings.retries,
+            )?,
+            directory: Directory::new(self_url.clone(), &settings.peers),
+            owner: local.next_id(),
+            local,
+            incarnation: incarnation(),
+            self_url,
+            announced: AtomicU64::new(0),
+            settings,
+        });
+        let (shutdown, stopped) = watch::channel(false);
+        let app = server::router(shared.clone());
+        let mut server_stopped = stopped.clone();
+        let server = tokio::spawn(async move {
+            let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = server_stopped.wait_for(|stop| *stop).await;
+            });
+            if let Err(err) = serving.await {
+                tracing::error!(error = %err, "http: server failed");
+            }
+        });
+        tokio::spawn(keep_in_sync(shared.clone(), stopped));
+        shared.announce().await;
+        tracing::debug!(address = %local_address, url = %shared.self_url, "http: service started");
+        let mut capabilities = Capabilities::full(BACKEND, shared.settings.max_body);
+        capabilities.acknowledgements = Support::No(
+            "delivery is synchronous: publish returns once every subscriber's server accepted the event, and nothing is stored for redelivery",
+        );
+        Ok(HttpTransport {
+            shared,
+            gate: DrainGate::new(),
+            local_address,
+            running: Arc::new(ServerRunning(shutdown)),
+            server: Mutex::new(Some(server)),
+            capabilities,
+        })
+    }
+
+    /// The base URL peers reach this service at.
+    pub fn url(&self) -> &str {
+        &self.shared.self_url
+    }
+
+    async fn request_remote(
+        &self,
+        subject: &str,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<Message> {
+        let responders = self.shared.directory.responders(subject);
+        let mut last_error = None;
+        for peer in responders {
+            match self
+                .shared
+                .client
+                .request(&peer, subject, message.clone(), timeout)
+                .await
+            {
+                Err(err @ Error::Connect { .. }) => {
+                    // Fail over to the next responder; report this one if none answers.
+                    self.shared.directory.mark_unreachable(&peer);
+                    last_error = Some(err);
+                }
+                other => return other,
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::NoResponders {
+            subject: subject.to_owned(),
+        }))
+    }
+
+    async fn deliver(
+        &self,
+        subject: &str,
+        message: &Message,
+        holder: &Holder,
+        delivery: &Delivery,
+    ) -> Result<()> {
+        match holder {
+            Holder::Local => {
+                let targets = Targets::Only {
+                    plain: delivery.plain,
+                    groups: &delivery.groups,
+                };
+                self.shared
+                    .local
+                    .publish(subject, message.clone(), targets)
+                    .await;
+                Ok(())
+            }
+            Holder::Peer(peer) => {
+                let deliver = http_wire::format_deliver(delivery.plain, &delivery.groups);
+                self.shared
+                    .client
+                    .deliver(peer, subject, message, &deliver)
+                    .await
+            }
+        }
+    }
+
+    /// Delivers to every holder at once; a failed holder's groups go to another member.
+    async fn fan_out(&self, subject: &str, message: Message, plan: EventPlan) -> Result<()> {
+        let attempts = plan.deliveries.iter().map(|(holder, delivery)| {
+            let message = &message;
+            async move {
+                (
+                    holder,
+                    delivery,
+                    self.deliver(subject, message, holder, delivery).await,
+                )
+            }
+        });
+        let mut failed = Vec::new();
+        for (holder, delivery, result) in join_all(attempts).await {
+            let Err(err) = result else { continue };
+            let peer = match holder {
+                Holder::Peer(peer) => peer.clone(),
+                Holder::Local => "local".to_owned(),
+            };
+            self.shared.directory.mark_unreachable(&peer);
+            for group in &delivery.groups {
+                if !self
+                    .fail_over(subject, &message, group, holder, &plan)
+                    .await
+                {
+                    failed.push(DeliveryFailure {
+                        peer: format!("{peer} (group {})", group.1),
+                        reason: err.to_string(),
+                    });
+                }
+            }
+            if delivery.plain {
+                failed.push(DeliveryFailure {
+                    peer,
+                    reason: err.to_string(),
+                });
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Undelivered {
+                subject: subject.to_owned(),
+                failed,
+            })
+        }
+    }
+
+    async fn fail_over(
+        &self,
+        subject: &str,
+        message: &Message,
+        group: &(String, String),
+        failed_holder: &Holder,
+        plan: &EventPlan,
+    ) -> bool {
+        let others = plan.group_holders[group]
+            .iter()
+            .filter(|h| *h != failed_holder);
+        for holder in others {
+            let delivery = Delivery {
+                plain: false,
+                groups: vec![group.clone()],
+            };
+            if self
+                .deliver(subject, message, holder, &delivery)
+                .await
+                .is_ok()
+            {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Announces subscription changes, and keeps asking unreachable peers until they answer.
+async fn keep_in_sync(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let mut changes = shared.local.changes();
+    let mut retry = tokio::time::interval(shared.settings.sync_interval);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = wait_until_stopped(&mut stopped) => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let generation = *changes.borrow_and_update();
+                if generation > shared.announced.load(Ordering::SeqCst) {
+                    shared.announce().await;
+                }
+            }
+            _ = retry.tick() => {
+                let unsynced = shared.directory.unsynced();
+                if !unsynced.is_empty() {
+                    shared.exchange_with(unsynced).await;
+                }
+            }
+        }
+    }
+}
+
+async fn wait_until_stopped(stopped: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not Send; drop it before anything else awaits.
+    let _ = stopped.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+/// `http://IP:PORT` for a bound address; an unspecified IP is advertised as loopback.
+fn advertised_url(address: SocketAddr) -> String {
+    let ip = match address.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".parse().unwrap(),
+        ip if ip.is_unspecified() => "::1".parse().unwrap(),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, address.port()))
+}
+
+/// Distinguishes this start of the service from earlier ones.
+fn incarnation() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl Transport for HttpTransport {
+    async fn request(&self, subject: &str, message: Message, timeout: Duration) -> Result<Message> {
+        let _in_flight = self.gate.enter()?;
+        if self.shared.local.has_subscribers(subject) {
+            return self
+                .shared
+                .local
+                .request(subject, message, timeout, Targets::All)
+                .await;
+        }
+        self.request_remote(subject, message, timeout).await
+    }
+
+    async fn publish(&self, subject: &str, message: Message) -> Result<()> {
+        let _in_flight = self.gate.enter()?;
+        let (_, local) = self.shared.local.subscriptions();
+        let plan = self.shared.directory.plan_event(subject, &local);
+        self.fan_out(subject, message, plan).await
+    }
+
+    async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {
+        let _in_flight = self.gate.enter()?;
+        let subscription = self.shared.local.subscribe(
+            self.shared.owner,
+            subject,
+            group,
+            self.shared.settings.buffer,
+        );
+        // Live means every reachable peer knows: a publish right after this reaches it.
+        self.shared.announce().await;
+        let (subject, group) = (
+            subscription.subject().to_owned(),
+            subscription.group().map(str::to_owned),
+        );
+        let stream = KeepServing {
+            subscription,
+            _running: self.running.clone(),
+        };
+        Ok(Subscription::new(subject, group, stream))
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.gate.close().await {
+            self.shared.local.remove_owner(self.shared.owner);
+            self.shared.announce().await;
+            self.running.stop();
+            let server = self.server.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(server) = server {
+                // Graceful: in-flight requests finish, bounded by the server timeout.
+                let bound = self.shared.settings.server_timeout + Duration::from_secs(1);
+                if tokio::time::timeout(bound, server).await.is_err() {
+                    tracing::warn!("http: server did not finish in-flight requests in time");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    fn local_address(&self) -> Option<SocketAddr> {
+        Some(self.local_address)
+    }
+}

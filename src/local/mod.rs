@@ -1,0 +1,263 @@
+//! In-process delivery: subscriptions with bounded queues, fan-out, queue groups
+//! and request/reply inside one process. The memory backend is this; the HTTP
+//! backend uses it to hand what arrives over HTTP to its local subscribers.
+
+mod hub;
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_core::Stream;
+use tokio::sync::mpsc::error::{SendError, TrySendError};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::error::{Error, Result};
+use crate::incoming::{Incoming, Responder};
+use crate::message::Message;
+use crate::subscription::Subscription;
+pub(crate) use hub::Interest;
+use hub::{Group, Hub, Member};
+
+/// Which local subscribers a delivery goes to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Targets<'a> {
+    /// Every plain subscriber and one member of every queue group.
+    All,
+    /// Plain subscribers only if `plain`, and one member of each listed
+    /// (pattern, group) pair.
+    Only {
+        plain: bool,
+        groups: &'a [(String, String)],
+    },
+}
+
+impl Targets<'_> {
+    fn plain(&self) -> bool {
+        match self {
+            Targets::All => true,
+            Targets::Only { plain, .. } => *plain,
+        }
+    }
+
+    fn includes(&self, pattern: &str, group: &str) -> bool {
+        match self {
+            Targets::All => true,
+            Targets::Only { groups, .. } => groups.iter().any(|(p, g)| p == pattern && g == group),
+        }
+    }
+}
+
+/// A handle on an in-process hub.
+#[derive(Clone)]
+pub(crate) struct LocalRouter {
+    hub: Arc<Hub>,
+}
+
+impl LocalRouter {
+    /// The process-wide hub called `name` (shared by every router with that name).
+    pub fn named(name: &str) -> Self {
+        LocalRouter {
+            hub: Hub::named(name),
+        }
+    }
+
+    /// A hub of its own, shared with nobody.
+    pub fn private() -> Self {
+        LocalRouter {
+            hub: Arc::new(Hub::default()),
+        }
+    }
+
+    /// A fresh id, used to tag the subscriptions of one connection.
+    pub fn next_id(&self) -> u64 {
+        self.hub.next_id()
+    }
+
+    /// Whether anyone here is subscribed to `subject`.
+    pub fn has_subscribers(&self, subject: &str) -> bool {
+        self.hub.routes().matching(subject).next().is_some()
+    }
+
+    /// Subscribes with a queue of `buffer` messages; live when this returns.
+    pub fn subscribe(
+        &self,
+        owner: u64,
+        pattern: &str,
+        group: Option<&str>,
+        buffer: usize,
+    ) -> Subscription {
+        let (sender, receiver) = mpsc::channel(buffer);
+        let id = self.hub.add(owner, pattern, group, sender);
+        let stream = LocalStream {
+            receiver,
+            hub: self.hub.clone(),
+            id,
+        };
+        Subscription::new(pattern, group.map(str::to_owned), stream)
+    }
+
+    /// Ends every subscription of `owner` once its queued messages are read.
+    pub fn remove_owner(&self, owner: u64) {
+        self.hub.remove_owner(owner);
+    }
+
+    /// The distinct (pattern, group) pairs subscribed, and the generation they belong to.
+    pub fn subscriptions(&self) -> (u64, Vec<Interest>) {
+        self.hub.subscriptions()
+    }
+
+    /// Notified whenever the set of subscriptions changes.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.hub.changes()
+    }
+
+    /// Publishes to the chosen local subscribers; returns how many received it.
+    /// Waits while a subscriber's queue is full (backpressure).
+    pub async fn publish(&self, subject: &str, message: Message, targets: Targets<'_>) -> usize {
+        self.deliver(subject, message, None, targets).await
+    }
+
+    /// Sends a request to the chosen local subscribers and waits up to `timeout`
+    /// for the first reply.
+    pub async fn request(
+        &self,
+        subject: &str,
+        message: Message,
+        timeout: Duration,
+        targets: Targets<'_>,
+    ) -> Result<Message> {
+        let (sender, receiver) = oneshot::channel();
+        let exchange = async {
+            let slot = Arc::new(ReplySlot(Mutex::new(Some(sender))));
+            let delivered = self.deliver(subject, message, Some(&slot), targets).await;
+            // From here only the responders hold the slot: if they all drop it, the receiver wakes.
+            drop(slot);
+            if delivered == 0 {
+                return Err(Error::NoResponders {
+                    subject: subject.to_owned(),
+                });
+            }
+            receiver.await.map_err(|_| Error::Remote {
+                subject: subject.to_owned(),
+                message: "the responder dropped the request without replying".into(),
+            })
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Timeout {
+                    subject: subject.to_owned(),
+                    timeout,
+                })
+            })
+    }
+
+    async fn deliver(
+        &self,
+        subject: &str,
+        message: Message,
+        reply: Option<&Arc<ReplySlot>>,
+        targets: Targets<'_>,
+    ) -> usize {
+        let routes = self.hub.routes();
+        let mut delivered = 0;
+        let mut wildcard_subject: Option<Arc<str>> = None;
+        for target in routes.matching(subject) {
+            let subject = match &target.subject {
+                Some(shared) => shared.clone(),
+                None => wildcard_subject
+                    .get_or_insert_with(|| subject.into())
+                    .clone(),
+            };
+            let incoming = || {
+                let incoming = Incoming::new(subject.clone(), message.clone());
+                match reply {
+                    Some(slot) => incoming.with_responder(Box::new(LocalResponder(slot.clone()))),
+                    None => incoming,
+                }
+            };
+            if targets.plain() {
+                for member in &target.plain {
+                    if member.send(incoming()).await.is_ok() {
+                        delivered += 1;
+                    }
+                }
+            }
+            let chosen = target
+                .groups
+                .iter()
+                .filter(|g| targets.includes(&target.pattern, &g.name));
+            for group in chosen {
+                if send_to_group(group, incoming()).await {
+                    delivered += 1;
+                }
+            }
+        }
+        delivered
+    }
+}
+
+/// Sends to one member of a group: the next in rotation with room in its
+/// queue, or, when all are full, waits for the next in rotation.
+async fn send_to_group(group: &Group, mut incoming: Incoming) -> bool {
+    let count = group.members.len();
+    let start = group
+        .cursor
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let in_rotation = |step: usize| -> &Member { &group.members[(start + step) % count] };
+    for step in 0..count {
+        match in_rotation(step).try_send(incoming) {
+            Ok(()) => return true,
+            Err(TrySendError::Full(back) | TrySendError::Closed(back)) => incoming = back,
+        }
+    }
+    for step in 0..count {
+        match in_rotation(step).send(incoming).await {
+            Ok(()) => return true,
+            Err(SendError(back)) => incoming = back,
+        }
+    }
+    false
+}
+
+/// The reply channel of one request, shared by every subscriber that received
+/// it: the first reply wins, later ones are dropped.
+struct ReplySlot(Mutex<Option<oneshot::Sender<Message>>>);
+
+struct LocalResponder(Arc<ReplySlot>);
+
+#[async_trait]
+impl Responder for LocalResponder {
+    async fn respond(self: Box<Self>, reply: Message) -> Result<()> {
+        let sender = self.0 .0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(sender) = sender {
+            // The requester may have timed out already; a late reply is dropped, as on NATS.
+            let _ = sender.send(reply);
+        }
+        Ok(())
+    }
+}
+
+/// A subscription's queue; dropping it unsubscribes.
+struct LocalStream {
+    receiver: mpsc::Receiver<Incoming>,
+    hub: Arc<Hub>,
+    id: u64,
+}
+
+impl Stream for LocalStream {
+    type Item = Incoming;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
+        self.get_mut().receiver.poll_recv(cx)
+    }
+}
+
+impl Drop for LocalStream {
+    fn drop(&mut self) {
+        self.hub.remove(self.id);
+    }
+}
