@@ -102,6 +102,11 @@ const NATS_CONNECT: Option<ConnectFn> = Some(crate::nats::connect_boxed);
 #[cfg(not(feature = "nats"))]
 const NATS_CONNECT: Option<ConnectFn> = None;
 
+#[cfg(feature = "kafka")]
+const KAFKA_CONNECT: Option<ConnectFn> = Some(crate::kafka::connect_boxed);
+#[cfg(not(feature = "kafka"))]
+const KAFKA_CONNECT: Option<ConnectFn> = None;
+
 const BACKENDS: &[BackendInfo] = &[
     BackendInfo {
         name: "memory",
@@ -125,7 +130,7 @@ const BACKENDS: &[BackendInfo] = &[
         name: "kafka",
         schemes: &["kafka"],
         feature: "kafka",
-        connect: None,
+        connect: KAFKA_CONNECT,
     },
 ];
 

@@ -68,6 +68,17 @@ impl Drop for DrainGuard<'_> {
     }
 }
 
+/// Resolves once `signal` turns true; never, if its sender is gone without
+/// saying so (so dropping a transport does not end the subscriptions it made).
+#[allow(dead_code)] // Used by the http and kafka backends.
+pub(crate) async fn stop_requested(signal: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not Send: drop it before anything else awaits.
+    let stopped = signal.wait_for(|stop| *stop).await.is_ok();
+    if !stopped {
+        std::future::pending::<()>().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

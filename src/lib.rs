@@ -40,6 +40,7 @@
 //! - `memory` (default): the in-process backend, `memory://`.
 //! - `http`: the HTTP backend, `http://`: each service runs its own web server.
 //! - `nats`: the NATS backend, `nats://`, with JetStream durable subscriptions.
+//! - `kafka`: the Kafka backend, `kafka://`, on rdkafka (librdkafka built from source).
 //! - `full`: every backend.
 //! - `conformance`: the behaviour suite every backend must pass
 //!   ([`conformance`]), for adapters written outside this crate.
@@ -78,6 +79,11 @@ pub mod memory;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 #[path = "../adapters/http/mod.rs"]
 pub mod http;
+
+#[cfg(feature = "kafka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
+#[path = "../adapters/kafka/mod.rs"]
+pub mod kafka;
 
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]

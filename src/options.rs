@@ -45,6 +45,20 @@ impl Options {
         Some(self.pairs.remove(index).1)
     }
 
+    /// Removes every option starting with `prefix` and returns them with the prefix cut off
+    /// (for pass-through settings such as `rdkafka.linger.ms=5`).
+    pub fn take_prefixed(&mut self, prefix: &str) -> Vec<(String, String)> {
+        let (taken, kept) = std::mem::take(&mut self.pairs)
+            .into_iter()
+            .partition(|(key, _)| key.starts_with(prefix) && key.len() > prefix.len());
+        self.pairs = kept;
+        let mut taken: Vec<(String, String)> = taken;
+        for (key, _) in &mut taken {
+            key.drain(..prefix.len());
+        }
+        taken
+    }
+
     /// Removes `key` and parses it with [`FromStr`].
     pub fn take_parsed<T>(&mut self, key: &str) -> Result<Option<T>>
     where
@@ -143,6 +157,17 @@ mod tests {
         assert!(err.to_string().contains("more than once"));
 
         assert!(options("memory://?t=0s").take_duration("t").is_err());
+
+        let mut o = options("kafka://?rdkafka.linger.ms=5&other=1&rdkafka.=x");
+        assert_eq!(
+            o.take_prefixed("rdkafka."),
+            [("linger.ms".to_owned(), "5".to_owned())]
+        );
+        assert!(o
+            .finish("kafka", &[])
+            .unwrap_err()
+            .to_string()
+            .contains("`other`"));
         assert!(options("memory://?t=soon").take_duration("t").is_err());
     }
 }

@@ -18,6 +18,8 @@ fn fixtures() -> Vec<Arc<dyn Fixture>> {
         Arc::new(http_mesh::HttpMesh::default()),
         #[cfg(feature = "nats")]
         Arc::new(UrlFixture::new("nats", "nats://127.0.0.1:4222")),
+        #[cfg(feature = "kafka")]
+        Arc::new(UrlFixture::new("kafka", "kafka://127.0.0.1:9092")),
     ]
 }
 

@@ -322,7 +322,7 @@ async fn keep_in_sync(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = wait_until_stopped(&mut stopped) => return,
+            _ = crate::drain::stop_requested(&mut stopped) => return,
             changed = changes.changed() => {
                 if changed.is_err() {
                     return;
@@ -340,11 +340,6 @@ async fn keep_in_sync(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
             }
         }
     }
-}
-
-async fn wait_until_stopped(stopped: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not Send; drop it before anything else awaits.
-    let _ = stopped.wait_for(|stop| *stop).await.map(|_| ());
 }
 
 /// `http://IP:PORT` for a bound address; an unspecified IP is advertised as loopback.

@@ -1,0 +1,391 @@
+//! Subscriptions: a librdkafka consumer per subscription, fed into a bounded queue,
+//! with offsets committed only up to what the handler acknowledged.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::{ClientContext, Message as _, Offset, TopicPartitionList};
+use tokio::sync::{mpsc, watch};
+
+use super::convert::{self, BACKEND};
+use super::replies::KafkaResponder;
+use super::settings::{KafkaSettings, OffsetReset};
+use crate::drain::stop_requested;
+use crate::error::{Error, Result};
+use crate::incoming::{Acker, Incoming};
+use crate::subscription::Subscription;
+use crate::wire;
+
+/// What each partition has delivered and what the handler acknowledged.
+#[derive(Default)]
+struct PartitionAcks {
+    /// Delivered and not yet acknowledged.
+    outstanding: BTreeSet<i64>,
+    /// Highest offset delivered.
+    highest: i64,
+    /// Highest offset stored for commit (everything up to it is acknowledged).
+    stored: i64,
+}
+
+/// Acknowledgement bookkeeping of one consumer, per partition.
+#[derive(Default)]
+struct AckBook(HashMap<i32, PartitionAcks>);
+
+impl AckBook {
+    fn delivered(&mut self, partition: i32, offset: i64) {
+        let acks = self.0.entry(partition).or_insert_with(|| PartitionAcks {
+            highest: offset - 1,
+            stored: offset - 1,
+            ..Default::default()
+        });
+        acks.outstanding.insert(offset);
+        acks.highest = acks.highest.max(offset);
+    }
+
+    /// Records an ack; returns the offset up to which everything is now acknowledged, if it moved.
+    fn acknowledged(&mut self, partition: i32, offset: i64) -> Option<i64> {
+        let acks = self.0.get_mut(&partition)?;
+        if !acks.outstanding.remove(&offset) {
+            return None;
+        }
+        let done_through = match acks.outstanding.first() {
+            Some(lowest) => lowest - 1,
+            None => acks.highest,
+        };
+        (done_through > acks.stored).then(|| {
+            acks.stored = done_through;
+            done_through
+        })
+    }
+
+    /// Forgets deliveries from `offset` on: they will be delivered again.
+    fn rewound(&mut self, partition: i32, offset: i64) {
+        if let Some(acks) = self.0.get_mut(&partition) {
+            acks.outstanding.retain(|o| *o < offset);
+            acks.highest = acks.highest.min(offset - 1);
+        }
+    }
+
+    fn revoked(&mut self, partitions: &TopicPartitionList) {
+        for element in partitions.elements() {
+            self.0.remove(&element.partition());
+        }
+    }
+}
+
+/// Watches rebalances: counts assignments and drops the bookkeeping of revoked partitions.
+pub(super) struct RebalanceWatch {
+    assignments: watch::Sender<u64>,
+    book: Arc<Mutex<AckBook>>,
+}
+
+impl ClientContext for RebalanceWatch {}
+
+impl ConsumerContext for RebalanceWatch {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                tracing::debug!(count = partitions.count(), "kafka: partitions assigned");
+                self.assignments.send_modify(|n| *n += 1);
+            }
+            Rebalance::Revoke(partitions) => {
+                // Unacknowledged messages of revoked partitions go to their new owner again.
+                self.book
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .revoked(partitions);
+            }
+            Rebalance::Error(err) => tracing::warn!(error = %err, "kafka: rebalance failed"),
+        }
+    }
+}
+
+/// A consumer and its bookkeeping, shared by its pump task and its ackers.
+pub(super) struct Consumed {
+    pub consumer: StreamConsumer<RebalanceWatch>,
+    topic: String,
+    book: Arc<Mutex<AckBook>>,
+    commits: bool,
+}
+
+/// Builds a consumer; `group` decides whether offsets are committed.
+pub(super) fn new_consumer(
+    settings: &KafkaSettings,
+    group_id: &str,
+    commits: bool,
+    topic: &str,
+) -> Result<(Arc<Consumed>, watch::Receiver<u64>)> {
+    let mut config = settings.client_config();
+    config
+        .set("group.id", group_id)
+        .set("enable.auto.commit", if commits { "true" } else { "false" })
+        // Offsets are stored by hand, only for acknowledged messages.
+        .set("enable.auto.offset.store", "false")
+        .set("auto.commit.interval.ms", "1000")
+        .set(
+            "auto.offset.reset",
+            match settings.offset_reset {
+                OffsetReset::Earliest => "earliest",
+                OffsetReset::Latest => "latest",
+            },
+        )
+        .set(
+            "fetch.wait.max.ms",
+            settings.fetch_wait.as_millis().max(1).to_string(),
+        )
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("enable.partition.eof", "false");
+    let (assignments, assigned) = watch::channel(0);
+    let book = Arc::new(Mutex::new(AckBook::default()));
+    let context = RebalanceWatch {
+        assignments,
+        book: book.clone(),
+    };
+    let consumer: StreamConsumer<RebalanceWatch> = config
+        .create_with_context(context)
+        .map_err(|e| Error::backend(BACKEND, e))?;
+    let consumed = Consumed {
+        consumer,
+        topic: topic.to_owned(),
+        book,
+        commits,
+    };
+    Ok((Arc::new(consumed), assigned))
+}
+
+/// Assigns every partition of `topic` at its current end, so the consumer sees
+/// exactly what is published from now on (no group, no rebalance).
+pub(super) async fn assign_at_end(consumed: &Arc<Consumed>, timeout: Duration) -> Result<()> {
+    let consumed = consumed.clone();
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + timeout;
+        let topic = consumed.topic.as_str();
+        let consumer = &consumed.consumer;
+        // A topic created a moment ago may not be in the metadata yet.
+        let partitions = loop {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(2))
+                .map_err(|e| Error::backend(BACKEND, e))?;
+            let count = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic && t.error().is_none())
+                .map_or(0, |t| t.partitions().len());
+            if count > 0 {
+                break count as i32;
+            }
+            if Instant::now() > deadline {
+                return Err(Error::backend(
+                    BACKEND,
+                    format!("topic `{topic}` has no partitions"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(5))
+                .map_err(|e| Error::backend(BACKEND, e))?;
+            assignment
+                .add_partition_offset(topic, partition, Offset::Offset(high))
+                .map_err(|e| Error::backend(BACKEND, e))?;
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(|e| Error::backend(BACKEND, e))
+    })
+    .await
+    .map_err(|e| Error::backend(BACKEND, e))?
+}
+
+/// Everything a subscription's pump needs besides its consumer.
+pub(super) struct PumpContext {
+    pub subject: Arc<str>,
+    pub producer: rdkafka::producer::FutureProducer,
+    pub delivery_timeout: Duration,
+    pub buffer: usize,
+}
+
+/// Starts pumping records into a subscription; the pump ends when the
+/// subscription is dropped or `stopped` turns true, then leaves the group
+/// (committing what was acknowledged).
+pub(super) fn subscription(
+    consumed: Arc<Consumed>,
+    context: PumpContext,
+    group: Option<&str>,
+    stopped: watch::Receiver<bool>,
+) -> Subscription {
+    let (sender, receiver) = mpsc::channel(context.buffer);
+    let subject = context.subject.to_string();
+    tokio::spawn(pump(consumed, context, sender, stopped));
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|incoming| (incoming, receiver))
+    });
+    Subscription::new(subject, group.map(str::to_owned), stream)
+}
+
+async fn pump(
+    consumed: Arc<Consumed>,
+    context: PumpContext,
+    sender: mpsc::Sender<Incoming>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let received = tokio::select! {
+            _ = stop_requested(&mut stopped) => break,
+            received = consumed.consumer.recv() => received,
+        };
+        let incoming = match received {
+            Ok(record) => {
+                let (partition, offset) = (record.partition(), record.offset());
+                consumed
+                    .book
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .delivered(partition, offset);
+                incoming_from(&record, &consumed, &context, partition, offset)
+            }
+            Err(err) => {
+                tracing::warn!(subject = %context.subject, error = %err, "kafka: consume error");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        tokio::select! {
+            _ = stop_requested(&mut stopped) => break,
+            sent = sender.send(incoming) => if sent.is_err() { break },
+        }
+    }
+    // Leaving the group blocks (commit, then close): keep it off the async threads.
+    tokio::task::spawn_blocking(move || {
+        if consumed.commits {
+            let _ = consumed.consumer.commit_consumer_state(CommitMode::Sync);
+        }
+        drop(consumed);
+    });
+}
+
+fn incoming_from(
+    record: &rdkafka::message::BorrowedMessage<'_>,
+    consumed: &Arc<Consumed>,
+    context: &PumpContext,
+    partition: i32,
+    offset: i64,
+) -> Incoming {
+    let message = convert::message_from(record);
+    let reply_to = message.headers.get(wire::REPLY_TO).map(str::to_owned);
+    let correlation = message.headers.get(wire::CORRELATION_ID).map(str::to_owned);
+    let subject: Arc<str> = Arc::from(record.topic());
+    let mut incoming = Incoming::new(subject, message).with_acker(Box::new(KafkaAcker {
+        consumed: Arc::downgrade(consumed),
+        partition,
+        offset,
+    }));
+    if let (Some(reply_to), Some(correlation)) = (reply_to, correlation) {
+        incoming = incoming.with_responder(Box::new(KafkaResponder::new(
+            context.producer.clone(),
+            reply_to,
+            correlation,
+            context.delivery_timeout,
+        )));
+    }
+    incoming
+}
+
+/// Acknowledges one record: stores the offset for commit once everything
+/// before it is acknowledged too; a nack rewinds the partition to it.
+struct KafkaAcker {
+    consumed: Weak<Consumed>,
+    partition: i32,
+    offset: i64,
+}
+
+impl KafkaAcker {
+    fn consumed(&self) -> Result<Arc<Consumed>> {
+        // The subscription ended; its unacknowledged records go to the next consumer.
+        self.consumed.upgrade().ok_or(Error::Closed)
+    }
+}
+
+#[async_trait]
+impl Acker for KafkaAcker {
+    async fn ack(self: Box<Self>) -> Result<()> {
+        let consumed = self.consumed()?;
+        let done_through = consumed
+            .book
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .acknowledged(self.partition, self.offset);
+        if let (true, Some(offset)) = (consumed.commits, done_through) {
+            // librdkafka commits `offset + 1`, the next record to read.
+            consumed
+                .consumer
+                .store_offset(&consumed.topic, self.partition, offset)
+                .map_err(|e| Error::backend(BACKEND, e))?;
+        }
+        Ok(())
+    }
+
+    async fn nack(self: Box<Self>) -> Result<()> {
+        let consumed = self.consumed()?;
+        consumed
+            .book
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rewound(self.partition, self.offset);
+        consumed
+            .consumer
+            .seek(
+                &consumed.topic,
+                self.partition,
+                Offset::Offset(self.offset),
+                Duration::ZERO,
+            )
+            .map_err(|e| Error::backend(BACKEND, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_only_what_is_acknowledged_without_gaps() {
+        let mut book = AckBook::default();
+        for offset in 10..15 {
+            book.delivered(0, offset);
+        }
+        assert_eq!(book.acknowledged(0, 11), None, "10 is still open");
+        assert_eq!(book.acknowledged(0, 10), Some(11));
+        assert_eq!(
+            book.acknowledged(0, 10),
+            None,
+            "a second ack changes nothing"
+        );
+        assert_eq!(book.acknowledged(0, 14), None);
+        assert_eq!(book.acknowledged(0, 12), Some(12));
+        assert_eq!(book.acknowledged(0, 13), Some(14));
+        assert_eq!(book.acknowledged(7, 1), None, "unknown partition");
+    }
+
+    #[test]
+    fn a_rewind_forgets_later_deliveries() {
+        let mut book = AckBook::default();
+        for offset in 0..5 {
+            book.delivered(3, offset);
+        }
+        assert_eq!(book.acknowledged(3, 0), Some(0));
+        book.rewound(3, 2);
+        assert_eq!(book.acknowledged(3, 3), None, "3 will be delivered again");
+        book.delivered(3, 2);
+        assert_eq!(book.acknowledged(3, 1), Some(1));
+        assert_eq!(book.acknowledged(3, 2), Some(2));
+    }
+}

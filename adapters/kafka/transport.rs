@@ -1,0 +1,265 @@
+//! `KafkaTransport`: publish as produce, subscriptions as consumers, request/reply over reply topics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio::sync::{watch, OnceCell};
+
+use super::consumer::{self, PumpContext};
+use super::convert::{self, BACKEND};
+use super::replies::ReplyListener;
+use super::settings::KafkaSettings;
+use super::topics::{topic_for, Topics};
+use crate::capabilities::{Capabilities, Support};
+use crate::drain::DrainGate;
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::subscription::Subscription;
+use crate::transport::Transport;
+use crate::wire;
+
+/// A connection to a Kafka cluster (or a Kafka-protocol broker such as tansu).
+pub struct KafkaTransport {
+    settings: KafkaSettings,
+    producer: FutureProducer,
+    topics: Topics,
+    replies: OnceCell<ReplyListener>,
+    /// Unique per connection: names the reply topic and keys unkeyed events,
+    /// so one publisher's events stay in one partition, in order.
+    connection_id: String,
+    next_plain: AtomicU64,
+    gate: DrainGate,
+    stop: watch::Sender<bool>,
+    capabilities: Capabilities,
+}
+
+impl KafkaTransport {
+    /// Connects; fails with [`Error::Connect`] if no broker answers within the connect timeout.
+    pub async fn connect(settings: KafkaSettings) -> Result<Self> {
+        let started = Instant::now();
+        let mut config = settings.client_config();
+        config
+            .set("acks", "all")
+            .set("linger.ms", settings.linger.as_millis().to_string())
+            .set(
+                "message.timeout.ms",
+                settings.delivery_timeout.as_millis().max(1).to_string(),
+            );
+        let producer: FutureProducer = config.create().map_err(|e| Error::backend(BACKEND, e))?;
+        // librdkafka connects lazily; ask for metadata so an unreachable broker fails here.
+        let probe = producer.clone();
+        let timeout = settings.connect_timeout;
+        tokio::task::spawn_blocking(move || probe.client().fetch_metadata(None, timeout))
+            .await
+            .map_err(|e| Error::backend(BACKEND, e))?
+            .map_err(|e| Error::Connect {
+                url: format!("kafka://{}", settings.brokers.join(",")),
+                source: e.into(),
+            })?;
+        let mut capabilities = Capabilities::full(BACKEND, settings.max_payload);
+        capabilities.no_responders = Support::No(
+            "Kafka cannot tell whether anyone consumes a topic: a request nobody serves ends in Error::Timeout",
+        );
+        capabilities.wildcards = Support::No(
+            "Kafka subscribes to topics; a pattern only sees topics that exist and picks up new ones after a metadata refresh, so delivery right after subscribe cannot be promised",
+        );
+        let transport = KafkaTransport {
+            topics: Topics::new(&settings)?,
+            connection_id: connection_id(&settings.client_id),
+            settings,
+            producer,
+            replies: OnceCell::new(),
+            next_plain: AtomicU64::new(0),
+            gate: DrainGate::new(),
+            stop: watch::Sender::new(false),
+            capabilities,
+        };
+        tracing::debug!(elapsed = ?started.elapsed(), "kafka: connected");
+        Ok(transport)
+    }
+
+    async fn produce(&self, topic: &str, message: &Message, key: &str) -> Result<()> {
+        let size = message.payload.len();
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(&message.payload[..])
+            .headers(convert::record_headers(&message.headers));
+        self.producer
+            .send(record, self.settings.delivery_timeout)
+            .await
+            .map(|_| ())
+            .map_err(|(err, _)| {
+                convert::produce_error(
+                    err,
+                    topic,
+                    size,
+                    self.settings.max_payload,
+                    self.settings.delivery_timeout,
+                )
+            })
+    }
+
+    async fn replies(&self) -> Result<&ReplyListener> {
+        self.replies
+            .get_or_try_init(|| {
+                ReplyListener::start(
+                    &self.settings,
+                    &self.topics,
+                    &self.connection_id,
+                    self.stop.subscribe(),
+                )
+            })
+            .await
+    }
+}
+
+/// A name no other connection uses, made of topic-safe characters.
+fn connection_id(client_id: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let client: String = client_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .take(40)
+        .collect();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{client}-{}-{:x}-{}",
+        std::process::id(),
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[async_trait]
+impl Transport for KafkaTransport {
+    async fn request(
+        &self,
+        subject: &str,
+        mut message: Message,
+        timeout: Duration,
+    ) -> Result<Message> {
+        let _in_flight = self.gate.enter()?;
+        let exchange = async {
+            let topic = topic_for(subject);
+            self.topics.ensure(topic).await?;
+            let replies = self.replies().await?;
+            let mut pending = replies.expect_reply();
+            message.headers.insert(wire::REPLY_TO, replies.topic());
+            message
+                .headers
+                .insert(wire::CORRELATION_ID, pending.id.as_str());
+            message
+                .headers
+                .insert(wire::TIMEOUT_MS, timeout.as_millis().max(1).to_string());
+            // Keyed by correlation id: requests spread over the partitions, so over a group's members.
+            self.produce(topic, &message, &pending.id).await?;
+            pending.reply().await
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Timeout {
+                    subject: subject.to_owned(),
+                    timeout,
+                })
+            })
+    }
+
+    async fn publish(&self, subject: &str, message: Message) -> Result<()> {
+        let _in_flight = self.gate.enter()?;
+        let topic = topic_for(subject);
+        self.topics.ensure(topic).await?;
+        let key = message
+            .headers
+            .get(wire::KEY)
+            .unwrap_or(&self.connection_id)
+            .to_owned();
+        self.produce(topic, &message, &key).await
+    }
+
+    async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {
+        let _in_flight = self.gate.enter()?;
+        let topic = topic_for(subject);
+        self.topics.ensure(topic).await?;
+        let prefix = &self.settings.group_prefix;
+        let (group_id, commits) = match group {
+            Some(group) => (format!("{prefix}{group}.{topic}"), true),
+            None => {
+                let n = self.next_plain.fetch_add(1, Ordering::Relaxed);
+                (
+                    format!("{prefix}sb-plain-{}-{n}", self.connection_id),
+                    false,
+                )
+            }
+        };
+        let (consumed, mut assigned) =
+            consumer::new_consumer(&self.settings, &group_id, commits, topic)?;
+        let context = PumpContext {
+            subject: subject.into(),
+            producer: self.producer.clone(),
+            delivery_timeout: self.settings.delivery_timeout,
+            buffer: self.settings.buffer,
+        };
+        if group.is_none() {
+            consumer::assign_at_end(&consumed, self.settings.assignment_timeout).await?;
+            return Ok(consumer::subscription(
+                consumed,
+                context,
+                None,
+                self.stop.subscribe(),
+            ));
+        }
+        {
+            use rdkafka::consumer::Consumer as _;
+            consumed
+                .consumer
+                .subscribe(&[topic])
+                .map_err(|e| Error::backend(BACKEND, e))?;
+        }
+        // The pump polls, and polling is what joins the group.
+        let (stop_early, stopped) = watch::channel(false);
+        let mut transport_stopped = self.stop.subscribe();
+        let subscription = consumer::subscription(consumed, context, group, stopped);
+        tokio::spawn(async move {
+            crate::drain::stop_requested(&mut transport_stopped).await;
+            let _ = stop_early.send(true);
+        });
+        let started = Instant::now();
+        let first_assignment = async { assigned.wait_for(|n| *n > 0).await.is_ok() };
+        match tokio::time::timeout(self.settings.assignment_timeout, first_assignment).await {
+            Ok(true) => {
+                tracing::debug!(%group_id, elapsed = ?started.elapsed(), "kafka: group joined");
+                Ok(subscription)
+            }
+            _ => Err(Error::backend(
+                BACKEND,
+                format!(
+                    "consumer group `{group_id}` got no partition assignment within {:?}",
+                    self.settings.assignment_timeout
+                ),
+            )),
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.gate.close().await {
+            let _ = self.stop.send(true);
+            let producer = self.producer.clone();
+            let timeout = self.settings.delivery_timeout;
+            let flushed = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
+            if let Ok(Err(err)) = flushed {
+                tracing::warn!(error = %err, "kafka: flush on close failed");
+            }
+        }
+        Ok(())
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+}
