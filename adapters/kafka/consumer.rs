@@ -70,18 +70,16 @@ impl AckBook {
             acks.highest = acks.highest.min(offset - 1);
         }
     }
-
-    fn revoked(&mut self, partitions: &TopicPartitionList) {
-        for element in partitions.elements() {
-            self.0.remove(&element.partition());
-        }
-    }
 }
 
-/// Watches rebalances: counts assignments and drops the bookkeeping of revoked partitions.
+/// Watches rebalances and counts assignments.
+///
+/// The ack bookkeeping deliberately survives a revocation: records already
+/// delivered from a revoked partition may still be acknowledged, and if the
+/// partition comes back, forgetting them would let the commit jump past
+/// records still waiting in the subscription's queue.
 pub(super) struct RebalanceWatch {
     assignments: watch::Sender<u64>,
-    book: Arc<Mutex<AckBook>>,
 }
 
 impl ClientContext for RebalanceWatch {}
@@ -94,11 +92,7 @@ impl ConsumerContext for RebalanceWatch {
                 self.assignments.send_modify(|n| *n += 1);
             }
             Rebalance::Revoke(partitions) => {
-                // Unacknowledged messages of revoked partitions go to their new owner again.
-                self.book
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .revoked(partitions);
+                tracing::debug!(count = partitions.count(), "kafka: partitions revoked");
             }
             Rebalance::Error(err) => tracing::warn!(error = %err, "kafka: rebalance failed"),
         }
@@ -143,10 +137,7 @@ pub(super) fn new_consumer(
         .set("enable.partition.eof", "false");
     let (assignments, assigned) = watch::channel(0);
     let book = Arc::new(Mutex::new(AckBook::default()));
-    let context = RebalanceWatch {
-        assignments,
-        book: book.clone(),
-    };
+    let context = RebalanceWatch { assignments };
     let consumer: StreamConsumer<RebalanceWatch> = config
         .create_with_context(context)
         .map_err(|e| Error::backend(BACKEND, e))?;
@@ -324,11 +315,15 @@ impl Acker for KafkaAcker {
             .unwrap_or_else(|e| e.into_inner())
             .acknowledged(self.partition, self.offset);
         if let (true, Some(offset)) = (consumed.commits, done_through) {
-            // librdkafka commits `offset + 1`, the next record to read.
-            consumed
-                .consumer
-                .store_offset(&consumed.topic, self.partition, offset)
-                .map_err(|e| Error::backend(BACKEND, e))?;
+            // librdkafka commits `offset + 1`, the next record to read. A partition
+            // revoked meanwhile refuses the store: its new owner reads the record again.
+            if let Err(err) =
+                consumed
+                    .consumer
+                    .store_offset(&consumed.topic, self.partition, offset)
+            {
+                tracing::debug!(partition = self.partition, offset, error = %err, "kafka: offset not stored");
+            }
         }
         Ok(())
     }
