@@ -272,6 +272,23 @@ impl Error {
     }
 }
 
+/// Runs `call`, failing with [`Error::Timeout`] for `subject` once `timeout` has passed.
+#[allow(dead_code)] // Used by the memory, http and kafka backends.
+pub(crate) async fn within<T>(
+    subject: &str,
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Timeout {
+                subject: subject.to_owned(),
+                timeout,
+            })
+        })
+}
+
 impl From<serde_json::Error> for Error {
     fn from(err: serde_json::Error) -> Self {
         Error::codec(err.to_string())

@@ -8,38 +8,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use switchboard::{connect, Bus, ErrorKind, Message, Service, Subscription};
+use switchboard::{connect, Bus, ErrorKind, Message, Service};
+
+mod support;
+use support::{connect_or_skip, next_within, unique};
 
 const BROKER: &str = "kafka://127.0.0.1:9092";
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
+/// The test broker with `options`, or `None` (skip) when it is down outside CI.
 async fn broker(options: &str) -> Option<Bus> {
-    match connect(&format!("{BROKER}{options}")).await {
-        Ok(bus) => Some(bus),
-        Err(err) if ci() => panic!("Kafka broker at {BROKER} is unreachable and CI=true: {err}"),
-        Err(err) => {
-            eprintln!("skipped: Kafka broker at {BROKER} is unreachable ({err})");
-            None
-        }
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}.p{}-{}", std::process::id(), nanos % 1_000_000_000)
-}
-
-async fn next_within(sub: &mut Subscription, within: Duration) -> Option<switchboard::Incoming> {
-    tokio::time::timeout(within, sub.next())
-        .await
-        .ok()
-        .flatten()
+    connect_or_skip(&format!("{BROKER}{options}")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,30 +13,14 @@ use std::time::{Duration, Instant};
 
 use switchboard::{connect, Bus, ErrorKind, Message};
 
+mod support;
+use support::{ci, connect_or_skip, next_within, unique};
+
 const SHARED_URL: &str = "nats://127.0.0.1:4222";
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Skips (returns `None`) when the shared server is down outside CI; panics under CI.
+/// The shared server with `options`, or `None` (skip) when it is down outside CI.
 async fn shared(options: &str) -> Option<Bus> {
-    match connect(&format!("{SHARED_URL}{options}")).await {
-        Ok(bus) => Some(bus),
-        Err(err) if ci() => panic!("NATS at {SHARED_URL} is unreachable and CI=true: {err}"),
-        Err(err) => {
-            eprintln!("skipped: NATS at {SHARED_URL} is unreachable ({err})");
-            None
-        }
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+    connect_or_skip(&format!("{SHARED_URL}{options}")).await
 }
 
 /// Deletes a test stream through the raw client, so reruns start clean.
@@ -46,16 +30,6 @@ async fn delete_stream(stream: &str) {
             .delete_stream(stream)
             .await;
     }
-}
-
-async fn next_within(
-    sub: &mut switchboard::Subscription,
-    within: Duration,
-) -> Option<switchboard::Incoming> {
-    tokio::time::timeout(within, sub.next())
-        .await
-        .ok()
-        .flatten()
 }
 
 #[tokio::test]

@@ -160,14 +160,7 @@ impl Transport for KafkaTransport {
             self.produce(topic, &message, &pending.id).await?;
             pending.reply().await
         };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::Timeout {
-                    subject: subject.to_owned(),
-                    timeout,
-                })
-            })
+        crate::error::within(subject, timeout, exchange).await
     }
 
     async fn publish(&self, subject: &str, message: Message) -> Result<()> {

@@ -145,14 +145,7 @@ impl LocalRouter {
                 message: "the responder dropped the request without replying".into(),
             })
         };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::Timeout {
-                    subject: subject.to_owned(),
-                    timeout,
-                })
-            })
+        crate::error::within(subject, timeout, exchange).await
     }
 
     async fn deliver(
