@@ -196,7 +196,12 @@ fn find_in<'t>(table: &'t [BackendInfo], scheme: &str) -> Result<&'t BackendInfo
             scheme: scheme.to_owned(),
             known: table
                 .iter()
-                .flat_map(|b| b.schemes.iter().map(|s| format!("{s}://")))
+                .flat_map(|b| {
+                    b.schemes.iter().map(move |scheme| match b.is_enabled() {
+                        true => format!("{scheme}:// (enabled)"),
+                        false => format!("{scheme}:// (needs feature `{}`)", b.feature),
+                    })
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;

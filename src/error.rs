@@ -93,7 +93,7 @@ pub enum Error {
     UnknownScheme {
         /// The scheme that was asked for.
         scheme: String,
-        /// The schemes this build knows, for the message.
+        /// The schemes switchboard knows, each with whether this build enables it.
         known: String,
     },
 

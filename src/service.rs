@@ -310,6 +310,10 @@ async fn answer(mut incoming: Incoming, handler: RequestFn) {
     if let Err(err) = incoming.send_reply(reply).await {
         tracing::warn!(%subject, error = %err, "could not send reply");
     }
+    // Answered: on backends that redeliver (Kafka), the request must not come back.
+    if let Err(err) = incoming.ack().await {
+        tracing::debug!(%subject, error = %err, "could not acknowledge request");
+    }
 }
 
 async fn serve_events(

@@ -23,6 +23,7 @@ async fn unknown_scheme_lists_known_ones() {
     for scheme in ["memory://", "http://", "nats://", "kafka://"] {
         assert!(text.contains(scheme), "{text}");
     }
+    assert!(text.contains("memory:// (enabled)"), "{text}");
 }
 
 #[cfg(not(feature = "nats"))]

@@ -266,6 +266,55 @@ async fn a_thousand_concurrent_requests_to_a_responder_group_each_get_their_own_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_keep_being_answered_while_a_responder_joins_the_group() {
+    let Some(requester) = broker("").await else {
+        return;
+    };
+    let subject = unique("scale-out");
+    let start_responder = |name: &'static str| {
+        let subject = subject.clone();
+        async move {
+            let bus = broker("").await.unwrap();
+            let running = Service::new("quotes", bus.clone())
+                .on_request(&subject, move |n: u64| async move {
+                    Ok::<_, String>(format!("{name}:{n}"))
+                })
+                .start()
+                .await
+                .unwrap();
+            (bus, running)
+        }
+    };
+    let first = start_responder("first").await;
+    let mut calls = tokio::task::JoinSet::new();
+    let mut second = None;
+    for n in 0..300u64 {
+        if n == 100 {
+            // Joining triggers a rebalance while requests are in flight.
+            second = Some(start_responder("second").await);
+        }
+        let (requester, subject) = (requester.clone(), subject.clone());
+        calls.spawn(async move {
+            let reply: String = requester
+                .request_json_with_timeout(&subject, &n, Duration::from_secs(60))
+                .await
+                .unwrap_or_else(|err| panic!("request {n} failed across the rebalance: {err}"));
+            assert!(reply.ends_with(&format!(":{n}")), "request {n} got {reply}");
+            reply.split(':').next().unwrap().to_owned()
+        });
+        if n % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let mut served_by = BTreeMap::new();
+    while let Some(done) = calls.join_next().await {
+        *served_by.entry(done.unwrap()).or_insert(0) += 1;
+    }
+    println!("kafka: 300 requests across a responder joining the group; served by {served_by:?}");
+    drop((first, second));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_with_the_same_key_keep_their_order() {
     let Some(bus) = broker("").await else { return };
     let subject = unique("keyed");
