@@ -1,35 +1,22 @@
 //! In-memory backend against its raw equivalent (tokio channels), in the same run.
 //!
-//! `cargo bench --bench memory`. Each group has a `switchboard` and a `raw`
-//! function, so the cost of the abstraction reads as a ratio.
+//! `cargo bench --bench memory`. Each group has a `switchboard` and a `raw_*`
+//! function per payload size, so the cost of the abstraction reads as a ratio.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use common::{config, payload, run_in_flight, runtime, PAYLOADS};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use switchboard::{Bus, Message};
-use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
 
-const PAYLOAD: usize = 128;
 const BUFFER: usize = 1024;
-const IN_FLIGHT: u64 = 64;
+const TIMEOUT: Duration = Duration::from_secs(5);
 
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn payload() -> Bytes {
-    Bytes::from(vec![7u8; PAYLOAD])
-}
-
-async fn connect(runtime_hub: &str) -> Bus {
-    switchboard::connect(&format!("memory://{runtime_hub}?buffer={BUFFER}"))
+async fn connect(hub: &str) -> Bus {
+    switchboard::connect(&format!("memory://{hub}?buffer={BUFFER}"))
         .await
         .unwrap()
 }
@@ -39,43 +26,45 @@ fn publish_to_delivery(c: &mut Criterion) {
     let bus = rt.block_on(connect("bench-publish"));
     let mut group = c.benchmark_group("memory/publish_to_delivery");
     group.throughput(Throughput::Elements(1));
-    group.bench_function(BenchmarkId::new("switchboard", PAYLOAD), |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let bus = bus.clone();
-            async move {
-                let mut subscription = bus.subscribe("bench.events").await.unwrap();
+    for size in PAYLOADS {
+        group.bench_function(BenchmarkId::new("switchboard", size), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let bus = bus.clone();
+                async move {
+                    let mut subscription = bus.subscribe("bench.events").await.unwrap();
+                    let consumer = tokio::spawn(async move {
+                        for _ in 0..iters {
+                            subscription.next().await.unwrap();
+                        }
+                    });
+                    let message = Message::new(payload(size));
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        bus.publish("bench.events", message.clone()).await.unwrap();
+                    }
+                    consumer.await.unwrap();
+                    start.elapsed()
+                }
+            })
+        });
+        group.bench_function(BenchmarkId::new("raw_tokio_mpsc", size), |b| {
+            b.to_async(&rt).iter_custom(|iters| async move {
+                let (tx, mut rx) = mpsc::channel::<Message>(BUFFER);
                 let consumer = tokio::spawn(async move {
                     for _ in 0..iters {
-                        subscription.next().await.unwrap();
+                        rx.recv().await.unwrap();
                     }
                 });
-                let message = Message::new(payload());
+                let message = Message::new(payload(size));
                 let start = Instant::now();
                 for _ in 0..iters {
-                    bus.publish("bench.events", message.clone()).await.unwrap();
+                    tx.send(message.clone()).await.unwrap();
                 }
                 consumer.await.unwrap();
                 start.elapsed()
-            }
-        })
-    });
-    group.bench_function(BenchmarkId::new("raw_tokio_mpsc", PAYLOAD), |b| {
-        b.to_async(&rt).iter_custom(|iters| async move {
-            let (tx, mut rx) = mpsc::channel::<Message>(BUFFER);
-            let consumer = tokio::spawn(async move {
-                for _ in 0..iters {
-                    rx.recv().await.unwrap();
-                }
-            });
-            let message = Message::new(payload());
-            let start = Instant::now();
-            for _ in 0..iters {
-                tx.send(message.clone()).await.unwrap();
-            }
-            consumer.await.unwrap();
-            start.elapsed()
-        })
-    });
+            })
+        });
+    }
     group.finish();
 }
 
@@ -108,94 +97,70 @@ fn request_reply(c: &mut Criterion) {
         }
     });
     let raw = rt.block_on(async { raw_responder() });
-    let timeout = Duration::from_secs(5);
 
-    let mut group = c.benchmark_group("memory/request_reply_serial");
-    group.throughput(Throughput::Elements(1));
-    group.bench_function(BenchmarkId::new("switchboard", PAYLOAD), |b| {
-        let message = Message::new(payload());
-        b.to_async(&rt).iter(|| {
-            let (bus, message) = (bus.clone(), message.clone());
-            async move {
-                bus.request_with_timeout("bench.echo", message, timeout)
-                    .await
-                    .unwrap()
-            }
-        })
-    });
-    group.bench_function(BenchmarkId::new("raw_tokio_mpsc_oneshot", PAYLOAD), |b| {
-        let message = Message::new(payload());
-        b.to_async(&rt).iter(|| {
-            let (raw, message) = (raw.clone(), message.clone());
-            async move { raw_request(&raw, message).await }
-        })
-    });
-    group.finish();
-
-    let mut group = c.benchmark_group("memory/request_reply_64_in_flight");
-    group.throughput(Throughput::Elements(1));
-    group.bench_function(BenchmarkId::new("switchboard", PAYLOAD), |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let bus = bus.clone();
-            async move {
-                let start = Instant::now();
-                run_in_flight(iters, move || {
-                    let bus = bus.clone();
-                    async move {
-                        bus.request_with_timeout("bench.echo", Message::new(payload()), timeout)
-                            .await
-                            .unwrap();
-                    }
-                })
-                .await;
-                start.elapsed()
-            }
-        })
-    });
-    group.bench_function(BenchmarkId::new("raw_tokio_mpsc_oneshot", PAYLOAD), |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let raw = raw.clone();
-            async move {
-                let start = Instant::now();
-                run_in_flight(iters, move || {
-                    let raw = raw.clone();
-                    async move {
-                        raw_request(&raw, Message::new(payload())).await;
-                    }
-                })
-                .await;
-                start.elapsed()
-            }
-        })
-    });
-    group.finish();
-}
-
-/// Runs `iters` calls with up to [`IN_FLIGHT`] outstanding at once.
-async fn run_in_flight<F, Fut>(iters: u64, call: F)
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let call = Arc::new(call);
-    let mut workers = tokio::task::JoinSet::new();
-    for worker in 0..IN_FLIGHT {
-        let share = iters / IN_FLIGHT + u64::from(worker < iters % IN_FLIGHT);
-        let call = call.clone();
-        workers.spawn(async move {
-            for _ in 0..share {
-                call().await;
-            }
+    let mut serial = c.benchmark_group("memory/request_reply_serial");
+    serial.throughput(Throughput::Elements(1));
+    for size in PAYLOADS {
+        let message = Message::new(payload(size));
+        serial.bench_function(BenchmarkId::new("switchboard", size), |b| {
+            b.to_async(&rt).iter(|| {
+                let (bus, message) = (bus.clone(), message.clone());
+                async move {
+                    bus.request_with_timeout("bench.echo", message, TIMEOUT)
+                        .await
+                        .unwrap()
+                }
+            })
+        });
+        serial.bench_function(BenchmarkId::new("raw_tokio_mpsc_oneshot", size), |b| {
+            b.to_async(&rt).iter(|| {
+                let (raw, message) = (raw.clone(), message.clone());
+                async move { raw_request(&raw, message).await }
+            })
         });
     }
-    while workers.join_next().await.is_some() {}
-}
+    serial.finish();
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
+    let mut concurrent = c.benchmark_group("memory/request_reply_64_in_flight");
+    concurrent.throughput(Throughput::Elements(1));
+    for size in PAYLOADS {
+        let message = Message::new(payload(size));
+        concurrent.bench_function(BenchmarkId::new("switchboard", size), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (bus, message) = (bus.clone(), message.clone());
+                async move {
+                    let start = Instant::now();
+                    run_in_flight(iters, move || {
+                        let (bus, message) = (bus.clone(), message.clone());
+                        async move {
+                            bus.request_with_timeout("bench.echo", message, TIMEOUT)
+                                .await
+                                .unwrap();
+                        }
+                    })
+                    .await;
+                    start.elapsed()
+                }
+            })
+        });
+        concurrent.bench_function(BenchmarkId::new("raw_tokio_mpsc_oneshot", size), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (raw, message) = (raw.clone(), message.clone());
+                async move {
+                    let start = Instant::now();
+                    run_in_flight(iters, move || {
+                        let (raw, message) = (raw.clone(), message.clone());
+                        async move {
+                            raw_request(&raw, message).await;
+                        }
+                    })
+                    .await;
+                    start.elapsed()
+                }
+            })
+        });
+    }
+    concurrent.finish();
 }
 
 criterion_group! {

@@ -270,9 +270,11 @@ fn incoming_from(
     partition: i32,
     offset: i64,
 ) -> Incoming {
-    let message = convert::message_from(record);
-    let reply_to = message.headers.get(wire::REPLY_TO).map(str::to_owned);
-    let correlation = message.headers.get(wire::CORRELATION_ID).map(str::to_owned);
+    let mut message = convert::message_from(record);
+    // The request/reply headers are the transport's: the handler sees only the caller's.
+    let reply_to = message.headers.remove(wire::REPLY_TO);
+    let correlation = message.headers.remove(wire::CORRELATION_ID);
+    message.headers.remove(wire::TIMEOUT_MS);
     let subject: Arc<str> = Arc::from(record.topic());
     let mut incoming = Incoming::new(subject, message).with_acker(Box::new(KafkaAcker {
         consumed: Arc::downgrade(consumed),

@@ -165,6 +165,11 @@ pub fn cases() -> Vec<Case> {
             request_reply::headers_round_trip
         ),
         case!(
+            "echo_request_as_reply",
+            |c| c.request_reply,
+            request_reply::echo_request_as_reply
+        ),
+        case!(
             "close_drains_in_flight_requests",
             |c| c.request_reply,
             request_reply::close_drains

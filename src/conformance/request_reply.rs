@@ -196,6 +196,36 @@ pub(super) async fn headers_round_trip(fixture: &dyn Fixture) -> CaseResult {
     Ok(())
 }
 
+/// Replying with the received request itself (an echo) works everywhere:
+/// transports keep their own headers out of what the handler sees.
+pub(super) async fn echo_request_as_reply(fixture: &dyn Fixture) -> CaseResult {
+    let (responder, requester) = (fixture.connect().await?, fixture.connect().await?);
+    let subject = unique_subject("echo");
+    let mut subscription = responder.subscribe(&subject).await?;
+    let task = tokio::spawn(async move {
+        while let Some(mut incoming) = subscription.next().await {
+            let request = incoming.take_message();
+            if let Err(err) = incoming.reply(request).await {
+                let _ = incoming.reply_error(format!("echo refused: {err}")).await;
+            }
+        }
+    });
+    let request = Message::new("echo me").with_header("tenant", "acme");
+    let reply = requester.request(&subject, request).await?;
+    ensure!(
+        &reply.payload[..] == b"echo me",
+        "echoed payload was {:?}",
+        reply.payload
+    );
+    ensure!(
+        reply.headers.get("tenant") == Some("acme"),
+        "echoed headers were {:?}",
+        reply.headers
+    );
+    task.abort();
+    Ok(())
+}
+
 pub(super) async fn close_drains(fixture: &dyn Fixture) -> CaseResult {
     let (responder, requester) = (fixture.connect().await?, fixture.connect().await?);
     let subject = unique_subject("drain");

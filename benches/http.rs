@@ -1,0 +1,220 @@
+//! HTTP backend against raw `reqwest` → `axum` with the same client settings, same run.
+//!
+//! `cargo bench --all-features --bench http`. Everything listens on 127.0.0.1
+//! ephemeral ports. Rows: publish counted at the subscriber, and request/reply
+//! serial and with 64 in flight, as `switchboard` and `raw_reqwest_axum`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::routing::post;
+use common::{config, payload, run_in_flight, runtime, PAYLOADS};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use switchboard::{Bus, Message};
+use tokio::sync::mpsc;
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The raw baseline's client: the settings switchboard's peer client uses.
+fn raw_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap()
+}
+
+/// A raw axum server: `/echo` answers with the body, `/events` hands it to a channel (202).
+async fn raw_server() -> (String, mpsc::Receiver<Bytes>) {
+    let (events_tx, events_rx) = mpsc::channel(1024);
+    let app = axum::Router::new()
+        .route("/echo", post(|body: Bytes| async move { body }))
+        .route(
+            "/events",
+            post(move |body: Bytes| {
+                let events_tx = events_tx.clone();
+                async move {
+                    let _ = events_tx.send(body).await;
+                    axum::http::StatusCode::ACCEPTED
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, events_rx)
+}
+
+async fn services() -> (Bus, Bus) {
+    let responder = switchboard::connect("http://127.0.0.1:0").await.unwrap();
+    let peer = format!("http://{}", responder.local_address().unwrap());
+    let requester = switchboard::connect(&format!("http://127.0.0.1:0?peers={peer}"))
+        .await
+        .unwrap();
+    (responder, requester)
+}
+
+fn http(c: &mut Criterion) {
+    let rt = runtime();
+    let (responder, requester) = rt.block_on(services());
+    let (raw_url, raw_events) = rt.block_on(raw_server());
+    let raw_events = std::sync::Arc::new(tokio::sync::Mutex::new(raw_events));
+    let raw = raw_client();
+
+    let mut group = c.benchmark_group("http/publish_to_delivery");
+    group.throughput(Throughput::Elements(1));
+    let mut events = rt.block_on(responder.subscribe("bench.events")).unwrap();
+    let (counted_tx, counted_rx) = mpsc::unbounded_channel::<()>();
+    rt.spawn(async move {
+        while events.next().await.is_some() {
+            let _ = counted_tx.send(());
+        }
+    });
+    let counted = std::sync::Arc::new(tokio::sync::Mutex::new(counted_rx));
+    for size in PAYLOADS {
+        let message = Message::new(payload(size));
+        group.bench_function(BenchmarkId::new("switchboard", size), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (bus, message, counted) = (requester.clone(), message.clone(), counted.clone());
+                async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        bus.publish("bench.events", message.clone()).await.unwrap();
+                    }
+                    let mut counted = counted.lock().await;
+                    for _ in 0..iters {
+                        counted.recv().await.unwrap();
+                    }
+                    start.elapsed()
+                }
+            })
+        });
+        group.bench_function(BenchmarkId::new("raw_reqwest_axum", size), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (raw, url, body, received) = (
+                    raw.clone(),
+                    format!("{raw_url}/events"),
+                    message.payload.clone(),
+                    raw_events.clone(),
+                );
+                async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        raw.post(&url).body(body.clone()).send().await.unwrap();
+                    }
+                    let mut received = received.lock().await;
+                    for _ in 0..iters {
+                        received.recv().await.unwrap();
+                    }
+                    start.elapsed()
+                }
+            })
+        });
+    }
+    group.finish();
+
+    let mut echo = rt.block_on(responder.subscribe("bench.echo")).unwrap();
+    rt.spawn(async move {
+        while let Some(mut incoming) = echo.next().await {
+            let reply = incoming.take_message();
+            let _ = incoming.reply(reply).await;
+        }
+    });
+
+    let mut serial = c.benchmark_group("http/request_reply_serial");
+    serial.throughput(Throughput::Elements(1));
+    for size in PAYLOADS {
+        let message = Message::new(payload(size));
+        serial.bench_function(BenchmarkId::new("switchboard", size), |b| {
+            b.to_async(&rt).iter(|| {
+                let (bus, message) = (requester.clone(), message.clone());
+                async move {
+                    bus.request_with_timeout("bench.echo", message, TIMEOUT)
+                        .await
+                        .unwrap()
+                }
+            })
+        });
+        serial.bench_function(BenchmarkId::new("raw_reqwest_axum", size), |b| {
+            b.to_async(&rt).iter(|| {
+                let (raw, url, body) = (
+                    raw.clone(),
+                    format!("{raw_url}/echo"),
+                    message.payload.clone(),
+                );
+                async move {
+                    raw.post(url)
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap()
+                        .bytes()
+                        .await
+                        .unwrap()
+                }
+            })
+        });
+    }
+    serial.finish();
+
+    let mut concurrent = c.benchmark_group("http/request_reply_64_in_flight");
+    concurrent.throughput(Throughput::Elements(1));
+    for size in PAYLOADS {
+        let message = Message::new(payload(size));
+        concurrent.bench_function(BenchmarkId::new("switchboard", size), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (bus, message) = (requester.clone(), message.clone());
+                async move {
+                    let start = Instant::now();
+                    run_in_flight(iters, move || {
+                        let (bus, message) = (bus.clone(), message.clone());
+                        async move {
+                            bus.request_with_timeout("bench.echo", message, TIMEOUT)
+                                .await
+                                .unwrap();
+                        }
+                    })
+                    .await;
+                    start.elapsed()
+                }
+            })
+        });
+        concurrent.bench_function(BenchmarkId::new("raw_reqwest_axum", size), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (raw, url, body) = (
+                    raw.clone(),
+                    format!("{raw_url}/echo"),
+                    message.payload.clone(),
+                );
+                async move {
+                    let start = Instant::now();
+                    run_in_flight(iters, move || {
+                        let (raw, url, body) = (raw.clone(), url.clone(), body.clone());
+                        async move {
+                            raw.post(url)
+                                .body(body)
+                                .send()
+                                .await
+                                .unwrap()
+                                .bytes()
+                                .await
+                                .unwrap();
+                        }
+                    })
+                    .await;
+                    start.elapsed()
+                }
+            })
+        });
+    }
+    concurrent.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = http
+}
+criterion_main!(benches);

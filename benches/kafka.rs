@@ -1,0 +1,116 @@
+//! Kafka backend against raw `rdkafka` with the same producer settings, same run.
+//!
+//! `cargo bench --all-features --bench kafka` (needs the broker on
+//! 127.0.0.1:9092: `scripts/kafka-broker.sh start`). Rows: publish until the
+//! broker acknowledged, 64 in flight, as `switchboard` and `raw_rdkafka`; and
+//! request/reply round trips through a responder group (no raw equivalent:
+//! Kafka has no request/reply of its own).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{config, payload, run_in_flight, runtime, skip, PAYLOADS};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use switchboard::{Message, Service};
+
+const URL: &str = "kafka://127.0.0.1:9092";
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The producer settings switchboard uses, for the raw baseline.
+fn raw_producer() -> FutureProducer {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9092")
+        .set("socket.nagle.disable", "true")
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .set("message.timeout.ms", "10000")
+        .create()
+        .unwrap()
+}
+
+fn kafka(c: &mut Criterion) {
+    let rt = runtime();
+    let Ok(bus) = rt.block_on(switchboard::connect(URL)) else {
+        return skip("kafka", format!("{URL} is unreachable"));
+    };
+    let topic = format!("bench.events.p{}", std::process::id());
+    // Creates the topic once, outside the timed loops.
+    rt.block_on(bus.publish(&topic, Message::new("warm-up")))
+        .unwrap();
+    let raw = raw_producer();
+
+    let mut group = c.benchmark_group("kafka/publish_acked_64_in_flight");
+    group.throughput(Throughput::Elements(1));
+    for size in PAYLOADS {
+        let message = Message::new(payload(size));
+        group.bench_function(BenchmarkId::new("switchboard", size), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (bus, message, topic) = (bus.clone(), message.clone(), topic.clone());
+                async move {
+                    let start = Instant::now();
+                    run_in_flight(iters, move || {
+                        let (bus, message, topic) = (bus.clone(), message.clone(), topic.clone());
+                        async move { bus.publish(&topic, message).await.unwrap() }
+                    })
+                    .await;
+                    start.elapsed()
+                }
+            })
+        });
+        group.bench_function(BenchmarkId::new("raw_rdkafka", size), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (raw, body, topic) = (raw.clone(), message.payload.clone(), topic.clone());
+                async move {
+                    let start = Instant::now();
+                    run_in_flight(iters, move || {
+                        let (raw, body, topic) = (raw.clone(), body.clone(), topic.clone());
+                        async move {
+                            let record = FutureRecord::to(&topic).key("bench").payload(&body[..]);
+                            raw.send(record, TIMEOUT).await.unwrap();
+                        }
+                    })
+                    .await;
+                    start.elapsed()
+                }
+            })
+        });
+    }
+    group.finish();
+
+    let echo = format!("bench.echo.p{}", std::process::id());
+    let running = rt
+        .block_on(
+            Service::new("bench-echo", bus.clone())
+                .on_request(&echo, |text: String| async move { Ok::<_, String>(text) })
+                .start(),
+        )
+        .unwrap();
+    let requester = rt.block_on(switchboard::connect(URL)).unwrap();
+    rt.block_on(requester.request_json::<_, String>(&echo, "warm-up"))
+        .unwrap();
+    let mut serial = c.benchmark_group("kafka/request_reply_serial");
+    serial.throughput(Throughput::Elements(1));
+    serial.bench_function(BenchmarkId::new("switchboard", 128), |b| {
+        let text = "x".repeat(126);
+        b.to_async(&rt).iter(|| {
+            let (requester, echo, text) = (requester.clone(), echo.clone(), text.clone());
+            async move {
+                requester
+                    .request_json_with_timeout::<_, String>(&echo, &text, TIMEOUT)
+                    .await
+                    .unwrap()
+            }
+        })
+    });
+    serial.finish();
+    rt.block_on(running.shutdown());
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = kafka
+}
+criterion_main!(benches);

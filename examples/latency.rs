@@ -1,0 +1,214 @@
+//! Request/reply latency percentiles per backend (criterion reports means, not tails).
+//!
+//! ```text
+//! cargo run --release --all-features --example latency            # every reachable backend
+//! cargo run --release --all-features --example latency -- 5000     # more requests each
+//! ```
+//!
+//! For each compiled backend it runs serial 128-byte echo requests through
+//! switchboard and, where the backend has one, through its raw client in the
+//! same run, and prints p50/p90/p99/max in microseconds. Servers are expected
+//! on loopback (NATS 4222, Kafka 9092); an unreachable one is reported and skipped.
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use switchboard::{Bus, Message};
+
+const PAYLOAD: usize = 128;
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let requests: u64 = std::env::args()
+        .nth(1)
+        .map(|n| n.parse().expect("the argument is the number of requests"))
+        .unwrap_or(2000);
+    println!("{requests} serial request/reply round trips of {PAYLOAD} bytes per row\n");
+    println!("| backend | client | p50 µs | p90 µs | p99 µs | max µs |\n|---|---|---|---|---|---|");
+    row(
+        "memory",
+        "switchboard",
+        switchboard_echo("memory://latency", requests).await,
+    );
+    #[cfg(feature = "http")]
+    {
+        row("http", "switchboard", http::switchboard(requests).await);
+        row("http", "raw reqwest→axum", http::raw(requests).await);
+    }
+    #[cfg(feature = "nats")]
+    {
+        row(
+            "nats",
+            "switchboard",
+            switchboard_echo("nats://127.0.0.1:4222", requests).await,
+        );
+        row("nats", "raw async-nats", nats::raw(requests).await);
+    }
+    #[cfg(feature = "kafka")]
+    row(
+        "kafka",
+        "switchboard",
+        switchboard_echo("kafka://127.0.0.1:9092", requests.min(500)).await,
+    );
+}
+
+fn row(backend: &str, client: &str, histogram: Result<Histogram<u64>, String>) {
+    match histogram {
+        Ok(h) => println!(
+            "| {backend} | {client} | {} | {} | {} | {} |",
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.9),
+            h.value_at_quantile(0.99),
+            h.max()
+        ),
+        Err(why) => println!("| {backend} | {client} | skipped: {why} | | | |"),
+    }
+}
+
+/// Times `requests` calls of `call`, after 50 untimed warm-up calls.
+async fn measure<F, Fut>(requests: u64, mut call: F) -> Histogram<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for _ in 0..50 {
+        call().await;
+    }
+    let mut histogram = Histogram::<u64>::new(3).unwrap();
+    for _ in 0..requests {
+        let start = Instant::now();
+        call().await;
+        histogram
+            .record(start.elapsed().as_micros() as u64)
+            .unwrap();
+    }
+    histogram
+}
+
+/// An echo responder and a requester on two connections to `url`.
+async fn switchboard_echo(url: &str, requests: u64) -> Result<Histogram<u64>, String> {
+    let responder = switchboard::connect(url).await.map_err(|e| e.to_string())?;
+    let requester = switchboard::connect(url).await.map_err(|e| e.to_string())?;
+    let subject = format!("latency.echo.p{}", std::process::id());
+    let group = format!("latency-{}", std::process::id());
+    let subscription = responder
+        .queue_subscribe(&subject, &group)
+        .await
+        .map_err(|e| e.to_string())?;
+    echo(subscription);
+    Ok(time_requests(&requester, &subject, requests).await)
+}
+
+fn echo(mut subscription: switchboard::Subscription) {
+    tokio::spawn(async move {
+        while let Some(mut incoming) = subscription.next().await {
+            let reply = incoming.take_message();
+            let _ = incoming.reply(reply).await;
+            let _ = incoming.ack().await;
+        }
+    });
+}
+
+async fn time_requests(requester: &Bus, subject: &str, requests: u64) -> Histogram<u64> {
+    let message = Message::new(vec![b'x'; PAYLOAD]);
+    measure(requests, || {
+        let message = message.clone();
+        async move {
+            requester
+                .request_with_timeout(subject, message, TIMEOUT)
+                .await
+                .expect("request");
+        }
+    })
+    .await
+}
+
+#[cfg(feature = "http")]
+mod http {
+    use super::*;
+
+    pub async fn switchboard(requests: u64) -> Result<Histogram<u64>, String> {
+        let responder = switchboard::connect("http://127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let peer = format!("http://{}", responder.local_address().unwrap());
+        let requester = switchboard::connect(&format!("http://127.0.0.1:0?peers={peer}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        echo(
+            responder
+                .subscribe("latency.echo")
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        Ok(time_requests(&requester, "latency.echo", requests).await)
+    }
+
+    pub async fn raw(requests: u64) -> Result<Histogram<u64>, String> {
+        use axum::body::Bytes;
+        let app = axum::Router::new().route(
+            "/echo",
+            axum::routing::post(|body: Bytes| async move { body }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let url = format!("http://{}/echo", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let body = Bytes::from(vec![b'x'; PAYLOAD]);
+        Ok(measure(requests, || {
+            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+            async move {
+                client
+                    .post(url)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
+            }
+        })
+        .await)
+    }
+}
+
+#[cfg(feature = "nats")]
+mod nats {
+    use super::*;
+    use futures_util::StreamExt;
+
+    pub async fn raw(requests: u64) -> Result<Histogram<u64>, String> {
+        let url = "127.0.0.1:4222";
+        let responder = async_nats::connect(url).await.map_err(|e| e.to_string())?;
+        let requester = async_nats::connect(url).await.map_err(|e| e.to_string())?;
+        let subject = format!("latency.raw.p{}", std::process::id());
+        let mut subscription = responder
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        responder.flush().await.map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            while let Some(request) = subscription.next().await {
+                if let Some(reply) = request.reply {
+                    let _ = responder.publish(reply, request.payload).await;
+                }
+            }
+        });
+        let body = bytes::Bytes::from(vec![b'x'; PAYLOAD]);
+        Ok(measure(requests, || {
+            let (requester, subject, body) = (requester.clone(), subject.clone(), body.clone());
+            async move {
+                requester.request(subject, body).await.unwrap();
+            }
+        })
+        .await)
+    }
+}
