@@ -27,8 +27,9 @@ fn raw_client() -> reqwest::Client {
 }
 
 /// A raw axum server: `/echo` answers with the body, `/events` hands it to a channel (202).
-async fn raw_server() -> (String, mpsc::Receiver<Bytes>) {
-    let (events_tx, events_rx) = mpsc::channel(1024);
+async fn raw_server() -> (String, mpsc::UnboundedReceiver<Bytes>) {
+    // Unbounded like the switchboard side's counter: the bench drains after publishing.
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
     let app = axum::Router::new()
         .route("/echo", post(|body: Bytes| async move { body }))
         .route(
@@ -36,7 +37,7 @@ async fn raw_server() -> (String, mpsc::Receiver<Bytes>) {
             post(move |body: Bytes| {
                 let events_tx = events_tx.clone();
                 async move {
-                    let _ = events_tx.send(body).await;
+                    let _ = events_tx.send(body);
                     axum::http::StatusCode::ACCEPTED
                 }
             }),

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --all-features --example latency            # every reachable backend
 //! cargo run --release --all-features --example latency -- 5000     # more requests each
+//! LATENCY_KAFKA_URL='kafka://127.0.0.1:9092?fetch_wait=1ms' cargo run --release --all-features --example latency
 //! ```
 //!
 //! For each compiled backend it runs serial 128-byte echo requests through
@@ -49,7 +50,11 @@ async fn main() {
     row(
         "kafka",
         "switchboard",
-        switchboard_echo("kafka://127.0.0.1:9092", requests.min(500)).await,
+        switchboard_echo(
+            &std::env::var("LATENCY_KAFKA_URL").unwrap_or_else(|_| "kafka://127.0.0.1:9092".into()),
+            requests.min(500),
+        )
+        .await,
     );
 }
 

@@ -82,10 +82,13 @@ impl KafkaTransport {
 
     async fn produce(&self, topic: &str, message: &Message, key: &str) -> Result<()> {
         let size = message.payload.len();
-        let record = FutureRecord::to(topic)
+        let mut record = FutureRecord::to(topic)
             .key(key)
-            .payload(&message.payload[..])
-            .headers(convert::record_headers(&message.headers));
+            .payload(&message.payload[..]);
+        // An empty header list still costs librdkafka an allocation per record.
+        if !message.headers.is_empty() {
+            record = record.headers(convert::record_headers(&message.headers));
+        }
         self.producer
             .send(record, self.settings.delivery_timeout)
             .await
