@@ -1,39 +1,65 @@
 //! NATS backend against raw `async-nats`, same server, same run.
 //!
 //! `cargo bench --all-features --bench nats` (needs nats-server on 127.0.0.1:4222).
-//! Rows: publish counted at the subscriber, and request/reply serial and with
+//! Rows: publish counted at the subscriber (with at most 4096 uncounted, so the
+//! server never cuts a slow consumer off), and request/reply serial and with
 //! 64 in flight, each as `switchboard` and `raw_async_nats` per payload size.
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{config, payload, run_in_flight, runtime, skip, PAYLOADS};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use futures_util::StreamExt;
 use switchboard::Message;
+use tokio::sync::Semaphore;
 
 const URL: &str = "nats://127.0.0.1:4222";
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Core NATS drops messages for a subscriber that falls behind (slow consumer),
-/// so counting stops after this long without a message instead of waiting forever.
+/// Core NATS drops messages for a subscriber that falls behind (slow consumer).
+/// Both rows therefore keep at most this many messages published but not yet
+/// counted, so what is measured is delivery, not drops.
+const WINDOW: usize = 4096;
+
+/// How long a row waits for a missing message before it gives up (and says so).
 const QUIET: Duration = Duration::from_secs(2);
 
-/// Receives up to `expected` messages; reports how many never came.
-async fn count<S: futures_util::Stream + Unpin>(mut messages: S, expected: u64) {
+/// Counts `expected` messages, giving the publisher a window slot back for each.
+async fn count<S: futures_util::Stream + Unpin>(
+    messages: Arc<tokio::sync::Mutex<S>>,
+    expected: u64,
+    window: Arc<Semaphore>,
+) {
+    let mut messages = messages.lock().await;
     let mut received = 0;
     while received < expected {
         match tokio::time::timeout(QUIET, messages.next()).await {
-            Ok(Some(_)) => received += 1,
+            Ok(Some(_)) => {
+                received += 1;
+                window.add_permits(1);
+            }
             _ => break,
         }
     }
     if received < expected {
         eprintln!(
-            "nats bench: {} of {expected} messages dropped (slow consumer)",
+            "nats bench: {} of {expected} messages dropped",
             expected - received
         );
+    }
+}
+
+/// Waits for a slot in the window before a publish; false if none came back in time.
+async fn slot(window: &Semaphore) -> bool {
+    match tokio::time::timeout(QUIET, window.acquire()).await {
+        Ok(Ok(permit)) => {
+            permit.forget();
+            true
+        }
+        _ => false,
     }
 }
 
@@ -50,24 +76,40 @@ fn nats(c: &mut Criterion) {
     let raw = rt.block_on(async_nats::connect(URL)).unwrap();
     let raw_subscriber = rt.block_on(async_nats::connect(URL)).unwrap();
 
+    // Subscribed once, before any timing: a subscription is live when its
+    // subscribe returns (switchboard) or after a server round trip (raw).
+    let events = subject("events");
+    let raw_events = subject("raw-events");
+    let subscription = Arc::new(tokio::sync::Mutex::new(
+        rt.block_on(subscriber.subscribe(&events)).unwrap(),
+    ));
+    let raw_subscription = Arc::new(tokio::sync::Mutex::new(
+        rt.block_on(raw_subscriber.subscribe(raw_events.clone()))
+            .unwrap(),
+    ));
+    rt.block_on(raw_subscriber.flush()).unwrap();
+    rt.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
+
     let mut group = c.benchmark_group("nats/publish_to_delivery");
     group.throughput(Throughput::Elements(1));
     for size in PAYLOADS {
         let message = Message::new(payload(size));
-        let events = subject("events");
         group.bench_function(BenchmarkId::new("switchboard", size), |b| {
             b.to_async(&rt).iter_custom(|iters| {
-                let (publisher, subscriber, message, events) = (
+                let (publisher, subscription, message, events) = (
                     publisher.clone(),
-                    subscriber.clone(),
+                    subscription.clone(),
                     message.clone(),
                     events.clone(),
                 );
                 async move {
-                    let subscription = subscriber.subscribe(&events).await.unwrap();
+                    let window = Arc::new(Semaphore::new(WINDOW));
                     let start = Instant::now();
-                    let counting = tokio::spawn(count(subscription, iters));
+                    let counting = tokio::spawn(count(subscription, iters, window.clone()));
                     for _ in 0..iters {
+                        if !slot(&window).await {
+                            break;
+                        }
                         publisher.publish(&events, message.clone()).await.unwrap();
                     }
                     counting.await.unwrap();
@@ -77,18 +119,20 @@ fn nats(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::new("raw_async_nats", size), |b| {
             b.to_async(&rt).iter_custom(|iters| {
-                let (raw, raw_subscriber, body, events) = (
+                let (raw, subscription, body, events) = (
                     raw.clone(),
-                    raw_subscriber.clone(),
+                    raw_subscription.clone(),
                     message.payload.clone(),
-                    events.clone(),
+                    raw_events.clone(),
                 );
                 async move {
-                    let subscription = raw_subscriber.subscribe(events.clone()).await.unwrap();
-                    raw_subscriber.flush().await.unwrap();
+                    let window = Arc::new(Semaphore::new(WINDOW));
                     let start = Instant::now();
-                    let counting = tokio::spawn(count(subscription, iters));
+                    let counting = tokio::spawn(count(subscription, iters, window.clone()));
                     for _ in 0..iters {
+                        if !slot(&window).await {
+                            break;
+                        }
                         raw.publish(events.clone(), body.clone()).await.unwrap();
                     }
                     counting.await.unwrap();
