@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::routing::post;
-use common::{config, payload, run_in_flight, runtime, PAYLOADS};
+use common::{bench_in_flight, config, payload, runtime, PAYLOADS};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use switchboard::{Bus, Message};
 use tokio::sync::mpsc;
@@ -164,50 +164,36 @@ fn http(c: &mut Criterion) {
     concurrent.throughput(Throughput::Elements(1));
     for size in PAYLOADS {
         let message = Message::new(payload(size));
-        concurrent.bench_function(BenchmarkId::new("switchboard", size), |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let (bus, message) = (requester.clone(), message.clone());
+        bench_in_flight(&mut concurrent, "switchboard", size, &rt, {
+            let (bus, message) = (requester.clone(), message.clone());
+            move || {
+                let (bus, message) = (bus.clone(), message.clone());
                 async move {
-                    let start = Instant::now();
-                    run_in_flight(iters, move || {
-                        let (bus, message) = (bus.clone(), message.clone());
-                        async move {
-                            bus.request_with_timeout("bench.echo", message, TIMEOUT)
-                                .await
-                                .unwrap();
-                        }
-                    })
-                    .await;
-                    start.elapsed()
+                    bus.request_with_timeout("bench.echo", message, TIMEOUT)
+                        .await
+                        .unwrap();
                 }
-            })
+            }
         });
-        concurrent.bench_function(BenchmarkId::new("raw_reqwest_axum", size), |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let (raw, url, body) = (
-                    raw.clone(),
-                    format!("{raw_url}/echo"),
-                    message.payload.clone(),
-                );
+        bench_in_flight(&mut concurrent, "raw_reqwest_axum", size, &rt, {
+            let (raw, url, body) = (
+                raw.clone(),
+                format!("{raw_url}/echo"),
+                message.payload.clone(),
+            );
+            move || {
+                let (raw, url, body) = (raw.clone(), url.clone(), body.clone());
                 async move {
-                    let start = Instant::now();
-                    run_in_flight(iters, move || {
-                        let (raw, url, body) = (raw.clone(), url.clone(), body.clone());
-                        async move {
-                            raw.post(url)
-                                .body(body)
-                                .send()
-                                .await
-                                .unwrap()
-                                .bytes()
-                                .await
-                                .unwrap();
-                        }
-                    })
-                    .await;
-                    start.elapsed()
+                    raw.post(url)
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap()
+                        .bytes()
+                        .await
+                        .unwrap();
                 }
-            })
+            }
         });
     }
     concurrent.finish();

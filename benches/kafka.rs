@@ -8,9 +8,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{config, payload, run_in_flight, runtime, skip, PAYLOADS};
+use common::{bench_in_flight, config, payload, runtime, skip, PAYLOADS};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use switchboard::{Message, Service};
@@ -45,36 +45,22 @@ fn kafka(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     for size in PAYLOADS {
         let message = Message::new(payload(size));
-        group.bench_function(BenchmarkId::new("switchboard", size), |b| {
-            b.to_async(&rt).iter_custom(|iters| {
+        bench_in_flight(&mut group, "switchboard", size, &rt, {
+            let (bus, message, topic) = (bus.clone(), message.clone(), topic.clone());
+            move || {
                 let (bus, message, topic) = (bus.clone(), message.clone(), topic.clone());
-                async move {
-                    let start = Instant::now();
-                    run_in_flight(iters, move || {
-                        let (bus, message, topic) = (bus.clone(), message.clone(), topic.clone());
-                        async move { bus.publish(&topic, message).await.unwrap() }
-                    })
-                    .await;
-                    start.elapsed()
-                }
-            })
+                async move { bus.publish(&topic, message).await.unwrap() }
+            }
         });
-        group.bench_function(BenchmarkId::new("raw_rdkafka", size), |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let (raw, body, topic) = (raw.clone(), message.payload.clone(), topic.clone());
+        bench_in_flight(&mut group, "raw_rdkafka", size, &rt, {
+            let (raw, body, topic) = (raw.clone(), message.payload.clone(), topic.clone());
+            move || {
+                let (raw, body, topic) = (raw.clone(), body.clone(), topic.clone());
                 async move {
-                    let start = Instant::now();
-                    run_in_flight(iters, move || {
-                        let (raw, body, topic) = (raw.clone(), body.clone(), topic.clone());
-                        async move {
-                            let record = FutureRecord::to(&topic).key("bench").payload(&body[..]);
-                            raw.send(record, TIMEOUT).await.unwrap();
-                        }
-                    })
-                    .await;
-                    start.elapsed()
+                    let record = FutureRecord::to(&topic).key("bench").payload(&body[..]);
+                    raw.send(record, TIMEOUT).await.unwrap();
                 }
-            })
+            }
         });
     }
     group.finish();

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{config, payload, run_in_flight, runtime, PAYLOADS};
+use common::{bench_in_flight, config, payload, runtime, PAYLOADS};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use switchboard::{Bus, Message};
 use tokio::sync::{mpsc, oneshot};
@@ -125,39 +125,25 @@ fn request_reply(c: &mut Criterion) {
     concurrent.throughput(Throughput::Elements(1));
     for size in PAYLOADS {
         let message = Message::new(payload(size));
-        concurrent.bench_function(BenchmarkId::new("switchboard", size), |b| {
-            b.to_async(&rt).iter_custom(|iters| {
+        bench_in_flight(&mut concurrent, "switchboard", size, &rt, {
+            let (bus, message) = (bus.clone(), message.clone());
+            move || {
                 let (bus, message) = (bus.clone(), message.clone());
                 async move {
-                    let start = Instant::now();
-                    run_in_flight(iters, move || {
-                        let (bus, message) = (bus.clone(), message.clone());
-                        async move {
-                            bus.request_with_timeout("bench.echo", message, TIMEOUT)
-                                .await
-                                .unwrap();
-                        }
-                    })
-                    .await;
-                    start.elapsed()
+                    bus.request_with_timeout("bench.echo", message, TIMEOUT)
+                        .await
+                        .unwrap();
                 }
-            })
+            }
         });
-        concurrent.bench_function(BenchmarkId::new("raw_tokio_mpsc_oneshot", size), |b| {
-            b.to_async(&rt).iter_custom(|iters| {
+        bench_in_flight(&mut concurrent, "raw_tokio_mpsc_oneshot", size, &rt, {
+            let (raw, message) = (raw.clone(), message.clone());
+            move || {
                 let (raw, message) = (raw.clone(), message.clone());
                 async move {
-                    let start = Instant::now();
-                    run_in_flight(iters, move || {
-                        let (raw, message) = (raw.clone(), message.clone());
-                        async move {
-                            raw_request(&raw, message).await;
-                        }
-                    })
-                    .await;
-                    start.elapsed()
+                    raw_request(&raw, message).await;
                 }
-            })
+            }
         });
     }
     concurrent.finish();

@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{config, payload, run_in_flight, runtime, skip, PAYLOADS};
+use common::{bench_in_flight, config, payload, runtime, skip, PAYLOADS};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use futures_util::StreamExt;
 use switchboard::Message;
@@ -193,39 +193,25 @@ fn nats(c: &mut Criterion) {
     concurrent.throughput(Throughput::Elements(1));
     for size in PAYLOADS {
         let message = Message::new(payload(size));
-        concurrent.bench_function(BenchmarkId::new("switchboard", size), |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let (bus, message, echo) = (publisher.clone(), message.clone(), echo.clone());
+        bench_in_flight(&mut concurrent, "switchboard", size, &rt, {
+            let (bus, message, echo) = (publisher.clone(), message.clone(), echo.clone());
+            move || {
+                let (bus, message, echo) = (bus.clone(), message.clone(), echo.clone());
                 async move {
-                    let start = Instant::now();
-                    run_in_flight(iters, move || {
-                        let (bus, message, echo) = (bus.clone(), message.clone(), echo.clone());
-                        async move {
-                            bus.request_with_timeout(&echo, message, TIMEOUT)
-                                .await
-                                .unwrap();
-                        }
-                    })
-                    .await;
-                    start.elapsed()
+                    bus.request_with_timeout(&echo, message, TIMEOUT)
+                        .await
+                        .unwrap();
                 }
-            })
+            }
         });
-        concurrent.bench_function(BenchmarkId::new("raw_async_nats", size), |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let (raw, body, subject) = (raw.clone(), message.payload.clone(), raw_echo.clone());
+        bench_in_flight(&mut concurrent, "raw_async_nats", size, &rt, {
+            let (raw, body, subject) = (raw.clone(), message.payload.clone(), raw_echo.clone());
+            move || {
+                let (raw, body, subject) = (raw.clone(), body.clone(), subject.clone());
                 async move {
-                    let start = Instant::now();
-                    run_in_flight(iters, move || {
-                        let (raw, body, subject) = (raw.clone(), body.clone(), subject.clone());
-                        async move {
-                            raw.request(subject, body).await.unwrap();
-                        }
-                    })
-                    .await;
-                    start.elapsed()
+                    raw.request(subject, body).await.unwrap();
                 }
-            })
+            }
         });
     }
     concurrent.finish();

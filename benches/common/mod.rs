@@ -70,3 +70,27 @@ where
 pub fn skip(backend: &str, why: impl std::fmt::Display) {
     eprintln!("skipping the {backend} benches: {why}");
 }
+
+/// Adds a row to `group` that runs `call` with [`IN_FLIGHT`] calls outstanding
+/// and reports time per call.
+pub fn bench_in_flight<F, Fut>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    size: usize,
+    runtime: &tokio::runtime::Runtime,
+    call: F,
+) where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    group.bench_function(criterion::BenchmarkId::new(name, size), |b| {
+        b.to_async(runtime).iter_custom(|iters| {
+            let call = call.clone();
+            async move {
+                let start = std::time::Instant::now();
+                run_in_flight(iters, call).await;
+                start.elapsed()
+            }
+        })
+    });
+}
