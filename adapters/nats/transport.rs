@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 
 use super::convert::{self, BACKEND};
 use super::jetstream::JetStream;
@@ -181,6 +181,12 @@ impl Transport for NatsTransport {
                 _ => convert::publish_core(&self.client, subject.to_owned().into(), message).await,
             }
         };
+        // A core publish almost always completes at once (queued in the client):
+        // arm the timer only when it has to wait, to keep it off the hot path.
+        let mut publish = std::pin::pin!(publish);
+        if let Some(result) = (&mut publish).now_or_never() {
+            return result;
+        }
         tokio::time::timeout(self.publish_timeout, publish)
             .await
             .map_err(|_| self.bounded_publish_error(subject))?
