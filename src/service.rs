@@ -142,9 +142,11 @@ impl Service {
 
     /// Handles events on `subject` (a subject or wildcard pattern) with `handler`.
     ///
-    /// After the handler returns `Ok` the event is acknowledged; after `Err` it
-    /// is nacked, so backends with acknowledgements deliver it again. An event
-    /// that does not decode is logged and acknowledged, since redelivery cannot fix it.
+    /// After the handler returns `Ok` the event is acknowledged; after `Err` (or
+    /// a panic) it is nacked, so backends with acknowledgements deliver it again,
+    /// after a pause that grows from 100 ms to 5 s while failures continue, so a
+    /// failing event does not spin. An event that does not decode is logged and
+    /// acknowledged, since redelivery cannot fix it.
     pub fn on_event<Ev, E, F, Fut>(mut self, subject: impl Into<String>, handler: F) -> Self
     where
         Ev: DeserializeOwned + Send + 'static,
@@ -316,11 +318,20 @@ async fn answer(mut incoming: Incoming, handler: RequestFn) {
     }
 }
 
+/// The pause before nacking an event whose handler failed `failures` times in
+/// a row: backends that redeliver at once (Kafka, JetStream) would otherwise
+/// spin on an event that keeps failing.
+fn redelivery_pause(failures: u32) -> std::time::Duration {
+    let millis = 50u64.saturating_mul(1 << failures.min(7));
+    std::time::Duration::from_millis(millis.min(5_000))
+}
+
 async fn serve_events(
     mut subscription: Subscription,
     handler: EventFn,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let mut failures_in_a_row = 0u32;
     loop {
         let next = tokio::select! {
             _ = stopped.changed() => break,
@@ -331,6 +342,16 @@ async fn serve_events(
         let outcome = AssertUnwindSafe(handler(incoming.take_message()))
             .catch_unwind()
             .await;
+        let failed = matches!(outcome, Ok(Err(EventFailure::Handler(_))) | Err(_));
+        if failed {
+            failures_in_a_row += 1;
+            tokio::select! {
+                _ = stopped.changed() => {}
+                _ = tokio::time::sleep(redelivery_pause(failures_in_a_row)) => {}
+            }
+        } else {
+            failures_in_a_row = 0;
+        }
         let settled = match outcome {
             Ok(Ok(())) => incoming.ack().await,
             Ok(Err(EventFailure::Undecodable(reason))) => {
@@ -358,4 +379,17 @@ fn panic_message(panic: &Box<dyn Any + Send>) -> &str {
         .copied()
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("non-string panic payload")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redelivery_pause_grows_and_caps() {
+        assert_eq!(redelivery_pause(1).as_millis(), 100);
+        assert_eq!(redelivery_pause(2).as_millis(), 200);
+        assert_eq!(redelivery_pause(7).as_millis(), 5_000);
+        assert_eq!(redelivery_pause(u32::MAX).as_millis(), 5_000);
+    }
 }

@@ -315,6 +315,40 @@ async fn requests_keep_being_answered_while_a_responder_joins_the_group() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_event_handler_gets_the_event_again_until_it_succeeds() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    let Some(bus) = broker("").await else { return };
+    let subject = unique("flaky-handler");
+    let attempts = Arc::new(AtomicU32::new(0));
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let running = Service::new("flaky", bus.clone())
+        .on_event(&subject, {
+            let attempts = attempts.clone();
+            move |n: u32| {
+                let (attempts, done_tx) = (attempts.clone(), done_tx.clone());
+                async move {
+                    if attempts.fetch_add(1, Ordering::SeqCst) < 2 {
+                        return Err(format!("not yet ({n})"));
+                    }
+                    done_tx.send(n).map_err(|e| e.to_string())
+                }
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    bus.publish_json(&subject, &7u32).await.unwrap();
+    let handled = tokio::time::timeout(Duration::from_secs(30), done_rx.recv())
+        .await
+        .expect("the event was not delivered again after failures")
+        .unwrap();
+    assert_eq!(handled, 7);
+    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_with_the_same_key_keep_their_order() {
     let Some(bus) = broker("").await else { return };
     let subject = unique("keyed");
