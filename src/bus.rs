@@ -9,8 +9,10 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::capabilities::Capabilities;
 use crate::error::{Error, Result};
 use crate::message::Message;
+use crate::observe::{observe, Operation};
 use crate::subject;
 use crate::subscription::Subscription;
+use crate::trace_context;
 use crate::transport::Transport;
 use crate::wire;
 
@@ -101,18 +103,40 @@ impl Bus {
         if timeout.is_zero() {
             return Err(Error::config("request timeout must be greater than zero"));
         }
-        let reply = self.transport.request(subject, message, timeout).await?;
-        match wire::error_from_reply(subject, &reply) {
-            Some(err) => Err(err),
-            None => Ok(reply),
-        }
+        let mut message = message;
+        let trace = trace_context::propagate(&mut message.headers);
+        let call = async {
+            let reply = self.transport.request(subject, message, timeout).await?;
+            match wire::error_from_reply(subject, &reply) {
+                Some(err) => Err(err),
+                None => Ok(reply),
+            }
+        };
+        observe(
+            Operation::Request,
+            subject,
+            self.backend(),
+            trace.as_ref(),
+            call,
+        )
+        .await
     }
 
     /// Publishes an event to every subscriber of `subject`.
     pub async fn publish(&self, subject: &str, message: Message) -> Result<()> {
         subject::validate(subject)?;
         self.check_outgoing(&message)?;
-        self.transport.publish(subject, message).await
+        let mut message = message;
+        let trace = trace_context::propagate(&mut message.headers);
+        let call = self.transport.publish(subject, message);
+        observe(
+            Operation::Publish,
+            subject,
+            self.backend(),
+            trace.as_ref(),
+            call,
+        )
+        .await
     }
 
     /// Subscribes to a subject or wildcard pattern; every subscriber gets every message.

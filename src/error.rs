@@ -145,6 +145,25 @@ pub enum Error {
         message: String,
     },
 
+    /// A circuit breaker is open for this destination after repeated failures;
+    /// the call was not attempted. It is probed again after `retry_after`.
+    #[error("circuit open for `{subject}` after repeated failures; retry after {retry_after:?}")]
+    CircuitOpen {
+        /// The destination whose circuit is open.
+        subject: String,
+        /// How long until the breaker lets a probe through.
+        retry_after: Duration,
+    },
+
+    /// A concurrency limit is full and the call could not wait for a slot.
+    #[error("too many calls in flight for `{subject}` (limit {limit})")]
+    Overloaded {
+        /// The subject of the refused call.
+        subject: String,
+        /// The configured limit.
+        limit: usize,
+    },
+
     /// Any other failure inside a backend's client library.
     #[error("{backend} error: {source}")]
     Backend {
@@ -203,8 +222,42 @@ pub enum ErrorKind {
     Undelivered,
     /// See [`Error::Usage`].
     Usage,
+    /// See [`Error::CircuitOpen`].
+    CircuitOpen,
+    /// See [`Error::Overloaded`].
+    Overloaded,
     /// See [`Error::Backend`].
     Backend,
+}
+
+impl ErrorKind {
+    /// A stable snake_case name, for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::NoResponders => "no_responders",
+            ErrorKind::Remote => "remote",
+            ErrorKind::Codec => "codec",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Closed => "closed",
+            ErrorKind::InvalidSubject => "invalid_subject",
+            ErrorKind::InvalidHeader => "invalid_header",
+            ErrorKind::InvalidConfig => "invalid_config",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Undelivered => "undelivered",
+            ErrorKind::Usage => "usage",
+            ErrorKind::CircuitOpen => "circuit_open",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::Backend => "backend",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Error {
@@ -226,6 +279,8 @@ impl Error {
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Undelivered { .. } => ErrorKind::Undelivered,
             Error::Usage { .. } => ErrorKind::Usage,
+            Error::CircuitOpen { .. } => ErrorKind::CircuitOpen,
+            Error::Overloaded { .. } => ErrorKind::Overloaded,
             Error::Backend { .. } => ErrorKind::Backend,
         }
     }

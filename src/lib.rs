@@ -58,15 +58,19 @@ mod config;
 mod connect;
 pub mod drain;
 mod error;
+mod event_policy;
 pub mod headers;
 mod incoming;
 #[allow(dead_code)] // Used by the memory and http backends; unused when neither is enabled.
 mod local;
 mod message;
+mod observe;
 pub mod options;
+mod routing;
 mod service;
 pub mod subject;
 mod subscription;
+mod trace_context;
 mod transport;
 pub mod wire;
 
@@ -101,11 +105,17 @@ pub use connect::{
     backends, connect, enabled_backends, BackendInfo, ConnectFn, ConnectFuture, Endpoint,
 };
 pub use error::{BoxError, DeliveryFailure, Error, ErrorKind, Result};
+pub use event_policy::{EventPolicy, DEFAULT_DEAD_LETTER};
 pub use headers::Headers;
 pub use incoming::{Acker, Incoming, Responder};
 pub use message::Message;
+pub use routing::{
+    Dispatched, RouteDecision, RouteRule, RouteSettings, RouteTable, Router, Settings, Style,
+    CONFIG_ENV, DEFAULT_TRANSPORT, STYLE_ENV,
+};
 pub use service::{RunningService, Service, DEFAULT_CONCURRENCY};
 pub use subscription::Subscription;
+pub use trace_context::{TraceContext, TRACEPARENT, TRACESTATE};
 pub use transport::Transport;
 
 /// Compiles the README's example as a doctest, so the README stays true.

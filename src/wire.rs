@@ -13,6 +13,11 @@
 //! | `sb-status` | responder | present only on error replies: one of the `STATUS_*` values below |
 //! | `sb-error` | responder | the human-readable error message of an error reply |
 //! | `sb-key` | publisher | partition key where the backend has one (Kafka record key); ignored elsewhere |
+//! | `sb-dead-letter-subject` | service | on a dead-lettered event: the subject it was published to |
+//! | `sb-dead-letter-error` | service | on a dead-lettered event: the handler's last error |
+//! | `sb-dead-letter-attempts` | service | on a dead-lettered event: how many times the handler ran |
+//! | `sb-dead-letter-service` | service | on a dead-lettered event: the service that gave up on it |
+//! | `traceparent`, `tracestate` | everyone | W3C trace context, see [`TraceContext`](crate::TraceContext) |
 //!
 //! Names starting with `sb-` are reserved: callers may set only `sb-key`.
 //! A reply without `sb-status` is a success. A reply with `sb-status` is turned
@@ -38,6 +43,14 @@ pub const STATUS: &str = "sb-status";
 pub const ERROR: &str = "sb-error";
 /// Partition key for backends that partition (Kafka).
 pub const KEY: &str = "sb-key";
+/// On a dead-lettered event: the subject the event was first published to.
+pub const DEAD_LETTER_SUBJECT: &str = "sb-dead-letter-subject";
+/// On a dead-lettered event: the handler's last error.
+pub const DEAD_LETTER_ERROR: &str = "sb-dead-letter-error";
+/// On a dead-lettered event: how many times the handler ran.
+pub const DEAD_LETTER_ATTEMPTS: &str = "sb-dead-letter-attempts";
+/// On a dead-lettered event: the service that gave up on it.
+pub const DEAD_LETTER_SERVICE: &str = "sb-dead-letter-service";
 
 /// The media type the JSON helpers use.
 pub const JSON: &str = "application/json";

@@ -39,3 +39,21 @@ pub async fn next_within(subscription: &mut Subscription, within: Duration) -> O
         .ok()
         .flatten()
 }
+
+/// The shared NATS server the tests use.
+pub fn nats_url() -> String {
+    "nats://127.0.0.1:4222".to_owned()
+}
+
+/// The shared Kafka-protocol broker the tests use.
+pub fn kafka_url() -> String {
+    "kafka://127.0.0.1:9092".to_owned()
+}
+
+/// A loopback TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("bind a loopback port")
+}

@@ -1,0 +1,70 @@
+//! What a service does with an event whose handler keeps failing.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The dead-letter subject used unless configured; `{service}` is replaced by the service name.
+pub const DEFAULT_DEAD_LETTER: &str = "dead-letter.{service}";
+
+/// Retries and dead-lettering for failed events (the `[events]` settings table).
+///
+/// ```toml
+/// [events]
+/// max_attempts = 5                     # handler runs per event, retries included
+/// dead_letter = "dead-letter.{service}" # "" turns dead-lettering off
+/// ```
+///
+/// With dead-lettering off, an event still failing after `max_attempts` is
+/// nacked: backends with redelivery (Kafka, NATS JetStream) deliver it again,
+/// the others drop it with an error log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventPolicy {
+    /// How many times the handler runs for one event before it is given up on (at least 1).
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_attempts: u32,
+    /// Where given-up events go; `{service}` is replaced by the service name.
+    #[serde(deserialize_with = "empty_is_none")]
+    pub dead_letter: Option<String>,
+}
+
+impl Default for EventPolicy {
+    fn default() -> Self {
+        EventPolicy {
+            max_attempts: 5,
+            dead_letter: Some(DEFAULT_DEAD_LETTER.to_owned()),
+        }
+    }
+}
+
+impl EventPolicy {
+    /// The policy with `max_attempts` handler runs per event.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The policy sending given-up events to `subject` (`{service}` is replaced).
+    pub fn dead_letter(mut self, subject: impl Into<String>) -> Self {
+        self.dead_letter = Some(subject.into());
+        self
+    }
+
+    /// The policy that nacks given-up events instead of dead-lettering them.
+    pub fn without_dead_letter(mut self) -> Self {
+        self.dead_letter = None;
+        self
+    }
+}
+
+fn at_least_one<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let value = u32::deserialize(deserializer)?;
+    if value == 0 {
+        return Err(serde::de::Error::custom("max_attempts must be at least 1"));
+    }
+    Ok(value)
+}
+
+fn empty_is_none<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let value = String::deserialize(deserializer)?;
+    Ok(Some(value).filter(|v| !v.trim().is_empty()))
+}

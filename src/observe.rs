@@ -1,0 +1,151 @@
+//! Instrumentation shared by every call: a `tracing` span with the outcome and
+//! duration, and (with the `metrics` feature) counters and histograms.
+//!
+//! Metric names (all labelled with `op` and `backend`):
+//! - `switchboard_calls_total` (counter, plus `outcome`: `ok` or an [`ErrorKind`](crate::ErrorKind) name)
+//! - `switchboard_call_seconds` (histogram)
+//! - `switchboard_in_flight` (gauge)
+//!
+//! and, for handled events (labelled with `service` and `route`):
+//! - `switchboard_redeliveries_total`, `switchboard_dead_letters_total` (counters)
+
+use std::future::Future;
+use std::time::Instant;
+
+use tracing::Instrument;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::trace_context::TraceContext;
+
+/// What kind of call is being observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
+    /// An outgoing request.
+    Request,
+    /// An outgoing publish.
+    Publish,
+    /// A request handled by a service.
+    HandleRequest,
+    /// An event handled by a service.
+    HandleEvent,
+}
+
+impl Operation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Operation::Request => "request",
+            Operation::Publish => "publish",
+            Operation::HandleRequest => "handle_request",
+            Operation::HandleEvent => "handle_event",
+        }
+    }
+}
+
+/// Runs `call` inside a span named `switchboard` and records its outcome.
+pub(crate) async fn observe<T>(
+    op: Operation,
+    subject: &str,
+    backend: &'static str,
+    trace: Option<&TraceContext>,
+    call: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    observe_with(op, subject, backend, trace, call, |result| {
+        result.as_ref().err().map(Error::kind)
+    })
+    .await
+}
+
+/// [`observe`] for calls whose output is not a `Result`: `failure` tells
+/// which error kind (if any) the output stands for.
+pub(crate) async fn observe_with<T>(
+    op: Operation,
+    subject: &str,
+    backend: &'static str,
+    trace: Option<&TraceContext>,
+    call: impl Future<Output = T>,
+    failure: impl FnOnce(&T) -> Option<ErrorKind>,
+) -> T {
+    let span = tracing::info_span!(
+        "switchboard",
+        op = op.as_str(),
+        subject,
+        backend,
+        trace_id = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        micros = tracing::field::Empty,
+    );
+    if let (false, Some(trace)) = (span.is_disabled(), trace) {
+        span.record("trace_id", trace.trace_id());
+    }
+    let started = Instant::now();
+    let _in_flight = in_flight(op, backend);
+    let result = call.instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let outcome = failure(&result).map_or("ok", ErrorKind::as_str);
+    if !span.is_disabled() {
+        span.record("outcome", outcome);
+        span.record("micros", elapsed.as_micros() as u64);
+    }
+    record(op, backend, outcome, elapsed);
+    result
+}
+
+#[cfg(feature = "metrics")]
+fn record(
+    op: Operation,
+    backend: &'static str,
+    outcome: &'static str,
+    elapsed: std::time::Duration,
+) {
+    metrics::counter!("switchboard_calls_total", "op" => op.as_str(), "backend" => backend, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("switchboard_call_seconds", "op" => op.as_str(), "backend" => backend)
+        .record(elapsed.as_secs_f64());
+}
+
+#[cfg(not(feature = "metrics"))]
+fn record(_: Operation, _: &'static str, _: &'static str, _: std::time::Duration) {}
+
+/// Counts a call in flight for as long as the guard lives.
+struct InFlight {
+    #[cfg(feature = "metrics")]
+    gauge: metrics::Gauge,
+}
+
+fn in_flight(op: Operation, backend: &'static str) -> InFlight {
+    #[cfg(feature = "metrics")]
+    {
+        let gauge =
+            metrics::gauge!("switchboard_in_flight", "op" => op.as_str(), "backend" => backend);
+        gauge.increment(1.0);
+        InFlight { gauge }
+    }
+    #[cfg(not(feature = "metrics"))]
+    {
+        let _ = (op, backend);
+        InFlight {}
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.gauge.decrement(1.0);
+    }
+}
+
+/// Counts a handler retry of an event.
+pub(crate) fn redelivery(service: &str, route: &str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("switchboard_redeliveries_total", "service" => service.to_owned(), "route" => route.to_owned())
+        .increment(1);
+    let _ = (service, route);
+}
+
+/// Counts an event sent to the dead-letter subject.
+pub(crate) fn dead_letter(service: &str, route: &str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("switchboard_dead_letters_total", "service" => service.to_owned(), "route" => route.to_owned())
+        .increment(1);
+    let _ = (service, route);
+}

@@ -1,0 +1,284 @@
+//! One place for a service's communication settings: a TOML file and/or environment variables.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, URL_ENV};
+use crate::error::{Error, Result};
+use crate::event_policy::EventPolicy;
+use crate::routing::{RouteRule, RouteTable, Router, Style, DEFAULT_TRANSPORT};
+
+/// The environment variable naming a TOML settings file.
+pub const CONFIG_ENV: &str = "SWITCHBOARD_CONFIG";
+
+/// The environment variable overriding the default style (`sync` or `async`).
+pub const STYLE_ENV: &str = "SWITCHBOARD_STYLE";
+
+/// Transports, routes and their defaults, deserialised with serde.
+///
+/// ```toml
+/// style = "sync"                  # for subjects no route gives a style
+///
+/// [transports.default]            # used for subjects no route sends elsewhere
+/// url = "nats://127.0.0.1:4222"
+/// request_timeout = "2s"
+///
+/// [transports.events]
+/// url = "kafka://127.0.0.1:9092"
+///
+/// [[routes]]                      # first match wins
+/// subjects = "inventory.*"
+/// style = "async"
+///
+/// [[routes]]
+/// subjects = "events.>"
+/// style = "async"
+/// transport = "events"
+///
+/// [[routes]]
+/// subjects = "payments.charge"
+/// timeout = "800ms"
+///
+/// [events]                        # see EventPolicy
+/// max_attempts = 5
+/// dead_letter = "dead-letter.{service}"
+/// ```
+///
+/// [`Settings::load`] reads the file named by `SWITCHBOARD_CONFIG` (if set),
+/// then applies `SWITCHBOARD_URL` (or `SWITCHBOARD_URL_<SERVICE>`) to the
+/// `default` transport and `SWITCHBOARD_STYLE` to the default style.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The style of subjects no route gives one (default `sync`).
+    #[serde(default)]
+    pub style: Style,
+    /// Named transports; `default` (the in-process backend unless set) serves
+    /// every subject that no route sends elsewhere.
+    #[serde(default)]
+    pub transports: BTreeMap<String, Config>,
+    /// Route rules, matched in order; the first whose pattern covers a subject wins.
+    #[serde(default)]
+    pub routes: Vec<RouteSettings>,
+    /// Retries and dead-lettering of failed events, for services on this router.
+    #[serde(default)]
+    pub events: EventPolicy,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSettings {
+    /// A subject or pattern (`orders.*`, `events.>`).
+    pub subjects: String,
+    /// `sync` or `async`; the top-level `style` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<Style>,
+    /// The name of a transport under `[transports]`; `default` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// Request timeout for these subjects (`800ms`, `2s`); the transport's when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+impl Settings {
+    /// Parses TOML; errors give the line and the offending key.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let settings: Settings = toml::from_str(text)
+            .map_err(|err| Error::config(format!("settings: {}", err.to_string().trim_end())))?;
+        settings.route_table()?;
+        Ok(settings)
+    }
+
+    /// Reads a TOML file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            Error::config(format!(
+                "cannot read settings file {}: {err}",
+                path.display()
+            ))
+        })?;
+        Self::from_toml(&text).map_err(|err| Error::config(format!("{}: {err}", path.display())))
+    }
+
+    /// The settings of `service` from the environment (see the type's docs).
+    pub fn load(service: &str) -> Result<Self> {
+        Self::load_with(service, |name| std::env::var(name).ok())
+    }
+
+    /// [`load`](Self::load) with the environment supplied by `env`, for tests and embedding.
+    pub fn load_with(service: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let mut settings = match env(CONFIG_ENV).filter(|path| !path.trim().is_empty()) {
+            Some(path) => Self::from_file(path.trim())?,
+            None => Settings::default(),
+        };
+        let service_var = format!(
+            "{URL_ENV}_{}",
+            service.to_ascii_uppercase().replace('-', "_")
+        );
+        let url = [service_var.as_str(), URL_ENV]
+            .into_iter()
+            .find_map(|name| env(name).filter(|url| !url.trim().is_empty()));
+        if let Some(url) = url {
+            settings
+                .transports
+                .entry(DEFAULT_TRANSPORT.to_owned())
+                .or_default()
+                .url = url.trim().to_owned();
+        }
+        if let Some(style) = env(STYLE_ENV).filter(|s| !s.trim().is_empty()) {
+            settings.style = style
+                .parse()
+                .map_err(|err| Error::config(format!("{STYLE_ENV}: {err}")))?;
+        }
+        settings.route_table()?;
+        Ok(settings)
+    }
+
+    /// The route table these settings describe; errors name the route and key.
+    pub fn route_table(&self) -> Result<RouteTable> {
+        let mut table = RouteTable::new(self.style);
+        for (index, route) in self.routes.iter().enumerate() {
+            let key = |field: &str| format!("routes[{index}].{field}");
+            let timeout = route
+                .timeout
+                .as_deref()
+                .map(|t| crate::options::parse_duration(&key("timeout"), t))
+                .transpose()?;
+            if let Some(name) = &route.transport {
+                if name != DEFAULT_TRANSPORT && !self.transports.contains_key(name) {
+                    return Err(Error::config(format!(
+                        "key `{}`: no transport named `{name}` under [transports]",
+                        key("transport")
+                    )));
+                }
+            }
+            table
+                .push(RouteRule {
+                    pattern: route.subjects.clone(),
+                    style: route.style,
+                    transport: route.transport.clone(),
+                    timeout,
+                })
+                .map_err(|err| Error::config(format!("key `{}`: {err}", key("subjects"))))?;
+        }
+        Ok(table)
+    }
+
+    /// Connects every transport and returns the router for `service`.
+    pub async fn connect(&self, service: &str) -> Result<Router> {
+        let table = self.route_table()?;
+        let mut buses = BTreeMap::new();
+        let default = self
+            .transports
+            .get(DEFAULT_TRANSPORT)
+            .cloned()
+            .unwrap_or_default();
+        for (name, config) in std::iter::once((DEFAULT_TRANSPORT, &default)).chain(
+            self.transports
+                .iter()
+                .filter(|(name, _)| name.as_str() != DEFAULT_TRANSPORT)
+                .map(|(name, config)| (name.as_str(), config)),
+        ) {
+            let bus = config.connect().await.map_err(|err| match err {
+                Error::InvalidConfig { message } => {
+                    Error::config(format!("transports.{name}: {message}"))
+                }
+                other => other,
+            })?;
+            tracing::debug!(
+                service,
+                transport = name,
+                backend = bus.backend(),
+                "transport connected"
+            );
+            buses.insert(name.to_owned(), bus);
+        }
+        Ok(Router::new(table, buses)?.with_event_policy(self.events.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHOP: &str = r#"
+        style = "async"
+
+        [transports.default]
+        url = "memory://settings-test"
+
+        [transports.fast]
+        url = "memory://settings-test-fast"
+        request_timeout = "1s"
+
+        [[routes]]
+        subjects = "payments.*"
+        style = "sync"
+        transport = "fast"
+        timeout = "800ms"
+    "#;
+
+    #[test]
+    fn parses_routes_and_defaults() {
+        let settings = Settings::from_toml(SHOP).unwrap();
+        let table = settings.route_table().unwrap();
+        let charge = table.decide("payments.charge");
+        assert_eq!(charge.style, Style::Sync);
+        assert_eq!(charge.transport, "fast");
+        assert_eq!(charge.timeout, Some(std::time::Duration::from_millis(800)));
+        assert_eq!(table.decide("inventory.reserve").style, Style::Async);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let unknown = Settings::from_toml("stlye = \"sync\"")
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("stlye"), "{unknown}");
+        let style = Settings::from_toml("[[routes]]\nsubjects = \"a\"\nstyle = \"sometimes\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            style.contains("style") && style.contains("sometimes"),
+            "{style}"
+        );
+        let transport = Settings::from_toml("[[routes]]\nsubjects = \"a\"\ntransport = \"nope\"")
+            .unwrap_err()
+            .to_string();
+        assert!(transport.contains("routes[0].transport"), "{transport}");
+        let timeout = Settings::from_toml("[[routes]]\nsubjects = \"a\"\ntimeout = \"soon\"")
+            .unwrap_err()
+            .to_string();
+        assert!(timeout.contains("routes[0].timeout"), "{timeout}");
+        let pattern = Settings::from_toml("[[routes]]\nsubjects = \"a..b\"")
+            .unwrap_err()
+            .to_string();
+        assert!(pattern.contains("routes[0].subjects"), "{pattern}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchboard.toml");
+        std::fs::write(&path, SHOP).unwrap();
+        let env = |name: &str| match name {
+            CONFIG_ENV => Some(path.display().to_string()),
+            "SWITCHBOARD_URL_ORDERS" => Some("memory://orders-only".into()),
+            URL_ENV => Some("memory://everyone".into()),
+            STYLE_ENV => Some("sync".into()),
+            _ => None,
+        };
+        let orders = Settings::load_with("orders", env).unwrap();
+        assert_eq!(orders.transports["default"].url, "memory://orders-only");
+        assert_eq!(orders.style, Style::Sync);
+        let payments = Settings::load_with("payments", env).unwrap();
+        assert_eq!(payments.transports["default"].url, "memory://everyone");
+        let bad = Settings::load_with("x", |name| (name == STYLE_ENV).then(|| "later".into()));
+        assert!(bad.unwrap_err().to_string().contains(STYLE_ENV));
+    }
+}

@@ -1,0 +1,154 @@
+//! The route table: which style, transport and timeout a subject gets. First match wins.
+
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::routing::Style;
+use crate::subject;
+
+/// What the table decides for one subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteDecision {
+    /// Request/reply or publish.
+    pub style: Style,
+    /// The name of the transport to use.
+    pub transport: String,
+    /// The request timeout, when the route sets one.
+    pub timeout: Option<Duration>,
+}
+
+/// One row: a subject pattern and what matching subjects get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRule {
+    /// The subject pattern (`orders.*`, `events.>`, or a plain subject).
+    pub pattern: String,
+    /// The style for matching subjects, or the table's default.
+    pub style: Option<Style>,
+    /// The transport for matching subjects, or the table's default.
+    pub transport: Option<String>,
+    /// The request timeout for matching subjects, or the transport's default.
+    pub timeout: Option<Duration>,
+}
+
+/// An ordered list of [`RouteRule`]s with defaults for subjects no rule matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTable {
+    rules: Vec<RouteRule>,
+    default_style: Style,
+    default_transport: String,
+}
+
+/// The name of the transport used when no route names one.
+pub const DEFAULT_TRANSPORT: &str = "default";
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        RouteTable::new(Style::Sync)
+    }
+}
+
+impl RouteTable {
+    /// An empty table: every subject gets `default_style` on the `default` transport.
+    pub fn new(default_style: Style) -> Self {
+        RouteTable {
+            rules: Vec::new(),
+            default_style,
+            default_transport: DEFAULT_TRANSPORT.to_owned(),
+        }
+    }
+
+    /// Appends a rule; fails if its pattern is not a valid subject pattern.
+    pub fn push(&mut self, rule: RouteRule) -> Result<()> {
+        subject::validate_pattern(&rule.pattern)?;
+        self.rules.push(rule);
+        Ok(())
+    }
+
+    /// The style for subjects no rule gives one.
+    pub fn default_style(&self) -> Style {
+        self.default_style
+    }
+
+    /// The rules, in matching order.
+    pub fn rules(&self) -> &[RouteRule] {
+        &self.rules
+    }
+
+    /// Every transport name the table refers to, the default first.
+    pub fn transports(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.default_transport.as_str())
+            .chain(self.rules.iter().filter_map(|r| r.transport.as_deref()))
+    }
+
+    /// The decision for a concrete subject, or for a subscription pattern: a
+    /// pattern takes the first rule that covers every subject it can match.
+    pub fn decide(&self, subject_or_pattern: &str) -> RouteDecision {
+        let rule = self
+            .rules
+            .iter()
+            .find(|rule| subject::covers(&rule.pattern, subject_or_pattern));
+        RouteDecision {
+            style: rule.and_then(|r| r.style).unwrap_or(self.default_style),
+            transport: rule
+                .and_then(|r| r.transport.clone())
+                .unwrap_or_else(|| self.default_transport.clone()),
+            timeout: rule.and_then(|r| r.timeout),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(pattern: &str, style: Option<Style>, transport: Option<&str>) -> RouteRule {
+        RouteRule {
+            pattern: pattern.into(),
+            style,
+            transport: transport.map(Into::into),
+            timeout: None,
+        }
+    }
+
+    #[test]
+    fn first_matching_rule_wins_and_defaults_fill_gaps() {
+        let mut table = RouteTable::new(Style::Sync);
+        table
+            .push(rule("orders.audit", Some(Style::Async), None))
+            .unwrap();
+        table.push(rule("orders.*", None, Some("http"))).unwrap();
+        table
+            .push(rule("events.>", Some(Style::Async), Some("kafka")))
+            .unwrap();
+
+        let audit = table.decide("orders.audit");
+        assert_eq!(
+            (audit.style, audit.transport.as_str()),
+            (Style::Async, "default")
+        );
+        let place = table.decide("orders.place");
+        assert_eq!(
+            (place.style, place.transport.as_str()),
+            (Style::Sync, "http")
+        );
+        let shipped = table.decide("events.orders.shipped");
+        assert_eq!(
+            (shipped.style, shipped.transport.as_str()),
+            (Style::Async, "kafka")
+        );
+        let other = table.decide("payments.charge");
+        assert_eq!(
+            (other.style, other.transport.as_str()),
+            (Style::Sync, "default")
+        );
+        // A subscription pattern only takes a rule that covers all of it.
+        assert_eq!(table.decide("events.*").transport, "kafka");
+        assert_eq!(table.decide("orders.>").transport, "default");
+    }
+
+    #[test]
+    fn rejects_bad_patterns() {
+        let mut table = RouteTable::default();
+        assert!(table.push(rule("orders..x", None, None)).is_err());
+    }
+}

@@ -1,0 +1,113 @@
+//! The three-service shop gives the same business result on every backend CI
+//! runs, in the synchronous style, the asynchronous style, and a per-route mix.
+
+#[path = "../examples/shop/shop.rs"]
+#[allow(dead_code)]
+mod shop;
+mod support;
+
+use switchboard::{Config, RouteSettings, Settings, Style};
+
+/// The three ways the shop is configured: all sync, all async, and a mix
+/// (payments and everything after it async).
+fn styles() -> Vec<(&'static str, Style, Vec<RouteSettings>)> {
+    let async_route = |subjects: &str| RouteSettings {
+        subjects: subjects.into(),
+        style: Some(Style::Async),
+        transport: None,
+        timeout: None,
+    };
+    vec![
+        ("sync", Style::Sync, vec![]),
+        ("async", Style::Async, vec![]),
+        (
+            "mixed",
+            Style::Sync,
+            vec![
+                async_route("payments.*"),
+                async_route("orders.settle"),
+                async_route("inventory.release"),
+            ],
+        ),
+    ]
+}
+
+/// Runs the shop in every style with each service's URL from `url_for`.
+async fn shop_on(backend: &str, url_for: impl Fn(&str) -> String) {
+    for (name, style, routes) in styles() {
+        let settings = |service: &str| {
+            Ok(Settings {
+                style,
+                transports: [("default".to_owned(), Config::new(url_for(service)))].into(),
+                routes: routes.clone(),
+                ..Settings::default()
+            })
+        };
+        let report = shop::run(&shop::sample_orders(), settings)
+            .await
+            .unwrap_or_else(|err| panic!("shop on {backend} ({name}): {err}"));
+        assert_eq!(
+            report,
+            shop::expected_report(),
+            "shop on {backend} ({name})"
+        );
+        eprintln!("shop on {backend} ({name}): expected result");
+    }
+}
+
+/// Skips (or, under CI, fails) when the server at `url` is unreachable.
+async fn reachable(url: &str) -> bool {
+    match support::connect_or_skip(url).await {
+        Some(bus) => {
+            bus.close().await.unwrap();
+            true
+        }
+        None => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_result_on_memory() {
+    let name = support::unique("shop");
+    shop_on("memory", |_| format!("memory://{name}")).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_result_on_nats() {
+    let url = support::nats_url();
+    if reachable(&url).await {
+        shop_on("nats", |_| url.clone()).await;
+    }
+}
+
+#[cfg(feature = "kafka")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_result_on_kafka() {
+    let url = support::kafka_url();
+    if reachable(&url).await {
+        shop_on("kafka", |_| url.clone()).await;
+    }
+}
+
+#[cfg(feature = "http")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_result_on_http() {
+    // One port per service; `orders` is the seed the others learn the mesh from.
+    let ports: Vec<u16> = (0..4).map(|_| support::free_port()).collect();
+    let port_of = |service: &str| match service {
+        "orders" => ports[0],
+        "inventory" => ports[1],
+        "payments" => ports[2],
+        _ => ports[3],
+    };
+    shop_on("http", |service| match service {
+        "orders" => format!("http://127.0.0.1:{}", port_of(service)),
+        _ => format!(
+            "http://127.0.0.1:{}?peers=http://127.0.0.1:{}",
+            port_of(service),
+            ports[0]
+        ),
+    })
+    .await;
+}
