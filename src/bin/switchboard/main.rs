@@ -1,0 +1,214 @@
+//! `switchboard`: publish, subscribe, request, reply and benchmark against any backend URL.
+//!
+//! ```text
+//! switchboard --url nats://127.0.0.1:4222 reply greet --fixed hi    # answer requests
+//! switchboard --url nats://127.0.0.1:4222 req greet hello           # prints: hi
+//! switchboard --url kafka://127.0.0.1:9092 sub 'orders.*'           # print events
+//! switchboard --url kafka://127.0.0.1:9092 pub orders.placed '{"id":1}'
+//! switchboard --url http://127.0.0.1:0 bench --mode request         # rates against itself
+//! ```
+
+mod bench;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use switchboard::{Bus, Message};
+
+/// Talk to a running system over any switchboard backend.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about)]
+struct Cli {
+    /// Backend URL (memory://, http://, nats://, kafka://).
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHBOARD_URL",
+        default_value = "memory://"
+    )]
+    url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Publish an event.
+    Pub {
+        /// Subject to publish to.
+        subject: String,
+        /// Payload (UTF-8 text).
+        payload: String,
+        /// Header as NAME=VALUE (repeatable).
+        #[arg(long = "header", short = 'H', value_parser = parse_header)]
+        headers: Vec<(String, String)>,
+        /// How many times to publish it.
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+    },
+    /// Print events as they arrive: `SUBJECT PAYLOAD` per line.
+    Sub {
+        /// Subject or pattern (`orders.*`, `orders.>`).
+        subject: String,
+        /// Join this queue group.
+        #[arg(long)]
+        group: Option<String>,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Send a request and print the reply.
+    Req {
+        /// Subject to send to.
+        subject: String,
+        /// Payload (UTF-8 text).
+        payload: String,
+        /// Header as NAME=VALUE (repeatable).
+        #[arg(long = "header", short = 'H', value_parser = parse_header)]
+        headers: Vec<(String, String)>,
+        /// How long to wait for the reply (`500ms`, `5s`).
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Answer requests: echo the payload, or reply with fixed text.
+    Reply {
+        /// Subject or pattern to answer.
+        subject: String,
+        /// Reply with this text instead of echoing.
+        #[arg(long)]
+        fixed: Option<String>,
+        /// Queue group (default `switchboard-cli`).
+        #[arg(long, default_value = "switchboard-cli")]
+        group: String,
+        /// Exit after answering this many requests.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Measure request/reply or publish/subscribe rates against the URL.
+    Bench(bench::BenchArgs),
+}
+
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(name, value)| (name.trim().to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got `{text}`"))
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|err| err.to_string())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let bus = switchboard::connect(&cli.url).await?;
+    let outcome = command(&bus, cli.command).await;
+    bus.close().await?;
+    outcome
+}
+
+fn message(payload: String, headers: Vec<(String, String)>) -> Message {
+    headers
+        .into_iter()
+        .fold(Message::new(payload), |message, (name, value)| {
+            message.with_header(name, value)
+        })
+}
+
+async fn command(bus: &Bus, command: Command) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        Command::Pub {
+            subject,
+            payload,
+            headers,
+            count,
+        } => {
+            let event = message(payload, headers);
+            for _ in 0..count {
+                bus.publish(&subject, event.clone()).await?;
+            }
+            eprintln!("published {count} to {subject}");
+        }
+        Command::Sub {
+            subject,
+            group,
+            count,
+        } => {
+            let mut subscription = match &group {
+                Some(group) => bus.queue_subscribe(&subject, group).await?,
+                None => bus.subscribe(&subject).await?,
+            };
+            eprintln!("subscribed to {subject}");
+            let mut seen = 0;
+            while count.is_none_or(|limit| seen < limit) {
+                let Some(mut incoming) = subscription.next().await else {
+                    break;
+                };
+                println!(
+                    "{} {}",
+                    incoming.subject(),
+                    String::from_utf8_lossy(incoming.payload())
+                );
+                incoming.ack().await?;
+                seen += 1;
+            }
+        }
+        Command::Req {
+            subject,
+            payload,
+            headers,
+            timeout,
+        } => {
+            let reply = bus
+                .request_with_timeout(&subject, message(payload, headers), timeout)
+                .await?;
+            println!("{}", String::from_utf8_lossy(&reply.payload));
+        }
+        Command::Reply {
+            subject,
+            fixed,
+            group,
+            count,
+        } => {
+            let mut subscription = if bus.capabilities().queue_groups.is_supported() {
+                bus.queue_subscribe(&subject, &group).await?
+            } else {
+                bus.subscribe(&subject).await?
+            };
+            match bus.local_address() {
+                Some(address) => eprintln!("answering {subject} at http://{address}"),
+                None => eprintln!("answering {subject}"),
+            }
+            let mut answered = 0;
+            while count.is_none_or(|limit| answered < limit) {
+                let Some(mut incoming) = subscription.next().await else {
+                    break;
+                };
+                if !incoming.expects_reply() {
+                    incoming.ack().await?;
+                    continue;
+                }
+                let reply = match &fixed {
+                    Some(text) => Message::new(text.clone()),
+                    None => Message::new(incoming.message().payload.clone()),
+                };
+                incoming.reply(reply).await?;
+                incoming.ack().await?;
+                answered += 1;
+            }
+        }
+        Command::Bench(args) => bench::run(bus, args).await?,
+    }
+    Ok(())
+}

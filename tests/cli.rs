@@ -1,0 +1,134 @@
+//! The `switchboard` command-line tool round-trips a request against every
+//! backend CI runs, each side in its own process.
+#![cfg(feature = "cli")]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const CLI: &str = env!("CARGO_BIN_EXE_switchboard");
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(CLI)
+        .args(args)
+        .env_remove("SWITCHBOARD_URL")
+        .output()
+        .expect("run the switchboard binary")
+}
+
+/// Starts `switchboard reply` and waits for it to say it is answering.
+fn start_responder(url: &str, subject: &str, fixed: &str) -> (Child, String) {
+    let mut child = Command::new(CLI)
+        .args([
+            "--url", url, "reply", subject, "--fixed", fixed, "--count", "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the responder");
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .expect("read the responder's first line");
+    assert!(line.starts_with("answering"), "responder said: {line}");
+    (child, line)
+}
+
+/// `reply` in one process, `req` in another; the reply must come back and the responder exit.
+fn round_trip(responder_url: &str, requester_url: &str) {
+    let subject = format!("cli.{}", support::unique("echo"));
+    let (mut responder, _) = start_responder(responder_url, &subject, "pong");
+    let output = cli(&[
+        "--url",
+        requester_url,
+        "req",
+        &subject,
+        "ping",
+        "--timeout",
+        "20s",
+    ]);
+    assert!(
+        output.status.success(),
+        "req failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "pong");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = responder.try_wait().unwrap() {
+            assert!(status.success(), "responder exited with {status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "responder did not exit after --count 1"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether the server at `url` answers; under CI an unreachable server fails the test.
+fn reachable(url: &str) -> bool {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async { support::connect_or_skip(url).await.is_some() })
+}
+
+#[test]
+fn bad_input_fails_with_a_clear_message() {
+    let output = cli(&["--url", "nats://[::1", "req", "a", "b"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("malformed URL"));
+    let output = cli(&["req", "bad..subject", "x"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("bad..subject"));
+    let output = cli(&["pub", "a", "b", "-H", "no-equals-sign"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("NAME=VALUE"));
+}
+
+#[test]
+fn bench_runs_on_memory() {
+    for mode in ["request", "publish"] {
+        let output = cli(&["bench", "--mode", mode, "--count", "2000"]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains("2000 messages") && stdout.contains("msg/s"),
+            "{stdout}"
+        );
+    }
+}
+
+#[cfg(feature = "nats")]
+#[test]
+fn request_round_trip_on_nats() {
+    let url = support::nats_url();
+    if reachable(&url) {
+        round_trip(&url, &url);
+    }
+}
+
+#[cfg(feature = "kafka")]
+#[test]
+fn request_round_trip_on_kafka() {
+    let url = support::kafka_url();
+    if reachable(&url) {
+        round_trip(&url, &url);
+    }
+}
+
+#[cfg(feature = "http")]
+#[test]
+fn request_round_trip_on_http() {
+    let port = support::free_port();
+    round_trip(
+        &format!("http://127.0.0.1:{port}"),
+        &format!("http://127.0.0.1:0?peers=http://127.0.0.1:{port}"),
+    );
+}
