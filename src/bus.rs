@@ -77,6 +77,12 @@ impl Bus {
         self.transport.local_address()
     }
 
+    /// Whether the transport is connected, degraded (reconnecting, circuits
+    /// open) or closed, for a service's health endpoint.
+    pub fn health(&self) -> crate::Health {
+        self.transport.health()
+    }
+
     /// The backend's name (`memory`, `http`, `nats`, `kafka`).
     pub fn backend(&self) -> &'static str {
         self.capabilities().backend

@@ -60,7 +60,9 @@ pub mod drain;
 mod error;
 mod event_policy;
 pub mod headers;
+mod health;
 mod incoming;
+pub mod layers;
 #[allow(dead_code)] // Used by the memory and http backends; unused when neither is enabled.
 mod local;
 mod message;
@@ -107,6 +109,7 @@ pub use connect::{
 pub use error::{BoxError, DeliveryFailure, Error, ErrorKind, Result};
 pub use event_policy::{EventPolicy, DEFAULT_DEAD_LETTER};
 pub use headers::Headers;
+pub use health::Health;
 pub use incoming::{Acker, Incoming, Responder};
 pub use message::Message;
 pub use routing::{

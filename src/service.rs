@@ -105,9 +105,9 @@ impl Service {
         Service {
             name: name.into(),
             events: router.event_policy().clone(),
+            concurrency: router.handler_concurrency().unwrap_or(DEFAULT_CONCURRENCY),
             router,
             routes: Vec::new(),
-            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use crate::capabilities::Capabilities;
 use crate::error::Result;
+use crate::health::Health;
 use crate::message::Message;
 use crate::subscription::Subscription;
 
@@ -49,5 +50,11 @@ pub trait Transport: Send + Sync + 'static {
     /// runs its own server (HTTP); `None` elsewhere.
     fn local_address(&self) -> Option<std::net::SocketAddr> {
         None
+    }
+
+    /// Whether the transport is connected, degraded or closed. The default
+    /// says connected; adapters and layers that know more override it.
+    fn health(&self) -> Health {
+        Health::Connected
     }
 }

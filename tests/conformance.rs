@@ -24,7 +24,40 @@ fn fixtures() -> Vec<Arc<dyn Fixture>> {
 }
 
 fn main() -> ExitCode {
-    conformance::run(fixtures())
+    let plain = fixtures();
+    // The same suite again with every resilience layer around each backend:
+    // the layers must not change any behaviour the suite checks.
+    let layered: Vec<Arc<dyn Fixture>> = plain
+        .iter()
+        .map(|inner| Arc::new(Layered::new(inner.clone())) as Arc<dyn Fixture>)
+        .collect();
+    conformance::run(plain.into_iter().chain(layered).collect())
+}
+
+/// Wraps every connection of another fixture in all resilience layers.
+struct Layered {
+    inner: Arc<dyn Fixture>,
+    name: String,
+}
+
+impl Layered {
+    fn new(inner: Arc<dyn Fixture>) -> Self {
+        let name = format!("{}+layers", inner.name());
+        Layered { inner, name }
+    }
+}
+
+#[async_trait::async_trait]
+impl Fixture for Layered {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn connect(&self) -> switchboard::Result<switchboard::Bus> {
+        let bus = self.inner.connect().await?;
+        let layered = switchboard::layers::Resilience::all().wrap(bus.transport().clone())?;
+        Ok(switchboard::Bus::new(layered).with_default_timeout(bus.default_timeout()))
+    }
 }
 
 /// HTTP services on ephemeral loopback ports, each told about the live ones

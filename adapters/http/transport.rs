@@ -423,6 +423,14 @@ impl Transport for HttpTransport {
         &self.capabilities
     }
 
+    fn health(&self) -> crate::Health {
+        if self.gate.is_closed() {
+            crate::Health::Closed
+        } else {
+            crate::Health::Connected
+        }
+    }
+
     fn local_address(&self) -> Option<SocketAddr> {
         Some(self.local_address)
     }

@@ -104,4 +104,12 @@ impl Transport for MemoryTransport {
     fn capabilities(&self) -> &Capabilities {
         &self.capabilities
     }
+
+    fn health(&self) -> crate::Health {
+        if self.gate.is_closed() {
+            crate::Health::Closed
+        } else {
+            crate::Health::Connected
+        }
+    }
 }

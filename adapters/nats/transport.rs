@@ -231,6 +231,18 @@ impl Transport for NatsTransport {
     fn capabilities(&self) -> &Capabilities {
         &self.capabilities
     }
+
+    fn health(&self) -> crate::Health {
+        use async_nats::connection::State;
+        if self.gate.is_closed() {
+            return crate::Health::Closed;
+        }
+        match self.client().connection_state() {
+            State::Connected => crate::Health::Connected,
+            State::Disconnected => crate::Health::Degraded("disconnected, reconnecting".into()),
+            State::Pending => crate::Health::Degraded("connecting".into()),
+        }
+    }
 }
 
 impl Drop for NatsTransport {

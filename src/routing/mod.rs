@@ -76,6 +76,7 @@ pub struct Router {
     table: Arc<RouteTable>,
     buses: Arc<BTreeMap<String, Bus>>,
     events: Arc<EventPolicy>,
+    handler_concurrency: Option<usize>,
 }
 
 impl Router {
@@ -94,7 +95,19 @@ impl Router {
             table: Arc::new(table),
             buses: Arc::new(buses),
             events: Arc::default(),
+            handler_concurrency: None,
         })
+    }
+
+    /// Sets how many messages each route of a service started on this router handles at once.
+    pub fn with_handler_concurrency(mut self, limit: usize) -> Self {
+        self.handler_concurrency = Some(limit.max(1));
+        self
+    }
+
+    /// The handler concurrency configured for services on this router, if any.
+    pub fn handler_concurrency(&self) -> Option<usize> {
+        self.handler_concurrency
     }
 
     /// Sets the event policy that services started on this router use.
@@ -192,6 +205,7 @@ impl From<Bus> for Router {
             table: Arc::new(RouteTable::default()),
             buses: Arc::new(BTreeMap::from([(DEFAULT_TRANSPORT.to_owned(), bus)])),
             events: Arc::default(),
+            handler_concurrency: None,
         }
     }
 }

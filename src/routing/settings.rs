@@ -5,9 +5,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bus::Bus;
 use crate::config::{Config, URL_ENV};
 use crate::error::{Error, Result};
 use crate::event_policy::EventPolicy;
+use crate::layers::Resilience;
 use crate::routing::{RouteRule, RouteTable, Router, Style, DEFAULT_TRANSPORT};
 
 /// The environment variable naming a TOML settings file.
@@ -44,12 +46,15 @@ pub const STYLE_ENV: &str = "SWITCHBOARD_STYLE";
 /// [events]                        # see EventPolicy
 /// max_attempts = 5
 /// dead_letter = "dead-letter.{service}"
+///
+/// [resilience.retry]              # see layers::Resilience
+/// attempts = 3
 /// ```
 ///
 /// [`Settings::load`] reads the file named by `SWITCHBOARD_CONFIG` (if set),
 /// then applies `SWITCHBOARD_URL` (or `SWITCHBOARD_URL_<SERVICE>`) to the
 /// `default` transport and `SWITCHBOARD_STYLE` to the default style.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// The style of subjects no route gives one (default `sync`).
@@ -65,6 +70,9 @@ pub struct Settings {
     /// Retries and dead-lettering of failed events, for services on this router.
     #[serde(default)]
     pub events: EventPolicy,
+    /// Layers put around every transport (timeouts, retry, circuit breaker, bulkheads).
+    #[serde(default)]
+    pub resilience: Resilience,
 }
 
 /// One `[[routes]]` entry.
@@ -141,6 +149,7 @@ impl Settings {
 
     /// The route table these settings describe; errors name the route and key.
     pub fn route_table(&self) -> Result<RouteTable> {
+        self.resilience.validate()?;
         let mut table = RouteTable::new(self.style);
         for (index, route) in self.routes.iter().enumerate() {
             let key = |field: &str| format!("routes[{index}].{field}");
@@ -196,9 +205,15 @@ impl Settings {
                 backend = bus.backend(),
                 "transport connected"
             );
+            let layered = self.resilience.wrap(bus.transport().clone())?;
+            let bus = Bus::new(layered).with_default_timeout(bus.default_timeout());
             buses.insert(name.to_owned(), bus);
         }
-        Ok(Router::new(table, buses)?.with_event_policy(self.events.clone()))
+        let mut router = Router::new(table, buses)?.with_event_policy(self.events.clone());
+        if let Some(limits) = &self.resilience.concurrency {
+            router = router.with_handler_concurrency(limits.handlers);
+        }
+        Ok(router)
     }
 }
 
