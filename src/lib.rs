@@ -59,6 +59,9 @@ mod connect;
 pub mod drain;
 mod error;
 mod event_policy;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod headers;
 mod health;
 mod incoming;

@@ -63,6 +63,9 @@ impl TraceContext {
             reason: why.to_owned(),
         };
         let text = traceparent.trim();
+        if !text.is_ascii() {
+            return Err(invalid("not ASCII"));
+        }
         let bytes = text.as_bytes();
         if bytes.len() < 55 {
             return Err(invalid("shorter than 55 characters"));
@@ -244,6 +247,8 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
             "00-4bf92f3577b34da6a3ce929d0e0e47é-00f067aa0ba902b7-01",
+            // Found by the fuzzer: a multi-byte character where a field is sliced.
+            "0é-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
         ] {
             assert!(TraceContext::parse(bad).is_err(), "{bad:?}");
         }

@@ -31,3 +31,31 @@ pub(crate) fn connect_boxed(endpoint: Endpoint) -> ConnectFuture {
         Ok(transport)
     })
 }
+
+/// Feeds fuzz input to every decoder of bytes from the network (see `crate::fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_decoders(data: &[u8], header_pairs: &[(&[u8], &[u8])]) {
+    use axum::http::{HeaderMap, HeaderName, HeaderValue};
+
+    let mut map = HeaderMap::new();
+    for (name, value) in header_pairs {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        {
+            map.append(name, value);
+        }
+    }
+    let headers = wire::message_headers(&map);
+    if let Some(deliver) = headers
+        .get(wire::DELIVER)
+        .or_else(|| std::str::from_utf8(data).ok())
+    {
+        let _ = wire::parse_deliver(deliver);
+    }
+    if let Ok(snapshot) = serde_json::from_slice::<directory::Snapshot>(data) {
+        let known = directory::Directory::new("http://127.0.0.1:1".into(), &[]);
+        known.merge(snapshot);
+        let _ = known.responders("orders.placed");
+        let _ = known.plan_event("orders.placed", &[]);
+    }
+}
