@@ -42,6 +42,9 @@
 //! - `nats`: the NATS backend, `nats://`, with JetStream durable subscriptions.
 //! - `kafka`: the Kafka backend, `kafka://`, on rdkafka (librdkafka built from source).
 //! - `full`: every backend.
+//! - `metrics`: counters and histograms through the `metrics` facade.
+//! - `otel`: handler spans join the caller's OpenTelemetry trace (with `tracing-opentelemetry`).
+//! - `cli`: the `switchboard` command-line tool.
 //! - `conformance`: the behaviour suite every backend must pass
 //!   ([`conformance`]), for adapters written outside this crate.
 //!
@@ -71,6 +74,8 @@ mod local;
 mod message;
 mod observe;
 pub mod options;
+#[cfg(feature = "otel")]
+mod otel;
 mod routing;
 mod service;
 pub mod subject;

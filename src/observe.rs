@@ -76,6 +76,11 @@ pub(crate) async fn observe_with<T>(
     );
     if let (false, Some(trace)) = (span.is_disabled(), trace) {
         span.record("trace_id", trace.trace_id());
+        // A handled message's span continues the caller's trace in OpenTelemetry too.
+        #[cfg(feature = "otel")]
+        if matches!(op, Operation::HandleRequest | Operation::HandleEvent) {
+            crate::otel::set_remote_parent(&span, trace);
+        }
     }
     let started = Instant::now();
     let _in_flight = in_flight(op, backend);

@@ -411,11 +411,19 @@ async fn serve(
     while in_flight.join_next().await.is_some() {}
 }
 
-/// The trace a received message continues, or a new one if it carries none.
-fn incoming_trace(message: &Message) -> TraceContext {
-    TraceContext::from_headers(&message.headers)
-        .map(|parent| parent.child())
-        .unwrap_or_else(TraceContext::new_root)
+/// The trace a received message continues: (the caller's context, this
+/// handler's), or a new trace if the message carries none.
+fn incoming_trace(message: &Message) -> (TraceContext, TraceContext) {
+    match TraceContext::from_headers(&message.headers) {
+        Some(parent) => {
+            let child = parent.child();
+            (parent, child)
+        }
+        None => {
+            let root = TraceContext::new_root();
+            (root.clone(), root)
+        }
+    }
 }
 
 async fn answer(context: &RouteContext, mut incoming: Incoming, handler: &RequestFn) {
@@ -425,13 +433,13 @@ async fn answer(context: &RouteContext, mut incoming: Incoming, handler: &Reques
         return;
     }
     let message = incoming.take_message();
-    let trace = incoming_trace(&message);
+    let (parent, trace) = incoming_trace(&message);
     let run = AssertUnwindSafe(handler(message)).catch_unwind();
     let reply = observe_with(
         Operation::HandleRequest,
         &subject,
         context.backend,
-        Some(&trace),
+        Some(&parent),
         trace.clone().scope(run),
         |outcome| match outcome {
             Ok(reply) => wire::error_from_reply(&subject, reply).map(|err| err.kind()),
@@ -468,7 +476,7 @@ async fn handle_event(
 ) {
     let subject = incoming.subject().to_owned();
     let message = incoming.take_message();
-    let trace = incoming_trace(&message);
+    let (parent, trace) = incoming_trace(&message);
     let mut attempts = 0u32;
     let failure = loop {
         attempts += 1;
@@ -486,7 +494,7 @@ async fn handle_event(
             Operation::HandleEvent,
             &subject,
             context.backend,
-            Some(&trace),
+            Some(&parent),
             trace.clone().scope(run),
             |outcome| outcome.as_ref().err().map(Error::kind),
         )

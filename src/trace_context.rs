@@ -141,9 +141,39 @@ impl TraceContext {
         self.flags & 0x01 == 1
     }
 
-    /// The context of the handler or scope this task is running in, if any.
+    /// The context of the handler or scope this task is running in, if any;
+    /// with the `otel` feature, else the current OpenTelemetry span's.
     pub fn current() -> Option<Self> {
-        CURRENT.try_with(Clone::clone).ok()
+        let scoped = CURRENT.try_with(Clone::clone).ok();
+        #[cfg(feature = "otel")]
+        let scoped = scoped.or_else(crate::otel::current);
+        scoped
+    }
+
+    /// A context from raw ids and flags (all-zero ids are not checked here).
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    pub(crate) fn from_parts(trace_id: [u8; 16], span_id: [u8; 8], flags: u8) -> Self {
+        TraceContext {
+            trace_id,
+            span_id,
+            flags,
+            state: None,
+        }
+    }
+
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    pub(crate) fn trace_id_bytes(&self) -> [u8; 16] {
+        self.trace_id
+    }
+
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    pub(crate) fn span_id_bytes(&self) -> [u8; 8] {
+        self.span_id
+    }
+
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    pub(crate) fn flags(&self) -> u8 {
+        self.flags
     }
 
     /// Runs `future` with this as the current context, so calls it makes carry it.
