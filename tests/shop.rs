@@ -56,6 +56,7 @@ async fn shop_on(backend: &str, url_for: impl Fn(&str) -> String) {
 }
 
 /// Skips (or, under CI, fails) when the server at `url` is unreachable.
+#[cfg(any(feature = "nats", feature = "kafka"))]
 async fn reachable(url: &str) -> bool {
     match support::connect_or_skip(url).await {
         Some(bus) => {
