@@ -58,7 +58,10 @@ impl PeerClient {
         let response = self
             .post(format!("{peer}{REQUESTS}{subject}"))
             .headers(http_wire::http_headers(&message.headers))
-            .header(wire::TIMEOUT_MS, timeout.as_millis().max(1).to_string())
+            .header(
+                reqwest::header::HeaderName::from_static(wire::TIMEOUT_MS),
+                reqwest::header::HeaderValue::from(timeout.as_millis().max(1) as u64),
+            )
             .timeout(timeout)
             .body(message.payload)
             .send()

@@ -38,7 +38,9 @@ pub(crate) struct Target {
 /// An immutable routing table; publishers read a snapshot without holding a lock.
 #[derive(Default)]
 pub(crate) struct Routes {
-    pub exact: HashMap<Arc<str>, Target>,
+    /// Keyed with foldhash: every delivery looks its subject up here, and SipHash's
+    /// DoS resistance buys nothing for subjects the service itself subscribed to.
+    pub exact: HashMap<Arc<str>, Target, foldhash::fast::RandomState>,
     pub patterns: Vec<(Arc<str>, Target)>,
 }
 
