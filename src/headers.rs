@@ -11,7 +11,7 @@ use crate::wire;
 ///
 /// Names are ASCII letters, digits, `-`, `_` and `.`; values are printable ASCII
 /// (space to `~`) and tab. Names starting with `sb-` are reserved for the
-/// transport (see [`wire`](crate::wire)). The rules are checked when a message
+/// transport (see [`wire`]). The rules are checked when a message
 /// is sent, so a bad header fails the call with [`Error::InvalidHeader`]
 /// instead of being mangled by a backend.
 ///
