@@ -139,41 +139,23 @@ async fn no_accepted_event_is_lost_across_a_broker_restart() {
         seen
     });
 
-    let mut broker = Some(broker);
-    let mut restart = None;
-    let mut failed_attempts = 0;
-    for seq in 0..COUNT {
-        if seq == COUNT / 3 {
-            let mut broker = broker.take().unwrap();
-            restart = Some(tokio::task::spawn_blocking(move || {
-                broker.stop();
-                std::thread::sleep(OUTAGE);
-                broker.restart();
-                broker
-            }));
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while let Err(err) = publisher
-            .publish(subject, Message::new(seq.to_string()))
-            .await
-        {
-            assert!(
-                matches!(
-                    err.kind(),
-                    ErrorKind::Timeout | ErrorKind::Backend | ErrorKind::Connect
-                ),
-                "unclear error during the outage: {err:?}"
-            );
-            assert!(
-                Instant::now() < deadline,
-                "publishing never recovered: {err}"
-            );
-            failed_attempts += 1;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let _broker = restart.unwrap().await.unwrap();
+    let outage = |mut broker: PrivateBroker| {
+        broker.stop();
+        std::thread::sleep(OUTAGE);
+        broker.restart();
+        broker
+    };
+    let expected = [ErrorKind::Timeout, ErrorKind::Backend, ErrorKind::Connect];
+    let (_broker, _, failed_attempts) = support::publish_through_outage(
+        broker,
+        outage,
+        &publisher,
+        subject,
+        COUNT,
+        Duration::from_millis(5),
+        &expected,
+    )
+    .await;
     let seen = collecting.await.unwrap();
     let missing: Vec<u32> = (0..COUNT).filter(|seq| !seen.contains(seq)).collect();
     println!(

@@ -7,7 +7,6 @@
 #![cfg(feature = "nats")]
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -162,7 +161,7 @@ async fn missing_stream_without_subjects_is_a_config_error() {
 
 #[tokio::test]
 async fn unreachable_server_is_a_connect_error_not_a_hang() {
-    let port = free_port();
+    let port = support::free_port();
     let started = Instant::now();
     let err = connect(&format!("nats://127.0.0.1:{port}?connect_timeout=500ms"))
         .await
@@ -187,7 +186,7 @@ impl PrivateServer {
     fn start() -> Option<Self> {
         let binary = nats_server_binary()?;
         let mut server = PrivateServer {
-            port: free_port(),
+            port: support::free_port(),
             store: tempfile::tempdir().unwrap(),
             process: None,
         };
@@ -258,22 +257,10 @@ fn spawn_server(binary: &str, port: u16, store: &std::path::Path) -> Child {
     child
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// How long the private server stays down during the fault tests.
 const OUTAGE: Duration = Duration::from_millis(500);
 
-/// Publishes `count` numbered events, one every `interval`, while the server
-/// is stopped for [`OUTAGE`] a third of the way in and then started again. A
-/// publish that fails is retried (with the same number) until it is accepted:
-/// what is accepted is what must arrive. Returns the server, the number at
-/// which the outage began, and how many attempts failed.
+/// Publishes through a private-server restart (see `support::publish_through_outage`).
 async fn publish_through_restart(
     server: PrivateServer,
     publisher: &Bus,
@@ -281,42 +268,17 @@ async fn publish_through_restart(
     count: u32,
     interval: Duration,
 ) -> (PrivateServer, u32, u32) {
-    let mut failed_attempts = 0;
-    let mut server = Some(server);
-    let mut restart = None;
-    for seq in 0..count {
-        if seq == count / 3 {
-            let mut server = server.take().unwrap();
-            restart = Some(tokio::task::spawn_blocking(move || {
-                server.stop();
-                std::thread::sleep(OUTAGE);
-                server.restart();
-                server
-            }));
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while let Err(err) = publisher
-            .publish(subject, Message::new(seq.to_string()))
-            .await
-        {
-            assert!(
-                matches!(
-                    err.kind(),
-                    ErrorKind::Timeout | ErrorKind::Backend | ErrorKind::Closed
-                ),
-                "unclear error during the outage: {err:?}"
-            );
-            assert!(
-                Instant::now() < deadline,
-                "publishing never recovered: {err}"
-            );
-            failed_attempts += 1;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tokio::time::sleep(interval).await;
-    }
-    let server = restart.unwrap().await.unwrap();
-    (server, count / 3, failed_attempts)
+    let outage = |mut server: PrivateServer| {
+        server.stop();
+        std::thread::sleep(OUTAGE);
+        server.restart();
+        server
+    };
+    let expected = [ErrorKind::Timeout, ErrorKind::Backend, ErrorKind::Closed];
+    support::publish_through_outage(
+        server, outage, publisher, subject, count, interval, &expected,
+    )
+    .await
 }
 
 async fn collect(sub: &mut switchboard::Subscription, until_quiet: Duration) -> BTreeSet<u32> {

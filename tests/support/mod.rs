@@ -57,3 +57,49 @@ pub fn free_port() -> u16 {
         .map(|addr| addr.port())
         .expect("bind a loopback port")
 }
+
+/// Publishes `count` numbered events (`0`, `1`, …), one every `interval`,
+/// while `outage` runs on a blocking thread from a third of the way in (it
+/// stops a server, waits, and starts it again, returning it). A publish that
+/// fails with one of `expected` error kinds is retried with the same number
+/// until accepted, so what was accepted is what must arrive; any other error
+/// fails the test. Returns the server, the number at which the outage began,
+/// and how many attempts failed.
+pub async fn publish_through_outage<S: Send + 'static>(
+    server: S,
+    outage: impl FnOnce(S) -> S + Send + 'static,
+    publisher: &Bus,
+    subject: &str,
+    count: u32,
+    interval: Duration,
+    expected: &[switchboard::ErrorKind],
+) -> (S, u32, u32) {
+    let mut failed_attempts = 0;
+    let mut pending = Some((server, outage));
+    let mut restart = None;
+    for seq in 0..count {
+        if seq == count / 3 {
+            let (server, outage) = pending.take().unwrap();
+            restart = Some(tokio::task::spawn_blocking(move || outage(server)));
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while let Err(err) = publisher
+            .publish(subject, switchboard::Message::new(seq.to_string()))
+            .await
+        {
+            assert!(
+                expected.contains(&err.kind()),
+                "unclear error during the outage: {err:?}"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "publishing never recovered: {err}"
+            );
+            failed_attempts += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(interval).await;
+    }
+    let server = restart.unwrap().await.unwrap();
+    (server, count / 3, failed_attempts)
+}
