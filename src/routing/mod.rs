@@ -132,7 +132,7 @@ impl Router {
     }
 
     /// The decision (style, transport, timeout) for a subject or subscription pattern.
-    pub fn decide(&self, subject_or_pattern: &str) -> RouteDecision {
+    pub fn decide(&self, subject_or_pattern: &str) -> RouteDecision<'_> {
         self.table.decide(subject_or_pattern)
     }
 
@@ -140,7 +140,7 @@ impl Router {
     pub fn bus_for(&self, subject_or_pattern: &str) -> &Bus {
         let decision = self.table.decide(subject_or_pattern);
         // `new` checked that every transport the table names exists.
-        &self.buses[&decision.transport]
+        &self.buses[decision.transport]
     }
 
     /// Sends `payload` as JSON in the style configured for `subject`.
@@ -173,7 +173,7 @@ impl Router {
         message: Message,
     ) -> Result<Dispatched<Message>> {
         let decision = self.table.decide(subject);
-        let bus = &self.buses[&decision.transport];
+        let bus = &self.buses[decision.transport];
         match decision.style {
             style::Style::Sync => {
                 let timeout = decision.timeout.unwrap_or(bus.default_timeout());
