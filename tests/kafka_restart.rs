@@ -7,29 +7,39 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use support::{ci, next_within};
+use support::next_within;
 use switchboard::{connect, ErrorKind, Message};
 
 const OUTAGE: Duration = Duration::from_millis(500);
 
-struct PrivateBroker {
-    port: u16,
-    dir: tempfile::TempDir,
-    process: Option<Child>,
-}
+/// A private tansu with SQLite storage in its own directory.
+struct PrivateBroker(support::PrivateProcess);
 
 impl PrivateBroker {
     fn start() -> Option<Self> {
-        let mut broker = PrivateBroker {
-            port: support::free_port(),
-            dir: tempfile::tempdir().unwrap(),
-            process: None,
-        };
-        broker.process = Some(spawn(&tansu_binary()?, broker.port, broker.dir.path()));
-        Some(broker)
+        let home = std::env::var("HOME").unwrap_or_default();
+        let candidates = [
+            format!("{home}/.cargo/bin/tansu"),
+            "/usr/local/bin/tansu".into(),
+        ];
+        let binary =
+            support::find_binary("tansu", &candidates, "scripts/kafka-broker.sh installs it")?;
+        Some(PrivateBroker(support::PrivateProcess::start(
+            "tansu",
+            move |port, dir| {
+                let listener = format!("tcp://127.0.0.1:{port}");
+                let mut command = Command::new(&binary);
+                command
+                    .current_dir(dir)
+                    .args(["broker", "--listener-url", &listener])
+                    .args(["--advertised-listener-url", &listener])
+                    .args(["--storage-engine", "sqlite://tansu.db"]);
+                command
+            },
+        )))
     }
 
     fn url(&self) -> String {
@@ -37,70 +47,9 @@ impl PrivateBroker {
         // consumer resumes inside it (adapters/kafka/docs.md).
         format!(
             "kafka://127.0.0.1:{}?connect_timeout=2s&delivery_timeout=3s&rdkafka.batch.num.messages=1",
-            self.port
+            self.0.port()
         )
     }
-
-    fn stop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            let _ = process.kill();
-            let _ = process.wait();
-        }
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        self.process = Some(spawn(&tansu_binary().unwrap(), self.port, self.dir.path()));
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn tansu_binary() -> Option<String> {
-    let home = std::env::var("HOME").unwrap_or_default();
-    let candidates = [
-        format!("{home}/.cargo/bin/tansu"),
-        "/usr/local/bin/tansu".into(),
-    ];
-    if let Some(found) = candidates
-        .iter()
-        .find(|path| std::path::Path::new(path).exists())
-    {
-        return Some(found.clone());
-    }
-    if ci() {
-        panic!("tansu binary not found and CI=true (scripts/kafka-broker.sh installs it)");
-    }
-    eprintln!("skipped: tansu binary not found");
-    None
-}
-
-fn spawn(binary: &str, port: u16, dir: &std::path::Path) -> Child {
-    let listener = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(binary)
-        .current_dir(dir)
-        .args([
-            "broker",
-            "--listener-url",
-            &listener,
-            "--advertised-listener-url",
-            &listener,
-        ])
-        .args(["--storage-engine", "sqlite://tansu.db"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tansu");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "tansu did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,9 +89,9 @@ async fn no_accepted_event_is_lost_across_a_broker_restart() {
     });
 
     let outage = |mut broker: PrivateBroker| {
-        broker.stop();
+        broker.0.stop();
         std::thread::sleep(OUTAGE);
-        broker.restart();
+        broker.0.restart();
         broker
     };
     let expected = [ErrorKind::Timeout, ErrorKind::Backend, ErrorKind::Connect];

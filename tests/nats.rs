@@ -7,13 +7,13 @@
 #![cfg(feature = "nats")]
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use switchboard::{connect, Bus, ErrorKind, Message};
 
 mod support;
-use support::{ci, connect_or_skip, next_within, unique};
+use support::{connect_or_skip, next_within, unique};
 
 const SHARED_URL: &str = "nats://127.0.0.1:4222";
 
@@ -175,86 +175,48 @@ async fn unreachable_server_is_a_connect_error_not_a_hang() {
 }
 
 /// A private `nats-server` on a free loopback port, with its own JetStream store.
-struct PrivateServer {
-    port: u16,
-    store: tempfile::TempDir,
-    process: Option<Child>,
-}
+struct PrivateServer(support::PrivateProcess);
 
 impl PrivateServer {
     /// Starts one, or returns `None` (skip) when the binary is missing outside CI.
     fn start() -> Option<Self> {
-        let binary = nats_server_binary()?;
-        let mut server = PrivateServer {
-            port: support::free_port(),
-            store: tempfile::tempdir().unwrap(),
-            process: None,
-        };
-        server.process = Some(spawn_server(&binary, server.port, server.store.path()));
-        Some(server)
+        let candidates = [
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+            "/usr/local/bin/nats-server",
+        ]
+        .map(String::from);
+        let binary = support::find_binary(
+            "nats-server",
+            &candidates,
+            "scripts/nats-server.sh installs it",
+        )?;
+        Some(PrivateServer(support::PrivateProcess::start(
+            "nats-server",
+            move |port, store| {
+                let mut command = Command::new(&binary);
+                command
+                    .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+                    .arg(store);
+                command
+            },
+        )))
     }
 
     fn url(&self, options: &str) -> String {
         format!(
             "nats://127.0.0.1:{}?reconnect_delay_max=100ms&connect_timeout=2s{options}",
-            self.port
+            self.0.port()
         )
     }
 
     fn stop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            let _ = process.kill();
-            let _ = process.wait();
-        }
+        self.0.stop();
     }
 
     fn restart(&mut self) {
-        self.stop();
-        let binary = nats_server_binary().unwrap();
-        self.process = Some(spawn_server(&binary, self.port, self.store.path()));
+        self.0.restart();
     }
-}
-
-impl Drop for PrivateServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn nats_server_binary() -> Option<String> {
-    for candidate in [
-        "/usr/sbin/nats-server",
-        "/usr/bin/nats-server",
-        "/usr/local/bin/nats-server",
-    ] {
-        if std::path::Path::new(candidate).exists() {
-            return Some(candidate.to_owned());
-        }
-    }
-    if ci() {
-        panic!("nats-server binary not found and CI=true");
-    }
-    eprintln!("skipped: nats-server binary not found");
-    None
-}
-
-fn spawn_server(binary: &str, port: u16, store: &std::path::Path) -> Child {
-    let child = Command::new(binary)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nats-server");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nats-server did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
 }
 
 /// How long the private server stays down during the fault tests.

@@ -103,3 +103,94 @@ pub async fn publish_through_outage<S: Send + 'static>(
     let server = restart.unwrap().await.unwrap();
     (server, count / 3, failed_attempts)
 }
+
+/// The first of `candidates` that exists, or `None` (the test skips, saying
+/// why) when none does outside CI; under `CI=true` a missing binary panics.
+pub fn find_binary(name: &str, candidates: &[String], install_hint: &str) -> Option<String> {
+    if let Some(found) = candidates
+        .iter()
+        .find(|path| std::path::Path::new(path).exists())
+    {
+        return Some(found.clone());
+    }
+    if ci() {
+        panic!("{name} binary not found and CI=true ({install_hint})");
+    }
+    eprintln!("skipped: {name} binary not found");
+    None
+}
+
+/// Builds the command that starts a private server on a port with a data directory.
+type ServerCommand = Box<dyn Fn(u16, &std::path::Path) -> std::process::Command + Send>;
+
+/// A server process of the test's own on a free loopback port, with its own
+/// data directory that survives restarts; killed when dropped.
+pub struct PrivateProcess {
+    name: String,
+    port: u16,
+    dir: tempfile::TempDir,
+    command: ServerCommand,
+    process: Option<std::process::Child>,
+}
+
+impl PrivateProcess {
+    /// Starts `command(port, dir)` and waits until it listens on the port.
+    pub fn start(
+        name: &str,
+        command: impl Fn(u16, &std::path::Path) -> std::process::Command + Send + 'static,
+    ) -> Self {
+        let mut server = PrivateProcess {
+            name: name.to_owned(),
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            command: Box::new(command),
+            process: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills it (the data directory stays).
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+
+    /// Kills it and starts it again on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let child = (self.command)(self.port, self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| panic!("start {}: {err}", self.name));
+        self.process = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} did not listen on {}",
+                self.name,
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for PrivateProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
