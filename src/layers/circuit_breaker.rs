@@ -115,12 +115,15 @@ impl CircuitBreakerLayer {
         if circuits.len() >= MAX_TRACKED && !circuits.contains_key(subject) {
             circuits.retain(|_, c| c.state != CircuitState::Closed || c.recent.contains(&true));
         }
-        let circuit = circuits
-            .entry(subject.to_owned())
-            .or_insert_with(|| Circuit {
+        // Look up before inserting: the subject is copied only for a new destination.
+        if !circuits.contains_key(subject) {
+            let fresh = Circuit {
                 state: CircuitState::Closed,
                 recent: VecDeque::new(),
-            });
+            };
+            circuits.insert(subject.to_owned(), fresh);
+        }
+        let circuit = circuits.get_mut(subject).expect("inserted above");
         match circuit.state {
             CircuitState::Closed => Ok(Admission::Call),
             CircuitState::Open { until } if Instant::now() < until => Err(Error::CircuitOpen {
