@@ -69,7 +69,7 @@ fn kafka(c: &mut Criterion) {
     let running = rt
         .block_on(
             Service::new("bench-echo", bus.clone())
-                .on_request(&echo, |text: String| async move { Ok::<_, String>(text) })
+                .on(&echo, |text: String| async move { Ok::<_, String>(text) })
                 .start(),
         )
         .unwrap();

@@ -105,7 +105,7 @@ async fn switchboard_echo(url: &str, requests: u64) -> Result<Histogram<u64>, St
     Ok(time_requests(&requester, &subject, requests).await)
 }
 
-fn echo(mut subscription: switchboard::Subscription) {
+fn echo(mut subscription: switchboard::transport::Subscription) {
     tokio::spawn(async move {
         while let Some(mut incoming) = subscription.next().await {
             let reply = incoming.take_message();

@@ -1,5 +1,8 @@
-//! `Bus`: the handle a service holds; validates input once for every backend.
+//! `Bus`: the handle a service holds. It carries the route table, so one call
+//! (`send`) becomes a request or a publish as configuration says, over the
+//! transport configuration picks; it validates input once for every backend.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,8 +11,11 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::capabilities::Capabilities;
 use crate::error::{Error, Result};
+use crate::health::Health;
 use crate::message::Message;
 use crate::observe::{observe, Operation};
+use crate::service::EventPolicy;
+use crate::settings::{RouteDecision, RouteTable, Style, DEFAULT_TRANSPORT};
 use crate::subject;
 use crate::subscription::Subscription;
 use crate::trace_context;
@@ -19,17 +25,42 @@ use crate::wire;
 /// The request timeout used when none is configured.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A cheap-to-clone handle to a [`Transport`], returned by [`connect`](crate::connect).
+/// One configured transport and its default request timeout.
+#[derive(Clone)]
+struct Carrier {
+    transport: Arc<dyn Transport>,
+    timeout: Duration,
+}
+
+#[derive(Clone)]
+struct Inner {
+    table: RouteTable,
+    /// Every transport by name; `default` is always present.
+    carriers: BTreeMap<String, Carrier>,
+    default: Carrier,
+    events: EventPolicy,
+    handler_concurrency: Option<usize>,
+}
+
+/// The handle a service holds: returned by [`connect`](crate::connect) and
+/// [`Settings::connect`](crate::Settings::connect), cheap to clone.
+///
+/// [`send`](Self::send) is the style-agnostic call: the route table decides,
+/// per subject, whether it waits for a reply (sync) or returns once the event
+/// is accepted (async), which transport carries it, and its timeout. The
+/// explicit [`request`](Self::request) and [`publish`](Self::publish) are for
+/// code that wants one style on purpose; they still follow the table's choice
+/// of transport.
 ///
 /// Every call checks its input at this boundary (subject syntax, headers,
-/// payload size against the backend's limit), so every backend rejects the same
-/// bad input with the same [`Error`]. Replies that carry an error status come
-/// back as `Err`, never as a success.
+/// payload size against the backend's limit), so every backend rejects the
+/// same bad input with the same [`Error`]. Replies that carry an error status
+/// come back as `Err`, never as a success.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> switchboard::Result<()> {
-/// let bus = switchboard::connect("memory://").await?;
+/// let bus = switchboard::connect("memory://bus-doc").await?;
 /// let mut sub = bus.subscribe("greetings").await?;
 /// bus.publish("greetings", "hello".into()).await?;
 /// let incoming = sub.next().await.expect("delivered");
@@ -38,81 +69,236 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// ```
 #[derive(Clone)]
 pub struct Bus {
-    transport: Arc<dyn Transport>,
-    default_timeout: Duration,
+    inner: Arc<Inner>,
 }
 
 impl Bus {
-    /// Wraps a transport.
+    /// A bus over one transport: every subject goes to it, in the sync style.
     pub fn new(transport: Arc<dyn Transport>) -> Self {
-        Bus {
+        let default = Carrier {
             transport,
-            default_timeout: DEFAULT_REQUEST_TIMEOUT,
+            timeout: DEFAULT_REQUEST_TIMEOUT,
+        };
+        Bus {
+            inner: Arc::new(Inner {
+                table: RouteTable::default(),
+                carriers: BTreeMap::from([(DEFAULT_TRANSPORT.to_owned(), default.clone())]),
+                default,
+                events: EventPolicy::default(),
+                handler_concurrency: None,
+            }),
         }
     }
 
-    /// Sets the timeout used by [`request`](Self::request) and [`request_json`](Self::request_json).
-    pub fn with_default_timeout(mut self, timeout: Duration) -> Self {
-        self.default_timeout = timeout;
-        self
+    /// A bus that follows `table` over named transports (each given as a
+    /// one-transport bus, e.g. from [`connect`](crate::connect)); fails if the
+    /// table names a transport that is not given. [`Settings::connect`](crate::Settings::connect)
+    /// builds the same from configuration.
+    pub fn from_routes(table: RouteTable, transports: BTreeMap<String, Bus>) -> Result<Self> {
+        Self::routed(table, transports, EventPolicy::default(), None)
     }
 
-    /// The timeout used when a call does not give one.
+    pub(crate) fn routed(
+        table: RouteTable,
+        buses: BTreeMap<String, Bus>,
+        events: EventPolicy,
+        handler_concurrency: Option<usize>,
+    ) -> Result<Self> {
+        let carriers: BTreeMap<String, Carrier> = buses
+            .into_iter()
+            .map(|(name, bus)| (name, bus.inner.default.clone()))
+            .collect();
+        for name in table.transports().chain([DEFAULT_TRANSPORT]) {
+            if !carriers.contains_key(name) {
+                let known: Vec<&str> = carriers.keys().map(String::as_str).collect();
+                return Err(Error::config(format!(
+                    "routes name a transport `{name}` that is not configured (configured: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+        let default = carriers[DEFAULT_TRANSPORT].clone();
+        Ok(Bus {
+            inner: Arc::new(Inner {
+                table,
+                carriers,
+                default,
+                events,
+                handler_concurrency,
+            }),
+        })
+    }
+
+    /// The same bus with `timeout` as the default transport's request timeout.
+    pub fn with_default_timeout(self, timeout: Duration) -> Self {
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        inner.default.timeout = timeout;
+        if let Some(carrier) = inner.carriers.get_mut(DEFAULT_TRANSPORT) {
+            carrier.timeout = timeout;
+        }
+        Bus {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The default transport's request timeout, used when neither the call nor its route gives one.
     pub fn default_timeout(&self) -> Duration {
-        self.default_timeout
+        self.inner.default.timeout
     }
 
-    /// The underlying transport, for wrapping in layers.
+    /// The default transport, for wrapping in [`layers`](crate::layers).
     pub fn transport(&self) -> &Arc<dyn Transport> {
-        &self.transport
+        &self.inner.default.transport
     }
 
-    /// What the backend can do.
+    /// The transport `subject` (or a subscription pattern) is routed to.
+    pub fn transport_for(&self, subject_or_pattern: &str) -> &Arc<dyn Transport> {
+        &self.carrier(subject_or_pattern).transport
+    }
+
+    /// What the default transport's backend can do.
     pub fn capabilities(&self) -> &Capabilities {
-        self.transport.capabilities()
+        self.inner.default.transport.capabilities()
     }
 
     /// The address this service's own server listens on (HTTP backend); `None` elsewhere.
     pub fn local_address(&self) -> Option<std::net::SocketAddr> {
-        self.transport.local_address()
+        self.inner.default.transport.local_address()
     }
 
-    /// Whether the transport is connected, degraded (reconnecting, circuits
-    /// open) or closed, for a service's health endpoint.
-    pub fn health(&self) -> crate::Health {
-        self.transport.health()
+    /// The worst health of the configured transports: connected, degraded
+    /// (reconnecting, circuits open) or closed, for a service's health endpoint.
+    pub fn health(&self) -> Health {
+        self.inner
+            .carriers
+            .values()
+            .map(|carrier| carrier.transport.health())
+            .max_by_key(|health| match health {
+                Health::Connected => 0,
+                Health::Degraded(_) => 1,
+                Health::Closed => 2,
+            })
+            .unwrap_or(Health::Connected)
     }
 
-    /// The backend's name (`memory`, `http`, `nats`, `kafka`).
+    /// The default transport's backend name (`memory`, `http`, `nats`, `kafka`).
     pub fn backend(&self) -> &'static str {
         self.capabilities().backend
     }
 
-    /// Sends a request and waits for its reply, up to the default timeout.
+    /// The route table this bus follows.
+    pub fn routes(&self) -> &RouteTable {
+        &self.inner.table
+    }
+
+    /// What the route table decides for `subject`: its style, transport and timeout.
+    pub fn route(&self, subject: &str) -> RouteDecision<'_> {
+        self.inner.table.decide(subject)
+    }
+
+    fn carrier(&self, subject_or_pattern: &str) -> &Carrier {
+        if self.inner.table.rules().is_empty() {
+            return &self.inner.default;
+        }
+        let decision = self.inner.table.decide(subject_or_pattern);
+        // `routed` checked that every transport the table names exists.
+        &self.inner.carriers[decision.transport]
+    }
+
+    /// Sends `payload` as JSON in the style configured for `subject`.
+    ///
+    /// A sync route waits for the reply (up to the route's timeout, else the
+    /// transport's) and returns [`Sent::Replied`], or the handler's error. An
+    /// async route publishes and returns [`Sent::Accepted`] once the backend
+    /// has accepted the event. Flipping the route changes no code.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> switchboard::Result<()> {
+    /// use switchboard::{Sent, Settings};
+    ///
+    /// let bus = Settings::from_toml(r#"
+    ///     [transports.default]
+    ///     url = "memory://send-doc"
+    ///
+    ///     [[routes]]
+    ///     subjects = "audit.*"
+    ///     style = "async"
+    /// "#)?.connect().await?;
+    /// let mut audit = bus.subscribe("audit.login").await?;
+    /// let sent: Sent<()> = bus.send("audit.login", &"ada").await?;
+    /// assert!(sent.is_accepted());
+    /// assert_eq!(audit.next().await.unwrap().payload(), br#""ada""#);
+    /// # Ok(()) }
+    /// ```
+    pub async fn send<Req, Resp>(&self, subject: &str, payload: &Req) -> Result<Sent<Resp>>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        match self.send_message(subject, Message::json(payload)?).await? {
+            Sent::Replied(reply) => Ok(Sent::Replied(reply.decode_json()?)),
+            Sent::Accepted => Ok(Sent::Accepted),
+        }
+    }
+
+    /// [`send`](Self::send) for a ready-made message, with no JSON step.
+    pub async fn send_message(&self, subject: &str, message: Message) -> Result<Sent<Message>> {
+        let decision = self.inner.table.decide(subject);
+        match decision.style {
+            Style::Sync => {
+                let carrier = &self.inner.carriers[decision.transport];
+                let timeout = decision.timeout.unwrap_or(carrier.timeout);
+                let reply = self.request_on(carrier, subject, message, timeout).await?;
+                Ok(Sent::Replied(reply))
+            }
+            Style::Async => {
+                self.publish(subject, message).await?;
+                Ok(Sent::Accepted)
+            }
+        }
+    }
+
+    /// Sends a request and waits for its reply, up to the route's timeout (else the transport's).
     pub async fn request(&self, subject: &str, message: Message) -> Result<Message> {
-        self.request_with_timeout(subject, message, self.default_timeout)
-            .await
+        let carrier = self.carrier(subject);
+        let timeout = match self.inner.table.rules().is_empty() {
+            true => carrier.timeout,
+            false => self.route(subject).timeout.unwrap_or(carrier.timeout),
+        };
+        self.request_on(carrier, subject, message, timeout).await
     }
 
     /// Sends a request and waits up to `timeout` for its reply.
     ///
     /// Fails with [`Error::Timeout`], [`Error::NoResponders`] (where the backend
-    /// can tell), or [`Error::Remote`] carrying the handler's message.
+    /// can tell), or [`Error::Remote`] carrying the handler's message and code.
     pub async fn request_with_timeout(
         &self,
         subject: &str,
         message: Message,
         timeout: Duration,
     ) -> Result<Message> {
+        self.request_on(self.carrier(subject), subject, message, timeout)
+            .await
+    }
+
+    async fn request_on(
+        &self,
+        carrier: &Carrier,
+        subject: &str,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<Message> {
         subject::validate(subject)?;
-        self.check_outgoing(&message)?;
+        check_outgoing(carrier.transport.capabilities(), &message)?;
         if timeout.is_zero() {
             return Err(Error::config("request timeout must be greater than zero"));
         }
         let mut message = message;
         let trace = trace_context::propagate(&mut message.headers);
         let call = async {
-            let reply = self.transport.request(subject, message, timeout).await?;
+            let reply = carrier.transport.request(subject, message, timeout).await?;
             match wire::error_from_reply(subject, &reply) {
                 Some(err) => Err(err),
                 None => Ok(reply),
@@ -121,7 +307,7 @@ impl Bus {
         observe(
             Operation::Request,
             subject,
-            self.backend(),
+            carrier.transport.capabilities().backend,
             trace.as_ref(),
             call,
         )
@@ -131,47 +317,97 @@ impl Bus {
     /// Publishes an event to every subscriber of `subject`.
     pub async fn publish(&self, subject: &str, message: Message) -> Result<()> {
         subject::validate(subject)?;
-        self.check_outgoing(&message)?;
+        let carrier = self.carrier(subject);
+        check_outgoing(carrier.transport.capabilities(), &message)?;
         let mut message = message;
         let trace = trace_context::propagate(&mut message.headers);
-        let call = self.transport.publish(subject, message);
+        let call = carrier.transport.publish(subject, message);
         observe(
             Operation::Publish,
             subject,
-            self.backend(),
+            carrier.transport.capabilities().backend,
             trace.as_ref(),
             call,
         )
         .await
     }
 
+    /// Publishes a message that may carry reserved headers the service sets
+    /// itself (dead letters); the subject was validated when the service started.
+    pub(crate) async fn publish_reserved(&self, subject: &str, message: Message) -> Result<()> {
+        self.carrier(subject)
+            .transport
+            .publish(subject, message)
+            .await
+    }
+
     /// Subscribes to a subject or wildcard pattern; every subscriber gets every message.
     pub async fn subscribe(&self, subject: &str) -> Result<Subscription> {
-        self.check_pattern(subject)?;
-        self.transport.subscribe(subject, None).await
+        let transport = &self.carrier(subject).transport;
+        check_pattern(transport.capabilities(), subject)?;
+        transport.subscribe(subject, None).await
     }
 
     /// Subscribes as a member of queue group `group`: each message goes to one member.
     pub async fn queue_subscribe(&self, subject: &str, group: &str) -> Result<Subscription> {
-        self.check_pattern(subject)?;
+        let transport = &self.carrier(subject).transport;
+        let capabilities = transport.capabilities();
+        check_pattern(capabilities, subject)?;
         subject::validate_group(group)?;
-        if let Some(reason) = self.capabilities().queue_groups.reason() {
+        if let Some(reason) = capabilities.queue_groups.reason() {
             return Err(Error::Unsupported {
-                backend: self.backend(),
+                backend: capabilities.backend,
                 what: format!("queue groups ({reason})"),
             });
         }
-        self.transport.subscribe(subject, Some(group)).await
+        transport.subscribe(subject, Some(group)).await
     }
 
-    /// Sends `request` as JSON and decodes the JSON reply, with the default timeout.
+    /// A service route's subscription: in the service's queue group where the backend has them.
+    pub(crate) async fn serve_subscription(
+        &self,
+        pattern: &str,
+        group: &str,
+    ) -> Result<Subscription> {
+        match self.transport_for(pattern).capabilities().queue_groups {
+            support if support.is_supported() => self.queue_subscribe(pattern, group).await,
+            _ => self.subscribe(pattern).await,
+        }
+    }
+
+    /// The backend name of the transport a subject or pattern is routed to.
+    pub(crate) fn backend_for(&self, subject_or_pattern: &str) -> &'static str {
+        self.transport_for(subject_or_pattern)
+            .capabilities()
+            .backend
+    }
+
+    /// Whether a nacked event on this route's transport comes back.
+    pub(crate) fn redelivers(&self, subject_or_pattern: &str) -> bool {
+        self.transport_for(subject_or_pattern)
+            .capabilities()
+            .acknowledgements
+            .is_supported()
+    }
+
+    /// The event policy services on this bus use (from [`Settings`](crate::Settings)).
+    pub fn event_policy(&self) -> &EventPolicy {
+        &self.inner.events
+    }
+
+    /// The handler concurrency configured for services on this bus, if any.
+    pub fn handler_concurrency(&self) -> Option<usize> {
+        self.inner.handler_concurrency
+    }
+
+    /// Sends `request` as JSON and decodes the JSON reply, with the route's (or default) timeout.
     pub async fn request_json<Req, Resp>(&self, subject: &str, request: &Req) -> Result<Resp>
     where
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
-        self.request_json_with_timeout(subject, request, self.default_timeout)
-            .await
+        let reply = self.request(subject, Message::json(request)?).await?;
+        reply.decode_json()
     }
 
     /// Sends `request` as JSON and decodes the JSON reply, waiting up to `timeout`.
@@ -200,42 +436,86 @@ impl Bus {
         self.publish(subject, Message::json(event)?).await
     }
 
-    /// Drains in-flight work and closes the transport; later calls fail with [`Error::Closed`].
+    /// Drains in-flight work and closes every transport; later calls fail
+    /// with [`Error::Closed`]. Returns the first error after trying them all.
     pub async fn close(&self) -> Result<()> {
-        self.transport.close().await
-    }
-
-    fn check_outgoing(&self, message: &Message) -> Result<()> {
-        message.headers.validate_outgoing()?;
-        let limit = self.capabilities().max_payload;
-        if message.payload.len() > limit {
-            return Err(Error::PayloadTooLarge {
-                size: message.payload.len(),
-                limit,
-            });
-        }
-        Ok(())
-    }
-
-    fn check_pattern(&self, pattern: &str) -> Result<()> {
-        subject::validate_pattern(pattern)?;
-        if subject::is_pattern(pattern) {
-            if let Some(reason) = self.capabilities().wildcards.reason() {
-                return Err(Error::Unsupported {
-                    backend: self.backend(),
-                    what: format!("wildcard subscriptions ({reason})"),
-                });
+        let mut first_error = None;
+        for carrier in self.inner.carriers.values() {
+            if let Err(err) = carrier.transport.close().await {
+                first_error.get_or_insert(err);
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
+}
+
+fn check_outgoing(capabilities: &Capabilities, message: &Message) -> Result<()> {
+    message.headers.validate_outgoing()?;
+    let limit = capabilities.max_payload;
+    if message.payload.len() > limit {
+        return Err(Error::PayloadTooLarge {
+            size: message.payload.len(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
+fn check_pattern(capabilities: &Capabilities, pattern: &str) -> Result<()> {
+    subject::validate_pattern(pattern)?;
+    if subject::is_pattern(pattern) {
+        if let Some(reason) = capabilities.wildcards.reason() {
+            return Err(Error::Unsupported {
+                backend: capabilities.backend,
+                what: format!("wildcard subscriptions ({reason})"),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Bus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bus")
             .field("backend", &self.backend())
-            .field("default_timeout", &self.default_timeout)
+            .field("default_timeout", &self.default_timeout())
+            .field(
+                "transports",
+                &self.inner.carriers.keys().collect::<Vec<_>>(),
+            )
+            .field("routes", &self.inner.table)
             .finish()
+    }
+}
+
+/// What a [`Bus::send`] call did, as its route's style decided.
+///
+/// ```
+/// use switchboard::Sent;
+///
+/// let replied: Sent<u32> = Sent::Replied(7);
+/// assert_eq!(replied.reply(), Some(7));
+/// assert!(Sent::<u32>::Accepted.is_accepted());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent<T> {
+    /// Sync route: the handler ran and this is its answer.
+    Replied(T),
+    /// Async route: the backend accepted the event; the handler runs later.
+    Accepted,
+}
+
+impl<T> Sent<T> {
+    /// The reply, if the route was sync.
+    pub fn reply(self) -> Option<T> {
+        match self {
+            Sent::Replied(reply) => Some(reply),
+            Sent::Accepted => None,
+        }
+    }
+
+    /// Whether the call was published rather than answered.
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, Sent::Accepted)
     }
 }

@@ -27,15 +27,25 @@ impl Codec for Json {
     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
         serde_json::to_vec(value)
             .map(Bytes::from)
-            .map_err(|e| Error::codec(format!("cannot encode JSON: {e}")))
+            .map_err(|e| Error::Codec {
+                message: format!("cannot encode JSON: {e}"),
+                source: Some(Box::new(e)),
+            })
     }
 
     fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
-        serde_json::from_slice(payload).map_err(|e| {
-            Error::codec(format!(
+        // An empty payload is JSON `null`: a handler returning `()` replies with no bytes.
+        let payload = if payload.is_empty() {
+            &b"null"[..]
+        } else {
+            payload
+        };
+        serde_json::from_slice(payload).map_err(|e| Error::Codec {
+            message: format!(
                 "cannot decode JSON into {}: {e}",
                 std::any::type_name::<T>()
-            ))
+            ),
+            source: Some(Box::new(e)),
         })
     }
 }

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::bus::Bus;
 use crate::error::{Error, Result};
@@ -81,6 +81,23 @@ pub struct BackendInfo {
 }
 
 impl BackendInfo {
+    /// A backend written outside this crate, to [`register`].
+    ///
+    /// `name` is what [`Capabilities::backend`](crate::transport::Capabilities)
+    /// reports, `schemes` the URL schemes it serves, `connect` its entry point.
+    pub const fn new(
+        name: &'static str,
+        schemes: &'static [&'static str],
+        connect: ConnectFn,
+    ) -> Self {
+        BackendInfo {
+            name,
+            schemes,
+            feature: "",
+            connect: Some(connect),
+        }
+    }
+
     /// Whether this build includes the backend.
     pub fn is_enabled(&self) -> bool {
         self.connect.is_some()
@@ -134,14 +151,69 @@ const BACKENDS: &[BackendInfo] = &[
     },
 ];
 
-/// Every backend switchboard knows, whether or not this build enables it.
-pub fn backends() -> &'static [BackendInfo] {
-    BACKENDS
+/// Backends registered at run time by crates outside switchboard.
+static REGISTERED: RwLock<Vec<BackendInfo>> = RwLock::new(Vec::new());
+
+/// Makes a backend written in another crate selectable by URL: after this,
+/// [`connect`](crate::connect) and [`Settings`](crate::Settings) find it by scheme.
+///
+/// Fails with [`Error::InvalidConfig`] if one of its schemes is already
+/// served (built-in schemes cannot be replaced). Registering the same
+/// backend twice is a no-op.
+///
+/// ```
+/// use std::sync::Arc;
+/// use switchboard::transport::{self, BackendInfo, Endpoint, ConnectFuture};
+///
+/// // A scheme `mem2` that reuses the in-memory backend, to show the plumbing.
+/// fn connect_mem2(endpoint: Endpoint) -> ConnectFuture {
+///     Box::pin(async move {
+///         let name = endpoint.url.host_str().unwrap_or("mem2").to_owned();
+///         let bus = switchboard::connect(&format!("memory://{name}")).await?;
+///         Ok(bus.transport().clone())
+///     })
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> switchboard::Result<()> {
+/// transport::register(BackendInfo::new("mem2", &["mem2"], connect_mem2))?;
+/// let bus = switchboard::connect("mem2://doc").await?;
+/// assert_eq!(bus.backend(), "memory");
+/// # Ok(()) }
+/// ```
+pub fn register(backend: BackendInfo) -> Result<()> {
+    let mut registered = REGISTERED.write().unwrap_or_else(|e| e.into_inner());
+    for scheme in backend.schemes {
+        if let Some(built_in) = BACKENDS.iter().find(|b| b.schemes.contains(scheme)) {
+            return Err(Error::config(format!(
+                "scheme `{scheme}` is served by the built-in `{}` backend",
+                built_in.name
+            )));
+        }
+        if let Some(other) = registered.iter().find(|b| b.schemes.contains(scheme)) {
+            if other.name == backend.name {
+                return Ok(());
+            }
+            return Err(Error::config(format!(
+                "scheme `{scheme}` is already registered by the `{}` backend",
+                other.name
+            )));
+        }
+    }
+    registered.push(backend);
+    Ok(())
 }
 
-/// The names of the backends compiled into this build.
+/// Every backend switchboard knows, built in (whether or not this build
+/// enables it) or [registered](register).
+pub fn backends() -> Vec<BackendInfo> {
+    let registered = REGISTERED.read().unwrap_or_else(|e| e.into_inner());
+    BACKENDS.iter().chain(registered.iter()).copied().collect()
+}
+
+/// The names of the backends this build can connect to.
 pub fn enabled_backends() -> Vec<&'static str> {
-    BACKENDS
+    backends()
         .iter()
         .filter(|b| b.is_enabled())
         .map(|b| b.name)
@@ -174,7 +246,7 @@ pub fn enabled_backends() -> Vec<&'static str> {
 pub async fn connect(url: &str) -> Result<Bus> {
     let mut endpoint = Endpoint::parse(url)?;
     let request_timeout = endpoint.options.take_duration("request_timeout")?;
-    let backend = find(endpoint.url.scheme())?;
+    let backend = find_in(&backends(), endpoint.url.scheme())?;
     let connect = backend.connect.expect("find returns enabled backends only");
     let transport = connect(endpoint).await?;
     let bus = Bus::new(transport);
@@ -184,11 +256,7 @@ pub async fn connect(url: &str) -> Result<Bus> {
     })
 }
 
-fn find(scheme: &str) -> Result<&'static BackendInfo> {
-    find_in(BACKENDS, scheme)
-}
-
-fn find_in<'t>(table: &'t [BackendInfo], scheme: &str) -> Result<&'t BackendInfo> {
+fn find_in(table: &[BackendInfo], scheme: &str) -> Result<BackendInfo> {
     let backend = table
         .iter()
         .find(|b| b.schemes.contains(&scheme))
@@ -217,7 +285,7 @@ fn find_in<'t>(table: &'t [BackendInfo], scheme: &str) -> Result<&'t BackendInfo
                 .join(", "),
         });
     }
-    Ok(backend)
+    Ok(*backend)
 }
 
 /// The URL with any password replaced by `***`, for error messages and logs.
@@ -250,7 +318,7 @@ mod tests {
     fn scheme_table_knows_every_backend() {
         let names: Vec<_> = backends().iter().map(|b| b.name).collect();
         assert_eq!(names, ["memory", "http", "nats", "kafka"]);
-        match find("bogus") {
+        match find_in(BACKENDS, "bogus") {
             Err(Error::UnknownScheme { known, .. }) => {
                 assert!(known.contains("nats://") && known.contains("kafka://"))
             }

@@ -13,7 +13,15 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Match on the variant (or on [`Error::kind`]) to decide what to do next: retry,
 /// fail over, report a bad request, or give up. Messages are for people; the
 /// variants and kinds are the stable contract.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the same sentence as `Display` followed by its causes, so
+/// an `Error` returned from `main` reads as a message, not a struct:
+///
+/// ```
+/// let err = switchboard::Error::config("key `url`: malformed URL `nats//x`");
+/// assert_eq!(format!("{err:?}"), "invalid configuration: key `url`: malformed URL `nats//x`");
+/// ```
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A request got no reply within its timeout.
@@ -33,11 +41,15 @@ pub enum Error {
         subject: String,
     },
 
-    /// The responder's handler failed; `message` is the handler's own error text.
-    #[error("handler for `{subject}` failed: {message}")]
+    /// The responder's handler failed; `message` is the handler's own error
+    /// text and `code` the machine-readable code it gave, if any (see
+    /// [`handler::Rejection`](crate::handler::Rejection)).
+    #[error("handler for `{subject}` failed: {message}{}", code.as_deref().map(|c| format!(" (code `{c}`)")).unwrap_or_default())]
     Remote {
         /// The subject of the failed request.
         subject: String,
+        /// The handler's machine-readable error code, when it gave one.
+        code: Option<String>,
         /// The error message the handler returned.
         message: String,
     },
@@ -47,6 +59,9 @@ pub enum Error {
     Codec {
         /// What could not be encoded or decoded, and why.
         message: String,
+        /// The decoder's own error, when it happened in this process.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// The backend could not be reached or the connection could not be set up.
@@ -304,10 +319,32 @@ impl Error {
         }
     }
 
-    /// Builds an [`Error::Codec`].
+    /// Builds an [`Error::Codec`] without a cause (for example from a responder's error reply).
     pub fn codec(message: impl Into<String>) -> Self {
         Error::Codec {
             message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Builds an [`Error::Remote`] for a handler's failure on `subject`.
+    pub fn remote(
+        subject: impl Into<String>,
+        code: Option<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Remote {
+            subject: subject.into(),
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The handler's error code, for an [`Error::Remote`] that carries one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Remote { code, .. } => code.as_deref(),
+            _ => None,
         }
     }
 
@@ -346,7 +383,29 @@ pub(crate) async fn within<T>(
 
 impl From<serde_json::Error> for Error {
     fn from(err: serde_json::Error) -> Self {
-        Error::codec(err.to_string())
+        Error::Codec {
+            message: err.to_string(),
+            source: Some(Box::new(err)),
+        }
+    }
+}
+
+// `main` returning `Err` prints `Debug`: make that the readable sentence plus its causes.
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        let mut shown = self.to_string();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            // Variants already quote their cause in the message; show only what is new.
+            if !shown.contains(&text) {
+                write!(f, "\n  caused by: {text}")?;
+                shown.push_str(&text);
+            }
+            source = cause.source();
+        }
+        Ok(())
     }
 }
 
@@ -362,12 +421,15 @@ mod tests {
         };
         assert_eq!(timeout.kind(), ErrorKind::Timeout);
         assert!(timeout.is_retryable());
-        let remote = Error::Remote {
-            subject: "a".into(),
-            message: "boom".into(),
-        };
+        let remote = Error::remote("a", None, "boom");
         assert!(!remote.is_retryable());
         assert_eq!(remote.to_string(), "handler for `a` failed: boom");
+        let coded = Error::remote("a", Some("out_of_stock".into()), "no tea");
+        assert_eq!(coded.code(), Some("out_of_stock"));
+        assert_eq!(
+            format!("{coded:?}"),
+            "handler for `a` failed: no tea (code `out_of_stock`)"
+        );
         let disabled = Error::FeatureDisabled {
             scheme: "nats".into(),
             feature: "nats",

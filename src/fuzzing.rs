@@ -50,8 +50,8 @@ pub fn error_reply(data: &[u8]) {
 /// A backend URL, as `connect` and `Config` parse it.
 pub fn url(data: &[u8]) {
     if let Some(raw) = text(data) {
-        let _ = crate::Endpoint::parse(raw);
-        let _ = crate::Config::new(raw).to_url();
+        let _ = crate::transport::Endpoint::parse(raw);
+        let _ = crate::settings::TransportSettings::new(raw).to_url();
     }
 }
 

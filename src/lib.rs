@@ -1,40 +1,64 @@
 //! Write a microservice's communication code once; run it as request/reply or
-//! publish/subscribe over in-memory, HTTP, NATS or Kafka, chosen by a URL.
+//! publish/subscribe over in-memory, HTTP, NATS or Kafka — chosen by
+//! configuration alone.
+//!
+//! # Guide
+//!
+//! **Connect** from settings: `SWITCHBOARD_CONFIG` (a TOML file),
+//! `SWITCHBOARD_URL[_<SERVICE>]` and `SWITCHBOARD_STYLE`, read by one loader,
+//! [`Settings::load`]. With nothing set, everything runs in-process.
+//!
+//! **Serve** with a [`Service`]: one handler per subject, a plain async fn
+//! taking the typed payload (and, if it wants, [extractors](handler) such as
+//! shared [`State`](handler::State)). The same handler answers a request and
+//! handles an event; how the message arrived decides.
+//!
+//! **Call** with [`Bus::send`]: the route table decides whether that waits for
+//! the reply (sync) or returns once the event is accepted (async).
+//!
+//! **Flip a route** in configuration — `SWITCHBOARD_STYLE=async`, or a
+//! `[[routes]]` entry — and no code changes.
 //!
 //! ```
+//! use serde::{Deserialize, Serialize};
+//! use switchboard::{Sent, Service, Settings};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct PlaceOrder { item: String, quantity: u32 }
+//!
+//! async fn place(order: PlaceOrder) -> Result<String, String> {
+//!     if order.quantity == 0 { return Err("quantity must be at least 1".into()); }
+//!     Ok(format!("placed {} x {}", order.quantity, order.item))
+//! }
+//!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> switchboard::Result<()> {
-//! use switchboard::{Message, Service};
+//! # let settings = Settings::from_toml("[transports.default]\nurl = \"memory://guide\"")?;
+//! // let settings = Settings::load("orders")?;   // what a service writes
+//! let bus = settings.connect().await?;
+//! let orders = Service::new("orders", bus.clone()).on("orders.place", place).start().await?;
 //!
-//! // The URL alone picks the backend: "nats://127.0.0.1:4222", "kafka://…", …
-//! let bus = switchboard::connect("memory://").await?;
+//! let order = PlaceOrder { item: "tea".into(), quantity: 2 };
+//! match bus.send::<_, String>("orders.place", &order).await? {
+//!     Sent::Replied(receipt) => assert_eq!(receipt, "placed 2 x tea"), // route is sync
+//!     Sent::Accepted => {}                                             // route is async
+//! }
 //!
-//! // Synchronous style: request/reply.
-//! let greeter = Service::new("greeter", bus.clone())
-//!     .on_request("greet", |name: String| async move { Ok::<_, String>(format!("hello, {name}")) })
-//!     .start()
-//!     .await?;
-//! let reply: String = bus.request_json("greet", "ada").await?;
-//! assert_eq!(reply, "hello, ada");
-//!
-//! // Asynchronous style: publish/subscribe.
-//! let mut events = bus.subscribe("user.created").await?;
-//! bus.publish("user.created", Message::new("ada")).await?;
-//! assert_eq!(events.next().await.unwrap().payload(), b"ada");
-//!
-//! greeter.shutdown().await;
-//! bus.close().await?;
-//! # Ok(()) }
+//! assert!(orders.shutdown().await.is_clean());
+//! bus.close().await
+//! # }
 //! ```
 //!
-//! # Pieces
-//! - [`Transport`]: the contract every backend implements; [`Bus`] is the
-//!   cloneable handle services use, returned by [`connect`].
-//! - [`Message`] (payload bytes plus [`Headers`]) and [`Incoming`] (a received
-//!   message that can be replied to, acked or nacked).
-//! - [`Service`]: typed JSON handlers (`on_request`, `on_event`) run until shutdown.
-//! - [`Error`]: one error type whose [`ErrorKind`]s mean the same on every backend.
-//! - [`subject`] rules and the [`wire`] contract (reserved headers, error statuses).
+//! # Modules
+//! - [`handler`]: extractors, [`IntoReply`](handler::IntoReply) and coded
+//!   [`Rejection`](handler::Rejection)s.
+//! - [`service`]: [`RunningService`](service::RunningService), shutdown
+//!   reports, the [`EventPolicy`](service::EventPolicy) for failed events.
+//! - [`settings`]: transports, routes, styles and their environment variables.
+//! - [`transport`]: the [`Transport`](transport::Transport) contract, received
+//!   messages, and [`register`](transport::register) for backends in other crates.
+//! - [`layers`]: timeouts, retry, circuit breaker, bulkheads.
+//! - [`headers`], [`subject`], [`wire`], [`codec`], [`trace`], [`options`].
 //!
 //! # Feature flags
 //! - `memory` (default): the in-process backend, `memory://`.
@@ -57,14 +81,13 @@
 mod bus;
 mod capabilities;
 pub mod codec;
-mod config;
 mod connect;
-pub mod drain;
+pub(crate) mod drain;
 mod error;
-mod event_policy;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod handler;
 pub mod headers;
 mod health;
 mod incoming;
@@ -76,12 +99,12 @@ mod observe;
 pub mod options;
 #[cfg(feature = "otel")]
 mod otel;
-mod routing;
-mod service;
+pub mod service;
+pub mod settings;
 pub mod subject;
 mod subscription;
 mod trace_context;
-mod transport;
+pub mod transport;
 pub mod wire;
 
 #[cfg(feature = "memory")]
@@ -108,26 +131,40 @@ pub mod nats;
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 
-pub use bus::{Bus, DEFAULT_REQUEST_TIMEOUT};
-pub use capabilities::{Capabilities, Support};
-pub use config::{Config, DEFAULT_URL, URL_ENV};
-pub use connect::{
-    backends, connect, enabled_backends, BackendInfo, ConnectFn, ConnectFuture, Endpoint,
-};
-pub use error::{BoxError, DeliveryFailure, Error, ErrorKind, Result};
-pub use event_policy::{EventPolicy, DEFAULT_DEAD_LETTER};
-pub use headers::Headers;
-pub use health::Health;
-pub use incoming::{Acker, Incoming, Responder};
+/// W3C trace context carried on every message ([`TraceContext`](trace::TraceContext)).
+pub mod trace {
+    pub use crate::trace_context::{TraceContext, TRACEPARENT, TRACESTATE};
+}
+
+/// Error details beyond [`Error`](crate::Error) and [`ErrorKind`](crate::ErrorKind).
+pub mod error_detail {
+    pub use crate::error::{BoxError, DeliveryFailure};
+}
+
+pub use bus::{Bus, Sent};
+pub use connect::connect;
+pub use error::{Error, ErrorKind, Result};
 pub use message::Message;
-pub use routing::{
-    Dispatched, RouteDecision, RouteRule, RouteSettings, RouteTable, Router, Settings, Style,
-    CONFIG_ENV, DEFAULT_TRANSPORT, STYLE_ENV,
-};
-pub use service::{RunningService, Service, DEFAULT_CONCURRENCY};
-pub use subscription::Subscription;
-pub use trace_context::{TraceContext, TRACEPARENT, TRACESTATE};
-pub use transport::Transport;
+pub use service::Service;
+pub use settings::{Settings, Style};
+
+// Crate-internal shorthands for the items that moved into modules.
+#[allow(unused_imports)] // Which ones are used depends on the enabled backends.
+pub(crate) use capabilities::{Capabilities, Support};
+#[allow(unused_imports)]
+pub(crate) use error::{BoxError, DeliveryFailure};
+#[allow(unused_imports)]
+pub(crate) use headers::Headers;
+#[allow(unused_imports)]
+pub(crate) use health::Health;
+#[allow(unused_imports)]
+pub(crate) use incoming::{Acker, Incoming, Responder};
+#[allow(unused_imports)]
+pub(crate) use subscription::Subscription;
+#[allow(unused_imports)]
+pub(crate) use trace_context::TraceContext;
+#[allow(unused_imports)]
+pub(crate) use transport::Transport;
 
 /// Compiles the README's example as a doctest, so the README stays true.
 #[cfg(doctest)]

@@ -94,21 +94,29 @@ impl Options {
             .transpose()
     }
 
-    /// Fails if any option was not read, listing the options `backend` knows.
+    /// Fails if any option was not read, listing the options `backend` knows
+    /// (its own and the core ones every URL takes) and suggesting the closest.
     pub fn finish(self, backend: &str, known: &[&str]) -> Result<()> {
-        match self.pairs.first() {
-            None => Ok(()),
-            Some((key, _)) => Err(Error::config(format!(
-                "unknown option `{key}` for {backend} (known: {})",
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
-            ))),
-        }
+        let Some((key, _)) = self.pairs.first() else {
+            return Ok(());
+        };
+        let all: Vec<&str> = known.iter().chain(CORE_OPTIONS).copied().collect();
+        let suggestion = all
+            .iter()
+            .map(|name| (strsim::jaro_winkler(key, name), *name))
+            .filter(|(score, _)| *score > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, name)| format!("did you mean `{name}`? "))
+            .unwrap_or_default();
+        Err(Error::config(format!(
+            "unknown option `{key}` for {backend}: {suggestion}(known: {})",
+            all.join(", ")
+        )))
     }
 }
+
+/// Options every URL accepts, whatever the backend.
+pub const CORE_OPTIONS: &[&str] = &["request_timeout"];
 
 /// Parses a human duration (`250ms`, `5s`, `2m`); zero is rejected.
 pub fn parse_duration(key: &str, raw: &str) -> Result<Duration> {
@@ -152,6 +160,13 @@ mod tests {
             .finish("memory", &["buffer"])
             .unwrap_err();
         assert!(err.to_string().contains("unknown option `bufer`"), "{err}");
+        assert!(err.to_string().contains("did you mean `buffer`?"), "{err}");
+        let err = options("memory://?request_timout=1s")
+            .finish("memory", &["buffer"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did you mean `request_timeout`?"), "{err}");
+        assert!(err.contains("buffer, request_timeout"), "{err}");
 
         let err = Options::from_url(&url::Url::parse("memory://?a=1&a=2").unwrap()).unwrap_err();
         assert!(err.to_string().contains("more than once"));

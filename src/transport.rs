@@ -1,14 +1,13 @@
-//! The `Transport` trait: the one contract every backend implements.
+//! The contract every backend implements ([`Transport`]), what it hands out
+//! ([`Subscription`], [`Incoming`]), and how a backend is found by URL scheme
+//! ([`register`] for backends written in other crates).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::capabilities::Capabilities;
 use crate::error::Result;
-use crate::health::Health;
 use crate::message::Message;
-use crate::subscription::Subscription;
 
 /// A connection to a messaging backend, offering both communication styles.
 ///
@@ -58,3 +57,11 @@ pub trait Transport: Send + Sync + 'static {
         Health::Connected
     }
 }
+
+pub use crate::capabilities::{Capabilities, Support};
+pub use crate::connect::{
+    backends, enabled_backends, register, BackendInfo, ConnectFn, ConnectFuture, Endpoint,
+};
+pub use crate::health::Health;
+pub use crate::incoming::{Acker, Incoming, Responder};
+pub use crate::subscription::Subscription;

@@ -12,6 +12,7 @@
 //! | `sb-timeout-ms` | requester | the caller's remaining timeout in milliseconds, so a responder can stop early (HTTP) |
 //! | `sb-status` | responder | present only on error replies: one of the `STATUS_*` values below |
 //! | `sb-error` | responder | the human-readable error message of an error reply |
+//! | `sb-error-code` | responder | on a `handler-error` reply: the handler's machine-readable code, when it gave one |
 //! | `sb-key` | publisher | partition key where the backend has one (Kafka record key); ignored elsewhere |
 //! | `sb-dead-letter-subject` | service | on a dead-lettered event: the subject it was published to |
 //! | `sb-dead-letter-error` | service | on a dead-lettered event: the handler's last error |
@@ -41,6 +42,8 @@ pub const TIMEOUT_MS: &str = "sb-timeout-ms";
 pub const STATUS: &str = "sb-status";
 /// Error message of an error reply.
 pub const ERROR: &str = "sb-error";
+/// Machine-readable code of a handler's error reply, when the handler gave one.
+pub const ERROR_CODE: &str = "sb-error-code";
 /// Partition key for backends that partition (Kafka).
 pub const KEY: &str = "sb-key";
 /// On a dead-lettered event: the subject the event was first published to.
@@ -88,6 +91,17 @@ pub fn error_reply(status: &str, message: impl Into<String>) -> Message {
     }
 }
 
+/// Builds a handler's error reply with an optional machine-readable `code`.
+pub fn handler_error_reply(code: Option<&str>, message: impl Into<String>) -> Message {
+    let mut reply = error_reply(STATUS_HANDLER_ERROR, message);
+    if let Some(code) = code {
+        reply
+            .headers
+            .insert(ERROR_CODE, sanitize_header_value(code));
+    }
+    reply
+}
+
 /// The `sb-status` value that carries `err` back to a requester.
 pub fn status_for(err: &Error) -> &'static str {
     match err {
@@ -114,7 +128,11 @@ pub fn error_from_reply(subject: &str, reply: &Message) -> Option<Error> {
             subject,
             timeout: Default::default(),
         },
-        _ => Error::Remote { subject, message },
+        _ => Error::Remote {
+            subject,
+            code: reply.headers.get(ERROR_CODE).map(str::to_owned),
+            message,
+        },
     })
 }
 
@@ -157,13 +175,7 @@ mod tests {
     #[test]
     fn error_replies_round_trip() {
         let cases = [
-            (
-                Error::Remote {
-                    subject: "s".into(),
-                    message: "boom".into(),
-                },
-                ErrorKind::Remote,
-            ),
+            (Error::remote("s", None, "boom"), ErrorKind::Remote),
             (Error::codec("bad json"), ErrorKind::Codec),
             (
                 Error::NoResponders {
@@ -199,11 +211,16 @@ mod tests {
     fn remote_message_is_kept_and_sanitized() {
         let reply = error_reply(STATUS_HANDLER_ERROR, "no stock for ✓ item\n");
         match error_from_reply("orders.get", &reply) {
-            Some(Error::Remote { subject, message }) => {
+            Some(Error::Remote {
+                subject, message, ..
+            }) => {
                 assert_eq!(subject, "orders.get");
                 assert_eq!(message, "no stock for ? item?");
             }
             other => panic!("unexpected {other:?}"),
         }
+        let coded = handler_error_reply(Some("out_of_stock"), "no tea");
+        let err = error_from_reply("orders.place", &coded).unwrap();
+        assert_eq!(err.code(), Some("out_of_stock"));
     }
 }

@@ -49,10 +49,10 @@ async fn bad_input_gets_typed_errors_and_disturbs_nothing() {
         let mut letters = bus.subscribe(&format!("dead-letter.{name}")).await.unwrap();
         let (handled_tx, mut handled) = tokio::sync::mpsc::unbounded_channel();
         let service = Service::new(name.clone(), bus.clone())
-            .on_request(subject.clone(), |order: Order| async move {
+            .on(subject.clone(), |order: Order| async move {
                 Ok::<_, String>(order.quantity * 2)
             })
-            .on_event(events.clone(), move |order: Order| {
+            .on_ordered(events.clone(), move |order: Order| {
                 let handled_tx = handled_tx.clone();
                 async move { handled_tx.send(order).map_err(|e| e.to_string()) }
             })

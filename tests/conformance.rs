@@ -68,7 +68,7 @@ mod http_mesh {
 
     use async_trait::async_trait;
     use switchboard::conformance::Fixture;
-    use switchboard::{Bus, Transport};
+    use switchboard::{transport::Transport, Bus};
 
     #[derive(Default)]
     pub struct HttpMesh {

@@ -2,13 +2,17 @@
 
 use std::time::Duration;
 
-use switchboard::{connect, Config, ErrorKind};
+use switchboard::settings::TransportSettings;
+use switchboard::{connect, ErrorKind};
 
 #[tokio::test]
 async fn memory_url_connects() {
     let bus = connect("memory://").await.unwrap();
     assert_eq!(bus.backend(), "memory");
-    assert_eq!(bus.default_timeout(), switchboard::DEFAULT_REQUEST_TIMEOUT);
+    assert_eq!(
+        bus.default_timeout(),
+        switchboard::settings::DEFAULT_REQUEST_TIMEOUT
+    );
     let named = connect("memory://orders?buffer=4&request_timeout=250ms")
         .await
         .unwrap();
@@ -78,7 +82,7 @@ async fn named_memory_hubs_are_isolated() {
 
 #[tokio::test]
 async fn config_connects_with_options() {
-    let config: Config = serde_json::from_str(
+    let config: TransportSettings = serde_json::from_str(
         r#"{ "url": "memory://configured", "request_timeout": "750ms", "options": { "buffer": "8" } }"#,
     )
     .unwrap();

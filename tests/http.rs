@@ -21,12 +21,12 @@ fn base(bus: &Bus) -> String {
 }
 
 /// A service answering `orders.get`: id 0 is an error, 99 is slow, others succeed.
-async fn orders_service(options: &str) -> (Bus, switchboard::RunningService) {
+async fn orders_service(options: &str) -> (Bus, switchboard::service::RunningService) {
     let bus = connect(&format!("http://127.0.0.1:0?{options}"))
         .await
         .unwrap();
     let running = Service::new("orders", bus.clone())
-        .on_request("orders.get", |req: serde_json::Value| async move {
+        .on("orders.get", |req: serde_json::Value| async move {
             match req["id"].as_u64() {
                 Some(0) => Err("no such order".to_owned()),
                 Some(99) => {
@@ -248,10 +248,10 @@ impl Killable {
         let (bus, _running) = runtime.block_on(async {
             let bus = connect(url).await.unwrap();
             let running = Service::new("stock", bus.clone())
-                .on_request("stock.check", |item: String| async move {
+                .on("stock.check", |item: String| async move {
                     Ok::<_, String>(format!("{item}: 3 left"))
                 })
-                .on_event("orders.created", move |id: u64| {
+                .on_ordered("orders.created", move |id: u64| {
                     let received = received.clone();
                     async move {
                         received
@@ -319,7 +319,7 @@ async fn a_killed_peer_is_reported_the_rest_keep_working_and_it_receives_again_w
         .await
         .unwrap();
     let _c_running = Service::new("audit", c.clone())
-        .on_event("orders.created", move |id: u64| {
+        .on_ordered("orders.created", move |id: u64| {
             let c_tx = c_tx.clone();
             async move { c_tx.send(id).map_err(|e| e.to_string()) }
         })

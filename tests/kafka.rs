@@ -231,7 +231,7 @@ async fn a_thousand_concurrent_requests_to_a_responder_group_each_get_their_own_
     for name in ["a", "b"] {
         let bus = broker("").await.unwrap();
         let running = Service::new("pricing", bus.clone())
-            .on_request(&subject, move |n: u64| async move {
+            .on(&subject, move |n: u64| async move {
                 Ok::<_, String>(format!("{name}:{}", n * 2))
             })
             .start()
@@ -279,7 +279,7 @@ async fn requests_keep_being_answered_while_a_responder_joins_the_group() {
         async move {
             let bus = broker("").await.unwrap();
             let running = Service::new("quotes", bus.clone())
-                .on_request(&subject, move |n: u64| async move {
+                .on(&subject, move |n: u64| async move {
                     Ok::<_, String>(format!("{name}:{n}"))
                 })
                 .start()
@@ -326,7 +326,7 @@ async fn a_failing_event_handler_gets_the_event_again_until_it_succeeds() {
     let attempts = Arc::new(AtomicU32::new(0));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let running = Service::new("flaky", bus.clone())
-        .on_event(&subject, {
+        .on_ordered(&subject, {
             let attempts = attempts.clone();
             move |n: u32| {
                 let (attempts, done_tx) = (attempts.clone(), done_tx.clone());
@@ -392,7 +392,7 @@ async fn start_up_costs_are_paid_once_not_per_message() {
     let subject = unique("costs");
     let group_join = Instant::now();
     let running = Service::new("echo", responder.clone())
-        .on_request(
+        .on(
             &subject,
             |text: String| async move { Ok::<_, String>(text) },
         )

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use metrics_util::{CompositeKey, MetricKind};
-use switchboard::{connect, EventPolicy, Service};
+use switchboard::service::EventPolicy;
+use switchboard::{connect, Service};
 
 /// One snapshot of the recorder.
 struct Metrics(
@@ -56,14 +57,14 @@ async fn calls_errors_latency_in_flight_retries_and_dead_letters_are_counted() {
         .unwrap();
     let service = Service::new("metered", bus.clone())
         .event_policy(EventPolicy::default().max_attempts(2))
-        .on_request("metered.op", |n: u32| async move {
+        .on("metered.op", |n: u32| async move {
             if n == 0 {
                 Err("zero".to_owned())
             } else {
                 Ok(n)
             }
         })
-        .on_event("metered.event", |_: u32| async { Err::<(), _>("always") })
+        .on_ordered("metered.event", |_: u32| async { Err::<(), _>("always") })
         .start()
         .await
         .unwrap();

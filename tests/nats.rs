@@ -243,7 +243,10 @@ async fn publish_through_restart(
     .await
 }
 
-async fn collect(sub: &mut switchboard::Subscription, until_quiet: Duration) -> BTreeSet<u32> {
+async fn collect(
+    sub: &mut switchboard::transport::Subscription,
+    until_quiet: Duration,
+) -> BTreeSet<u32> {
     let mut seen = BTreeSet::new();
     while let Some(mut incoming) = next_within(sub, until_quiet).await {
         seen.insert(

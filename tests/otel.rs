@@ -6,7 +6,7 @@ mod support;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
-use switchboard::{connect, Service, TraceContext};
+use switchboard::{connect, trace::TraceContext, Service};
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -24,7 +24,7 @@ async fn handler_spans_join_the_callers_trace() {
         .await
         .unwrap();
     let service = Service::new("otel", bus.clone())
-        .on_request("otel.echo", |text: String| async move {
+        .on("otel.echo", |text: String| async move {
             let seen = TraceContext::current().expect("handler has a trace");
             Ok::<_, String>(format!("{text} {}", seen.trace_id()))
         })

@@ -12,9 +12,11 @@ use switchboard::layers::{
     CircuitBreakerLayer, CircuitBreakerPolicy, CircuitState, ConcurrencyLimitLayer, RetryLayer,
     RetryPolicy, TimeoutLayer,
 };
-use switchboard::{connect, wire, Bus, ErrorKind, EventPolicy, Health, Message, Service};
+use switchboard::service::EventPolicy;
+use switchboard::transport::Health;
+use switchboard::{connect, wire, Bus, ErrorKind, Message, Service};
 
-fn layered(bus: &Bus, layer: Arc<dyn switchboard::Transport>) -> Bus {
+fn layered(bus: &Bus, layer: Arc<dyn switchboard::transport::Transport>) -> Bus {
     Bus::new(layer).with_default_timeout(bus.default_timeout())
 }
 
@@ -67,7 +69,7 @@ async fn remote_errors_are_retried_only_when_configured() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
     let service = Service::new("flaky", bus.clone())
-        .on_request("flaky.op", move |_: ()| {
+        .on("flaky.op", move |_: ()| {
             counted.fetch_add(1, Ordering::SeqCst);
             async { Err::<(), _>("always fails") }
         })
@@ -109,11 +111,11 @@ async fn per_subject_timeouts_override_the_callers() {
         .await
         .unwrap();
     let service = Service::new("slow", bus.clone())
-        .on_request("slow.report", |_: ()| async {
+        .on("slow.report", |_: ()| async {
             tokio::time::sleep(Duration::from_millis(400)).await;
             Ok::<_, String>(())
         })
-        .on_request("slow.other", |_: ()| async {
+        .on("slow.other", |_: ()| async {
             tokio::time::sleep(Duration::from_millis(100)).await;
             Ok::<_, String>(())
         })
@@ -177,7 +179,7 @@ async fn circuit_opens_fails_fast_and_closes_again_on_nats() {
     assert!(matches!(guarded.health(), Health::Degraded(ref why) if why.contains(&subject)));
 
     let service = Service::new("breaker-echo", bus.clone())
-        .on_request(subject.clone(), |text: String| async move {
+        .on(subject.clone(), |text: String| async move {
             Ok::<_, String>(text)
         })
         .start()
@@ -203,7 +205,7 @@ async fn outgoing_bulkhead_bounds_calls_in_flight() {
         .await
         .unwrap();
     let service = Service::new("held", bus.clone())
-        .on_request("held.op", |_: ()| async {
+        .on("held.op", |_: ()| async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             Ok::<_, String>(())
         })
@@ -247,7 +249,7 @@ async fn handler_bulkhead_bounds_work_under_a_flood() {
     let (now, high) = (running.clone(), peak.clone());
     let service = Service::new("flooded", bus.clone())
         .concurrency(4)
-        .on_request("flooded.op", move |n: u32| {
+        .on("flooded.op", move |n: u32| {
             let (now, high) = (now.clone(), high.clone());
             async move {
                 let current = now.fetch_add(1, Ordering::SeqCst) + 1;
@@ -294,17 +296,17 @@ async fn layers_from_settings() {
         support::unique("settings")
     ))
     .unwrap();
-    let router = settings.connect("cfg").await.unwrap();
+    let router = settings.connect().await.unwrap();
     assert_eq!(router.handler_concurrency(), Some(8));
     let service = Service::new("cfg", router.clone())
-        .on_request("cfg.slow", |_: ()| async {
+        .on("cfg.slow", |_: ()| async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             Ok::<_, String>(())
         })
         .start()
         .await
         .unwrap();
-    let err = router.dispatch::<_, ()>("cfg.slow", &()).await.unwrap_err();
+    let err = router.send::<_, ()>("cfg.slow", &()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
     service.shutdown().await;
 
@@ -361,7 +363,7 @@ async fn failing_events_are_dead_lettered_on_every_backend() {
         let counted = handled.clone();
         let service = Service::new(name.clone(), bus.clone())
             .event_policy(EventPolicy::default().max_attempts(3))
-            .on_event(subject.clone(), move |n: u32| {
+            .on_ordered(subject.clone(), move |n: u32| {
                 counted.fetch_add(1, Ordering::SeqCst);
                 async move {
                     if n == 1 {

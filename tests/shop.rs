@@ -6,41 +6,32 @@
 mod shop;
 mod support;
 
-use switchboard::{Config, RouteSettings, Settings, Style};
+use switchboard::Settings;
 
-/// The three ways the shop is configured: all sync, all async, and a mix
-/// (payments and everything after it async).
-fn styles() -> Vec<(&'static str, Style, Vec<RouteSettings>)> {
-    let async_route = |subjects: &str| RouteSettings {
-        subjects: subjects.into(),
-        style: Some(Style::Async),
-        transport: None,
-        timeout: None,
-    };
+/// The three ways the shop is configured, each through the one settings
+/// loader exactly as a deployment would: nothing set (every route sync),
+/// `SWITCHBOARD_STYLE=async` (every route async), and `SWITCHBOARD_CONFIG`
+/// naming `examples/shop/mixed.toml` (per-route styles).
+fn styles() -> Vec<(&'static str, Option<(&'static str, String)>)> {
+    let mixed = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop/mixed.toml");
     vec![
-        ("sync", Style::Sync, vec![]),
-        ("async", Style::Async, vec![]),
-        (
-            "mixed",
-            Style::Sync,
-            vec![
-                async_route("payments.*"),
-                async_route("orders.settle"),
-                async_route("inventory.release"),
-            ],
-        ),
+        ("sync", None),
+        ("async", Some(("SWITCHBOARD_STYLE", "async".to_owned()))),
+        ("mixed", Some(("SWITCHBOARD_CONFIG", mixed.to_owned()))),
     ]
 }
 
-/// Runs the shop in every style with each service's URL from `url_for`.
+/// Runs the shop in every style with each service's URL from `url_for`
+/// (given as `SWITCHBOARD_URL_<SERVICE>`).
 async fn shop_on(backend: &str, url_for: impl Fn(&str) -> String) {
-    for (name, style, routes) in styles() {
+    for (name, variable) in styles() {
         let settings = |service: &str| {
-            Ok(Settings {
-                style,
-                transports: [("default".to_owned(), Config::new(url_for(service)))].into(),
-                routes: routes.clone(),
-                ..Settings::default()
+            let url_variable = format!("SWITCHBOARD_URL_{}", service.to_ascii_uppercase());
+            let url = url_for(service);
+            Settings::load_with(service, |key| match &variable {
+                Some((set, value)) if *set == key => Some(value.clone()),
+                _ if key == url_variable => Some(url.clone()),
+                _ => None,
             })
         };
         let report = shop::run(&shop::sample_orders(), settings)

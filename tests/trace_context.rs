@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchboard::{
-    connect, Bus, Dispatched, RouteRule, RouteTable, Router, Service, Style, TraceContext,
-};
+use switchboard::settings::{RouteRule, RouteTable};
+use switchboard::trace::TraceContext;
+use switchboard::{connect, Bus, Sent, Service, Style};
 
 type Seen = Arc<Mutex<Vec<(&'static str, TraceContext)>>>;
 
@@ -19,8 +19,8 @@ fn record(seen: &Seen, hop: &'static str) {
     seen.lock().unwrap().push((hop, context));
 }
 
-/// A router whose `default` transport is `default` and which sends `pattern` over `other`.
-fn router(default: Bus, pattern: &str, other: Bus, style: Style) -> Router {
+/// A bus whose `default` transport is `default` and which sends `pattern` over `other`.
+fn router(default: Bus, pattern: &str, other: Bus, style: Style) -> Bus {
     let mut table = RouteTable::new(Style::Sync);
     table
         .push(RouteRule {
@@ -34,7 +34,7 @@ fn router(default: Bus, pattern: &str, other: Bus, style: Style) -> Router {
         ("default".to_owned(), default),
         ("broker".to_owned(), other),
     ]);
-    Router::new(table, buses).unwrap()
+    Bus::from_routes(table, buses).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,7 +57,7 @@ async fn one_trace_id_across_http_nats_and_kafka() {
     let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
     let c_seen = seen.clone();
     let c = Service::new(format!("{prefix}-c"), kafka.clone())
-        .on_event(c_subject.clone(), move |_: String| {
+        .on_ordered(c_subject.clone(), move |_: String| {
             record(&c_seen, "kafka event");
             let done_tx = done_tx.clone();
             async move { done_tx.send(()).map_err(|e| e.to_string()) }
@@ -70,14 +70,11 @@ async fn one_trace_id_across_http_nats_and_kafka() {
     let b_router = router(nats.clone(), &c_subject, kafka.clone(), Style::Async);
     let (b_seen, b_forward, b_next) = (seen.clone(), b_router.clone(), c_subject.clone());
     let b = Service::new(format!("{prefix}-b"), b_router)
-        .on_request(b_subject.clone(), move |text: String| {
+        .on(b_subject.clone(), move |text: String| {
             record(&b_seen, "nats request");
             let (router, next) = (b_forward.clone(), b_next.clone());
             async move {
-                let sent: Dispatched<()> = router
-                    .dispatch(&next, &text)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let sent: Sent<()> = router.send(&next, &text).await.map_err(|e| e.to_string())?;
                 assert!(sent.is_accepted());
                 Ok::<_, String>(text)
             }
@@ -91,14 +88,12 @@ async fn one_trace_id_across_http_nats_and_kafka() {
     let a_router = router(a_http.clone(), &b_subject, nats.clone(), Style::Sync);
     let (a_seen, a_forward, a_next) = (seen.clone(), a_router.clone(), b_subject.clone());
     let a = Service::new(format!("{prefix}-a"), a_router)
-        .on_request(a_subject.clone(), move |text: String| {
+        .on(a_subject.clone(), move |text: String| {
             record(&a_seen, "http request");
             let (router, next) = (a_forward.clone(), a_next.clone());
             async move {
-                let reply: Dispatched<String> = router
-                    .dispatch(&next, &text)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let reply: Sent<String> =
+                    router.send(&next, &text).await.map_err(|e| e.to_string())?;
                 Ok::<_, String>(reply.reply().unwrap_or_default())
             }
         })

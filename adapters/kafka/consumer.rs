@@ -158,32 +158,49 @@ pub(super) async fn assign_at_end(consumed: &Arc<Consumed>, timeout: Duration) -
         let deadline = Instant::now() + timeout;
         let topic = consumed.topic.as_str();
         let consumer = &consumed.consumer;
-        // A topic created a moment ago may not be in the metadata yet.
+        // A topic created a moment ago may not be in the metadata yet, or its
+        // partitions may have no leader yet (Apache Kafka elects one after
+        // creation): wait, until the deadline, for every partition to be led.
+        let retry_until_deadline = |what: String| -> Result<()> {
+            if Instant::now() > deadline {
+                return Err(Error::backend(BACKEND, what));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            Ok(())
+        };
         let partitions = loop {
-            let metadata = consumer
-                .fetch_metadata(Some(topic), Duration::from_secs(2))
-                .map_err(|e| Error::backend(BACKEND, e))?;
+            let metadata = match consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
+                Ok(metadata) => metadata,
+                Err(err) => {
+                    retry_until_deadline(format!("metadata of topic `{topic}`: {err}"))?;
+                    continue;
+                }
+            };
             let count = metadata
                 .topics()
                 .iter()
                 .find(|t| t.name() == topic && t.error().is_none())
+                .filter(|t| {
+                    t.partitions()
+                        .iter()
+                        .all(|p| p.error().is_none() && p.leader() >= 0)
+                })
                 .map_or(0, |t| t.partitions().len());
             if count > 0 {
                 break count as i32;
             }
-            if Instant::now() > deadline {
-                return Err(Error::backend(
-                    BACKEND,
-                    format!("topic `{topic}` has no partitions"),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+            retry_until_deadline(format!("topic `{topic}` has no led partitions"))?;
         };
         let mut assignment = TopicPartitionList::new();
         for partition in 0..partitions {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, partition, Duration::from_secs(5))
-                .map_err(|e| Error::backend(BACKEND, e))?;
+            let high = loop {
+                match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
+                    Ok((_, high)) => break high,
+                    Err(err) => retry_until_deadline(format!(
+                        "offsets of `{topic}` partition {partition}: {err}"
+                    ))?,
+                }
+            };
             assignment
                 .add_partition_offset(topic, partition, Offset::Offset(high))
                 .map_err(|e| Error::backend(BACKEND, e))?;

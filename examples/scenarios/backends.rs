@@ -1,6 +1,7 @@
 //! The backends a scenario runs on, and how each service of a scenario connects.
 
-use switchboard::{Config, RouteSettings, Router, Settings, Style};
+use switchboard::settings::{RouteSettings, TransportSettings};
+use switchboard::{Bus, Settings, Style};
 
 /// One backend the runner measures.
 #[derive(Debug, Clone)]
@@ -68,31 +69,30 @@ impl Backend {
     }
 
     /// Connects the runner's own router; for HTTP it is the seed the services learn peers from.
-    pub async fn seed(&self, style: Style) -> switchboard::Result<Router> {
-        self.settings(&self.url, style, Vec::new())
-            .connect("runner")
-            .await
+    pub async fn seed(&self, style: Style) -> switchboard::Result<Bus> {
+        self.settings(&self.url, style, Vec::new()).connect().await
     }
 
-    /// Connects a service's router: same backend, the given style, optional routes.
+    /// Connects a service's bus: same backend, the given style, optional routes.
     pub async fn service(
         &self,
-        seed: &Router,
+        seed: &Bus,
         name: &str,
         style: Style,
         routes: Vec<RouteSettings>,
-    ) -> switchboard::Result<Router> {
-        let url = match seed.bus_for("x").local_address() {
+    ) -> switchboard::Result<Bus> {
+        let url = match seed.local_address() {
             Some(address) => format!("{}?peers=http://{address}", self.url),
             None => self.url.clone(),
         };
-        self.settings(&url, style, routes).connect(name).await
+        tracing::debug!(service = name, %url, "connecting");
+        self.settings(&url, style, routes).connect().await
     }
 
     fn settings(&self, url: &str, style: Style, routes: Vec<RouteSettings>) -> Settings {
         Settings {
             style,
-            transports: [("default".to_owned(), Config::new(url))].into(),
+            transports: [("default".to_owned(), TransportSettings::new(url))].into(),
             routes,
             ..Settings::default()
         }

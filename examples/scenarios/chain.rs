@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use switchboard::{Router, RunningService, Service, Style};
+use switchboard::service::RunningService;
+use switchboard::{Bus, Service, Style};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::backends::Backend;
@@ -35,8 +36,8 @@ pub struct ChainRow {
 
 /// A running chain: N services forwarding to the next, then a collector.
 pub struct Chain {
-    pub services: Vec<(String, Router, Option<RunningService>)>,
-    pub collector: (Router, RunningService),
+    pub services: Vec<(String, Bus, Option<RunningService>)>,
+    pub collector: (Bus, RunningService),
     pub completed: mpsc::UnboundedReceiver<u64>,
     pub entry: String,
     pub prefix: String,
@@ -52,7 +53,7 @@ pub async fn start_stage(
     prefix: &str,
     index: usize,
     depth: usize,
-    router: Router,
+    router: Bus,
 ) -> switchboard::Result<RunningService> {
     let next = if index == depth {
         format!("{prefix}.done")
@@ -61,11 +62,11 @@ pub async fn start_stage(
     };
     let forward = router.clone();
     Service::new(format!("{}-s{index}", prefix.replace('.', "-")), router)
-        .on_command(stage(prefix, index), move |job: Job| {
+        .on(stage(prefix, index), move |job: Job| {
             let (router, next) = (forward.clone(), next.clone());
             async move {
                 router
-                    .dispatch::<_, ()>(&next, &job)
+                    .send::<_, ()>(&next, &job)
                     .await
                     .map(|_| ())
                     .map_err(|err| err.to_string())
@@ -78,7 +79,7 @@ pub async fn start_stage(
 /// Starts a chain of `depth` services plus the collector, all on `backend` in `style`.
 pub async fn start(
     backend: &Backend,
-    seed: &Router,
+    seed: &Bus,
     prefix: &str,
     depth: usize,
     style: Style,
@@ -89,7 +90,7 @@ pub async fn start(
         format!("{}-collector", prefix.replace('.', "-")),
         collector_router.clone(),
     )
-    .on_command(format!("{prefix}.done"), move |job: Job| {
+    .on(format!("{prefix}.done"), move |job: Job| {
         let done = done.clone();
         async move { done.send(job.id).map_err(|err| err.to_string()) }
     })
@@ -145,14 +146,14 @@ async fn wait_for(
 /// topics and groups exist; retries while the caller has not yet learned of the
 /// first service (HTTP peers learn subscriptions by gossip).
 pub async fn warm_up(
-    caller: &Router,
+    caller: &Bus,
     chain: &mut Chain,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     for id in 0..5 {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let sent = caller.dispatch::<_, ()>(&chain.entry, &Job { id }).await;
+            let sent = caller.send::<_, ()>(&chain.entry, &Job { id }).await;
             if sent.is_ok()
                 && wait_for(&mut chain.completed, id, Duration::from_millis(500))
                     .await
@@ -172,7 +173,7 @@ pub async fn warm_up(
 /// Measures one chain: serial latency, then throughput with 32 in flight.
 pub async fn measure(
     backend: &Backend,
-    seed: &Router,
+    seed: &Bus,
     prefix: &str,
     depth: usize,
     style: Style,
@@ -185,7 +186,7 @@ pub async fn measure(
     let mut end_to_end_us = Histogram::<u64>::new(3)?;
     for id in 100..100 + messages {
         let started = Instant::now();
-        caller.dispatch::<_, ()>(&chain.entry, &Job { id }).await?;
+        caller.send::<_, ()>(&chain.entry, &Job { id }).await?;
         caller_us.record(started.elapsed().as_micros() as u64)?;
         wait_for(&mut chain.completed, id, Duration::from_secs(10)).await?;
         end_to_end_us.record(started.elapsed().as_micros() as u64)?;
@@ -198,7 +199,7 @@ pub async fn measure(
         let permit = slots.clone().acquire_owned().await?;
         let (caller, entry) = (caller.clone(), chain.entry.clone());
         calls.spawn(async move {
-            let outcome = caller.dispatch::<_, ()>(&entry, &Job { id }).await;
+            let outcome = caller.send::<_, ()>(&entry, &Job { id }).await;
             drop(permit);
             outcome.map(|_| ())
         });

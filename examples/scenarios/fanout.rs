@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use switchboard::{Router, Service, Style};
+use switchboard::{Bus, Service, Style};
 use tokio::sync::mpsc;
 
 use crate::backends::Backend;
@@ -28,7 +28,7 @@ pub struct FanoutRow {
 /// Measures fan-out to `consumers` services on one backend.
 pub async fn measure(
     backend: &Backend,
-    seed: &Router,
+    seed: &Bus,
     prefix: &str,
     consumers: usize,
     messages: u64,
@@ -46,11 +46,11 @@ pub async fn measure(
             format!("{}-c{index}", prefix.replace('.', "-")),
             router.clone(),
         )
-        .on_event(format!("{prefix}.fan"), move |job: Job| {
+        .on_ordered(format!("{prefix}.fan"), move |job: Job| {
             let seen_tx = seen_tx.clone();
             async move { seen_tx.send(job.id).map_err(|err| err.to_string()) }
         })
-        .on_request(format!("{prefix}.ask.c{index}"), |job: Job| async move {
+        .on(format!("{prefix}.ask.c{index}"), |job: Job| async move {
             Ok::<_, String>(job.id)
         })
         .start()
@@ -58,7 +58,7 @@ pub async fn measure(
         running.push(service);
         routers.push(router);
     }
-    let bus = seed.bus_for(prefix);
+    let bus = seed;
     let fan = format!("{prefix}.fan");
     let mut event_us = Histogram::<u64>::new(3)?;
     let mut requests_us = Histogram::<u64>::new(3)?;

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use switchboard::{RouteSettings, Router, Style};
+use switchboard::settings::RouteSettings;
+use switchboard::{Bus, Style};
 use tokio::sync::Mutex;
 
 use crate::backends::Backend;
@@ -43,7 +44,7 @@ pub struct OutageRow {
 /// Runs the outage scenario on one backend and style.
 pub async fn measure(
     backend: &Backend,
-    seed: &Router,
+    seed: &Bus,
     prefix: &str,
     style: Style,
     outage: Duration,
@@ -84,7 +85,7 @@ pub async fn measure(
                     (accepted.clone(), errors.clone(), latencies.clone());
                 calls.spawn(async move {
                     let started = Instant::now();
-                    match caller.dispatch::<_, ()>(&entry, &Job { id }).await {
+                    match caller.send::<_, ()>(&entry, &Job { id }).await {
                         Ok(_) => {
                             accepted.fetch_add(1, Ordering::SeqCst);
                             let micros = started.elapsed().as_micros() as u64;

@@ -1,7 +1,8 @@
 //! The shop's three services and its client, written once against switchboard.
 //!
-//! Order flow (every arrow is `Router::dispatch`, so configuration decides
-//! whether it is a request or an event):
+//! Order flow (every arrow is `Bus::send`, so configuration decides whether
+//! it is a request or an event; every handler is one plain async fn that
+//! serves both):
 //!
 //! ```text
 //! client ─orders.place─▶ orders ─inventory.reserve─▶ inventory ─payments.charge─▶ payments
@@ -18,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use switchboard::{Dispatched, Router, RunningService, Service, Settings};
+use switchboard::handler::{Json, Rejection, State};
+use switchboard::service::{RunningService, ShutdownReport};
+use switchboard::{Bus, Sent, Service, Settings};
 
 /// One order the client places.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,172 +132,191 @@ fn price(item: &str) -> u32 {
 
 type Shared<T> = Arc<Mutex<T>>;
 
-async fn forward(router: &Router, subject: &str, payload: &impl Serialize) -> Result<Ack, String> {
-    match router.dispatch::<_, Ack>(subject, payload).await {
-        Ok(Dispatched::Replied(ack)) => Ok(ack),
-        Ok(Dispatched::Accepted) => Ok(Ack),
-        Err(err) => Err(format!("{subject}: {err}")),
+/// Each service's own records, injected once with `Service::state`.
+#[derive(Clone, Default)]
+struct Orders(Shared<BTreeMap<u32, OrderStatus>>);
+#[derive(Clone)]
+struct Stock(Shared<BTreeMap<String, u32>>);
+#[derive(Clone)]
+struct Balances(Shared<BTreeMap<String, u32>>);
+
+/// Sends a command in whatever style the route is configured for.
+async fn forward(bus: &Bus, subject: &str, payload: &impl Serialize) -> Result<Ack, Rejection> {
+    match bus.send::<_, Ack>(subject, payload).await? {
+        Sent::Replied(ack) => Ok(ack),
+        Sent::Accepted => Ok(Ack),
     }
 }
 
-async fn start_orders(
-    router: Router,
-) -> switchboard::Result<(RunningService, Shared<BTreeMap<u32, OrderStatus>>)> {
-    let orders: Shared<BTreeMap<u32, OrderStatus>> = Shared::default();
-    let (placing, settling, listing) = (orders.clone(), orders.clone(), orders.clone());
-    let (place_router, settle_router) = (router.clone(), router.clone());
-    let running = Service::new("orders", router)
-        .on_command("orders.place", move |order: PlaceOrder| {
-            let (orders, router) = (placing.clone(), place_router.clone());
-            async move {
-                tracing::info!(service = "orders", order_id = order.order_id, customer = %order.customer, "order received");
-                orders.lock().unwrap().insert(order.order_id, OrderStatus::Pending);
-                let reserve = Reserve {
-                    order_id: order.order_id,
-                    customer: order.customer,
-                    item: order.item,
-                    quantity: order.quantity,
-                };
-                forward(&router, "inventory.reserve", &reserve).await
-            }
-        })
-        .on_command("orders.settle", move |settle: Settle| {
-            let (orders, router) = (settling.clone(), settle_router.clone());
-            async move {
-                tracing::info!(service = "orders", order_id = settle.order_id, status = ?settle.status, "order settled");
-                orders.lock().unwrap().insert(settle.order_id, settle.status.clone());
-                // A notification, not a command: always an event.
-                router
-                    .bus_for("orders.settled")
-                    .publish_json("orders.settled", &settle)
-                    .await
-                    .map_err(|err| err.to_string())?;
-                Ok::<_, String>(Ack)
-            }
-        })
-        .on_request("orders.report", move |_: ()| {
-            let orders = listing.clone();
-            async move { Ok::<_, String>(orders.lock().unwrap().clone()) }
-        })
-        .start()
-        .await?;
-    Ok((running, orders))
+async fn place_order(
+    order: PlaceOrder,
+    State(orders): State<Orders>,
+    State(bus): State<Bus>,
+) -> Result<Ack, Rejection> {
+    tracing::info!(service = "orders", order_id = order.order_id, customer = %order.customer, "order received");
+    orders
+        .0
+        .lock()
+        .unwrap()
+        .insert(order.order_id, OrderStatus::Pending);
+    let reserve = Reserve {
+        order_id: order.order_id,
+        customer: order.customer,
+        item: order.item,
+        quantity: order.quantity,
+    };
+    forward(&bus, "inventory.reserve", &reserve).await
 }
 
-async fn start_inventory(router: Router) -> switchboard::Result<RunningService> {
-    let stock: Shared<BTreeMap<String, u32>> = Arc::new(Mutex::new(BTreeMap::from([
-        ("tea".into(), 5),
-        ("coffee".into(), 2),
-        ("cake".into(), 0),
-    ])));
-    let (reserving, releasing, reporting) = (stock.clone(), stock.clone(), stock);
-    let reserve_router = router.clone();
-    Service::new("inventory", router)
-        .on_command("inventory.reserve", move |reserve: Reserve| {
-            let (stock, router) = (reserving.clone(), reserve_router.clone());
-            async move {
-                let reserved = {
-                    let mut stock = stock.lock().unwrap();
-                    let left = stock.entry(reserve.item.clone()).or_default();
-                    let ok = *left >= reserve.quantity;
-                    if ok {
-                        *left -= reserve.quantity;
-                    }
-                    ok
-                };
-                tracing::info!(service = "inventory", order_id = reserve.order_id, item = %reserve.item, reserved, "reservation");
-                if !reserved {
-                    let settle = Settle {
-                        order_id: reserve.order_id,
-                        status: OrderStatus::Rejected("out of stock".into()),
-                    };
-                    return forward(&router, "orders.settle", &settle).await;
-                }
-                let charge = Charge {
-                    order_id: reserve.order_id,
-                    amount: price(&reserve.item) * reserve.quantity,
-                    customer: reserve.customer,
-                    item: reserve.item,
-                    quantity: reserve.quantity,
-                };
-                forward(&router, "payments.charge", &charge).await
-            }
-        })
-        .on_command("inventory.release", move |release: Release| {
-            let stock = releasing.clone();
-            async move {
-                tracing::info!(service = "inventory", order_id = release.order_id, item = %release.item, "stock released");
-                *stock.lock().unwrap().entry(release.item).or_default() += release.quantity;
-                Ok::<_, String>(Ack)
-            }
-        })
-        .on_request("inventory.report", move |_: ()| {
-            let stock = reporting.clone();
-            async move { Ok::<_, String>(stock.lock().unwrap().clone()) }
-        })
+async fn settle_order(
+    settle: Settle,
+    State(orders): State<Orders>,
+    State(bus): State<Bus>,
+) -> Result<Ack, Rejection> {
+    tracing::info!(service = "orders", order_id = settle.order_id, status = ?settle.status, "order settled");
+    orders
+        .0
+        .lock()
+        .unwrap()
+        .insert(settle.order_id, settle.status.clone());
+    // A notification, not a command: always an event.
+    bus.publish_json("orders.settled", &settle).await?;
+    Ok(Ack)
+}
+
+async fn list_orders(_: (), State(orders): State<Orders>) -> Json<BTreeMap<u32, OrderStatus>> {
+    Json(orders.0.lock().unwrap().clone())
+}
+
+async fn start_orders(bus: Bus) -> switchboard::Result<RunningService> {
+    Service::new("orders", bus.clone())
+        .state(Orders::default())
+        .state(bus)
+        .on("orders.place", place_order)
+        .on("orders.settle", settle_order)
+        .on("orders.report", list_orders)
         .start()
         .await
 }
 
-async fn start_payments(router: Router) -> switchboard::Result<RunningService> {
-    let balances: Shared<BTreeMap<String, u32>> = Arc::new(Mutex::new(BTreeMap::from([
+async fn reserve_stock(
+    reserve: Reserve,
+    State(stock): State<Stock>,
+    State(bus): State<Bus>,
+) -> Result<Ack, Rejection> {
+    let reserved = {
+        let mut stock = stock.0.lock().unwrap();
+        let left = stock.entry(reserve.item.clone()).or_default();
+        let ok = *left >= reserve.quantity;
+        if ok {
+            *left -= reserve.quantity;
+        }
+        ok
+    };
+    tracing::info!(service = "inventory", order_id = reserve.order_id, item = %reserve.item, reserved, "reservation");
+    if !reserved {
+        let settle = Settle {
+            order_id: reserve.order_id,
+            status: OrderStatus::Rejected("out of stock".into()),
+        };
+        return forward(&bus, "orders.settle", &settle).await;
+    }
+    let charge = Charge {
+        order_id: reserve.order_id,
+        amount: price(&reserve.item) * reserve.quantity,
+        customer: reserve.customer,
+        item: reserve.item,
+        quantity: reserve.quantity,
+    };
+    forward(&bus, "payments.charge", &charge).await
+}
+
+async fn release_stock(release: Release, State(stock): State<Stock>) -> Json<Ack> {
+    tracing::info!(service = "inventory", order_id = release.order_id, item = %release.item, "stock released");
+    *stock.0.lock().unwrap().entry(release.item).or_default() += release.quantity;
+    Json(Ack)
+}
+
+async fn list_stock(_: (), State(stock): State<Stock>) -> Json<BTreeMap<String, u32>> {
+    Json(stock.0.lock().unwrap().clone())
+}
+
+async fn start_inventory(bus: Bus) -> switchboard::Result<RunningService> {
+    let stock = Stock(Arc::new(Mutex::new(BTreeMap::from([
+        ("tea".into(), 5),
+        ("coffee".into(), 2),
+        ("cake".into(), 0),
+    ]))));
+    Service::new("inventory", bus.clone())
+        .state(stock)
+        .state(bus)
+        .on("inventory.reserve", reserve_stock)
+        .on("inventory.release", release_stock)
+        .on("inventory.report", list_stock)
+        .start()
+        .await
+}
+
+async fn charge(
+    charge: Charge,
+    State(balances): State<Balances>,
+    State(bus): State<Bus>,
+) -> Result<Ack, Rejection> {
+    let paid = {
+        let mut balances = balances.0.lock().unwrap();
+        let balance = balances.entry(charge.customer.clone()).or_default();
+        let ok = *balance >= charge.amount;
+        if ok {
+            *balance -= charge.amount;
+        }
+        ok
+    };
+    tracing::info!(
+        service = "payments",
+        order_id = charge.order_id,
+        amount = charge.amount,
+        paid,
+        "charge"
+    );
+    let status = if paid {
+        OrderStatus::Confirmed
+    } else {
+        let release = Release {
+            order_id: charge.order_id,
+            item: charge.item,
+            quantity: charge.quantity,
+        };
+        forward(&bus, "inventory.release", &release).await?;
+        OrderStatus::Rejected("payment declined".into())
+    };
+    let settle = Settle {
+        order_id: charge.order_id,
+        status,
+    };
+    forward(&bus, "orders.settle", &settle).await
+}
+
+async fn list_balances(_: (), State(balances): State<Balances>) -> Json<BTreeMap<String, u32>> {
+    Json(balances.0.lock().unwrap().clone())
+}
+
+async fn start_payments(bus: Bus) -> switchboard::Result<RunningService> {
+    let balances = Balances(Arc::new(Mutex::new(BTreeMap::from([
         ("ada".into(), 20),
         ("bob".into(), 4),
-    ])));
-    let (charging, reporting) = (balances.clone(), balances);
-    let charge_router = router.clone();
-    Service::new("payments", router)
-        .on_command("payments.charge", move |charge: Charge| {
-            let (balances, router) = (charging.clone(), charge_router.clone());
-            async move {
-                let paid = {
-                    let mut balances = balances.lock().unwrap();
-                    let balance = balances.entry(charge.customer.clone()).or_default();
-                    let ok = *balance >= charge.amount;
-                    if ok {
-                        *balance -= charge.amount;
-                    }
-                    ok
-                };
-                tracing::info!(
-                    service = "payments",
-                    order_id = charge.order_id,
-                    amount = charge.amount,
-                    paid,
-                    "charge"
-                );
-                let status = if paid {
-                    OrderStatus::Confirmed
-                } else {
-                    let release = Release {
-                        order_id: charge.order_id,
-                        item: charge.item,
-                        quantity: charge.quantity,
-                    };
-                    forward(&router, "inventory.release", &release).await?;
-                    OrderStatus::Rejected("payment declined".into())
-                };
-                let settle = Settle {
-                    order_id: charge.order_id,
-                    status,
-                };
-                forward(&router, "orders.settle", &settle).await
-            }
-        })
-        .on_request("payments.report", move |_: ()| {
-            let balances = reporting.clone();
-            async move { Ok::<_, String>(balances.lock().unwrap().clone()) }
-        })
+    ]))));
+    Service::new("payments", bus.clone())
+        .state(balances)
+        .state(bus)
+        .on("payments.charge", charge)
+        .on("payments.report", list_balances)
         .start()
         .await
 }
 
 /// A query needs its answer, so it is always a request, whatever the route's style.
-async fn query<T: serde::de::DeserializeOwned>(
-    router: &Router,
-    subject: &str,
-) -> switchboard::Result<T> {
-    router.bus_for(subject).request_json(subject, &()).await
+async fn query<T: serde::de::DeserializeOwned>(bus: &Bus, subject: &str) -> switchboard::Result<T> {
+    bus.request_json(subject, &()).await
 }
 
 /// Starts the three services, places `orders` one after another (each waits
@@ -304,21 +326,20 @@ pub async fn run(
     orders: &[PlaceOrder],
     settings: impl Fn(&str) -> switchboard::Result<Settings>,
 ) -> Result<ShopReport, Box<dyn std::error::Error + Send + Sync>> {
-    let orders_router = settings("orders")?.connect("orders").await?;
-    let inventory_router = settings("inventory")?.connect("inventory").await?;
-    let payments_router = settings("payments")?.connect("payments").await?;
-    let client = settings("client")?.connect("client").await?;
-    let (orders_service, _) = start_orders(orders_router.clone()).await?;
-    let inventory_service = start_inventory(inventory_router.clone()).await?;
-    let payments_service = start_payments(payments_router.clone()).await?;
+    let orders_bus = settings("orders")?.connect().await?;
+    let inventory_bus = settings("inventory")?.connect().await?;
+    let payments_bus = settings("payments")?.connect().await?;
+    let client = settings("client")?.connect().await?;
+    let orders_service = start_orders(orders_bus.clone()).await?;
+    let inventory_service = start_inventory(inventory_bus.clone()).await?;
+    let payments_service = start_payments(payments_bus.clone()).await?;
 
-    let mut settled = client
-        .bus_for("orders.settled")
-        .subscribe("orders.settled")
-        .await?;
+    let mut settled = client.subscribe("orders.settled").await?;
     for order in orders {
-        tracing::info!(service = "client", order_id = order.order_id, style = %client.decide("orders.place").style, "placing order");
-        forward(&client, "orders.place", order).await?;
+        tracing::info!(service = "client", order_id = order.order_id, style = %client.route("orders.place").style, "placing order");
+        forward(&client, "orders.place", order)
+            .await
+            .map_err(|err| format!("orders.place: {err}"))?;
         // Wait for this order to be final before the next: the result must not depend on timing.
         loop {
             let next = tokio::time::timeout(Duration::from_secs(30), settled.next())
@@ -339,10 +360,13 @@ pub async fn run(
     };
     drop(settled);
     for service in [orders_service, inventory_service, payments_service] {
-        service.shutdown().await;
+        let shutdown: ShutdownReport = service.shutdown().await;
+        if !shutdown.is_clean() {
+            return Err(format!("a service lost events at shutdown: {shutdown}").into());
+        }
     }
-    for router in [client, orders_router, inventory_router, payments_router] {
-        router.close().await?;
+    for bus in [client, orders_bus, inventory_bus, payments_bus] {
+        bus.close().await?;
     }
     Ok(report)
 }

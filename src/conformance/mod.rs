@@ -24,6 +24,7 @@
 
 mod pubsub;
 mod request_reply;
+mod style_matrix;
 pub mod support;
 mod typed;
 mod validation;
@@ -236,6 +237,21 @@ pub fn cases() -> Vec<Case> {
             typed::handler_panic
         ),
         case!("typed_events", always, typed::events),
+        case!(
+            "style_matrix_sync_routes",
+            |c| c.request_reply,
+            style_matrix::sync_routes
+        ),
+        case!(
+            "style_matrix_async_routes",
+            always,
+            style_matrix::async_routes
+        ),
+        case!(
+            "shutdown_loses_no_retrying_event",
+            always,
+            style_matrix::shutdown_loses_nothing
+        ),
     ]
 }
 

@@ -146,6 +146,7 @@ pub(super) async fn remote_error(fixture: &dyn Fixture) -> CaseResult {
         Error::Remote {
             message,
             subject: s,
+            ..
         } => {
             ensure!(
                 message == "out of stock: sku 42",

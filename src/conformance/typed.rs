@@ -24,7 +24,7 @@ struct Order {
 }
 
 fn order_service(bus: crate::Bus, subject: &str, calls: Arc<AtomicUsize>) -> Service {
-    Service::new("orders", bus).on_request(subject, move |request: GetOrder| {
+    Service::new("orders", bus).on(subject, move |request: GetOrder| {
         let calls = calls.clone();
         async move {
             calls.fetch_add(1, Ordering::SeqCst);
@@ -132,7 +132,7 @@ pub(super) async fn events(fixture: &dyn Fixture) -> CaseResult {
     let subject = unique_subject("typed-events");
     let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
     let running = Service::new("audit", server)
-        .on_event(&subject, move |order: Order| {
+        .on_ordered(&subject, move |order: Order| {
             let seen_tx = seen_tx.clone();
             async move { seen_tx.send(order).map_err(|e| e.to_string()) }
         })

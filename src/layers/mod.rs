@@ -82,7 +82,7 @@ impl Default for ConcurrencyLimits {
         ConcurrencyLimits {
             outgoing: 1024,
             max_wait: Duration::from_secs(5),
-            handlers: crate::DEFAULT_CONCURRENCY,
+            handlers: crate::service::DEFAULT_CONCURRENCY,
         }
     }
 }

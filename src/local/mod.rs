@@ -140,9 +140,12 @@ impl LocalRouter {
                     subject: subject.to_owned(),
                 });
             }
-            receiver.await.map_err(|_| Error::Remote {
-                subject: subject.to_owned(),
-                message: "the responder dropped the request without replying".into(),
+            receiver.await.map_err(|_| {
+                Error::remote(
+                    subject,
+                    None,
+                    "the responder dropped the request without replying",
+                )
             })
         };
         crate::error::within(subject, timeout, exchange).await

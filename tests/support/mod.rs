@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use switchboard::{connect, Bus, Incoming, Subscription};
+use switchboard::transport::{Incoming, Subscription};
+use switchboard::{connect, Bus};
 
 /// Whether this is a CI run, where an unreachable server fails instead of skipping.
 pub fn ci() -> bool {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::routing::Style;
+use crate::settings::Style;
 use crate::subject;
 
 /// What the table decides for one subject (borrowed from the table: deciding

@@ -1,4 +1,4 @@
-//! Configuration from serde (TOML, JSON, …) or the environment, for choosing a backend without code changes.
+//! One `[transports.NAME]` table: a backend URL with its timeout and options.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,23 +8,24 @@ use serde::{Deserialize, Serialize};
 use crate::bus::Bus;
 use crate::error::{Error, Result};
 
-/// The environment variable holding the backend URL.
-pub const URL_ENV: &str = "SWITCHBOARD_URL";
-
 /// The URL used when none is configured: the in-process backend.
 pub const DEFAULT_URL: &str = "memory://";
 
-/// Which backend to use and how: everything a service needs to connect.
+/// One transport of [`Settings`](crate::Settings): which backend and how.
 ///
 /// ```
-/// let config: switchboard::Config = serde_json::from_str(
-///     r#"{ "url": "memory://", "request_timeout": "2s", "options": { "buffer": "64" } }"#,
+/// use switchboard::settings::TransportSettings;
+///
+/// let transport: TransportSettings = toml::from_str(
+///     r#"url = "memory://"
+///        request_timeout = "2s"
+///        options = { buffer = "64" }"#,
 /// ).unwrap();
-/// assert_eq!(config.url, "memory://");
+/// assert_eq!(transport.to_url().unwrap(), "memory://?request_timeout=2s&buffer=64");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct TransportSettings {
     /// The backend URL, such as `memory://` or `nats://127.0.0.1:4222`.
     #[serde(default = "default_url")]
     pub url: String,
@@ -40,9 +41,9 @@ fn default_url() -> String {
     DEFAULT_URL.to_owned()
 }
 
-impl Default for Config {
+impl Default for TransportSettings {
     fn default() -> Self {
-        Config {
+        TransportSettings {
             url: default_url(),
             request_timeout: None,
             options: BTreeMap::new(),
@@ -50,42 +51,12 @@ impl Default for Config {
     }
 }
 
-impl Config {
-    /// A configuration for `url` with no extra options.
+impl TransportSettings {
+    /// A transport for `url` with no extra options.
     pub fn new(url: impl Into<String>) -> Self {
-        Config {
+        TransportSettings {
             url: url.into(),
-            ..Config::default()
-        }
-    }
-
-    /// Reads `SWITCHBOARD_URL` (default `memory://`).
-    pub fn from_env() -> Result<Self> {
-        Self::from_var(URL_ENV)
-    }
-
-    /// The configuration of one service: `SWITCHBOARD_URL_<SERVICE>` (upper
-    /// case, `-` as `_`, e.g. `SWITCHBOARD_URL_ORDERS`) if set, else
-    /// `SWITCHBOARD_URL`, else `memory://`. Lets services in one process get
-    /// different URLs, as the HTTP backend needs (one listen port each).
-    pub fn for_service(service: &str) -> Result<Self> {
-        let name = format!(
-            "{URL_ENV}_{}",
-            service.to_ascii_uppercase().replace('-', "_")
-        );
-        match std::env::var_os(&name) {
-            Some(_) => Self::from_var(&name),
-            None => Self::from_env(),
-        }
-    }
-
-    fn from_var(name: &str) -> Result<Self> {
-        match std::env::var(name) {
-            Ok(url) if !url.trim().is_empty() => Ok(Config::new(url.trim())),
-            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(Config::default()),
-            Err(std::env::VarError::NotUnicode(_)) => {
-                Err(Error::config(format!("{name} is not valid UTF-8")))
-            }
+            ..TransportSettings::default()
         }
     }
 
@@ -139,21 +110,24 @@ mod tests {
 
     #[test]
     fn merges_options_into_url() {
-        let mut config = Config::new("memory://local?buffer=8");
+        let mut config = TransportSettings::new("memory://local?buffer=8");
         config.request_timeout = Some("2s".into());
         config.options.insert("max_payload".into(), "1024".into());
         assert_eq!(
             config.to_url().unwrap(),
             "memory://local?buffer=8&request_timeout=2s&max_payload=1024"
         );
-        assert_eq!(Config::new("memory://").to_url().unwrap(), "memory://");
+        assert_eq!(
+            TransportSettings::new("memory://").to_url().unwrap(),
+            "memory://"
+        );
     }
 
     #[test]
     fn rejects_unknown_keys_and_bad_values() {
-        let err = serde_json::from_str::<Config>(r#"{"uri": "memory://"}"#).unwrap_err();
+        let err = serde_json::from_str::<TransportSettings>(r#"{"uri": "memory://"}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `uri`"), "{err}");
-        let mut config = Config::new("memory://");
+        let mut config = TransportSettings::new("memory://");
         config.request_timeout = Some("fast".into());
         assert!(config
             .to_url()

@@ -1,4 +1,9 @@
-//! One place for a service's communication settings: a TOML file and/or environment variables.
+//! Settings: transports, routes and their defaults, from a TOML file and the
+//! environment, through one loader ([`Settings::load`]).
+
+mod style;
+mod table;
+mod transport;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -6,11 +11,18 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::bus::Bus;
-use crate::config::{Config, URL_ENV};
 use crate::error::{Error, Result};
-use crate::event_policy::EventPolicy;
 use crate::layers::Resilience;
-use crate::routing::{RouteRule, RouteTable, Router, Style, DEFAULT_TRANSPORT};
+use crate::service::EventPolicy;
+
+pub use crate::bus::DEFAULT_REQUEST_TIMEOUT;
+pub use style::Style;
+pub use table::{RouteDecision, RouteRule, RouteTable, DEFAULT_TRANSPORT};
+pub use transport::{TransportSettings, DEFAULT_URL};
+
+/// The environment variable holding the default transport's URL
+/// (`SWITCHBOARD_URL_<SERVICE>` overrides it for one service).
+pub const URL_ENV: &str = "SWITCHBOARD_URL";
 
 /// The environment variable naming a TOML settings file.
 pub const CONFIG_ENV: &str = "SWITCHBOARD_CONFIG";
@@ -53,7 +65,24 @@ pub const STYLE_ENV: &str = "SWITCHBOARD_STYLE";
 ///
 /// [`Settings::load`] reads the file named by `SWITCHBOARD_CONFIG` (if set),
 /// then applies `SWITCHBOARD_URL` (or `SWITCHBOARD_URL_<SERVICE>`) to the
-/// `default` transport and `SWITCHBOARD_STYLE` to the default style.
+/// `default` transport and `SWITCHBOARD_STYLE` to the default style. With
+/// nothing set, everything runs in-process (`memory://`), sync.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> switchboard::Result<()> {
+/// use switchboard::{Settings, Style};
+///
+/// let settings = Settings::from_toml(r#"
+///     style = "async"
+///     [transports.default]
+///     url = "memory://settings-doc"
+/// "#)?;
+/// assert_eq!(settings.style, Style::Async);
+/// let bus = settings.connect().await?;
+/// assert_eq!(bus.route("orders.place").style, Style::Async);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -63,7 +92,7 @@ pub struct Settings {
     /// Named transports; `default` (the in-process backend unless set) serves
     /// every subject that no route sends elsewhere.
     #[serde(default)]
-    pub transports: BTreeMap<String, Config>,
+    pub transports: BTreeMap<String, TransportSettings>,
     /// Route rules, matched in order; the first whose pattern covers a subject wins.
     #[serde(default)]
     pub routes: Vec<RouteSettings>,
@@ -113,15 +142,26 @@ impl Settings {
         Self::from_toml(&text).map_err(|err| Error::config(format!("{}: {err}", path.display())))
     }
 
-    /// The settings of `service` from the environment (see the type's docs).
+    /// The settings of `service` from the environment: the one loader every
+    /// example, the quickstart and the CLI use (see the type's docs).
+    ///
+    /// A variable that is set but wrong is an error, never a silent fallback to
+    /// `memory://`: `SWITCHBOARD_CONFIG` naming a missing or malformed file
+    /// fails with the path, line and key.
     pub fn load(service: &str) -> Result<Self> {
         Self::load_with(service, |name| std::env::var(name).ok())
     }
 
     /// [`load`](Self::load) with the environment supplied by `env`, for tests and embedding.
     pub fn load_with(service: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let mut settings = match env(CONFIG_ENV).filter(|path| !path.trim().is_empty()) {
-            Some(path) => Self::from_file(path.trim())?,
+        let mut settings = match env(CONFIG_ENV) {
+            Some(path) if path.trim().is_empty() => {
+                return Err(Error::config(format!(
+                    "{CONFIG_ENV} is set but empty: name a TOML settings file or unset it"
+                )))
+            }
+            Some(path) => Self::from_file(path.trim())
+                .map_err(|err| Error::config(format!("{CONFIG_ENV}: {}", config_message(err))))?,
             None => Settings::default(),
         };
         let service_var = format!(
@@ -178,8 +218,8 @@ impl Settings {
         Ok(table)
     }
 
-    /// Connects every transport and returns the router for `service`.
-    pub async fn connect(&self, service: &str) -> Result<Router> {
+    /// Connects every transport and returns the [`Bus`] that follows these routes.
+    pub async fn connect(&self) -> Result<Bus> {
         let table = self.route_table()?;
         let mut buses = BTreeMap::new();
         let default = self
@@ -200,7 +240,6 @@ impl Settings {
                 other => other,
             })?;
             tracing::debug!(
-                service,
                 transport = name,
                 backend = bus.backend(),
                 "transport connected"
@@ -209,11 +248,16 @@ impl Settings {
             let bus = Bus::new(layered).with_default_timeout(bus.default_timeout());
             buses.insert(name.to_owned(), bus);
         }
-        let mut router = Router::new(table, buses)?.with_event_policy(self.events.clone());
-        if let Some(limits) = &self.resilience.concurrency {
-            router = router.with_handler_concurrency(limits.handlers);
-        }
-        Ok(router)
+        let handlers = self.resilience.concurrency.as_ref().map(|c| c.handlers);
+        Bus::routed(table, buses, self.events.clone(), handlers)
+    }
+}
+
+/// The message of an [`Error::InvalidConfig`], or the error's text.
+fn config_message(err: Error) -> String {
+    match err {
+        Error::InvalidConfig { message } => message,
+        other => other.to_string(),
     }
 }
 
@@ -295,5 +339,30 @@ mod tests {
         assert_eq!(payments.transports["default"].url, "memory://everyone");
         let bad = Settings::load_with("x", |name| (name == STYLE_ENV).then(|| "later".into()));
         assert!(bad.unwrap_err().to_string().contains(STYLE_ENV));
+    }
+
+    #[test]
+    fn a_set_config_variable_never_falls_back_to_memory() {
+        let missing = Settings::load_with("x", |name| {
+            (name == CONFIG_ENV).then(|| "/nonexistent/switchboard.toml".into())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            missing.contains(CONFIG_ENV) && missing.contains("/nonexistent/switchboard.toml"),
+            "{missing}"
+        );
+        let empty = Settings::load_with("x", |name| (name == CONFIG_ENV).then(String::new));
+        assert!(empty.unwrap_err().to_string().contains("set but empty"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "style = \"sync\"\n[transports.default]\nurl = 42\n").unwrap();
+        let malformed = Settings::load_with("x", |name| {
+            (name == CONFIG_ENV).then(|| path.display().to_string())
+        })
+        .unwrap_err();
+        let text = format!("{malformed:?}");
+        assert!(text.contains("line 3") && text.contains("url"), "{text}");
+        assert!(text.contains('^'), "keeps the caret layout: {text}");
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// How a [`Router::dispatch`](crate::Router::dispatch) call reaches its handler.
+/// How a [`Bus::send`](crate::Bus::send) call reaches its handler.
 ///
 /// The calling code is the same in both styles; configuration picks one per
 /// subject pattern.

@@ -1,9 +1,14 @@
 //! What a service does with an event whose handler keeps failing.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The dead-letter subject used unless configured; `{service}` is replaced by the service name.
 pub const DEFAULT_DEAD_LETTER: &str = "dead-letter.{service}";
+
+/// How long shutdown lets retrying events finish unless configured.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Retries and dead-lettering for failed events (the `[events]` settings table).
 ///
@@ -11,7 +16,13 @@ pub const DEFAULT_DEAD_LETTER: &str = "dead-letter.{service}";
 /// [events]
 /// max_attempts = 5                     # handler runs per event, retries included
 /// dead_letter = "dead-letter.{service}" # "" turns dead-lettering off
+/// shutdown_grace = "10s"               # how long shutdown lets retrying events finish
 /// ```
+///
+/// On [`RunningService::shutdown`](crate::service::RunningService::shutdown),
+/// an event waiting between retries keeps being retried until
+/// `shutdown_grace` has passed; then it is dead-lettered with its attempt
+/// count (or nacked, without a dead-letter subject), never dropped unreported.
 ///
 /// With dead-lettering off, an event still failing after `max_attempts` is
 /// nacked: backends with redelivery (Kafka, NATS JetStream) deliver it again,
@@ -25,6 +36,10 @@ pub struct EventPolicy {
     /// Where given-up events go; `{service}` is replaced by the service name.
     #[serde(deserialize_with = "empty_is_none")]
     pub dead_letter: Option<String>,
+    /// How long [`shutdown`](crate::service::RunningService::shutdown) lets
+    /// events that are being retried finish before dead-lettering them.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for EventPolicy {
@@ -32,6 +47,7 @@ impl Default for EventPolicy {
         EventPolicy {
             max_attempts: 5,
             dead_letter: Some(DEFAULT_DEAD_LETTER.to_owned()),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
@@ -46,6 +62,12 @@ impl EventPolicy {
     /// The policy sending given-up events to `subject` (`{service}` is replaced).
     pub fn dead_letter(mut self, subject: impl Into<String>) -> Self {
         self.dead_letter = Some(subject.into());
+        self
+    }
+
+    /// The policy giving retrying events `grace` to finish when the service shuts down.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
         self
     }
 

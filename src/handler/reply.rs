@@ -1,0 +1,185 @@
+//! What a handler returns, and how it becomes a reply.
+
+use std::convert::Infallible;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::error::{Error, ErrorKind};
+use crate::message::Message;
+
+/// A handler's error: a message for people and an optional machine-readable
+/// code the caller can match on ([`Error::code`]).
+///
+/// Handlers may return `Err` of any type that converts into a `Rejection`:
+/// `String`, `&str`, [`Error`], `std::io::Error`, `serde_json::Error`,
+/// `Box<dyn std::error::Error + Send + Sync>`, or your own type with a
+/// `From` impl.
+///
+/// ```
+/// use switchboard::handler::Rejection;
+///
+/// let rejection = Rejection::new("only 2 left").with_code("out_of_stock");
+/// assert_eq!(rejection.code(), Some("out_of_stock"));
+/// assert_eq!(rejection.to_string(), "only 2 left");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    message: String,
+    code: Option<String>,
+    undecodable: bool,
+}
+
+impl Rejection {
+    /// A rejection with this message and no code.
+    pub fn new(message: impl Into<String>) -> Self {
+        Rejection {
+            message: message.into(),
+            code: None,
+            undecodable: false,
+        }
+    }
+
+    /// Sets the machine-readable code (printable ASCII; other characters become `?`).
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The code, if one was set.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// Whether the payload could not be decoded (retrying cannot help).
+    pub fn is_undecodable(&self) -> bool {
+        self.undecodable
+    }
+
+    pub(crate) fn undecodable(err: Error) -> Self {
+        Rejection {
+            message: err.to_string(),
+            code: None,
+            undecodable: true,
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for Rejection {
+    fn from(message: String) -> Self {
+        Rejection::new(message)
+    }
+}
+
+impl From<&str> for Rejection {
+    fn from(message: &str) -> Self {
+        Rejection::new(message)
+    }
+}
+
+impl From<Error> for Rejection {
+    /// A switchboard error from a call the handler made: its message, and its
+    /// kind as the code, so a caller upstream can tell a timeout from a refusal.
+    fn from(err: Error) -> Self {
+        match &err {
+            Error::Remote { code, message, .. } => Rejection {
+                message: message.clone(),
+                code: code.clone(),
+                undecodable: false,
+            },
+            _ => Rejection::new(err.to_string()).with_code(err.kind().as_str()),
+        }
+    }
+}
+
+impl From<std::io::Error> for Rejection {
+    fn from(err: std::io::Error) -> Self {
+        Rejection::new(err.to_string())
+    }
+}
+
+impl From<serde_json::Error> for Rejection {
+    fn from(err: serde_json::Error) -> Self {
+        Rejection::new(err.to_string()).with_code(ErrorKind::Codec.as_str())
+    }
+}
+
+impl From<Box<dyn std::error::Error + Send + Sync>> for Rejection {
+    fn from(err: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        Rejection::new(err.to_string())
+    }
+}
+
+impl From<Infallible> for Rejection {
+    fn from(never: Infallible) -> Self {
+        match never {}
+    }
+}
+
+/// What a handler's return value turns into: a reply message, or a [`Rejection`].
+///
+/// | returned | reply |
+/// |---|---|
+/// | `()` | empty success reply |
+/// | `Result<T, E>` where `T: Serialize`, `E: Into<Rejection>` | `T` as JSON, or the error |
+/// | `Json<T>` | `T` as JSON |
+/// | [`Message`] | that message, as is |
+/// | `Result<Message, E>` | use [`Raw`] for a raw reply that can fail |
+///
+/// For events the reply is discarded; only success or failure counts.
+pub trait IntoReply {
+    /// Turns the value into a reply.
+    fn into_reply(self) -> Result<Message, Rejection>;
+}
+
+impl IntoReply for () {
+    fn into_reply(self) -> Result<Message, Rejection> {
+        Ok(Message::new(bytes::Bytes::new()))
+    }
+}
+
+impl IntoReply for Message {
+    fn into_reply(self) -> Result<Message, Rejection> {
+        Ok(self)
+    }
+}
+
+/// A value returned as its JSON encoding (for handlers that cannot fail).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoReply for Json<T> {
+    fn into_reply(self) -> Result<Message, Rejection> {
+        Message::json(&self.0).map_err(Rejection::from)
+    }
+}
+
+/// A raw [`Message`] reply inside a `Result`: `Ok(Raw(message))`.
+#[derive(Debug, Clone, Default)]
+pub struct Raw(pub Message);
+
+impl<T: Serialize, E: Into<Rejection>> IntoReply for Result<T, E> {
+    fn into_reply(self) -> Result<Message, Rejection> {
+        match self {
+            Ok(value) => Message::json(&value).map_err(Rejection::from),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+impl<E: Into<Rejection>> IntoReply for Result<Raw, E> {
+    fn into_reply(self) -> Result<Message, Rejection> {
+        self.map(|raw| raw.0).map_err(Into::into)
+    }
+}

@@ -1,0 +1,240 @@
+//! Services: handlers registered by subject, each serving requests and events alike, run until shutdown.
+
+mod event_policy;
+mod serve;
+mod shutdown;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+
+use crate::bus::Bus;
+use crate::error::{Error, Result};
+use crate::handler::{Context, Handler, HandlerFuture, StateMap};
+use crate::message::Message;
+use crate::subject;
+
+pub use event_policy::{EventPolicy, DEFAULT_DEAD_LETTER, DEFAULT_SHUTDOWN_GRACE};
+pub use shutdown::{RunningService, ShutdownReport};
+
+/// Messages one route handles at once unless [`Service::concurrency`] says otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 256;
+
+/// A handler with its types erased, as a route stores it.
+type ErasedHandler = Arc<dyn Fn(Message, Context) -> HandlerFuture + Send + Sync>;
+
+struct Route {
+    subject: String,
+    handler: ErasedHandler,
+    /// One message at a time, in arrival order.
+    ordered: bool,
+    check: fn(&StateMap) -> std::result::Result<(), String>,
+}
+
+/// A service: named handlers on a [`Bus`], each serving whatever arrives.
+///
+/// A handler registered with [`on`](Self::on) answers a request with its
+/// result and handles an event like one; the caller's configuration picks the
+/// style, never the registration (see [`handler`](crate::handler) for the
+/// table of outcomes). Every route subscribes in the queue group named after
+/// the service, so several instances share the work.
+///
+/// Payloads are JSON. A request whose payload does not decode is answered with
+/// a codec error (the handler is not called); a handler's `Err` or panic
+/// becomes an error reply the caller receives as [`Error::Remote`], and the
+/// service keeps running. An event whose handler fails is retried in place
+/// with a growing pause, up to [`EventPolicy::max_attempts`], then goes to the
+/// dead-letter subject (`dead-letter.<service>` unless configured) with the
+/// error and attempt count in `sb-dead-letter-*` headers: never silently dropped.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use switchboard::Service;
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Add { a: i64, b: i64 }
+///
+/// async fn add(req: Add) -> Result<i64, String> {
+///     Ok(req.a + req.b)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> switchboard::Result<()> {
+/// let bus = switchboard::connect("memory://doc-service").await?;
+/// let running = Service::new("calculator", bus.clone())
+///     .on("calc.add", add)
+///     .start()
+///     .await?;
+/// let sum: i64 = bus.request_json("calc.add", &Add { a: 2, b: 3 }).await?;
+/// assert_eq!(sum, 5);
+/// let report = running.shutdown().await;
+/// assert!(report.is_clean());
+/// # Ok(()) }
+/// ```
+pub struct Service {
+    name: String,
+    bus: Bus,
+    routes: Vec<Route>,
+    concurrency: usize,
+    events: EventPolicy,
+    state: StateMap,
+}
+
+impl Service {
+    /// A service called `name` (also its queue group) on `bus`. Failed events
+    /// follow the bus's [`EventPolicy`] (from [`Settings`](crate::Settings))
+    /// unless [`event_policy`](Self::event_policy) overrides it.
+    pub fn new(name: impl Into<String>, bus: Bus) -> Self {
+        Service {
+            name: name.into(),
+            events: bus.event_policy().clone(),
+            concurrency: bus.handler_concurrency().unwrap_or(DEFAULT_CONCURRENCY),
+            bus,
+            routes: Vec::new(),
+            state: StateMap::default(),
+        }
+    }
+
+    /// Gives every handler of this service access to `value` through
+    /// [`State<S>`](crate::handler::State); one value per type.
+    pub fn state<S: Clone + Send + Sync + 'static>(mut self, value: S) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// How many messages each concurrent route handles at once (default
+    /// [`DEFAULT_CONCURRENCY`]); the route stops taking messages while that
+    /// many are in flight, so a flood cannot exhaust memory.
+    pub fn concurrency(mut self, limit: usize) -> Self {
+        self.concurrency = limit.max(1);
+        self
+    }
+
+    /// What happens to events whose handler keeps failing (retries, dead-letter subject, shutdown grace).
+    pub fn event_policy(mut self, policy: EventPolicy) -> Self {
+        self.events = policy;
+        self
+    }
+
+    /// Serves `subject` (a subject or wildcard pattern) with `handler`,
+    /// concurrently: a request gets the handler's result as its reply, an
+    /// event is handled and acknowledged (or retried and dead-lettered).
+    pub fn on<H, Args>(self, subject: impl Into<String>, handler: H) -> Self
+    where
+        H: Handler<Args>,
+        Args: 'static,
+    {
+        self.route(subject.into(), handler, false)
+    }
+
+    /// Like [`on`](Self::on), but one message at a time in arrival order, for
+    /// handlers whose events must not overtake each other.
+    pub fn on_ordered<H, Args>(self, subject: impl Into<String>, handler: H) -> Self
+    where
+        H: Handler<Args>,
+        Args: 'static,
+    {
+        self.route(subject.into(), handler, true)
+    }
+
+    fn route<H, Args>(mut self, subject: String, handler: H, ordered: bool) -> Self
+    where
+        H: Handler<Args>,
+        Args: 'static,
+    {
+        self.routes.push(Route {
+            subject,
+            handler: Arc::new(move |message, context| handler.call(message, context)),
+            ordered,
+            check: H::check,
+        });
+        self
+    }
+
+    /// Subscribes every route and starts handling; returns once all routes are live.
+    ///
+    /// Fails before subscribing anything if a handler asks for a
+    /// [`State`](crate::handler::State) the service was not given, or the
+    /// dead-letter subject is invalid.
+    pub async fn start(self) -> Result<RunningService> {
+        for route in &self.routes {
+            (route.check)(&self.state).map_err(|why| {
+                Error::usage(format!(
+                    "service `{}`, route `{}`: {why}",
+                    self.name, route.subject
+                ))
+            })?;
+        }
+        let dead_letter = match &self.events.dead_letter {
+            Some(subject) => Some(subject.replace("{service}", &self.name)),
+            None => None,
+        };
+        if let Some(subject) = &dead_letter {
+            subject::validate(subject).map_err(|err| {
+                Error::config(format!(
+                    "dead-letter subject for service `{}`: {err}",
+                    self.name
+                ))
+            })?;
+        }
+        let shutdown = shutdown::Signal::new();
+        let state = Arc::new(self.state);
+        let mut live = Vec::with_capacity(self.routes.len());
+        for route in self.routes {
+            let subscription = self
+                .bus
+                .serve_subscription(&route.subject, &self.name)
+                .await?;
+            let context = Arc::new(serve::RouteContext {
+                service: self.name.clone(),
+                backend: self.bus.backend_for(&route.subject),
+                redelivers: self.bus.redelivers(&route.subject),
+                route: route.subject,
+                policy: self.events.clone(),
+                dead_letter: dead_letter.clone(),
+                bus: self.bus.clone(),
+                state: state.clone(),
+                shutdown: shutdown.clone(),
+            });
+            live.push((subscription, route.handler, route.ordered, context));
+        }
+        let mut routes = JoinSet::new();
+        for (subscription, handler, ordered, context) in live {
+            let concurrency = if ordered { 1 } else { self.concurrency };
+            routes.spawn(serve::serve(context, subscription, handler, concurrency));
+        }
+        tracing::debug!(service = %self.name, "service started");
+        Ok(RunningService::new(
+            self.name,
+            shutdown,
+            routes,
+            self.events.shutdown_grace,
+        ))
+    }
+
+    /// Starts the service, runs it until `shutdown` completes, then shuts it
+    /// down and returns what the shutdown did.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<ShutdownReport> {
+        let mut running = self.start().await?;
+        tokio::select! {
+            _ = shutdown => {}
+            _ = running.wait_for_routes() => {}
+        }
+        Ok(running.shutdown().await)
+    }
+}
+
+impl fmt::Debug for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Service")
+            .field("name", &self.name)
+            .field(
+                "routes",
+                &self.routes.iter().map(|r| &r.subject).collect::<Vec<_>>(),
+            )
+            .field("events", &self.events)
+            .finish()
+    }
+}

@@ -1,0 +1,185 @@
+//! Stopping a service without losing what it holds, and saying what it did.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// What [`RunningService::shutdown`] did with the events it still held.
+///
+/// Requests in flight are always answered before shutdown returns; these
+/// counts are about events that were waiting between retries when shutdown began.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> switchboard::Result<()> {
+/// let bus = switchboard::connect("memory://shutdown-doc").await?;
+/// let running = switchboard::Service::new("idle", bus).start().await?;
+/// let report = running.shutdown().await;
+/// assert!(report.is_clean());
+/// assert_eq!(report.dead_lettered, 0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Events that were being retried and then succeeded within the grace period.
+    pub completed: usize,
+    /// Events given up at shutdown and sent to the dead-letter subject, with their attempt counts.
+    pub dead_lettered: usize,
+    /// Events handed back to a backend that redelivers them (Kafka, NATS
+    /// JetStream): another instance, or this one restarted, gets them again.
+    pub returned: usize,
+    /// Events neither handled, dead-lettered nor returned to a redelivering
+    /// backend (no dead-letter subject, or the dead-letter publish failed, on
+    /// a backend without redelivery). Each is also logged as an error.
+    pub lost: usize,
+    /// How long the shutdown took.
+    pub took: Duration,
+}
+
+impl ShutdownReport {
+    /// Whether nothing was lost.
+    pub fn is_clean(&self) -> bool {
+        self.lost == 0
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "shut down in {:?}: {} retried event(s) completed, {} dead-lettered, {} returned for redelivery, {} lost",
+            self.took, self.completed, self.dead_lettered, self.returned, self.lost
+        )
+    }
+}
+
+/// Tells routes to stop and collects what they did with held events.
+#[derive(Clone)]
+pub(crate) struct Signal {
+    /// `None` while running; the deadline for retrying events once stopping.
+    deadline: Arc<watch::Sender<Option<Instant>>>,
+    counts: Arc<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    completed: AtomicUsize,
+    dead_lettered: AtomicUsize,
+    returned: AtomicUsize,
+    lost: AtomicUsize,
+}
+
+/// What happened to an event that was held when shutdown began.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum HeldOutcome {
+    Completed,
+    DeadLettered,
+    Returned,
+    Lost,
+}
+
+impl Signal {
+    pub(crate) fn new() -> Self {
+        Signal {
+            deadline: Arc::new(watch::Sender::new(None)),
+            counts: Arc::default(),
+        }
+    }
+
+    /// A receiver that changes when shutdown begins.
+    pub(crate) fn watch(&self) -> watch::Receiver<Option<Instant>> {
+        self.deadline.subscribe()
+    }
+
+    /// The deadline for held events, once shutdown has begun.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        *self.deadline.borrow()
+    }
+
+    pub(crate) fn record(&self, outcome: HeldOutcome) {
+        let counter = match outcome {
+            HeldOutcome::Completed => &self.counts.completed,
+            HeldOutcome::DeadLettered => &self.counts.dead_lettered,
+            HeldOutcome::Returned => &self.counts.returned,
+            HeldOutcome::Lost => &self.counts.lost,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn begin(&self, grace: Duration) {
+        self.deadline.send_replace(Some(Instant::now() + grace));
+    }
+
+    fn report(&self, took: Duration) -> ShutdownReport {
+        ShutdownReport {
+            completed: self.counts.completed.load(Ordering::Relaxed),
+            dead_lettered: self.counts.dead_lettered.load(Ordering::Relaxed),
+            returned: self.counts.returned.load(Ordering::Relaxed),
+            lost: self.counts.lost.load(Ordering::Relaxed),
+            took,
+        }
+    }
+}
+
+/// A started [`Service`](crate::Service). Dropping it stops the routes
+/// abruptly; call [`shutdown`](Self::shutdown) to lose nothing.
+pub struct RunningService {
+    name: String,
+    signal: Signal,
+    routes: JoinSet<()>,
+    grace: Duration,
+}
+
+impl RunningService {
+    pub(crate) fn new(name: String, signal: Signal, routes: JoinSet<()>, grace: Duration) -> Self {
+        RunningService {
+            name,
+            signal,
+            routes,
+            grace,
+        }
+    }
+
+    /// Stops taking new messages, answers requests in flight, lets events that
+    /// are being retried finish within the policy's
+    /// [`shutdown_grace`](crate::service::EventPolicy::shutdown_grace), and
+    /// dead-letters the rest; returns what it did.
+    pub async fn shutdown(self) -> ShutdownReport {
+        let grace = self.grace;
+        self.shutdown_within(grace).await
+    }
+
+    /// [`shutdown`](Self::shutdown) with `grace` instead of the policy's.
+    pub async fn shutdown_within(mut self, grace: Duration) -> ShutdownReport {
+        let started = Instant::now();
+        self.signal.begin(grace);
+        self.wait_for_routes().await;
+        let report = self.signal.report(started.elapsed());
+        match report.is_clean() {
+            true => tracing::debug!(service = %self.name, %report, "service stopped"),
+            false => {
+                tracing::error!(service = %self.name, %report, "service stopped and lost events")
+            }
+        }
+        report
+    }
+
+    /// Waits until every route has ended (for example because the transport was closed).
+    pub(crate) async fn wait_for_routes(&mut self) {
+        while self.routes.join_next().await.is_some() {}
+    }
+}
+
+impl fmt::Debug for RunningService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunningService")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
