@@ -71,7 +71,7 @@ impl Endpoint {
 /// One row of the scheme table.
 #[derive(Debug, Clone, Copy)]
 pub struct BackendInfo {
-    /// The backend's name, as in [`Capabilities::backend`](crate::Capabilities).
+    /// The backend's name, as in [`Capabilities::backend`](crate::transport::Capabilities).
     pub name: &'static str,
     /// The URL schemes it serves.
     pub schemes: &'static [&'static str],

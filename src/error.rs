@@ -34,7 +34,7 @@ pub enum Error {
     },
 
     /// Nobody is subscribed to the subject of a request (only backends that can
-    /// tell report this; see [`Capabilities::no_responders`](crate::Capabilities)).
+    /// tell report this; see [`Capabilities::no_responders`](crate::transport::Capabilities)).
     #[error("no responders for `{subject}`")]
     NoResponders {
         /// The subject nobody serves.

@@ -27,7 +27,7 @@ pub trait Acker: Send + 'static {
     async fn nack(self: Box<Self>) -> Result<()>;
 }
 
-/// A message received from a [`Subscription`](crate::Subscription).
+/// A message received from a [`Subscription`](crate::transport::Subscription).
 ///
 /// If it is a request, answer it with [`reply`](Self::reply) or
 /// [`reply_error`](Self::reply_error). On backends with acknowledgements,

@@ -55,7 +55,7 @@
 //! - [`service`]: [`RunningService`](service::RunningService), shutdown
 //!   reports, the [`EventPolicy`](service::EventPolicy) for failed events.
 //! - [`settings`]: transports, routes, styles and their environment variables.
-//! - [`transport`]: the [`Transport`](transport::Transport) contract, received
+//! - [`transport`]: the `Transport` contract, received
 //!   messages, and [`register`](transport::register) for backends in other crates.
 //! - [`layers`]: timeouts, retry, circuit breaker, bulkheads.
 //! - [`headers`], [`subject`], [`wire`], [`codec`], [`trace`], [`options`].
@@ -131,12 +131,12 @@ pub mod nats;
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 
-/// W3C trace context carried on every message ([`TraceContext`](trace::TraceContext)).
+/// W3C trace context carried on every message (`TraceContext`).
 pub mod trace {
     pub use crate::trace_context::{TraceContext, TRACEPARENT, TRACESTATE};
 }
 
-/// Error details beyond [`Error`](crate::Error) and [`ErrorKind`](crate::ErrorKind).
+/// Error details beyond [`Error`] and [`ErrorKind`].
 pub mod error_detail {
     pub use crate::error::{BoxError, DeliveryFailure};
 }

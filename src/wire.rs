@@ -18,7 +18,7 @@
 //! | `sb-dead-letter-error` | service | on a dead-lettered event: the handler's last error |
 //! | `sb-dead-letter-attempts` | service | on a dead-lettered event: how many times the handler ran |
 //! | `sb-dead-letter-service` | service | on a dead-lettered event: the service that gave up on it |
-//! | `traceparent`, `tracestate` | everyone | W3C trace context, see [`TraceContext`](crate::TraceContext) |
+//! | `traceparent`, `tracestate` | everyone | W3C trace context, see [`TraceContext`](crate::trace::TraceContext) |
 //!
 //! Names starting with `sb-` are reserved: callers may set only `sb-key`.
 //! A reply without `sb-status` is a success. A reply with `sb-status` is turned

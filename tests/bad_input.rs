@@ -37,7 +37,6 @@ async fn expect_kind(bus: &Bus, subject: &str, message: Message, kind: ErrorKind
     assert_eq!(err.kind(), kind, "{} {what}: {err}", bus.backend());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_typed_errors_and_disturbs_nothing() {
     for url in urls() {
         let Some(bus) = support::connect_or_skip(&url).await else {
@@ -169,3 +168,5 @@ async fn bad_input_gets_typed_errors_and_disturbs_nothing() {
         eprintln!("{url}: every bad input got its typed error; the service kept answering");
     }
 }
+
+crate::tests!(bad_input_gets_typed_errors_and_disturbs_nothing,);

@@ -1,6 +1,5 @@
 //! The `switchboard` command-line tool round-trips a request against every
 //! backend CI runs, each side in its own process.
-#![cfg(feature = "cli")]
 
 mod support;
 
@@ -70,13 +69,11 @@ fn round_trip(responder_url: &str, requester_url: &str) {
 }
 
 /// Whether the server at `url` answers; under CI an unreachable server fails the test.
-fn reachable(url: &str) -> bool {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async { support::connect_or_skip(url).await.is_some() })
+async fn reachable(url: &str) -> bool {
+    support::connect_or_skip(url).await.is_some()
 }
 
-#[test]
-fn bad_input_fails_with_a_clear_message() {
+async fn bad_input_fails_with_a_clear_message() {
     let output = cli(&["--url", "nats://[::1", "req", "a", "b"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("malformed URL"));
@@ -88,8 +85,7 @@ fn bad_input_fails_with_a_clear_message() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("NAME=VALUE"));
 }
 
-#[test]
-fn bench_runs_on_memory() {
+async fn bench_runs_on_memory() {
     for mode in ["request", "publish"] {
         let output = cli(&["bench", "--mode", mode, "--count", "2000"]);
         assert!(
@@ -106,29 +102,37 @@ fn bench_runs_on_memory() {
 }
 
 #[cfg(feature = "nats")]
-#[test]
-fn request_round_trip_on_nats() {
+async fn request_round_trip_on_nats() {
     let url = support::nats_url();
-    if reachable(&url) {
+    if reachable(&url).await {
         round_trip(&url, &url);
     }
 }
 
 #[cfg(feature = "kafka")]
-#[test]
-fn request_round_trip_on_kafka() {
+async fn request_round_trip_on_kafka() {
     let url = support::kafka_url();
-    if reachable(&url) {
+    if reachable(&url).await {
         round_trip(&url, &url);
     }
 }
 
 #[cfg(feature = "http")]
-#[test]
-fn request_round_trip_on_http() {
+async fn request_round_trip_on_http() {
     let port = support::free_port();
     round_trip(
         &format!("http://127.0.0.1:{port}"),
         &format!("http://127.0.0.1:0?peers=http://127.0.0.1:{port}"),
     );
 }
+
+crate::tests!(
+    bad_input_fails_with_a_clear_message,
+    bench_runs_on_memory,
+    #[cfg(feature = "nats")]
+    request_round_trip_on_nats,
+    #[cfg(feature = "kafka")]
+    request_round_trip_on_kafka,
+    #[cfg(feature = "http")]
+    request_round_trip_on_http,
+);

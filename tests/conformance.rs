@@ -18,6 +18,14 @@ fn fixtures() -> Vec<Arc<dyn Fixture>> {
         Arc::new(http_mesh::HttpMesh::default()),
         #[cfg(feature = "nats")]
         Arc::new(UrlFixture::new("nats", "nats://127.0.0.1:4222")),
+        // JetStream durable mode for the event subjects of the style-matrix
+        // cases; requests stay on core subjects, which JetStream cannot serve.
+        #[cfg(feature = "nats")]
+        Arc::new(UrlFixture::new(
+            "nats-js",
+            "nats://127.0.0.1:4222?jetstream=SB_CONFORMANCE\
+             &jetstream_subjects=conformance.matrix-async.>,conformance.matrix-shutdown.>",
+        )),
         #[cfg(feature = "kafka")]
         Arc::new(UrlFixture::new("kafka", "kafka://127.0.0.1:9092")),
     ]

@@ -4,7 +4,6 @@
 //! Uses the shared server on 127.0.0.1:4222 and, for restarts, private
 //! `nats-server` processes on free loopback ports. Without a server these tests
 //! are skipped with a message, unless `CI=true`, where they fail.
-#![cfg(feature = "nats")]
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -31,7 +30,6 @@ async fn delete_stream(stream: &str) {
     }
 }
 
-#[tokio::test]
 async fn durable_subscriber_gets_what_was_published_while_it_was_down() {
     let stream = unique("SBDURABLE");
     let subjects = unique("durable");
@@ -86,7 +84,6 @@ async fn durable_subscriber_gets_what_was_published_while_it_was_down() {
     delete_stream(&stream).await;
 }
 
-#[tokio::test]
 async fn unacknowledged_and_nacked_messages_are_redelivered() {
     let stream = unique("SBREDELIVER");
     let subjects = unique("redeliver");
@@ -125,7 +122,6 @@ async fn unacknowledged_and_nacked_messages_are_redelivered() {
     delete_stream(&stream).await;
 }
 
-#[tokio::test]
 async fn requests_on_stream_subjects_are_refused_and_others_work() {
     let stream = unique("SBREQ");
     let subjects = unique("captured");
@@ -147,7 +143,6 @@ async fn requests_on_stream_subjects_are_refused_and_others_work() {
     delete_stream(&stream).await;
 }
 
-#[tokio::test]
 async fn missing_stream_without_subjects_is_a_config_error() {
     if shared("").await.is_none() {
         return;
@@ -159,7 +154,6 @@ async fn missing_stream_without_subjects_is_a_config_error() {
     assert!(err.to_string().contains("jetstream_subjects"), "{err}");
 }
 
-#[tokio::test]
 async fn unreachable_server_is_a_connect_error_not_a_hang() {
     let port = support::free_port();
     let started = Instant::now();
@@ -260,7 +254,6 @@ async fn collect(
     seen
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn core_mode_resumes_after_a_server_restart_and_reports_loss() {
     const COUNT: u32 = 600;
     let Some(server) = PrivateServer::start() else {
@@ -299,7 +292,6 @@ async fn core_mode_resumes_after_a_server_restart_and_reports_loss() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_mode_loses_nothing_across_a_server_restart() {
     const COUNT: u32 = 600;
     let Some(server) = PrivateServer::start() else {
@@ -335,7 +327,6 @@ async fn jetstream_mode_loses_nothing_across_a_server_restart() {
     assert!(missing.is_empty(), "accepted events were lost: {missing:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_during_an_outage_fail_within_their_timeout_then_recover() {
     let Some(mut server) = PrivateServer::start() else {
         return;
@@ -399,3 +390,14 @@ async fn calls_during_an_outage_fail_within_their_timeout_then_recover() {
         }
     }
 }
+
+crate::tests!(
+    durable_subscriber_gets_what_was_published_while_it_was_down,
+    unacknowledged_and_nacked_messages_are_redelivered,
+    requests_on_stream_subjects_are_refused_and_others_work,
+    missing_stream_without_subjects_is_a_config_error,
+    unreachable_server_is_a_connect_error_not_a_hang,
+    core_mode_resumes_after_a_server_restart_and_reports_loss,
+    jetstream_mode_loses_nothing_across_a_server_restart,
+    calls_during_an_outage_fail_within_their_timeout_then_recover,
+);

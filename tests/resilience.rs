@@ -31,7 +31,6 @@ fn quick_retry(attempts: u32) -> RetryPolicy {
 
 /// A responder that starts 150 ms after the request was sent: without retries
 /// the request fails with NoResponders, with them it succeeds.
-#[tokio::test]
 async fn retry_waits_out_missing_responders() {
     let bus = connect(&format!("memory://{}", support::unique("retry")))
         .await
@@ -61,7 +60,6 @@ async fn retry_waits_out_missing_responders() {
 }
 
 /// A handler error is an answer: not retried unless configured, then retried `attempts` times.
-#[tokio::test]
 async fn remote_errors_are_retried_only_when_configured() {
     let bus = connect(&format!("memory://{}", support::unique("remote")))
         .await
@@ -105,7 +103,6 @@ async fn remote_errors_are_retried_only_when_configured() {
 }
 
 /// Configuration wins over the caller's timeout for matching subjects only.
-#[tokio::test]
 async fn per_subject_timeouts_override_the_callers() {
     let bus = connect(&format!("memory://{}", support::unique("timeouts")))
         .await
@@ -148,7 +145,6 @@ async fn per_subject_timeouts_override_the_callers() {
 /// Against the real NATS server: no responders opens the circuit, calls then
 /// fail fast with CircuitOpen and health says degraded; once a responder is
 /// back, probes close it again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn circuit_opens_fails_fast_and_closes_again_on_nats() {
     let Some(bus) = support::connect_or_skip(&support::nats_url()).await else {
         return;
@@ -199,7 +195,6 @@ async fn circuit_opens_fails_fast_and_closes_again_on_nats() {
 
 /// At most `limit` outgoing calls run at once; one that cannot get a slot in
 /// its timeout fails with Overloaded and disturbs nothing else.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outgoing_bulkhead_bounds_calls_in_flight() {
     let bus = connect(&format!("memory://{}", support::unique("bulkhead")))
         .await
@@ -239,7 +234,6 @@ async fn outgoing_bulkhead_bounds_calls_in_flight() {
 
 /// A flood of requests at a service with a handler bulkhead of 4: never more
 /// than 4 handlers run, and every request is answered.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_bulkhead_bounds_work_under_a_flood() {
     let bus = connect(&format!("memory://{}", support::unique("flood")))
         .await
@@ -279,7 +273,6 @@ async fn handler_bulkhead_bounds_work_under_a_flood() {
 }
 
 /// Settings turn layers on by configuration, and bad values name their key.
-#[tokio::test]
 async fn layers_from_settings() {
     let settings = switchboard::Settings::from_toml(&format!(
         r#"
@@ -339,7 +332,6 @@ async fn layers_from_settings() {
 
 /// An event whose handler keeps failing goes to the dead-letter subject with
 /// the error and attempt count, once, and the stream moves on, on every backend CI runs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_events_are_dead_lettered_on_every_backend() {
     let mut urls = vec![format!("memory://{}", support::unique("dlq"))];
     if cfg!(feature = "http") {
@@ -418,3 +410,14 @@ async fn failing_events_are_dead_lettered_on_every_backend() {
         eprintln!("{url}: poison event dead-lettered after 3 attempts, next event handled");
     }
 }
+
+crate::tests!(
+    retry_waits_out_missing_responders,
+    remote_errors_are_retried_only_when_configured,
+    per_subject_timeouts_override_the_callers,
+    circuit_opens_fails_fast_and_closes_again_on_nats,
+    outgoing_bulkhead_bounds_calls_in_flight,
+    handler_bulkhead_bounds_work_under_a_flood,
+    layers_from_settings,
+    failing_events_are_dead_lettered_on_every_backend,
+);

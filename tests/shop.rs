@@ -58,14 +58,12 @@ async fn reachable(url: &str) -> bool {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_result_on_memory() {
     let name = support::unique("shop");
     shop_on("memory", |_| format!("memory://{name}")).await;
 }
 
 #[cfg(feature = "nats")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_result_on_nats() {
     let url = support::nats_url();
     if reachable(&url).await {
@@ -74,7 +72,6 @@ async fn same_result_on_nats() {
 }
 
 #[cfg(feature = "kafka")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_result_on_kafka() {
     let url = support::kafka_url();
     if reachable(&url).await {
@@ -83,7 +80,6 @@ async fn same_result_on_kafka() {
 }
 
 #[cfg(feature = "http")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_result_on_http() {
     // One port per service; `orders` is the seed the others learn the mesh from.
     let ports: Vec<u16> = (0..4).map(|_| support::free_port()).collect();
@@ -103,3 +99,13 @@ async fn same_result_on_http() {
     })
     .await;
 }
+
+crate::tests!(
+    same_result_on_memory,
+    #[cfg(feature = "nats")]
+    same_result_on_nats,
+    #[cfg(feature = "kafka")]
+    same_result_on_kafka,
+    #[cfg(feature = "http")]
+    same_result_on_http,
+);

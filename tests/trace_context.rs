@@ -1,6 +1,5 @@
 //! One trace id follows a call across an HTTP hop, a NATS hop and a Kafka hop,
 //! and across both styles (a request, then an event).
-#![cfg(all(feature = "http", feature = "nats", feature = "kafka"))]
 
 mod support;
 
@@ -37,7 +36,6 @@ fn router(default: Bus, pattern: &str, other: Bus, style: Style) -> Bus {
     Bus::from_routes(table, buses).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_id_across_http_nats_and_kafka() {
     let Some(nats) = support::connect_or_skip(&support::nats_url()).await else {
         return;
@@ -151,3 +149,5 @@ async fn one_trace_id_across_http_nats_and_kafka() {
         bus.close().await.unwrap();
     }
 }
+
+crate::tests!(one_trace_id_across_http_nats_and_kafka,);

@@ -6,7 +6,7 @@
 //! errors only), [`CircuitBreakerLayer`] (per destination), then the backend.
 //! [`Resilience`] builds the stack from configuration; handlers get their
 //! bulkhead from [`Service::concurrency`](crate::Service::concurrency) and
-//! their dead-letter handling from [`EventPolicy`](crate::EventPolicy).
+//! their dead-letter handling from [`EventPolicy`](crate::service::EventPolicy).
 
 mod circuit_breaker;
 mod concurrency_limit;

@@ -11,17 +11,81 @@ pub fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
-/// Connects to a test server, or returns `None` (the test skips, saying why)
-/// when it is unreachable outside CI; under `CI=true` an unreachable server panics.
+/// Connects to a test server. When it is unreachable outside CI the test
+/// stops here and the harness ([`tests!`]) reports it as *ignored* with the
+/// reason; under `CI=true` an unreachable server fails the test.
 pub async fn connect_or_skip(url: &str) -> Option<Bus> {
     match connect(url).await {
         Ok(bus) => Some(bus),
         Err(err) if ci() => panic!("{url} is unreachable and CI=true: {err}"),
-        Err(err) => {
-            eprintln!("skipped: {url} is unreachable ({err})");
-            None
-        }
+        Err(err) => skip(format!(
+            "{url} is unreachable ({err}); with CI=true this fails"
+        )),
     }
+}
+
+/// Why a test did not run: raised by [`skip`], reported as ignored by [`tests!`].
+pub struct Skip(pub String);
+
+/// Ends the running test as ignored with `reason` (only under the [`tests!`] harness).
+pub fn skip(reason: String) -> ! {
+    std::panic::resume_unwind(Box::new(Skip(reason)))
+}
+
+/// Runs one async test on a two-worker runtime: a [`Skip`] becomes an ignored
+/// trial with its reason, any other panic a failure.
+pub fn run_trial<F>(test: fn() -> F) -> Result<libtest_mimic::Completion, libtest_mimic::Failed>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| libtest_mimic::Failed::from(format!("tokio runtime: {e}")))?;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(async move {
+            match tokio::spawn(test()).await {
+                Ok(()) => Ok(()),
+                Err(err) if err.is_panic() => Err(err.into_panic()),
+                Err(err) => Err(Box::new(err.to_string()) as Box<dyn std::any::Any + Send>),
+            }
+        })
+    }));
+    let payload = match outcome {
+        Ok(Ok(())) => return Ok(libtest_mimic::Completion::Completed),
+        Ok(Err(payload)) | Err(payload) => payload,
+    };
+    if let Some(Skip(reason)) = payload.downcast_ref::<Skip>() {
+        return Ok(libtest_mimic::Completion::ignored_with(reason.clone()));
+    }
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "test panicked".into());
+    Err(libtest_mimic::Failed::from(message))
+}
+
+/// The `main` of a test file whose tests need servers: lists its async test
+/// functions, runs them with libtest-mimic, and reports a test whose server is
+/// unreachable as ignored with the reason (failed under `CI=true`).
+#[macro_export]
+macro_rules! tests {
+    ($($(#[$meta:meta])* $name:ident),* $(,)?) => {
+        fn main() -> std::process::ExitCode {
+            let arguments = libtest_mimic::Arguments::from_args();
+            #[allow(unused_mut)]
+            let mut trials = Vec::new();
+            $(
+                $(#[$meta])*
+                trials.push(libtest_mimic::Trial::ignorable_test(stringify!($name), || {
+                    support::run_trial($name)
+                }));
+            )*
+            libtest_mimic::run(&arguments, trials).exit_code()
+        }
+    };
 }
 
 /// A name no other test or run uses: one subject token (also a valid stream name).
@@ -117,8 +181,7 @@ pub fn find_binary(name: &str, candidates: &[String], install_hint: &str) -> Opt
     if ci() {
         panic!("{name} binary not found and CI=true ({install_hint})");
     }
-    eprintln!("skipped: {name} binary not found");
-    None
+    skip(format!("{name} binary not found ({install_hint})"))
 }
 
 /// Builds the command that starts a private server on a port with a data directory.
@@ -177,7 +240,8 @@ impl PrivateProcess {
             .spawn()
             .unwrap_or_else(|err| panic!("start {}: {err}", self.name));
         self.process = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        // A JVM broker takes a few seconds to listen; a busy 2-core machine more.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,

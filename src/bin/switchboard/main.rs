@@ -20,14 +20,14 @@ use switchboard::{Bus, Message};
 #[derive(Debug, Parser)]
 #[command(name = "switchboard", version, about)]
 struct Cli {
-    /// Backend URL (memory://, http://, nats://, kafka://).
-    #[arg(
-        long,
-        global = true,
-        env = "SWITCHBOARD_URL",
-        default_value = "memory://"
-    )]
-    url: String,
+    /// Backend URL (memory://, http://, nats://, kafka://). Without it the
+    /// settings come from the environment like any service's:
+    /// SWITCHBOARD_CONFIG, SWITCHBOARD_URL[_<SERVICE>], SWITCHBOARD_STYLE.
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// The service name whose settings to load (SWITCHBOARD_URL_<SERVICE>) when --url is not given.
+    #[arg(long, global = true, default_value = "cli")]
+    service: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -112,7 +112,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let bus = switchboard::connect(&cli.url).await?;
+    let bus = match &cli.url {
+        Some(url) => switchboard::connect(url).await?,
+        None => switchboard::Settings::load(&cli.service)?.connect().await?,
+    };
     let outcome = command(&bus, cli.command).await;
     bus.close().await?;
     outcome

@@ -1,0 +1,62 @@
+//! A backend written outside switchboard: `counting://NAME`, an in-process
+//! transport that counts what passes through it. It delegates delivery to the
+//! in-memory backend, so the example stays short; a real adapter implements
+//! the same trait over its own client.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use switchboard::transport::{
+    BackendInfo, Capabilities, ConnectFuture, Endpoint, Subscription, Transport,
+};
+use switchboard::{Message, Result};
+
+/// Messages sent through every `counting://` transport in this process.
+pub static SENT: AtomicU64 = AtomicU64::new(0);
+
+struct Counting {
+    inner: Arc<dyn Transport>,
+}
+
+#[async_trait]
+impl Transport for Counting {
+    async fn request(&self, subject: &str, message: Message, timeout: Duration) -> Result<Message> {
+        SENT.fetch_add(1, Ordering::Relaxed);
+        self.inner.request(subject, message, timeout).await
+    }
+
+    async fn publish(&self, subject: &str, message: Message) -> Result<()> {
+        SENT.fetch_add(1, Ordering::Relaxed);
+        self.inner.publish(subject, message).await
+    }
+
+    async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {
+        self.inner.subscribe(subject, group).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.close().await
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        self.inner.capabilities()
+    }
+}
+
+fn connect(endpoint: Endpoint) -> ConnectFuture {
+    Box::pin(async move {
+        endpoint.options.finish("counting", &[])?;
+        let name = endpoint.url.host_str().unwrap_or("counting").to_owned();
+        let inner = switchboard::connect(&format!("memory://counting-{name}")).await?;
+        Ok(Arc::new(Counting {
+            inner: inner.transport().clone(),
+        }) as Arc<dyn Transport>)
+    })
+}
+
+/// Registers the `counting` scheme; after this `switchboard::connect("counting://x")` finds it.
+pub fn register() -> Result<()> {
+    switchboard::transport::register(BackendInfo::new("counting", &["counting"], connect))
+}
