@@ -3,6 +3,13 @@
 use std::time::Duration;
 
 /// Shorthand for `Result<T, switchboard::Error>`.
+///
+/// ```
+/// fn parse_style(text: &str) -> switchboard::Result<switchboard::Style> {
+///     text.parse()
+/// }
+/// assert!(parse_style("sync").is_ok());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A boxed error from a backend's client library, kept as the `source` of an [`Error`].
@@ -208,6 +215,14 @@ fn describe_failures(failed: &[DeliveryFailure]) -> String {
 }
 
 /// The kind of an [`Error`], without its data: what tests and retry policies match on.
+///
+/// ```
+/// use switchboard::{Error, ErrorKind};
+///
+/// let err = Error::config("bad");
+/// assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+/// assert_eq!(err.kind().as_str(), "invalid_config");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {

@@ -16,7 +16,7 @@ use crate::wire;
 /// instead of being mangled by a backend.
 ///
 /// ```
-/// let mut headers = switchboard::Headers::new();
+/// let mut headers = switchboard::headers::Headers::new();
 /// headers.insert("Tenant", "acme");
 /// assert_eq!(headers.get("tenant"), Some("acme"));
 /// ```

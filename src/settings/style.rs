@@ -9,6 +9,15 @@ use crate::error::{Error, Result};
 
 /// How a [`Bus::send`](crate::Bus::send) call reaches its handler.
 ///
+/// ```
+/// use switchboard::Style;
+///
+/// let style: Style = "async".parse().unwrap();
+/// assert_eq!(style, Style::Async);
+/// assert_eq!(Style::default(), Style::Sync);
+/// assert!("sometimes".parse::<Style>().is_err());
+/// ```
+///
 /// The calling code is the same in both styles; configuration picks one per
 /// subject pattern.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
