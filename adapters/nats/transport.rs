@@ -116,9 +116,14 @@ impl NatsTransport {
     }
 }
 
-/// Exponential backoff between reconnect attempts, capped at `max`.
+/// The pause before connection attempt number `attempts`: async-nats counts
+/// the first connect (and the first try after a disconnect) as attempt 1, so
+/// that one goes at once; then 50 ms, doubling, capped at `max`.
 fn reconnect_delay(attempts: usize, max: Duration) -> Duration {
-    let exponent = attempts.min(16) as u32;
+    if attempts <= 1 {
+        return Duration::ZERO;
+    }
+    let exponent = (attempts - 2).min(16) as u32;
     Duration::from_millis(50u64.saturating_mul(1 << exponent)).min(max)
 }
 
@@ -270,8 +275,11 @@ mod tests {
     #[test]
     fn reconnect_delay_grows_then_caps() {
         let max = Duration::from_secs(2);
-        assert_eq!(reconnect_delay(0, max), Duration::from_millis(50));
-        assert_eq!(reconnect_delay(3, max), Duration::from_millis(400));
+        // async-nats calls this with 1 before the very first connect.
+        assert_eq!(reconnect_delay(1, max), Duration::ZERO);
+        assert_eq!(reconnect_delay(0, max), Duration::ZERO);
+        assert_eq!(reconnect_delay(2, max), Duration::from_millis(50));
+        assert_eq!(reconnect_delay(5, max), Duration::from_millis(400));
         assert_eq!(reconnect_delay(10, max), max);
         assert_eq!(reconnect_delay(usize::MAX, max), max);
     }
