@@ -93,3 +93,39 @@ async fn config_connects_with_options() {
     let err = bad.connect().await.unwrap_err();
     assert!(err.to_string().contains("unknown option `colour`"), "{err}");
 }
+
+/// An `Error` returned from `main` prints its `Debug`: a refused connection
+/// must read as a sentence naming the URL, not as a struct dump.
+#[cfg(feature = "nats")]
+#[tokio::test]
+async fn a_refused_connection_reads_as_a_sentence() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = connect(&format!("nats://127.0.0.1:{port}?connect_timeout=1s"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connect);
+    let printed = format!("{err:?}");
+    eprintln!("{printed}");
+    assert!(
+        printed.starts_with(&format!("cannot connect to nats://127.0.0.1:{port}")),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("Connect {") && !printed.contains("source:"),
+        "{printed}"
+    );
+}
+
+#[tokio::test]
+async fn a_misspelt_option_gets_a_suggestion() {
+    let err = connect("memory://?request_timout=1s").await.unwrap_err();
+    let printed = format!("{err:?}");
+    assert!(
+        printed.contains("did you mean `request_timeout`?"),
+        "{printed}"
+    );
+}
