@@ -44,6 +44,7 @@ impl JetStream {
                     name: settings.stream.clone(),
                     subjects: settings.subjects.clone(),
                     storage: stream::StorageType::File,
+                    num_replicas: settings.replicas,
                     ..Default::default()
                 })
                 .await

@@ -18,6 +18,7 @@ pub const OPTIONS: &[&str] = &[
     "publish_timeout",
     "jetstream",
     "jetstream_subjects",
+    "jetstream_replicas",
     "ack_wait",
 ];
 
@@ -65,6 +66,9 @@ pub struct JetStreamSettings {
     pub subjects: Vec<String>,
     /// Redelivery delay for messages not acknowledged (`ack_wait`).
     pub ack_wait: Duration,
+    /// Copies of the stream a cluster keeps (`jetstream_replicas`, 1 to 5),
+    /// when switchboard creates it: 3 survives the loss of a server.
+    pub replicas: usize,
 }
 
 impl NatsSettings {
@@ -110,9 +114,10 @@ impl NatsSettings {
             None => {
                 if options.take("jetstream_subjects").is_some()
                     || options.take("ack_wait").is_some()
+                    || options.take("jetstream_replicas").is_some()
                 {
                     return Err(Error::config(
-                        "options `jetstream_subjects` and `ack_wait` need `jetstream=STREAM`",
+                        "options `jetstream_subjects`, `jetstream_replicas` and `ack_wait` need `jetstream=STREAM`",
                     ));
                 }
                 None
@@ -122,6 +127,15 @@ impl NatsSettings {
                 ack_wait: options
                     .take_duration("ack_wait")?
                     .unwrap_or(DEFAULT_ACK_WAIT),
+                replicas: match options.take_parsed::<usize>("jetstream_replicas")? {
+                    None => 1,
+                    Some(n @ 1..=5) => n,
+                    Some(n) => {
+                        return Err(Error::config(format!(
+                            "option `jetstream_replicas`: {n} is not between 1 and 5"
+                        )))
+                    }
+                },
                 stream: validate_stream_name(stream)?,
             }),
         };
@@ -216,6 +230,10 @@ mod tests {
                 "jetstream_subjects",
             ),
             ("nats://a?ack_wait=5s", "need `jetstream=STREAM`"),
+            (
+                "nats://a?jetstream=S&jetstream_replicas=7",
+                "between 1 and 5",
+            ),
             ("nats://a?connect_timeout=fast", "connect_timeout"),
             ("nats://a?max_reconnects=-1", "max_reconnects"),
             ("nats://a?colour=blue", "unknown option `colour`"),

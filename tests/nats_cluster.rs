@@ -1,0 +1,239 @@
+//! A three-server NATS cluster with one server killed mid-stream and never
+//! brought back: JetStream with three replicas loses no accepted event, and
+//! request/reply keeps being answered through the servers that remain.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{next_within, PrivateProcess};
+use switchboard::{connect, Bus, ErrorKind, Message, Service};
+
+/// Three `nats-server`s routed to each other, each with its own JetStream store.
+struct Cluster {
+    nodes: Vec<PrivateProcess>,
+}
+
+impl Cluster {
+    fn start() -> Option<Self> {
+        let candidates = [
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+            "/usr/local/bin/nats-server",
+        ]
+        .map(String::from);
+        let binary = support::find_binary(
+            "nats-server",
+            &candidates,
+            "scripts/nats-server.sh installs it",
+        )?;
+        let cluster_ports: Vec<u16> = (0..3).map(|_| support::free_port()).collect();
+        let routes = cluster_ports
+            .iter()
+            .map(|port| format!("nats://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes = cluster_ports
+            .iter()
+            .enumerate()
+            .map(|(index, cluster_port)| {
+                let (binary, routes, cluster_port) =
+                    (binary.clone(), routes.clone(), *cluster_port);
+                PrivateProcess::start("nats-server", move |port, store| {
+                    let mut command = Command::new(&binary);
+                    command
+                        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+                        .args(["--server_name", &format!("sb-{index}")])
+                        .args(["--cluster_name", "switchboard-test"])
+                        .args(["--cluster", &format!("nats://127.0.0.1:{cluster_port}")])
+                        .args(["--routes", &routes])
+                        .args(["-js", "-sd"])
+                        .arg(store);
+                    command
+                })
+            })
+            .collect();
+        Some(Cluster { nodes })
+    }
+
+    /// Every server of the cluster in one URL (the client picks one; when it
+    /// dies, it moves to another).
+    fn url(&self, options: &str) -> String {
+        let hosts = self
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port()))
+            .collect::<Vec<_>>()
+            .join(",");
+        format!("nats://{hosts}?reconnect_delay_max=100ms&connect_timeout=2s{options}")
+    }
+
+    /// Only server 0, the one that will die: a client on it must move to the
+    /// servers it learned from the cluster.
+    fn first_only(&self, options: &str) -> String {
+        format!(
+            "nats://127.0.0.1:{}?reconnect_delay_max=100ms&connect_timeout=2s{options}",
+            self.nodes[0].port()
+        )
+    }
+}
+
+/// Connects once the cluster has elected its JetStream leaders (a fresh
+/// cluster refuses stream creation for a few seconds).
+async fn connect_when_ready(url: &str) -> Bus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match connect(url).await {
+            Ok(bus) => return bus,
+            Err(err) if Instant::now() < deadline => {
+                eprintln!("cluster not ready yet: {err}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(err) => panic!("the cluster never became ready: {err}"),
+        }
+    }
+}
+
+async fn jetstream_with_three_replicas_loses_nothing_when_a_server_dies() {
+    const COUNT: u32 = 600;
+    let Some(mut cluster) = Cluster::start() else {
+        return;
+    };
+    let options = "&publish_timeout=2s&jetstream=CLUSTER&jetstream_subjects=cluster.>\
+                   &jetstream_replicas=3&ack_wait=2s";
+    // The publisher sits on the server that dies; the subscriber anywhere.
+    let publisher = connect_when_ready(&cluster.first_only(options)).await;
+    let subscriber = connect_when_ready(&cluster.url(options)).await;
+    let mut sub = subscriber
+        .queue_subscribe("cluster.events", "counter")
+        .await
+        .unwrap();
+    let collecting = tokio::spawn(async move {
+        let mut seen = BTreeSet::new();
+        let mut deliveries = 0u32;
+        while let Some(mut incoming) = next_within(&mut sub, Duration::from_secs(15)).await {
+            deliveries += 1;
+            seen.insert(
+                std::str::from_utf8(incoming.payload())
+                    .unwrap()
+                    .parse::<u32>()
+                    .unwrap(),
+            );
+            incoming.ack().await.unwrap();
+            if seen.len() as u32 == COUNT {
+                break;
+            }
+        }
+        (seen, deliveries, sub)
+    });
+
+    let mut failed_attempts = 0u32;
+    for seq in 0..COUNT {
+        if seq == COUNT / 3 {
+            // Node loss: the first server dies and stays dead.
+            cluster.nodes[0].stop();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(err) = publisher
+            .publish("cluster.events", Message::new(seq.to_string()))
+            .await
+        {
+            assert!(
+                [ErrorKind::Timeout, ErrorKind::Backend, ErrorKind::Closed].contains(&err.kind()),
+                "unclear error while a server died: {err:?}"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "publishing never recovered: {err}"
+            );
+            failed_attempts += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let (seen, deliveries, _sub) = collecting.await.unwrap();
+    let missing: Vec<u32> = (0..COUNT).filter(|seq| !seen.contains(seq)).collect();
+    println!(
+        "NATS cluster (3 servers, JetStream R3): {} of {COUNT} accepted events delivered after \
+         server 0 was killed at event {} ({} redelivered; {failed_attempts} publish attempts \
+         failed and were retried)",
+        seen.len(),
+        COUNT / 3,
+        deliveries - seen.len() as u32
+    );
+    assert!(missing.is_empty(), "accepted events were lost: {missing:?}");
+}
+
+async fn requests_keep_being_answered_when_a_server_dies() {
+    const COUNT: u32 = 300;
+    let Some(mut cluster) = Cluster::start() else {
+        return;
+    };
+    // The responder sits on the server that dies; the caller anywhere.
+    let responder = connect_when_ready(&cluster.first_only("")).await;
+    let caller = connect_when_ready(&cluster.url("")).await;
+    let running = Service::new("echo", responder.clone())
+        .on("cluster.echo", |n: u32| async move { Ok::<_, String>(n) })
+        .start()
+        .await
+        .unwrap();
+    let (mut answered, mut errors) = (0u32, Vec::new());
+    let mut answered_after_loss = 0u32;
+    for n in 0..COUNT {
+        if n == COUNT / 3 {
+            cluster.nodes[0].stop();
+        }
+        let started = Instant::now();
+        match caller
+            .request_json_with_timeout::<_, u32>("cluster.echo", &n, Duration::from_millis(500))
+            .await
+        {
+            Ok(reply) => {
+                assert_eq!(reply, n);
+                answered += 1;
+                if n > COUNT / 3 {
+                    answered_after_loss += 1;
+                }
+            }
+            Err(err) => {
+                assert!(
+                    [
+                        ErrorKind::Timeout,
+                        ErrorKind::NoResponders,
+                        ErrorKind::Closed
+                    ]
+                    .contains(&err.kind()),
+                    "unclear error while a server died: {err:?}"
+                );
+                assert!(
+                    started.elapsed() < Duration::from_secs(2),
+                    "a failed call took {:?}",
+                    started.elapsed()
+                );
+                errors.push((n, err.kind()));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "NATS cluster (3 servers, core request/reply): {answered} of {COUNT} answered; \
+         {} failed around the loss of server 0 at call {}: {errors:?}",
+        errors.len(),
+        COUNT / 3
+    );
+    // Every call after the clients moved must be answered again.
+    let last_error = errors.last().map_or(0, |(n, _)| *n);
+    assert!(
+        last_error < COUNT - 50,
+        "calls were still failing near the end: {errors:?}"
+    );
+    assert!(answered_after_loss > 0);
+    assert!(running.shutdown().await.is_clean());
+}
+
+crate::tests!(
+    jetstream_with_three_replicas_loses_nothing_when_a_server_dies,
+    requests_keep_being_answered_when_a_server_dies,
+);
