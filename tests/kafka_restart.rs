@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use support::next_within;
@@ -20,51 +19,17 @@ struct PrivateBroker(support::PrivateProcess);
 
 impl PrivateBroker {
     fn start() -> Option<Self> {
-        let lib = std::env::var("KAFKA_LIB")
-            .unwrap_or_else(|_| "/var/cache/switchboard/kafka-4.1.1/lib".into());
-        let marker = support::find_binary(
-            "Apache Kafka",
-            &[format!("{lib}/.complete")],
-            "scripts/kafka-broker.sh start fetches it",
-        )?;
-        let lib = std::path::Path::new(&marker).parent().unwrap().to_owned();
-        let controller = support::free_port();
+        let lib = support::kafka_broker::lib_dir()?;
+        let controller_port = support::free_port();
+        let node = support::kafka_broker::Node {
+            id: 1,
+            controller_port,
+            voters: vec![(1, controller_port)],
+            replication: 1,
+        };
         Some(PrivateBroker(support::PrivateProcess::start(
             "kafka",
-            move |port, dir| {
-                let properties = dir.join("server.properties");
-                std::fs::write(
-                    &properties,
-                    format!(
-                        "process.roles=broker,controller\nnode.id=1\n\
-                         controller.quorum.voters=1@127.0.0.1:{controller}\n\
-                         listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}\n\
-                         advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
-                         controller.listener.names=CONTROLLER\n\
-                         listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
-                         log.dirs={}\nnum.partitions=1\noffsets.topic.replication.factor=1\n\
-                         offsets.topic.num.partitions=2\ntransaction.state.log.replication.factor=1\n\
-                         transaction.state.log.min.isr=1\ngroup.initial.rebalance.delay.ms=0\n",
-                        dir.join("log").display()
-                    ),
-                )
-                .expect("write server.properties");
-                let classpath = format!("{}/*", lib.display());
-                if !dir.join("log/meta.properties").exists() {
-                    let formatted = Command::new("java")
-                        .args(["-cp", &classpath, "kafka.tools.StorageTool", "format"])
-                        .args(["-t", "c3dpdGNoYm9hcmQtdGVzdA", "-c"])
-                        .arg(&properties)
-                        .output()
-                        .expect("run kafka-storage format");
-                    assert!(formatted.status.success(), "format failed: {formatted:?}");
-                }
-                let mut command = Command::new("java");
-                command
-                    .args(["-Xmx512m", "-cp", &classpath, "kafka.Kafka"])
-                    .arg(&properties);
-                command
-            },
+            move |port, dir| support::kafka_broker::command(&lib, &node, port, dir),
         )))
     }
 

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+pub mod kafka_broker;
+
 use switchboard::transport::{Incoming, Subscription};
 use switchboard::{connect, Bus};
 
@@ -203,6 +205,17 @@ impl PrivateProcess {
         name: &str,
         command: impl Fn(u16, &std::path::Path) -> std::process::Command + Send + 'static,
     ) -> Self {
+        let server = Self::launch(name, command);
+        server.wait_until_listening();
+        server
+    }
+
+    /// Starts `command(port, dir)` without waiting, for cluster members that
+    /// only listen once enough of their peers are up.
+    pub fn launch(
+        name: &str,
+        command: impl Fn(u16, &std::path::Path) -> std::process::Command + Send + 'static,
+    ) -> Self {
         let mut server = PrivateProcess {
             name: name.to_owned(),
             port: free_port(),
@@ -210,7 +223,7 @@ impl PrivateProcess {
             command: Box::new(command),
             process: None,
         };
-        server.spawn();
+        server.launch_process();
         server
     }
 
@@ -234,12 +247,21 @@ impl PrivateProcess {
     }
 
     fn spawn(&mut self) {
+        self.launch_process();
+        self.wait_until_listening();
+    }
+
+    fn launch_process(&mut self) {
         let child = (self.command)(self.port, self.dir.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|err| panic!("start {}: {err}", self.name));
         self.process = Some(child);
+    }
+
+    /// Waits until the process listens on its port.
+    pub fn wait_until_listening(&self) {
         // A JVM broker takes a few seconds to listen; a busy 2-core machine more.
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
