@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use serde::{de::DeserializeOwned, Serialize};
@@ -38,6 +39,7 @@ pub struct Incoming {
     message: Message,
     responder: Option<Box<dyn Responder>>,
     acker: Option<Box<dyn Acker>>,
+    deadline: Option<Instant>,
 }
 
 impl Incoming {
@@ -48,7 +50,28 @@ impl Incoming {
             message,
             responder: None,
             acker: None,
+            deadline: None,
         }
+    }
+
+    /// Sets when the requester stops waiting (for adapters whose backend can
+    /// hold a request past its caller's timeout, such as Kafka).
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// When the requester stops waiting for the reply, where the backend tells.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Whether the requester has already given up: a [`Service`](crate::Service)
+    /// does not run its handler for such a request (the caller got
+    /// [`Error::Timeout`] and may have retried), and counts it.
+    pub fn is_expired(&self) -> bool {
+        self.deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
     }
 
     /// Marks it as a request that `responder` answers (for adapters).
@@ -163,6 +186,7 @@ impl fmt::Debug for Incoming {
             .field("message", &self.message)
             .field("expects_reply", &self.responder.is_some())
             .field("has_ack", &self.acker.is_some())
+            .field("deadline", &self.deadline)
             .finish()
     }
 }

@@ -158,3 +158,11 @@ pub(crate) fn dead_letter(service: &str, route: &str) {
         .increment(1);
     let _ = (service, route);
 }
+
+/// Counts a request skipped because its caller had already timed out.
+pub(crate) fn expired(service: &str, route: &str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("switchboard_expired_requests_total", "service" => service.to_owned(), "route" => route.to_owned())
+        .increment(1);
+    let _ = (service, route);
+}

@@ -549,6 +549,69 @@ async fn broker_gap_resuming_inside_a_record_batch() {
     }
 }
 
+/// A request whose caller already got `Timeout` while the responder was down
+/// is not executed when the responder comes back: it is skipped and counted,
+/// and the next request is answered.
+async fn a_request_that_expired_while_the_responder_was_down_is_not_executed() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    // One partition, so the expired request is read before the next one.
+    let Some(caller) = broker("?partitions=1").await else {
+        return;
+    };
+    let subject = unique("expired");
+    let service = format!("{subject}-svc");
+    let calls = Arc::new(AtomicU32::new(0));
+    let start = |bus: Bus, calls: Arc<AtomicU32>| {
+        let (subject, service) = (subject.clone(), service.clone());
+        async move {
+            Service::new(service, bus)
+                .on(&subject, move |n: u32| {
+                    let calls = calls.clone();
+                    async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, String>(n)
+                    }
+                })
+                .start()
+                .await
+                .unwrap()
+        }
+    };
+    // The group exists and has committed its position; then the responder goes away.
+    let responder = broker("?partitions=1").await.unwrap();
+    let running = start(responder.clone(), calls.clone()).await;
+    let warm: u32 = caller
+        .request_json_with_timeout(&subject, &1, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(warm, 1);
+    assert!(running.shutdown().await.is_clean());
+    responder.close().await.unwrap();
+
+    let err = caller
+        .request_json_with_timeout::<_, u32>(&subject, &2, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+
+    let responder = broker("?partitions=1").await.unwrap();
+    let running = start(responder.clone(), calls.clone()).await;
+    let fresh: u32 = caller
+        .request_json_with_timeout(&subject, &3, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(fresh, 3);
+    let report = running.shutdown().await;
+    println!(
+        "kafka: handler ran {} times for 3 requests; {report}",
+        calls.load(Ordering::SeqCst)
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "the expired request ran");
+    assert_eq!(report.expired_requests, 1, "{report}");
+    responder.close().await.unwrap();
+}
+
 crate::tests!(
     an_unacknowledged_event_is_delivered_again_after_a_restart,
     a_nacked_event_is_delivered_again_at_once,
@@ -560,4 +623,5 @@ crate::tests!(
     start_up_costs_are_paid_once_not_per_message,
     an_unreachable_broker_is_a_connect_error,
     broker_gap_resuming_inside_a_record_batch,
+    a_request_that_expired_while_the_responder_was_down_is_not_executed,
 );

@@ -73,3 +73,46 @@ async fn dropped_request_fails_fast_instead_of_timing_out() {
     assert!(started.elapsed() < Duration::from_secs(5));
     drop(dropper.await.unwrap());
 }
+
+/// A request that waited in a busy service's queue past its caller's timeout
+/// is skipped, not run late: the caller already got `Timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_expired_in_the_queue_is_not_run() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    let bus = connect("memory://expiry").await.unwrap();
+    let ran = Arc::new(AtomicU32::new(0));
+    let counter = ran.clone();
+    let running = switchboard::Service::new("slow", bus.clone())
+        .concurrency(1)
+        .on("slow.work", move |n: u32| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok::<_, String>(n)
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    let first = tokio::spawn({
+        let bus = bus.clone();
+        async move {
+            bus.request_json_with_timeout::<_, u32>("slow.work", &1, Duration::from_secs(5))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Queued behind the first; its caller gives up after 100 ms.
+    let second = bus
+        .request_json_with_timeout::<_, u32>("slow.work", &2, Duration::from_millis(100))
+        .await;
+    assert_eq!(second.unwrap_err().kind(), switchboard::ErrorKind::Timeout);
+    assert_eq!(first.await.unwrap().unwrap(), 1);
+    let third: u32 = bus.request_json("slow.work", &3).await.unwrap();
+    assert_eq!(third, 3);
+    let report = running.shutdown().await;
+    assert_eq!(ran.load(Ordering::SeqCst), 2, "the expired request ran");
+    assert_eq!(report.expired_requests, 1, "{report}");
+}

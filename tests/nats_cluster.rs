@@ -1,6 +1,6 @@
-//! A three-server NATS cluster with one server killed mid-stream and never
-//! brought back: JetStream with three replicas loses no accepted event, and
-//! request/reply keeps being answered through the servers that remain.
+//! A three-server NATS cluster with one server SIGKILLed mid-stream and
+//! restarted later: JetStream with three replicas loses no accepted event,
+//! and request/reply fails over within a measured bound.
 
 mod support;
 
@@ -132,8 +132,12 @@ async fn jetstream_with_three_replicas_loses_nothing_when_a_server_dies() {
     let mut failed_attempts = 0u32;
     for seq in 0..COUNT {
         if seq == COUNT / 3 {
-            // Node loss: the first server dies and stays dead.
+            // Node loss: the publisher's server dies mid-stream...
             cluster.nodes[0].stop();
+        }
+        if seq == 2 * COUNT / 3 {
+            // ...and comes back later, catching up from the others.
+            cluster.nodes[0].restart();
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         while let Err(err) = publisher
@@ -156,11 +160,12 @@ async fn jetstream_with_three_replicas_loses_nothing_when_a_server_dies() {
     let (seen, deliveries, _sub) = collecting.await.unwrap();
     let missing: Vec<u32> = (0..COUNT).filter(|seq| !seen.contains(seq)).collect();
     println!(
-        "NATS cluster (3 servers, JetStream R3): {} of {COUNT} accepted events delivered after \
-         server 0 was killed at event {} ({} redelivered; {failed_attempts} publish attempts \
-         failed and were retried)",
+        "NATS cluster (3 servers, JetStream R3): {} of {COUNT} accepted events delivered; \
+         server 0 was killed at event {} and restarted at event {} ({} redelivered; \
+         {failed_attempts} publish attempts failed and were retried)",
         seen.len(),
         COUNT / 3,
+        2 * COUNT / 3,
         deliveries - seen.len() as u32
     );
     assert!(missing.is_empty(), "accepted events were lost: {missing:?}");
@@ -181,9 +186,15 @@ async fn requests_keep_being_answered_when_a_server_dies() {
         .unwrap();
     let (mut answered, mut errors) = (0u32, Vec::new());
     let mut answered_after_loss = 0u32;
+    let mut killed_at = None;
+    let mut failed_over_after = None;
     for n in 0..COUNT {
         if n == COUNT / 3 {
             cluster.nodes[0].stop();
+            killed_at = Some(Instant::now());
+        }
+        if n == 2 * COUNT / 3 {
+            cluster.nodes[0].restart();
         }
         let started = Instant::now();
         match caller
@@ -195,6 +206,9 @@ async fn requests_keep_being_answered_when_a_server_dies() {
                 answered += 1;
                 if n > COUNT / 3 {
                     answered_after_loss += 1;
+                    if let (Some(killed), None) = (killed_at, failed_over_after) {
+                        failed_over_after = Some(killed.elapsed());
+                    }
                 }
             }
             Err(err) => {
@@ -219,7 +233,8 @@ async fn requests_keep_being_answered_when_a_server_dies() {
     }
     println!(
         "NATS cluster (3 servers, core request/reply): {answered} of {COUNT} answered; \
-         {} failed around the loss of server 0 at call {}: {errors:?}",
+         {} failed around the loss of the responder's server at call {}: {errors:?}; \
+         answered again {failed_over_after:?} after the kill",
         errors.len(),
         COUNT / 3
     );

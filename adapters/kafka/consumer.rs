@@ -291,7 +291,10 @@ fn incoming_from(
     // The request/reply headers are the transport's: the handler sees only the caller's.
     let reply_to = message.headers.remove(wire::REPLY_TO);
     let correlation = message.headers.remove(wire::CORRELATION_ID);
-    message.headers.remove(wire::TIMEOUT_MS);
+    let deadline = message
+        .headers
+        .remove(wire::TIMEOUT_MS)
+        .and_then(|timeout| request_deadline(record, &timeout));
     let subject: Arc<str> = Arc::from(record.topic());
     let mut incoming = Incoming::new(subject, message).with_acker(Box::new(KafkaAcker {
         consumed: Arc::downgrade(consumed),
@@ -305,8 +308,27 @@ fn incoming_from(
             correlation,
             context.delivery_timeout,
         )));
+        if let Some(deadline) = deadline {
+            incoming = incoming.with_deadline(deadline);
+        }
     }
     incoming
+}
+
+/// When the requester stops waiting: the record's create time (the
+/// requester's clock) plus its timeout, on this process's monotonic clock.
+fn request_deadline(record: &impl rdkafka::Message, timeout_ms: &str) -> Option<Instant> {
+    let timeout = Duration::from_millis(timeout_ms.parse().ok()?);
+    let created = record.timestamp().to_millis()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_millis() as i64;
+    let age = Duration::from_millis(u64::try_from(now.saturating_sub(created)).unwrap_or(0));
+    Some(match timeout.checked_sub(age) {
+        Some(left) => Instant::now() + left,
+        None => Instant::now(),
+    })
 }
 
 /// Acknowledges one record: stores the offset for commit once everything

@@ -139,6 +139,15 @@ fn rejection_reply(rejection: &Rejection) -> Message {
 
 async fn answer(context: &RouteContext, mut incoming: Incoming, handler: &ErasedHandler) {
     let subject = incoming.subject().to_owned();
+    if incoming.is_expired() {
+        // The caller already got a timeout (and may have retried): running the
+        // handler now would do work nobody waits for, possibly twice.
+        tracing::warn!(%subject, service = %context.service, "request expired before it was handled; skipped");
+        observe::expired(&context.service, &context.route);
+        context.shutdown.count_expired();
+        settle(&subject, incoming.ack().await);
+        return;
+    }
     let message = incoming.take_message();
     let (parent, trace) = incoming_trace(&message);
     let handler_context = handler_context(context, &subject, &message, &trace, Style::Sync);

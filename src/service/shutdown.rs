@@ -38,6 +38,9 @@ pub struct ShutdownReport {
     /// backend (no dead-letter subject, or the dead-letter publish failed, on
     /// a backend without redelivery). Each is also logged as an error.
     pub lost: usize,
+    /// Requests skipped over the service's life because their caller had
+    /// already timed out when they arrived (backends that queue requests, such as Kafka).
+    pub expired_requests: usize,
     /// How long the shutdown took.
     pub took: Duration,
 }
@@ -53,8 +56,8 @@ impl fmt::Display for ShutdownReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "shut down in {:?}: {} retried event(s) completed, {} dead-lettered, {} returned for redelivery, {} lost",
-            self.took, self.completed, self.dead_lettered, self.returned, self.lost
+            "shut down in {:?}: {} retried event(s) completed, {} dead-lettered, {} returned for redelivery, {} lost; {} expired request(s) skipped",
+            self.took, self.completed, self.dead_lettered, self.returned, self.lost, self.expired_requests
         )
     }
 }
@@ -73,6 +76,7 @@ struct Counts {
     dead_lettered: AtomicUsize,
     returned: AtomicUsize,
     lost: AtomicUsize,
+    expired: AtomicUsize,
 }
 
 /// What happened to an event that was held when shutdown began.
@@ -112,6 +116,10 @@ impl Signal {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn count_expired(&self) {
+        self.counts.expired.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn begin(&self, grace: Duration) {
         self.deadline.send_replace(Some(Instant::now() + grace));
     }
@@ -122,6 +130,7 @@ impl Signal {
             dead_lettered: self.counts.dead_lettered.load(Ordering::Relaxed),
             returned: self.counts.returned.load(Ordering::Relaxed),
             lost: self.counts.lost.load(Ordering::Relaxed),
+            expired_requests: self.counts.expired.load(Ordering::Relaxed),
             took,
         }
     }

@@ -139,7 +139,8 @@ impl Settings {
                 path.display()
             ))
         })?;
-        Self::from_toml(&text).map_err(|err| Error::config(format!("{}: {err}", path.display())))
+        Self::from_toml(&text)
+            .map_err(|err| Error::config(format!("{}: {}", path.display(), config_message(err))))
     }
 
     /// The settings of `service` from the environment: the one loader every
