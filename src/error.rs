@@ -31,8 +31,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A request got no reply within its timeout.
-    #[error("request to `{subject}` timed out after {timeout:?}")]
+    /// A request got no reply, or a publish no acknowledgement, within its timeout.
+    #[error("`{subject}` timed out after {timeout:?} (no reply or acknowledgement in time)")]
     Timeout {
         /// The subject the request was sent to.
         subject: String,

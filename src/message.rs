@@ -47,6 +47,12 @@ impl Message {
         self.with_header(wire::KEY, key)
     }
 
+    /// Sets an idempotency key: a publish retried with the same id is stored
+    /// once on backends that de-duplicate (NATS JetStream, within its window).
+    pub fn with_id(self, id: impl Into<String>) -> Self {
+        self.with_header(wire::MESSAGE_ID, id)
+    }
+
     /// Encodes `value` with codec `C` and sets its `content-type`.
     pub fn encode<C: Codec, T: Serialize + ?Sized>(value: &T) -> Result<Self> {
         Ok(Message::new(C::encode(value)?).with_header(wire::CONTENT_TYPE, C::CONTENT_TYPE))

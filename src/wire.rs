@@ -14,13 +14,14 @@
 //! | `sb-error` | responder | the human-readable error message of an error reply |
 //! | `sb-error-code` | responder | on a `handler-error` reply: the handler's machine-readable code, when it gave one |
 //! | `sb-key` | publisher | partition key where the backend has one (Kafka record key); ignored elsewhere |
+//! | `sb-message-id` | publisher | idempotency key: NATS JetStream stores one message per id within the stream's duplicate window (a random id is used when absent); carried as is elsewhere |
 //! | `sb-dead-letter-subject` | service | on a dead-lettered event: the subject it was published to |
 //! | `sb-dead-letter-error` | service | on a dead-lettered event: the handler's last error |
 //! | `sb-dead-letter-attempts` | service | on a dead-lettered event: how many times the handler ran |
 //! | `sb-dead-letter-service` | service | on a dead-lettered event: the service that gave up on it |
 //! | `traceparent`, `tracestate` | everyone | W3C trace context, see [`TraceContext`](crate::trace::TraceContext) |
 //!
-//! Names starting with `sb-` are reserved: callers may set only `sb-key`.
+//! Names starting with `sb-` are reserved: callers may set only `sb-key` and `sb-message-id`.
 //! A reply without `sb-status` is a success. A reply with `sb-status` is turned
 //! into the matching [`Error`] on the requester's side (see [`error_from_reply`]).
 
@@ -44,6 +45,8 @@ pub const STATUS: &str = "sb-status";
 pub const ERROR: &str = "sb-error";
 /// Machine-readable code of a handler's error reply, when the handler gave one.
 pub const ERROR_CODE: &str = "sb-error-code";
+/// Idempotency key of a publish (JetStream de-duplicates on it).
+pub const MESSAGE_ID: &str = "sb-message-id";
 /// Partition key for backends that partition (Kafka).
 pub const KEY: &str = "sb-key";
 /// On a dead-lettered event: the subject the event was first published to.
@@ -76,7 +79,7 @@ pub fn is_reserved(name: &str) -> bool {
 
 /// Whether callers may set this reserved header themselves.
 pub fn is_settable(name: &str) -> bool {
-    name == KEY
+    name == KEY || name == MESSAGE_ID
 }
 
 /// Builds an error reply carrying `status` and `message`.

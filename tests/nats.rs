@@ -325,6 +325,26 @@ async fn jetstream_mode_loses_nothing_across_a_server_restart() {
         seen.len()
     );
     assert!(missing.is_empty(), "accepted events were lost: {missing:?}");
+    // Publishes whose acknowledgement was lost were retried with the same
+    // id: the stream holds each event once.
+    let raw = async_nats::connect(format!("127.0.0.1:{}", _server.0.port()))
+        .await
+        .unwrap();
+    let stored = async_nats::jetstream::new(raw)
+        .get_stream("FAULT")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages;
+    println!("JetStream: the stream stored {stored} messages for {COUNT} events");
+    assert_eq!(
+        stored,
+        u64::from(COUNT),
+        "a retried publish was stored twice"
+    );
 }
 
 async fn calls_during_an_outage_fail_within_their_timeout_then_recover() {

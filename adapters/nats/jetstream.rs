@@ -14,6 +14,7 @@ use crate::incoming::{Acker, Incoming};
 use crate::message::Message;
 use crate::subject;
 use crate::subscription::Subscription;
+use crate::wire;
 
 /// How long the server keeps a consumer of a subscription without a queue group
 /// after it was dropped (such consumers are not durable).
@@ -92,18 +93,47 @@ impl JetStream {
     }
 
     /// Publishes through the stream and waits for the server's acknowledgement.
+    /// Publishes and waits for the stream's acknowledgement. Every publish
+    /// carries a `Nats-Msg-Id` (the caller's `sb-message-id`, or a fresh
+    /// random one), so when an acknowledgement is lost (a server restarting)
+    /// the retry here cannot store the event twice: the server recognises the
+    /// id within its duplicate window. Retries go on until the transport's
+    /// `publish_timeout` ends the call.
     pub async fn publish(&self, subject: &str, message: Message) -> Result<()> {
-        let mut publish = jetstream::message::PublishMessage::build().payload(message.payload);
-        if let Some(headers) = convert::to_header_map(&message.headers) {
-            publish = publish.headers(headers);
+        let mut headers = convert::to_header_map(&message.headers).unwrap_or_default();
+        if message.headers.get(wire::MESSAGE_ID).is_none() {
+            headers.insert(wire::MESSAGE_ID, new_message_id().as_str());
         }
-        let ack = self
-            .context
-            .send_publish(subject.to_owned(), publish)
-            .await
-            .map_err(|e| Error::backend(BACKEND, e))?;
-        ack.await.map_err(|e| Error::backend(BACKEND, e))?;
-        Ok(())
+        let id = headers
+            .get(wire::MESSAGE_ID)
+            .map(|value| value.as_str().to_owned())
+            .unwrap_or_default();
+        headers.insert("Nats-Msg-Id", id.as_str());
+        let mut pause = Duration::from_millis(25);
+        loop {
+            let publish = jetstream::message::PublishMessage::build()
+                .payload(message.payload.clone())
+                .headers(headers.clone());
+            let outcome = match self.context.send_publish(subject.to_owned(), publish).await {
+                Ok(ack) => ack.await.map(|_| ()),
+                Err(err) => Err(err),
+            };
+            match outcome {
+                Ok(()) => return Ok(()),
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        jetstream::context::PublishErrorKind::TimedOut
+                            | jetstream::context::PublishErrorKind::BrokenPipe
+                    ) =>
+                {
+                    tracing::debug!(%subject, error = %err, "jetstream: no acknowledgement; publishing again with the same id");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Err(err) => return Err(Error::backend(BACKEND, err)),
+            }
+        }
     }
 
     /// A consumer on the stream: durable (named after the group and subject) with
@@ -219,4 +249,9 @@ mod tests {
         }
         assert_eq!(durable_name("g", "x"), durable_name("g", "x"));
     }
+}
+
+/// A random id for a publish: 128 bits from the thread-local generator, as hex.
+fn new_message_id() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }

@@ -150,10 +150,11 @@ pub async fn publish_through_outage<S: Send + 'static>(
             restart = Some(tokio::task::spawn_blocking(move || outage(server)));
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while let Err(err) = publisher
-            .publish(subject, switchboard::Message::new(seq.to_string()))
-            .await
-        {
+        // The same idempotency key on every try: a backend that de-duplicates
+        // (JetStream) stores an event once even if an earlier try's ack was lost.
+        let message =
+            switchboard::Message::new(seq.to_string()).with_id(format!("{subject}-{seq}"));
+        while let Err(err) = publisher.publish(subject, message.clone()).await {
             assert!(
                 expected.contains(&err.kind()),
                 "unclear error during the outage: {err:?}"
