@@ -90,4 +90,31 @@ impl Topics {
         }
         Ok(())
     }
+
+    /// Deletes `topic` (a connection's reply topic, on close); a topic that is
+    /// already gone is fine.
+    pub async fn delete(&self, topic: &str) -> Result<()> {
+        let options = AdminOptions::new().operation_timeout(Some(self.timeout));
+        let results = self
+            .admin
+            .delete_topics(&[topic], &options)
+            .await
+            .map_err(|e| Error::backend(BACKEND, e))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                Err((topic, code)) => {
+                    return Err(Error::backend(
+                        BACKEND,
+                        format!("cannot delete topic `{topic}`: {code}"),
+                    ))
+                }
+            }
+        }
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(topic);
+        Ok(())
+    }
 }

@@ -251,6 +251,13 @@ impl Transport for KafkaTransport {
             if let Ok(Err(err)) = flushed {
                 tracing::warn!(error = %err, "kafka: flush on close failed");
             }
+            // The reply topic belongs to this connection alone: remove it, so
+            // reply topics do not pile up on the broker.
+            if let Some(replies) = self.replies.get() {
+                if let Err(err) = self.topics.delete(replies.topic()).await {
+                    tracing::warn!(topic = replies.topic(), error = %err, "kafka: could not delete the reply topic");
+                }
+            }
         }
         Ok(())
     }

@@ -84,17 +84,6 @@ pub async fn run(
     settings: impl Fn(&str) -> switchboard::Result<Settings>,
 ) -> Result<Outcome, Box<dyn std::error::Error>> {
     // Each service loads its own settings and gets its own connection, as separate processes would.
-    let client_settings = settings("client")?;
-    let client = client_settings.connect().await?;
-    let style = client.route("orders.place").style;
-    let backend = client.backend();
-    let url = client_settings
-        .transports
-        .get("default")
-        .map_or("memory://", |t| t.url.as_str())
-        .to_owned();
-    println!("switchboard quickstart on {url} ({backend} backend), orders.place is {style}");
-
     let orders_bus = settings("orders")?.connect().await?;
     let orders = Service::new("orders", orders_bus.clone())
         .state(orders_bus.clone())
@@ -110,6 +99,19 @@ pub async fn run(
         .on_ordered("orders.placed", ship)
         .start()
         .await?;
+
+    // The client connects last, as a caller that starts after the services it
+    // calls (on HTTP it learns their subscriptions from its seed when it connects).
+    let client_settings = settings("client")?;
+    let client = client_settings.connect().await?;
+    let style = client.route("orders.place").style;
+    let backend = client.backend();
+    let url = client_settings
+        .transports
+        .get("default")
+        .map_or("memory://", |t| t.url.as_str())
+        .to_owned();
+    println!("switchboard quickstart on {url} ({backend} backend), orders.place is {style}");
 
     // Operators watch the dead-letter subject; here the orders service's own connection does.
     let mut dead_letters = orders_bus.subscribe("dead-letter.orders").await?;
