@@ -168,14 +168,20 @@ impl Transport for KafkaTransport {
 
     async fn publish(&self, subject: &str, message: Message) -> Result<()> {
         let _in_flight = self.gate.enter()?;
-        let topic = topic_for(subject);
-        self.topics.ensure(topic).await?;
-        let key = message
-            .headers
-            .get(wire::KEY)
-            .unwrap_or(&self.connection_id)
-            .to_owned();
-        self.produce(topic, &message, &key).await
+        // One bound for the whole publish: creating the topic, waiting for room
+        // in librdkafka's queue and the broker's acknowledgement together never
+        // take longer than `delivery_timeout` (they could add up to twice it).
+        let publish = async {
+            let topic = topic_for(subject);
+            self.topics.ensure(topic).await?;
+            let key = message
+                .headers
+                .get(wire::KEY)
+                .unwrap_or(&self.connection_id)
+                .to_owned();
+            self.produce(topic, &message, &key).await
+        };
+        crate::error::within(subject, self.settings.delivery_timeout, publish).await
     }
 
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {
