@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use support::kafka_broker::{self, Node};
 use support::{next_within, PrivateProcess};
-use switchboard::{connect, Bus, ErrorKind, Message, Service};
+use switchboard::{ErrorKind, Message, Service};
 
 struct Cluster {
     brokers: Vec<PrivateProcess>,
@@ -75,29 +75,17 @@ impl Cluster {
     }
 }
 
-/// Connects once the cluster answers metadata requests.
-async fn connect_when_ready(url: &str) -> Bus {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        match connect(url).await {
-            Ok(bus) => return bus,
-            Err(err) if Instant::now() < deadline => {
-                eprintln!("cluster not ready yet: {err}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(err) => panic!("the cluster never became ready: {err}"),
-        }
-    }
-}
+/// How long a fresh cluster may take to elect its controller and leaders.
+const READY_WITHIN: Duration = Duration::from_secs(90);
 
 async fn no_accepted_event_is_lost_when_a_broker_dies() {
     const COUNT: u32 = 300;
-    let Some(mut cluster) = Cluster::start() else {
+    let Some(cluster) = Cluster::start() else {
         return;
     };
     let url = cluster.url("");
-    let publisher = connect_when_ready(&url).await;
-    let subscriber = connect_when_ready(&url).await;
+    let publisher = support::connect_when_ready(&url, READY_WITHIN).await;
+    let subscriber = support::connect_when_ready(&url, READY_WITHIN).await;
     let subject = "cluster.events";
     // Create the topic (replicated 3 ways) and join the group before the stream starts.
     publisher
@@ -128,47 +116,35 @@ async fn no_accepted_event_is_lost_when_a_broker_dies() {
     });
 
     let leader = cluster.leader_of(subject);
-    let mut failed_attempts = 0u32;
     let started = Instant::now();
-    for seq in 0..COUNT {
-        if seq == COUNT / 3 {
-            // The partition leader dies mid-stream...
-            cluster.brokers[leader].stop();
-        }
-        if seq == 2 * COUNT / 3 {
-            // ...and comes back later, catching up from the others.
-            cluster.brokers[leader].restart();
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while let Err(err) = publisher
-            .publish(subject, Message::new(seq.to_string()))
-            .await
-        {
-            assert!(
-                [ErrorKind::Timeout, ErrorKind::Backend, ErrorKind::Connect].contains(&err.kind()),
-                "unclear error while a broker died: {err:?}"
-            );
-            assert!(
-                Instant::now() < deadline,
-                "publishing never recovered: {err}"
-            );
-            failed_attempts += 1;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // The partition leader dies a third of the way in and comes back 5 s later.
+    let outage = move |mut cluster: Cluster| {
+        cluster.brokers[leader].stop();
+        std::thread::sleep(Duration::from_secs(5));
+        cluster.brokers[leader].restart();
+        cluster
+    };
+    let expected = [ErrorKind::Timeout, ErrorKind::Backend, ErrorKind::Connect];
+    let (_cluster, killed_at, failed_attempts) = support::publish_through_outage(
+        cluster,
+        outage,
+        &publisher,
+        subject,
+        COUNT,
+        Duration::from_millis(5),
+        &expected,
+    )
+    .await;
     let published_in = started.elapsed();
     let (seen, deliveries) = collecting.await.unwrap();
     let missing: Vec<u32> = (0..COUNT).filter(|seq| !seen.contains(seq)).collect();
     println!(
         "Kafka cluster (3 brokers, replication 3, min.insync.replicas=2): {} of {COUNT} accepted \
-         events consumed; the partition leader (broker {}) was killed at event {} and restarted at \
-         event {} ({} delivered twice; {failed_attempts} publish attempts failed and were retried; \
-         publishing took {published_in:?})",
+         events consumed; the partition leader (broker {}) was killed at event {killed_at} and \
+         restarted 5 s later ({} delivered twice; {failed_attempts} publish attempts failed and \
+         were retried; publishing took {published_in:?})",
         seen.len(),
         leader + 1,
-        COUNT / 3,
-        2 * COUNT / 3,
         deliveries - seen.len() as u32
     );
     assert!(missing.is_empty(), "accepted events were lost: {missing:?}");
@@ -180,8 +156,8 @@ async fn requests_are_answered_again_after_a_broker_dies() {
         return;
     };
     let url = cluster.url("");
-    let responder = connect_when_ready(&url).await;
-    let caller = connect_when_ready(&url).await;
+    let responder = support::connect_when_ready(&url, READY_WITHIN).await;
+    let caller = support::connect_when_ready(&url, READY_WITHIN).await;
     let running = Service::new("cluster-echo", responder.clone())
         .on("cluster.echo", |n: u32| async move { Ok::<_, String>(n) })
         .start()

@@ -174,17 +174,7 @@ struct PrivateServer(support::PrivateProcess);
 impl PrivateServer {
     /// Starts one, or returns `None` (skip) when the binary is missing outside CI.
     fn start() -> Option<Self> {
-        let candidates = [
-            "/usr/sbin/nats-server",
-            "/usr/bin/nats-server",
-            "/usr/local/bin/nats-server",
-        ]
-        .map(String::from);
-        let binary = support::find_binary(
-            "nats-server",
-            &candidates,
-            "scripts/nats-server.sh installs it",
-        )?;
+        let binary = support::nats_server_binary()?;
         Some(PrivateServer(support::PrivateProcess::start(
             "nats-server",
             move |port, store| {

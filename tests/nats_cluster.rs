@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::{next_within, PrivateProcess};
-use switchboard::{connect, Bus, ErrorKind, Message, Service};
+use switchboard::{ErrorKind, Service};
 
 /// Three `nats-server`s routed to each other, each with its own JetStream store.
 struct Cluster {
@@ -18,17 +18,7 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Option<Self> {
-        let candidates = [
-            "/usr/sbin/nats-server",
-            "/usr/bin/nats-server",
-            "/usr/local/bin/nats-server",
-        ]
-        .map(String::from);
-        let binary = support::find_binary(
-            "nats-server",
-            &candidates,
-            "scripts/nats-server.sh installs it",
-        )?;
+        let binary = support::nats_server_binary()?;
         let cluster_ports: Vec<u16> = (0..3).map(|_| support::free_port()).collect();
         let routes = cluster_ports
             .iter()
@@ -80,32 +70,19 @@ impl Cluster {
     }
 }
 
-/// Connects once the cluster has elected its JetStream leaders (a fresh
-/// cluster refuses stream creation for a few seconds).
-async fn connect_when_ready(url: &str) -> Bus {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match connect(url).await {
-            Ok(bus) => return bus,
-            Err(err) if Instant::now() < deadline => {
-                eprintln!("cluster not ready yet: {err}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(err) => panic!("the cluster never became ready: {err}"),
-        }
-    }
-}
+/// How long a fresh cluster may take to elect its JetStream leaders.
+const READY_WITHIN: Duration = Duration::from_secs(60);
 
 async fn jetstream_with_three_replicas_loses_nothing_when_a_server_dies() {
     const COUNT: u32 = 600;
-    let Some(mut cluster) = Cluster::start() else {
+    let Some(cluster) = Cluster::start() else {
         return;
     };
     let options = "&publish_timeout=2s&jetstream=CLUSTER&jetstream_subjects=cluster.>\
                    &jetstream_replicas=3&ack_wait=2s";
     // The publisher sits on the server that dies; the subscriber anywhere.
-    let publisher = connect_when_ready(&cluster.first_only(options)).await;
-    let subscriber = connect_when_ready(&cluster.url(options)).await;
+    let publisher = support::connect_when_ready(&cluster.first_only(options), READY_WITHIN).await;
+    let subscriber = support::connect_when_ready(&cluster.url(options), READY_WITHIN).await;
     let mut sub = subscriber
         .queue_subscribe("cluster.events", "counter")
         .await
@@ -129,43 +106,31 @@ async fn jetstream_with_three_replicas_loses_nothing_when_a_server_dies() {
         (seen, deliveries, sub)
     });
 
-    let mut failed_attempts = 0u32;
-    for seq in 0..COUNT {
-        if seq == COUNT / 3 {
-            // Node loss: the publisher's server dies mid-stream...
-            cluster.nodes[0].stop();
-        }
-        if seq == 2 * COUNT / 3 {
-            // ...and comes back later, catching up from the others.
-            cluster.nodes[0].restart();
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while let Err(err) = publisher
-            .publish("cluster.events", Message::new(seq.to_string()))
-            .await
-        {
-            assert!(
-                [ErrorKind::Timeout, ErrorKind::Backend, ErrorKind::Closed].contains(&err.kind()),
-                "unclear error while a server died: {err:?}"
-            );
-            assert!(
-                Instant::now() < deadline,
-                "publishing never recovered: {err}"
-            );
-            failed_attempts += 1;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    // The publisher's own server dies a third of the way in and comes back 3 s later.
+    let outage = |mut cluster: Cluster| {
+        cluster.nodes[0].stop();
+        std::thread::sleep(Duration::from_secs(3));
+        cluster.nodes[0].restart();
+        cluster
+    };
+    let expected = [ErrorKind::Timeout, ErrorKind::Backend, ErrorKind::Closed];
+    let (_cluster, killed_at, failed_attempts) = support::publish_through_outage(
+        cluster,
+        outage,
+        &publisher,
+        "cluster.events",
+        COUNT,
+        Duration::from_millis(2),
+        &expected,
+    )
+    .await;
     let (seen, deliveries, _sub) = collecting.await.unwrap();
     let missing: Vec<u32> = (0..COUNT).filter(|seq| !seen.contains(seq)).collect();
     println!(
         "NATS cluster (3 servers, JetStream R3): {} of {COUNT} accepted events delivered; \
-         server 0 was killed at event {} and restarted at event {} ({} redelivered; \
-         {failed_attempts} publish attempts failed and were retried)",
+         the publisher's server was killed at event {killed_at} and restarted 3 s later ({} \
+         redelivered; {failed_attempts} publish attempts failed and were retried)",
         seen.len(),
-        COUNT / 3,
-        2 * COUNT / 3,
         deliveries - seen.len() as u32
     );
     assert!(missing.is_empty(), "accepted events were lost: {missing:?}");
@@ -177,8 +142,8 @@ async fn requests_keep_being_answered_when_a_server_dies() {
         return;
     };
     // The responder sits on the server that dies; the caller anywhere.
-    let responder = connect_when_ready(&cluster.first_only("")).await;
-    let caller = connect_when_ready(&cluster.url("")).await;
+    let responder = support::connect_when_ready(&cluster.first_only(""), READY_WITHIN).await;
+    let caller = support::connect_when_ready(&cluster.url(""), READY_WITHIN).await;
     let running = Service::new("echo", responder.clone())
         .on("cluster.echo", |n: u32| async move { Ok::<_, String>(n) })
         .start()

@@ -234,6 +234,11 @@ impl Acker for JetStreamAcker {
     }
 }
 
+/// A random id for a publish: 128 bits from the thread-local generator, as hex.
+fn new_message_id() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,9 +254,4 @@ mod tests {
         }
         assert_eq!(durable_name("g", "x"), durable_name("g", "x"));
     }
-}
-
-/// A random id for a publish: 128 bits from the thread-local generator, as hex.
-fn new_message_id() -> String {
-    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }

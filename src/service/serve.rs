@@ -130,6 +130,34 @@ async fn run_once(
     }
 }
 
+/// Runs the handler once inside the handler's trace and span, recording the
+/// outcome's error kind: (caller's context, handler's context) in `traces`.
+async fn run_observed(
+    context: &RouteContext,
+    operation: Operation,
+    subject: &str,
+    handler: &ErasedHandler,
+    message: Message,
+    (parent, trace): (&TraceContext, &TraceContext),
+    style: Style,
+) -> Result<Message, Rejection> {
+    let handler_context = handler_context(context, subject, &message, trace, style);
+    let run = run_once(handler, message, handler_context);
+    observe_with(
+        operation,
+        subject,
+        context.backend,
+        Some(parent),
+        trace.clone().scope(run),
+        |outcome| match outcome {
+            Ok(_) => None,
+            Err(rejection) if rejection.is_undecodable() => Some(ErrorKind::Codec),
+            Err(_) => Some(ErrorKind::Remote),
+        },
+    )
+    .await
+}
+
 fn rejection_reply(rejection: &Rejection) -> Message {
     match rejection.is_undecodable() {
         true => wire::error_reply(wire::STATUS_CODEC_ERROR, rejection.message()),
@@ -150,19 +178,14 @@ async fn answer(context: &RouteContext, mut incoming: Incoming, handler: &Erased
     }
     let message = incoming.take_message();
     let (parent, trace) = incoming_trace(&message);
-    let handler_context = handler_context(context, &subject, &message, &trace, Style::Sync);
-    let run = run_once(handler, message, handler_context);
-    let outcome = observe_with(
+    let outcome = run_observed(
+        context,
         Operation::HandleRequest,
         &subject,
-        context.backend,
-        Some(&parent),
-        trace.clone().scope(run),
-        |outcome| match outcome {
-            Ok(_) => None,
-            Err(rejection) if rejection.is_undecodable() => Some(ErrorKind::Codec),
-            Err(_) => Some(ErrorKind::Remote),
-        },
+        handler,
+        message,
+        (&parent, &trace),
+        Style::Sync,
     )
     .await;
     let reply = match outcome {
@@ -209,19 +232,14 @@ async fn handle_event(context: &RouteContext, mut incoming: Incoming, handler: &
     let mut attempts = 0u32;
     let gave_up = loop {
         attempts += 1;
-        let handler_context = handler_context(context, &subject, &message, &trace, Style::Async);
-        let run = run_once(handler, message.clone(), handler_context);
-        let outcome = observe_with(
+        let outcome = run_observed(
+            context,
             Operation::HandleEvent,
             &subject,
-            context.backend,
-            Some(&parent),
-            trace.clone().scope(run),
-            |outcome| match outcome {
-                Ok(_) => None,
-                Err(rejection) if rejection.is_undecodable() => Some(ErrorKind::Codec),
-                Err(_) => Some(ErrorKind::Remote),
-            },
+            handler,
+            message.clone(),
+            (&parent, &trace),
+            Style::Async,
         )
         .await;
         let rejection = match outcome {

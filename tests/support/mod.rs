@@ -172,6 +172,38 @@ pub async fn publish_through_outage<S: Send + 'static>(
     (server, count / 3, failed_attempts)
 }
 
+/// Connects to a cluster that was just started, retrying until it answers
+/// (a fresh cluster elects its leaders first) for at most `within`.
+pub async fn connect_when_ready(url: &str, within: Duration) -> Bus {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match connect(url).await {
+            Ok(bus) => return bus,
+            Err(err) if std::time::Instant::now() < deadline => {
+                eprintln!("cluster not ready yet: {err}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(err) => panic!("the cluster never became ready: {err}"),
+        }
+    }
+}
+
+/// The `nats-server` binary, or `None` (the test is ignored, saying why)
+/// when it is missing outside CI.
+pub fn nats_server_binary() -> Option<String> {
+    let candidates = [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "/usr/local/bin/nats-server",
+    ]
+    .map(String::from);
+    find_binary(
+        "nats-server",
+        &candidates,
+        "scripts/nats-server.sh installs it",
+    )
+}
+
 /// The first of `candidates` that exists, or `None` (the test skips, saying
 /// why) when none does outside CI; under `CI=true` a missing binary panics.
 pub fn find_binary(name: &str, candidates: &[String], install_hint: &str) -> Option<String> {
