@@ -612,6 +612,75 @@ async fn a_request_that_expired_while_the_responder_was_down_is_not_executed() {
     responder.close().await.unwrap();
 }
 
+/// Requests with forged reply addresses (empty, not a topic name, a topic
+/// nobody reads) cannot stop a responder, even an ordered one: the next real
+/// request is answered at once.
+async fn forged_reply_addresses_do_not_stop_a_responder() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let Some(caller) = broker("").await else {
+        return;
+    };
+    let subject = unique("forged");
+    let responder = broker("").await.unwrap();
+    let running = Service::new(format!("{subject}-svc"), responder.clone())
+        .on_ordered(&subject, |n: u32| async move { Ok::<_, String>(n) })
+        .start()
+        .await
+        .unwrap();
+    let warm: u32 = caller
+        .request_json_with_timeout(&subject, &0, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(warm, 0);
+    let raw: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9092")
+        .create()
+        .unwrap();
+    let unread = format!("{subject}-nobody-reads-this");
+    for (n, reply_to) in ["", "bad topic/..", unread.as_str()]
+        .into_iter()
+        .enumerate()
+    {
+        let correlation = format!("forged-{n}");
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "sb-reply-to",
+                value: Some(reply_to),
+            })
+            .insert(Header {
+                key: "sb-correlation-id",
+                value: Some(correlation.as_str()),
+            })
+            .insert(Header {
+                key: "sb-timeout-ms",
+                value: Some("60000"),
+            });
+        raw.send(
+            FutureRecord::to(&subject)
+                .key(&correlation)
+                .payload("7")
+                .headers(headers),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    }
+    let started = Instant::now();
+    let answer: u32 = caller
+        .request_json_with_timeout(&subject, &42, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    println!("kafka: answered the next request {took:?} after three forged reply addresses");
+    assert_eq!(answer, 42);
+    assert!(
+        took < Duration::from_secs(5),
+        "the responder was held up for {took:?}"
+    );
+    assert!(running.shutdown().await.is_clean());
+}
+
 crate::tests!(
     an_unacknowledged_event_is_delivered_again_after_a_restart,
     a_nacked_event_is_delivered_again_at_once,
@@ -624,4 +693,5 @@ crate::tests!(
     an_unreachable_broker_is_a_connect_error,
     broker_gap_resuming_inside_a_record_batch,
     a_request_that_expired_while_the_responder_was_down_is_not_executed,
+    forged_reply_addresses_do_not_stop_a_responder,
 );

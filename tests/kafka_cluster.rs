@@ -125,7 +125,7 @@ async fn no_accepted_event_is_lost_when_a_broker_dies() {
         cluster
     };
     let expected = [ErrorKind::Timeout, ErrorKind::Backend, ErrorKind::Connect];
-    let (_cluster, killed_at, failed_attempts) = support::publish_through_outage(
+    let (cluster, killed_at, failed_attempts) = support::publish_through_outage(
         cluster,
         outage,
         &publisher,
@@ -148,6 +148,10 @@ async fn no_accepted_event_is_lost_when_a_broker_dies() {
         deliveries - seen.len() as u32
     );
     assert!(missing.is_empty(), "accepted events were lost: {missing:?}");
+    // Close the clients while the brokers still run, so they leave cleanly.
+    publisher.close().await.unwrap();
+    subscriber.close().await.unwrap();
+    drop(cluster);
 }
 
 async fn requests_are_answered_again_after_a_broker_dies() {
@@ -213,6 +217,9 @@ async fn requests_are_answered_again_after_a_broker_dies() {
         "calls were still failing near the end: {errors:?}"
     );
     assert!(running.shutdown().await.is_clean());
+    caller.close().await.unwrap();
+    responder.close().await.unwrap();
+    drop(cluster);
 }
 
 crate::tests!(

@@ -206,8 +206,14 @@ async fn command(bus: &Bus, command: Command) -> Result<(), Box<dyn std::error::
                     Some(text) => Message::new(text.clone()),
                     None => Message::new(incoming.message().payload.clone()),
                 };
-                incoming.reply(reply).await?;
-                incoming.ack().await?;
+                // A reply that cannot be delivered (a forged or vanished reply
+                // address) is reported; the responder goes on answering others.
+                if let Err(err) = incoming.reply(reply).await {
+                    eprintln!("reply on `{}` not delivered: {err}", incoming.subject());
+                }
+                if let Err(err) = incoming.ack().await {
+                    eprintln!("could not acknowledge `{}`: {err}", incoming.subject());
+                }
                 answered += 1;
             }
         }
