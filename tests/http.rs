@@ -141,6 +141,15 @@ async fn a_bearer_token_is_required_when_configured() {
         .await
         .unwrap();
     assert_eq!(right.status(), 200);
+    // The scheme name is case-insensitive (RFC 7235).
+    let lower_case = raw
+        .post(&url)
+        .header("authorization", "bearer s3cret")
+        .body(r#"{"id":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower_case.status(), 200);
 
     // A switchboard peer with the same token talks to it; one without is told why it fails.
     let client = connect(&format!(

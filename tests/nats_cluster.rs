@@ -149,6 +149,19 @@ async fn requests_keep_being_answered_when_a_server_dies() {
         .start()
         .await
         .unwrap();
+    // The responder's interest takes a moment to reach the caller's server.
+    let warm_until = Instant::now() + READY_WITHIN;
+    while caller
+        .request_json_with_timeout::<_, u32>("cluster.echo", &0, Duration::from_millis(500))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < warm_until,
+            "the responder never became reachable"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (mut answered, mut errors) = (0u32, Vec::new());
     let mut answered_after_loss = 0u32;
     let mut killed_at = None;

@@ -52,7 +52,7 @@ async fn require_token(
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .unwrap_or("");
         if !constant_time_eq(presented.as_bytes(), token.as_bytes()) {
             let mut response = error_response(
@@ -67,6 +67,15 @@ async fn require_token(
         }
     }
     next.run(request).await
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value; the scheme name is
+/// case-insensitive (RFC 7235), so `bearer` and `BEARER` count too.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
 }
 
 /// Compares secrets without an early exit that would leak how much matched.
@@ -183,4 +192,24 @@ fn reply_response_with(status: StatusCode, reply: Message) -> Response {
     let mut response = reply_response(reply);
     *response.status_mut() = status;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in [
+            "Bearer s3cret",
+            "bearer s3cret",
+            "BEARER  s3cret",
+            " Bearer s3cret",
+        ] {
+            assert_eq!(bearer_token(value), Some("s3cret"), "{value:?}");
+        }
+        for value in ["Basic s3cret", "Bearers3cret", "", "s3cret"] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
+    }
 }
