@@ -25,6 +25,13 @@ use crate::wire;
 /// The request timeout used when none is configured.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Where one call goes: the transport, the style and the request timeout.
+struct Resolved<'a> {
+    carrier: &'a Carrier,
+    style: Style,
+    timeout: Duration,
+}
+
 /// One configured transport and its default request timeout.
 #[derive(Clone)]
 struct Carrier {
@@ -196,13 +203,28 @@ impl Bus {
         self.inner.table.decide(subject)
     }
 
-    fn carrier(&self, subject_or_pattern: &str) -> &Carrier {
+    /// The route table's decision with its transport looked up, made once per
+    /// call (no table lookup at all when there are no rules).
+    fn resolve(&self, subject_or_pattern: &str) -> Resolved<'_> {
         if self.inner.table.rules().is_empty() {
-            return &self.inner.default;
+            return Resolved {
+                carrier: &self.inner.default,
+                style: self.inner.table.default_style(),
+                timeout: self.inner.default.timeout,
+            };
         }
         let decision = self.inner.table.decide(subject_or_pattern);
         // `routed` checked that every transport the table names exists.
-        &self.inner.carriers[decision.transport]
+        let carrier = &self.inner.carriers[decision.transport];
+        Resolved {
+            carrier,
+            style: decision.style,
+            timeout: decision.timeout.unwrap_or(carrier.timeout),
+        }
+    }
+
+    fn carrier(&self, subject_or_pattern: &str) -> &Carrier {
+        self.resolve(subject_or_pattern).carrier
     }
 
     /// Sends `payload` as JSON in the style configured for `subject`.
@@ -244,16 +266,16 @@ impl Bus {
 
     /// [`send`](Self::send) for a ready-made message, with no JSON step.
     pub async fn send_message(&self, subject: &str, message: Message) -> Result<Sent<Message>> {
-        let decision = self.inner.table.decide(subject);
-        match decision.style {
+        let route = self.resolve(subject);
+        match route.style {
             Style::Sync => {
-                let carrier = &self.inner.carriers[decision.transport];
-                let timeout = decision.timeout.unwrap_or(carrier.timeout);
-                let reply = self.request_on(carrier, subject, message, timeout).await?;
+                let reply = self
+                    .request_on(route.carrier, subject, message, route.timeout)
+                    .await?;
                 Ok(Sent::Replied(reply))
             }
             Style::Async => {
-                self.publish(subject, message).await?;
+                self.publish_on(route.carrier, subject, message).await?;
                 Ok(Sent::Accepted)
             }
         }
@@ -261,12 +283,9 @@ impl Bus {
 
     /// Sends a request and waits for its reply, up to the route's timeout (else the transport's).
     pub async fn request(&self, subject: &str, message: Message) -> Result<Message> {
-        let carrier = self.carrier(subject);
-        let timeout = match self.inner.table.rules().is_empty() {
-            true => carrier.timeout,
-            false => self.route(subject).timeout.unwrap_or(carrier.timeout),
-        };
-        self.request_on(carrier, subject, message, timeout).await
+        let route = self.resolve(subject);
+        self.request_on(route.carrier, subject, message, route.timeout)
+            .await
     }
 
     /// Sends a request and waits up to `timeout` for its reply.
@@ -316,8 +335,12 @@ impl Bus {
 
     /// Publishes an event to every subscriber of `subject`.
     pub async fn publish(&self, subject: &str, message: Message) -> Result<()> {
+        self.publish_on(self.carrier(subject), subject, message)
+            .await
+    }
+
+    async fn publish_on(&self, carrier: &Carrier, subject: &str, message: Message) -> Result<()> {
         subject::validate(subject)?;
-        let carrier = self.carrier(subject);
         check_outgoing(carrier.transport.capabilities(), &message)?;
         let mut message = message;
         let trace = trace_context::propagate(&mut message.headers);

@@ -613,8 +613,8 @@ async fn a_request_that_expired_while_the_responder_was_down_is_not_executed() {
 }
 
 /// Requests with forged reply addresses (empty, not a topic name, a topic
-/// nobody reads) cannot stop a responder, even an ordered one: the next real
-/// request is answered at once.
+/// nobody reads) or an absurd timeout cannot stop a responder, even an
+/// ordered one: the next real request is answered at once.
 async fn forged_reply_addresses_do_not_stop_a_responder() {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -638,10 +638,14 @@ async fn forged_reply_addresses_do_not_stop_a_responder() {
         .create()
         .unwrap();
     let unread = format!("{subject}-nobody-reads-this");
-    for (n, reply_to) in ["", "bad topic/..", unread.as_str()]
-        .into_iter()
-        .enumerate()
-    {
+    let forged = [
+        ("", "60000"),
+        ("bad topic/..", "60000"),
+        (unread.as_str(), "60000"),
+        // A deadline too far away to represent must not panic the consumer.
+        (unread.as_str(), "18446744073709551615"),
+    ];
+    for (n, (reply_to, timeout_ms)) in forged.into_iter().enumerate() {
         let correlation = format!("forged-{n}");
         let headers = OwnedHeaders::new()
             .insert(Header {
@@ -654,7 +658,7 @@ async fn forged_reply_addresses_do_not_stop_a_responder() {
             })
             .insert(Header {
                 key: "sb-timeout-ms",
-                value: Some("60000"),
+                value: Some(timeout_ms),
             });
         raw.send(
             FutureRecord::to(&subject)
@@ -672,7 +676,7 @@ async fn forged_reply_addresses_do_not_stop_a_responder() {
         .await
         .unwrap();
     let took = started.elapsed();
-    println!("kafka: answered the next request {took:?} after three forged reply addresses");
+    println!("kafka: answered the next request {took:?} after four forged requests");
     assert_eq!(answer, 42);
     assert!(
         took < Duration::from_secs(5),

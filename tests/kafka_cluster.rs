@@ -6,11 +6,10 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use support::kafka_broker::{self, Node};
-use support::{next_within, PrivateProcess};
+use support::PrivateProcess;
 use switchboard::{ErrorKind, Message, Service};
 
 struct Cluster {
@@ -43,15 +42,19 @@ impl Cluster {
         Some(Cluster { brokers })
     }
 
-    /// The index (into `brokers`) of the broker leading partition 0 of `topic`.
-    fn leader_of(&self, topic: &str) -> usize {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        let hosts = self
-            .brokers
+    /// Every broker as `host:port`, comma separated.
+    fn hosts(&self) -> String {
+        self.brokers
             .iter()
             .map(|broker| format!("127.0.0.1:{}", broker.port()))
             .collect::<Vec<_>>()
-            .join(",");
+            .join(",")
+    }
+
+    /// The index (into `brokers`) of the broker leading partition 0 of `topic`.
+    fn leader_of(&self, topic: &str) -> usize {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let hosts = self.hosts();
         let client: BaseConsumer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &hosts)
             .create()
@@ -65,12 +68,7 @@ impl Cluster {
     }
 
     fn url(&self, options: &str) -> String {
-        let hosts = self
-            .brokers
-            .iter()
-            .map(|broker| format!("127.0.0.1:{}", broker.port()))
-            .collect::<Vec<_>>()
-            .join(",");
+        let hosts = self.hosts();
         format!("kafka://{hosts}?replication=3&connect_timeout=5s&delivery_timeout=20s{options}")
     }
 }
@@ -97,22 +95,7 @@ async fn no_accepted_event_is_lost_when_a_broker_dies() {
         .await
         .unwrap();
     let collecting = tokio::spawn(async move {
-        let mut seen = BTreeSet::new();
-        let mut deliveries = 0u32;
-        while let Some(mut incoming) = next_within(&mut sub, Duration::from_secs(60)).await {
-            if let Ok(seq) = std::str::from_utf8(incoming.payload())
-                .unwrap()
-                .parse::<u32>()
-            {
-                deliveries += 1;
-                seen.insert(seq);
-            }
-            incoming.ack().await.unwrap();
-            if seen.len() as u32 == COUNT {
-                break;
-            }
-        }
-        (seen, deliveries)
+        support::collect_numbered(&mut sub, Some(COUNT), Duration::from_secs(60)).await
     });
 
     let leader = cluster.leader_of(subject);

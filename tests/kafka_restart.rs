@@ -5,10 +5,8 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use support::next_within;
 use switchboard::{connect, ErrorKind, Message};
 
 const OUTAGE: Duration = Duration::from_millis(500);
@@ -59,24 +57,9 @@ async fn no_accepted_event_is_lost_across_a_broker_restart() {
         .queue_subscribe(subject, "fault-group")
         .await
         .unwrap();
+    // A restarted Apache Kafka reloads the group and lets the member rejoin: allow it a minute.
     let collecting = tokio::spawn(async move {
-        let mut seen = BTreeSet::new();
-        let mut deliveries = 0u32;
-        // A restarted Apache Kafka reloads the group and lets the member rejoin: allow it a minute.
-        while let Some(mut incoming) = next_within(&mut sub, Duration::from_secs(60)).await {
-            if let Ok(seq) = std::str::from_utf8(incoming.payload())
-                .unwrap()
-                .parse::<u32>()
-            {
-                deliveries += 1;
-                seen.insert(seq);
-            }
-            incoming.ack().await.unwrap();
-            if seen.len() as u32 == COUNT {
-                break;
-            }
-        }
-        (seen, deliveries)
+        support::collect_numbered(&mut sub, Some(COUNT), Duration::from_secs(60)).await
     });
 
     let outage = |mut broker: PrivateBroker| {

@@ -116,3 +116,21 @@ async fn a_request_that_expired_in_the_queue_is_not_run() {
     assert_eq!(ran.load(Ordering::SeqCst), 2, "the expired request ran");
     assert_eq!(report.expired_requests, 1, "{report}");
 }
+
+/// A caller may wait "forever": a timeout too long to add to the clock is no
+/// deadline for the responder, not a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_may_wait_without_limit() {
+    let bus = connect("memory://forever").await.unwrap();
+    let running = switchboard::Service::new("echo", bus.clone())
+        .on("echo.forever", |n: u32| async move { Ok::<_, String>(n) })
+        .start()
+        .await
+        .unwrap();
+    let reply: u32 = bus
+        .request_json_with_timeout("echo.forever", &5, Duration::MAX)
+        .await
+        .unwrap();
+    assert_eq!(reply, 5);
+    assert!(running.shutdown().await.is_clean());
+}

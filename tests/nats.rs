@@ -231,17 +231,7 @@ async fn collect(
     sub: &mut switchboard::transport::Subscription,
     until_quiet: Duration,
 ) -> BTreeSet<u32> {
-    let mut seen = BTreeSet::new();
-    while let Some(mut incoming) = next_within(sub, until_quiet).await {
-        seen.insert(
-            std::str::from_utf8(incoming.payload())
-                .unwrap()
-                .parse()
-                .unwrap(),
-        );
-        incoming.ack().await.unwrap();
-    }
-    seen
+    support::collect_numbered(sub, None, until_quiet).await.0
 }
 
 async fn core_mode_resumes_after_a_server_restart_and_reports_loss() {

@@ -4,11 +4,10 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{next_within, PrivateProcess};
+use support::PrivateProcess;
 use switchboard::{ErrorKind, Service};
 
 /// Three `nats-server`s routed to each other, each with its own JetStream store.
@@ -88,21 +87,8 @@ async fn jetstream_with_three_replicas_loses_nothing_when_a_server_dies() {
         .await
         .unwrap();
     let collecting = tokio::spawn(async move {
-        let mut seen = BTreeSet::new();
-        let mut deliveries = 0u32;
-        while let Some(mut incoming) = next_within(&mut sub, Duration::from_secs(15)).await {
-            deliveries += 1;
-            seen.insert(
-                std::str::from_utf8(incoming.payload())
-                    .unwrap()
-                    .parse::<u32>()
-                    .unwrap(),
-            );
-            incoming.ack().await.unwrap();
-            if seen.len() as u32 == COUNT {
-                break;
-            }
-        }
+        let (seen, deliveries) =
+            support::collect_numbered(&mut sub, Some(COUNT), Duration::from_secs(15)).await;
         (seen, deliveries, sub)
     });
 

@@ -325,10 +325,11 @@ fn request_deadline(record: &impl rdkafka::Message, timeout_ms: &str) -> Option<
         .ok()?
         .as_millis() as i64;
     let age = Duration::from_millis(u64::try_from(now.saturating_sub(created)).unwrap_or(0));
-    Some(match timeout.checked_sub(age) {
-        Some(left) => Instant::now() + left,
-        None => Instant::now(),
-    })
+    match timeout.checked_sub(age) {
+        // A forged, absurdly long timeout is no deadline at all, never a panic.
+        Some(left) => Instant::now().checked_add(left),
+        None => Some(Instant::now()),
+    }
 }
 
 /// Acknowledges one record: stores the offset for commit once everything

@@ -131,7 +131,8 @@ impl LocalRouter {
     ) -> Result<Message> {
         let (sender, receiver) = oneshot::channel();
         let exchange = async {
-            let deadline = std::time::Instant::now() + timeout;
+            // `None` for a timeout too long to represent: no deadline, not a panic.
+            let deadline = std::time::Instant::now().checked_add(timeout);
             let slot = Arc::new(ReplySlot(Mutex::new(Some(sender)), deadline));
             let delivered = self.deliver(subject, message, Some(&slot), targets).await;
             // From here only the responders hold the slot: if they all drop it, the receiver wakes.
@@ -172,9 +173,14 @@ impl LocalRouter {
             let incoming = || {
                 let incoming = Incoming::new(subject.clone(), message.clone());
                 match reply {
-                    Some(slot) => incoming
-                        .with_responder(Box::new(LocalResponder(slot.clone())))
-                        .with_deadline(slot.1),
+                    Some(slot) => {
+                        let incoming =
+                            incoming.with_responder(Box::new(LocalResponder(slot.clone())));
+                        match slot.1 {
+                            Some(deadline) => incoming.with_deadline(deadline),
+                            None => incoming,
+                        }
+                    }
                     None => incoming,
                 }
             };
@@ -225,7 +231,10 @@ async fn send_to_group(group: &Group, mut incoming: Incoming) -> bool {
 /// The reply channel of one request, shared by every subscriber that received
 /// it: the first reply wins, later ones are dropped. It also holds when the
 /// requester stops waiting, so a handler busy past it is not started.
-struct ReplySlot(Mutex<Option<oneshot::Sender<Message>>>, std::time::Instant);
+struct ReplySlot(
+    Mutex<Option<oneshot::Sender<Message>>>,
+    Option<std::time::Instant>,
+);
 
 struct LocalResponder(Arc<ReplySlot>);
 

@@ -96,16 +96,18 @@ fn incoming_trace(message: &Message) -> (TraceContext, TraceContext) {
     }
 }
 
+/// The handler's context; the headers move out of `message` (the handler
+/// decodes only its payload), so nothing is copied per call.
 fn handler_context(
     context: &RouteContext,
     subject: &str,
-    message: &Message,
+    message: &mut Message,
     trace: &TraceContext,
     style: Style,
 ) -> Context {
     Context {
         subject: subject.to_owned(),
-        headers: message.headers.clone(),
+        headers: std::mem::take(&mut message.headers),
         trace: trace.clone(),
         style,
         state: context.state.clone(),
@@ -141,7 +143,8 @@ async fn run_observed(
     (parent, trace): (&TraceContext, &TraceContext),
     style: Style,
 ) -> Result<Message, Rejection> {
-    let handler_context = handler_context(context, subject, &message, trace, style);
+    let mut message = message;
+    let handler_context = handler_context(context, subject, &mut message, trace, style);
     let run = run_once(handler, message, handler_context);
     observe_with(
         operation,

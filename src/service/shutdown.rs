@@ -11,8 +11,10 @@ use tokio::time::Instant;
 
 /// What [`RunningService::shutdown`] did with the events it still held.
 ///
-/// Requests in flight are always answered before shutdown returns; these
-/// counts are about events that were waiting between retries when shutdown began.
+/// Requests in flight are always answered before shutdown returns.
+/// `completed`, `dead_lettered` and `returned` count events that were waiting
+/// between retries when shutdown began; `lost` and `expired_requests` count
+/// over the service's whole life.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -36,7 +38,8 @@ pub struct ShutdownReport {
     pub returned: usize,
     /// Events neither handled, dead-lettered nor returned to a redelivering
     /// backend (no dead-letter subject, or the dead-letter publish failed, on
-    /// a backend without redelivery). Each is also logged as an error.
+    /// a backend without redelivery), over the service's life. Each is also
+    /// logged as an error.
     pub lost: usize,
     /// Requests skipped over the service's life because their caller had
     /// already timed out when they arrived (backends that queue requests, such as Kafka).

@@ -175,6 +175,32 @@ pub async fn publish_through_outage<S: Send + 'static>(
     (server, count / 3, failed_attempts)
 }
 
+/// Receives numbered events (`0`, `1`, … as text), acknowledging each, until
+/// `count` distinct numbers arrived (when given) or nothing came for `quiet`.
+/// A `warm-up` event (sent to create a topic) is acknowledged and skipped.
+/// Returns the numbers seen and how many deliveries carried a number, so
+/// `deliveries - seen.len()` counts redeliveries.
+pub async fn collect_numbered(
+    sub: &mut Subscription,
+    count: Option<u32>,
+    quiet: Duration,
+) -> (std::collections::BTreeSet<u32>, u32) {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut deliveries = 0u32;
+    while let Some(mut incoming) = next_within(sub, quiet).await {
+        let text = std::str::from_utf8(incoming.payload()).unwrap();
+        if text != "warm-up" {
+            deliveries += 1;
+            seen.insert(text.parse().unwrap());
+        }
+        incoming.ack().await.unwrap();
+        if count.is_some_and(|count| seen.len() as u32 == count) {
+            break;
+        }
+    }
+    (seen, deliveries)
+}
+
 /// Connects to a cluster that was just started, retrying until it answers
 /// (a fresh cluster elects its leaders first) for at most `within`.
 pub async fn connect_when_ready(url: &str, within: Duration) -> Bus {
