@@ -133,7 +133,7 @@ const BACKENDS: &[BackendInfo] = &[
     },
     BackendInfo {
         name: "http",
-        schemes: &["http"],
+        schemes: &["http", "https"],
         feature: "http",
         connect: HTTP_CONNECT,
     },

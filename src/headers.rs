@@ -44,6 +44,22 @@ impl Headers {
         }
     }
 
+    /// Sets a header received from the wire, if it follows the portable rules;
+    /// one that does not (a non-ASCII value, a name with spaces, …) is left
+    /// out and `false` returned, so a peer in another language cannot hand a
+    /// handler a header no switchboard sender could have set.
+    pub fn insert_received(&mut self, name: &str, value: &str) -> bool {
+        if validate_name(name).is_err() || validate_value(name, value).is_err() {
+            tracing::debug!(
+                header = %name.escape_debug(),
+                "received header left out: not a portable name and printable-ASCII value"
+            );
+            return false;
+        }
+        self.insert(name, value);
+        true
+    }
+
     /// The value of `name`, if present (case-insensitive).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.entries
@@ -150,6 +166,17 @@ impl<N: Into<String>, V: Into<String>> FromIterator<(N, V)> for Headers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn received_headers_outside_the_rules_are_left_out() {
+        let mut headers = Headers::new();
+        assert!(headers.insert_received("Tenant", "acme"));
+        assert!(!headers.insert_received("tenant", "caf\u{e9}"));
+        assert!(!headers.insert_received("bad name", "x"));
+        assert!(!headers.insert_received("ctl", "a\u{1}b"));
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers.get("tenant"), Some("acme"));
+    }
 
     #[test]
     fn case_insensitive_single_valued() {

@@ -14,6 +14,9 @@ use crate::wire;
 /// The backend name used in errors.
 pub(super) const BACKEND: &str = "http";
 
+/// How long an idle pooled connection to a peer is kept for reuse.
+const IDLE_CONNECTION_REUSE: Duration = Duration::from_secs(4);
+
 /// A pooled HTTP/1.1 keep-alive client for talking to peers.
 #[derive(Clone)]
 pub(super) struct PeerClient {
@@ -24,13 +27,23 @@ pub(super) struct PeerClient {
 }
 
 impl PeerClient {
-    pub fn new(token: Option<String>, peer_timeout: Duration, retries: usize) -> Result<Self> {
-        let http = reqwest::Client::builder()
+    pub fn new(
+        token: Option<String>,
+        peer_timeout: Duration,
+        retries: usize,
+        tls: Option<&super::tls::HttpTls>,
+    ) -> Result<Self> {
+        let mut builder = reqwest::Client::builder()
             .tcp_nodelay(true)
             .pool_max_idle_per_host(64)
-            .connect_timeout(peer_timeout)
-            .build()
-            .map_err(|e| Error::backend(BACKEND, e))?;
+            // Below the servers' idle cut-off (`header_timeout`, 10 s by default),
+            // so a pooled connection is not reused just as the peer closes it.
+            .pool_idle_timeout(IDLE_CONNECTION_REUSE)
+            .connect_timeout(peer_timeout);
+        if let Some(tls) = tls {
+            builder = tls.configure_client(builder)?;
+        }
+        let http = builder.build().map_err(|e| Error::backend(BACKEND, e))?;
         Ok(PeerClient {
             http,
             token,

@@ -95,16 +95,38 @@ pub(super) struct EventPlan {
     pub group_holders: BTreeMap<(String, String), Vec<Holder>>,
 }
 
+/// How far a snapshot is believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trust {
+    /// From an authenticated sender, or the answer of a peer this service
+    /// chose to call: the sender and the peers it lists are learned.
+    Full,
+    /// From a sender that proved only its address: the sender is learned,
+    /// the peers it lists are not (a stranger cannot point the mesh elsewhere).
+    OwnAddressOnly,
+}
+
+/// Why a snapshot was not taken in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Refused {
+    /// The sender's address is not a valid `http(s)://HOST:PORT`.
+    InvalidService(String),
+    /// This service already knows as many learned peers as it may.
+    TooManyPeers,
+}
+
 /// The peers and their subscriptions.
 pub(super) struct Directory {
     self_url: String,
     peers: RwLock<BTreeMap<String, Peer>>,
     rotation: AtomicUsize,
+    max_learned: usize,
 }
 
 impl Directory {
-    /// A directory that starts with the configured peers.
-    pub fn new(self_url: String, configured: &[String]) -> Self {
+    /// A directory that starts with the configured peers and learns at most
+    /// `max_learned` more.
+    pub fn new(self_url: String, configured: &[String], max_learned: usize) -> Self {
         let peers = configured
             .iter()
             .filter(|url| **url != self_url)
@@ -120,7 +142,13 @@ impl Directory {
             self_url,
             peers: RwLock::new(peers),
             rotation: AtomicUsize::new(0),
+            max_learned,
         }
+    }
+
+    /// Whether `url` is one of the configured peers.
+    pub fn is_configured(&self, url: &str) -> bool {
+        self.read().get(url).is_some_and(|peer| peer.configured)
     }
 
     /// Every known peer's base URL.
@@ -137,15 +165,32 @@ impl Directory {
             .collect()
     }
 
-    /// Takes in a peer's snapshot (learning the peer if it is new); older news is ignored.
-    pub fn merge(&self, snapshot: Snapshot) {
+    /// Takes in a peer's snapshot (learning the peer if it is new); older news
+    /// is ignored. Addresses that are not `http(s)://HOST:PORT` are never
+    /// learned, and learned peers stay within the bound.
+    pub fn merge(&self, mut snapshot: Snapshot, trust: Trust) -> Result<(), Refused> {
+        snapshot.service = super::settings::parse_peer(&snapshot.service)
+            .map_err(|_| Refused::InvalidService(snapshot.service.escape_debug().to_string()))?;
         if snapshot.service == self.self_url {
-            return;
+            return Ok(());
         }
         let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
-        for url in &snapshot.peers {
-            if *url != self.self_url {
-                peers.entry(url.clone()).or_default();
+        let mut learned = peers.values().filter(|peer| !peer.configured).count();
+        if !peers.contains_key(&snapshot.service) {
+            if learned >= self.max_learned {
+                return Err(Refused::TooManyPeers);
+            }
+            learned += 1;
+        }
+        if trust == Trust::Full {
+            for url in &snapshot.peers {
+                let Ok(url) = super::settings::parse_peer(url) else {
+                    continue;
+                };
+                if url != self.self_url && !peers.contains_key(&url) && learned < self.max_learned {
+                    peers.insert(url, Peer::default());
+                    learned += 1;
+                }
             }
         }
         let peer = peers.entry(snapshot.service).or_default();
@@ -156,6 +201,7 @@ impl Directory {
             peer.version = Some(version);
             peer.subscriptions = snapshot.subscriptions;
         }
+        Ok(())
     }
 
     /// Records that a peer did not answer; it is tried again at the next sync,
@@ -261,10 +307,10 @@ mod tests {
 
     #[test]
     fn peers_of_peers_are_learned_and_dead_learned_peers_forgotten() {
-        let dir = Directory::new("http://me".into(), &["http://seed".into()]);
+        let dir = Directory::new("http://me".into(), &["http://seed".into()], 10);
         let mut from_seed = snapshot("http://seed", 1, 1, &[]);
         from_seed.peers = vec!["http://other".into(), "http://me".into()];
-        dir.merge(from_seed);
+        dir.merge(from_seed, Trust::Full).unwrap();
         assert_eq!(dir.peers(), ["http://other", "http://seed"]);
         assert_eq!(dir.unsynced(), ["http://other"]);
         for _ in 0..FORGET_AFTER_FAILURES {
@@ -279,29 +325,75 @@ mod tests {
     }
 
     #[test]
+    fn strangers_cannot_point_the_mesh_elsewhere() {
+        let dir = Directory::new("http://me".into(), &[], 2);
+        let mut forged = snapshot("not a url at all", 1, 1, &[]);
+        assert!(matches!(
+            dir.merge(forged.clone(), Trust::OwnAddressOnly),
+            Err(Refused::InvalidService(_))
+        ));
+        forged.service = "http://127.0.0.1:9".into();
+        forged.peers = vec!["http://10.9.9.9:80".into(), "gopher://x".into()];
+        dir.merge(forged, Trust::OwnAddressOnly).unwrap();
+        assert_eq!(
+            dir.peers(),
+            ["http://127.0.0.1:9"],
+            "listed peers not learned"
+        );
+        let mut gossip = snapshot("http://127.0.0.1:8", 1, 1, &[]);
+        gossip.peers = vec![
+            "http://a:1".into(),
+            "http://b:1/path".into(),
+            "http://c:1".into(),
+        ];
+        dir.merge(gossip, Trust::Full).unwrap();
+        assert_eq!(
+            dir.peers(),
+            ["http://127.0.0.1:8", "http://127.0.0.1:9"],
+            "bounded at 2 learned peers, invalid ones skipped"
+        );
+        assert_eq!(
+            dir.merge(snapshot("http://d:1", 1, 1, &[]), Trust::Full),
+            Err(Refused::TooManyPeers)
+        );
+    }
+
+    #[test]
     fn newer_snapshots_win_and_restarts_count_as_newer() {
-        let dir = Directory::new("http://me".into(), &["http://a".into()]);
+        let dir = Directory::new("http://me".into(), &["http://a".into()], 10);
         assert_eq!(dir.unsynced(), ["http://a"]);
-        dir.merge(snapshot("http://a", 1, 5, &[("x", None)]));
-        dir.merge(snapshot("http://a", 1, 4, &[]));
+        dir.merge(snapshot("http://a", 1, 5, &[("x", None)]), Trust::Full)
+            .unwrap();
+        dir.merge(snapshot("http://a", 1, 4, &[]), Trust::Full)
+            .unwrap();
         assert_eq!(dir.responders("x"), ["http://a"]);
-        dir.merge(snapshot("http://a", 2, 0, &[]));
+        dir.merge(snapshot("http://a", 2, 0, &[]), Trust::Full)
+            .unwrap();
         assert!(dir.responders("x").is_empty());
-        dir.merge(snapshot("http://me", 9, 9, &[("x", None)]));
+        dir.merge(snapshot("http://me", 9, 9, &[("x", None)]), Trust::Full)
+            .unwrap();
         assert_eq!(dir.peers(), ["http://a"]);
         assert!(dir.unsynced().is_empty());
     }
 
     #[test]
     fn each_group_gets_one_holder_across_services() {
-        let dir = Directory::new("http://me".into(), &[]);
-        dir.merge(snapshot(
-            "http://a",
-            1,
-            1,
-            &[("orders.*", Some("billing")), ("orders.*", None)],
-        ));
-        dir.merge(snapshot("http://b", 1, 1, &[("orders.*", Some("billing"))]));
+        let dir = Directory::new("http://me".into(), &[], 10);
+        dir.merge(
+            snapshot(
+                "http://a",
+                1,
+                1,
+                &[("orders.*", Some("billing")), ("orders.*", None)],
+            ),
+            Trust::Full,
+        )
+        .unwrap();
+        dir.merge(
+            snapshot("http://b", 1, 1, &[("orders.*", Some("billing"))]),
+            Trust::Full,
+        )
+        .unwrap();
         let local = vec![(
             std::sync::Arc::from("orders.*"),
             Some(std::sync::Arc::from("billing")),

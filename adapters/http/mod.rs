@@ -1,4 +1,4 @@
-//! HTTP backend (`http://`): every service runs its own web server (axum) and
+//! HTTP backend (`http://`, and `https://` with TLS): every service runs its own web server (axum) and
 //! calls its peers with reqwest. Request/reply is a plain HTTP POST; publish is
 //! a webhook fan-out that returns once every subscriber accepted the event.
 //! Subscriptions are learned from peers, not listed by hand.
@@ -8,17 +8,21 @@
 
 mod client;
 mod directory;
+mod listener;
 mod server;
 mod settings;
+mod tls;
 mod transport;
 mod wire;
 
 use std::sync::Arc;
 
 pub use settings::{
-    HttpSettings, DEFAULT_BUFFER, DEFAULT_MAX_BODY, DEFAULT_PEER_TIMEOUT, DEFAULT_RETRIES,
+    HttpSettings, Join, DEFAULT_BUFFER, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PEERS, DEFAULT_PEER_TIMEOUT, DEFAULT_RETRIES,
     DEFAULT_SERVER_TIMEOUT, DEFAULT_SYNC_INTERVAL, OPTIONS,
 };
+pub use tls::HttpTls;
 pub use transport::HttpTransport;
 
 use crate::connect::{ConnectFuture, Endpoint};
@@ -53,8 +57,8 @@ pub(crate) fn fuzz_decoders(data: &[u8], header_pairs: &[(&[u8], &[u8])]) {
         let _ = wire::parse_deliver(deliver);
     }
     if let Ok(snapshot) = serde_json::from_slice::<directory::Snapshot>(data) {
-        let known = directory::Directory::new("http://127.0.0.1:1".into(), &[]);
-        known.merge(snapshot);
+        let known = directory::Directory::new("http://127.0.0.1:1".into(), &[], 8);
+        let _ = known.merge(snapshot, directory::Trust::Full);
         let _ = known.responders("orders.placed");
         let _ = known.plan_event("orders.placed", &[]);
     }

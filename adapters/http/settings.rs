@@ -17,6 +17,14 @@ pub const OPTIONS: &[&str] = &[
     "retries",
     "sync_interval",
     "buffer",
+    "header_timeout",
+    "max_connections",
+    "max_peers",
+    "join",
+    "tls_cert",
+    "tls_key",
+    "tls_ca",
+    "tls_client_auth",
 ];
 
 /// Default largest request or event body, in bytes.
@@ -31,6 +39,23 @@ pub const DEFAULT_RETRIES: usize = 3;
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(2);
 /// Default number of messages queued per local subscription.
 pub const DEFAULT_BUFFER: usize = 1024;
+/// Default bound on receiving a request's headers, and on an idle keep-alive connection.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default number of connections the server serves at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default number of peers a service learns (configured peers do not count).
+pub const DEFAULT_MAX_PEERS: usize = 256;
+
+/// Who may announce itself to a service without a token or client certificate (`join`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Join {
+    /// `join=self` (default): a service may announce itself, and only itself:
+    /// the address in its snapshot must be the one it connects from. The
+    /// peers it lists are not learned from it.
+    OwnAddress,
+    /// `join=configured`: only the configured peers may announce themselves.
+    Configured,
+}
 
 /// Settings of one HTTP service.
 #[derive(Debug, Clone)]
@@ -56,6 +81,16 @@ pub struct HttpSettings {
     pub sync_interval: Duration,
     /// Messages queued per local subscription before senders wait (`buffer`).
     pub buffer: usize,
+    /// Bound on receiving a request's headers and on an idle connection (`header_timeout`).
+    pub header_timeout: Duration,
+    /// Connections served at once (`max_connections`).
+    pub max_connections: usize,
+    /// Peers learned at most, besides the configured ones (`max_peers`).
+    pub max_peers: usize,
+    /// Who may announce itself without a token or client certificate (`join`).
+    pub join: Join,
+    /// `https://`: this service's certificate and how peers are verified.
+    pub tls: Option<super::tls::HttpTls>,
 }
 
 impl HttpSettings {
@@ -107,6 +142,7 @@ impl HttpSettings {
         if buffer == 0 {
             return Err(Error::config("option `buffer` must be at least 1"));
         }
+        let tls = read_tls(url.scheme() == "https", &mut options)?;
         let settings = HttpSettings {
             listen: SocketAddr::new(ip, port),
             peers,
@@ -124,19 +160,84 @@ impl HttpSettings {
                 .take_duration("sync_interval")?
                 .unwrap_or(DEFAULT_SYNC_INTERVAL),
             buffer,
+            header_timeout: options
+                .take_duration("header_timeout")?
+                .unwrap_or(DEFAULT_HEADER_TIMEOUT),
+            max_connections: match options.take_parsed::<usize>("max_connections")? {
+                Some(0) => {
+                    return Err(Error::config("option `max_connections` must be at least 1"))
+                }
+                n => n.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            },
+            max_peers: options
+                .take_parsed("max_peers")?
+                .unwrap_or(DEFAULT_MAX_PEERS),
+            join: match options.take("join").as_deref() {
+                None | Some("self") => Join::OwnAddress,
+                Some("configured") => Join::Configured,
+                Some(other) => {
+                    return Err(Error::config(format!(
+                        "option `join`: `{other}` is not `self` or `configured`"
+                    )))
+                }
+            },
+            tls,
         };
         options.finish("http://", OPTIONS)?;
         Ok(settings)
     }
 }
 
-/// A peer's base URL: `http://HOST:PORT`, without a trailing slash.
-fn parse_peer(raw: &str) -> Result<String> {
+/// `https://` needs a certificate and key; `tls_*` options need `https://`.
+fn read_tls(
+    https: bool,
+    options: &mut crate::options::Options,
+) -> Result<Option<super::tls::HttpTls>> {
+    let cert = options.take("tls_cert");
+    let key = options.take("tls_key");
+    let ca = options.take("tls_ca");
+    let client_auth = options
+        .take_parsed::<bool>("tls_client_auth")?
+        .unwrap_or(false);
+    if !https {
+        if cert.is_some() || key.is_some() || ca.is_some() || client_auth {
+            return Err(Error::config(
+                "options `tls_*` need an https:// URL (https://HOST:PORT?tls_cert=…&tls_key=…)",
+            ));
+        }
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (cert, key) else {
+        return Err(Error::config(
+            "an https:// service needs `tls_cert` and `tls_key`: the PEM files of its certificate and key",
+        ));
+    };
+    if client_auth && ca.is_none() {
+        return Err(Error::config(
+            "option `tls_client_auth` needs `tls_ca`: the CA that signs the peers' certificates",
+        ));
+    }
+    Ok(Some(super::tls::HttpTls {
+        cert: cert.into(),
+        key: key.into(),
+        ca: ca.map(Into::into),
+        client_auth,
+    }))
+}
+
+/// A peer's base URL: `http(s)://HOST:PORT`, without a trailing slash; no
+/// credentials, path, query or fragment.
+pub(super) fn parse_peer(raw: &str) -> Result<String> {
     let url = url::Url::parse(raw)
         .map_err(|e| Error::config(format!("option `peers`: `{raw}` is not a URL: {e}")))?;
-    if url.scheme() != "http" || url.host_str().is_none() {
+    let plain = matches!(url.path(), "" | "/")
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none();
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || !plain {
         return Err(Error::config(format!(
-            "option `peers`: `{raw}` must be http://HOST:PORT"
+            "option `peers`: `{raw}` must be http://HOST:PORT or https://HOST:PORT"
         )));
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
@@ -165,6 +266,18 @@ mod tests {
         assert_eq!(s.server_timeout, Duration::from_secs(10));
         assert_eq!(s.sync_interval, Duration::from_millis(500));
         assert_eq!(settings("http://[::1]:0").unwrap().listen.port(), 0);
+        let defaults = settings("http://127.0.0.1:0").unwrap();
+        assert_eq!(defaults.join, Join::OwnAddress);
+        assert_eq!(defaults.header_timeout, DEFAULT_HEADER_TIMEOUT);
+        assert!(defaults.tls.is_none());
+        let secure = settings(
+            "https://127.0.0.1:0?tls_cert=/c.pem&tls_key=/k.pem&tls_ca=/ca.pem&tls_client_auth=true\
+             &join=configured&max_connections=10&max_peers=3&header_timeout=2s",
+        )
+        .unwrap();
+        assert!(secure.tls.unwrap().client_auth);
+        assert_eq!((secure.max_connections, secure.max_peers), (10, 3));
+        assert_eq!(secure.join, Join::Configured);
     }
 
     #[test]
@@ -174,6 +287,17 @@ mod tests {
             ("http://127.0.0.1:1,127.0.0.1:2", "one address"),
             ("http://127.0.0.1:1/x", "no path"),
             ("http://127.0.0.1:1?peers=ftp://x:1", "must be http"),
+            ("http://127.0.0.1:1?peers=http://x:1/steal", "must be http"),
+            ("http://127.0.0.1:1?peers=http://u:p@x:1", "must be http"),
+            ("http://127.0.0.1:1?tls_cert=c.pem", "https://"),
+            ("https://127.0.0.1:1", "tls_cert"),
+            (
+                "https://127.0.0.1:1?tls_cert=c&tls_key=k&tls_client_auth=true",
+                "tls_ca",
+            ),
+            ("http://127.0.0.1:1?join=anyone", "join"),
+            ("http://127.0.0.1:1?max_connections=0", "at least 1"),
+            ("http://127.0.0.1:1?header_timeout=0s", "greater than zero"),
             ("http://127.0.0.1:1?peers=nonsense", "not a URL"),
             ("http://127.0.0.1:1?buffer=0", "at least 1"),
             ("http://127.0.0.1:1?colour=blue", "unknown option `colour`"),

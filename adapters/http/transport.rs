@@ -11,7 +11,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::client::{PeerClient, BACKEND};
-use super::directory::{Delivery, Directory, EventPlan, Holder, Snapshot};
+use super::directory::{Delivery, Directory, EventPlan, Holder, Snapshot, Trust};
+use super::listener::{self, ConnectionLimits};
 use super::settings::HttpSettings;
 use super::{server, wire as http_wire};
 use crate::capabilities::{Capabilities, Support};
@@ -54,7 +55,12 @@ impl Shared {
             let snapshot = &snapshot;
             async move {
                 match self.client.exchange(&peer, snapshot).await {
-                    Ok(theirs) => self.directory.merge(theirs),
+                    // An answer from an address this service chose to call is believed in full.
+                    Ok(theirs) => {
+                        if let Err(refused) = self.directory.merge(theirs, Trust::Full) {
+                            tracing::warn!(%peer, ?refused, "http: peer's snapshot not taken in");
+                        }
+                    }
                     Err(err) => {
                         tracing::debug!(%peer, error = %err, "http: peer unreachable for a snapshot exchange");
                         self.directory.mark_unreachable(&peer);
@@ -124,24 +130,43 @@ impl HttpTransport {
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .map_err(|e| Error::Connect {
-                url: format!("http://{}", settings.listen),
+                url: format!(
+                    "{}://{}",
+                    if settings.tls.is_some() {
+                        "https"
+                    } else {
+                        "http"
+                    },
+                    settings.listen
+                ),
                 source: format!("cannot listen: {e}").into(),
             })?;
         let local_address = listener
             .local_addr()
             .map_err(|e| Error::backend(BACKEND, e))?;
+        let scheme = if settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let self_url = settings
             .advertise
             .clone()
-            .unwrap_or_else(|| advertised_url(local_address));
+            .unwrap_or_else(|| advertised_url(scheme, local_address));
+        let acceptor = settings
+            .tls
+            .as_ref()
+            .map(|tls| tls.acceptor())
+            .transpose()?;
         let local = LocalRouter::private();
         let shared = Arc::new(Shared {
             client: PeerClient::new(
                 settings.token.clone(),
                 settings.peer_timeout,
                 settings.retries,
+                settings.tls.as_ref(),
             )?,
-            directory: Directory::new(self_url.clone(), &settings.peers),
+            directory: Directory::new(self_url.clone(), &settings.peers, settings.max_peers),
             owner: local.next_id(),
             local,
             incarnation: incarnation(),
@@ -151,15 +176,18 @@ impl HttpTransport {
         });
         let (shutdown, stopped) = watch::channel(false);
         let app = server::router(shared.clone());
-        let mut server_stopped = stopped.clone();
-        let server = tokio::spawn(async move {
-            let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = server_stopped.wait_for(|stop| *stop).await;
-            });
-            if let Err(err) = serving.await {
-                tracing::error!(error = %err, "http: server failed");
-            }
-        });
+        let limits = ConnectionLimits {
+            header_timeout: shared.settings.header_timeout,
+            max_connections: shared.settings.max_connections,
+            max_header_bytes: 64 * 1024,
+        };
+        let server = tokio::spawn(listener::serve(
+            listener,
+            app,
+            acceptor,
+            limits,
+            stopped.clone(),
+        ));
         tokio::spawn(keep_in_sync(shared.clone(), stopped));
         shared.announce().await;
         tracing::debug!(address = %local_address, url = %shared.self_url, "http: service started");
@@ -342,14 +370,14 @@ async fn keep_in_sync(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-/// `http://IP:PORT` for a bound address; an unspecified IP is advertised as loopback.
-fn advertised_url(address: SocketAddr) -> String {
+/// `SCHEME://IP:PORT` for a bound address; an unspecified IP is advertised as loopback.
+fn advertised_url(scheme: &str, address: SocketAddr) -> String {
     let ip = match address.ip() {
         ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".parse().unwrap(),
         ip if ip.is_unspecified() => "::1".parse().unwrap(),
         ip => ip,
     };
-    format!("http://{}", SocketAddr::new(ip, address.port()))
+    format!("{scheme}://{}", SocketAddr::new(ip, address.port()))
 }
 
 /// Distinguishes this start of the service from earlier ones.

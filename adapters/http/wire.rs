@@ -19,6 +19,13 @@ pub(super) const HEALTH: &str = "/_switchboard/health";
 /// `plain` and `GROUP@PATTERN` tokens separated by spaces. Absent: all of them.
 pub(super) const DELIVER: &str = "sb-deliver";
 
+/// `sb-status` of a 401: the bearer token was missing or wrong.
+pub(super) const STATUS_UNAUTHORIZED: &str = "unauthorized";
+/// `sb-status` of a 403: a snapshot from a caller this service does not take peers from.
+pub(super) const STATUS_FORBIDDEN: &str = "forbidden";
+/// `sb-status` of a 404 for a path (or method) that is not part of the wire format.
+pub(super) const STATUS_NOT_FOUND: &str = "not-found";
+
 /// HTTP headers that belong to the HTTP connection, not to the message.
 const TRANSPORT_HEADERS: &[&str] = &[
     "host",
@@ -49,7 +56,7 @@ pub(super) fn message_headers(http: &HeaderMap) -> Headers {
             continue;
         }
         if let Ok(value) = value.to_str() {
-            headers.insert(name.as_str(), value);
+            headers.insert_received(name.as_str(), value);
         }
     }
     headers

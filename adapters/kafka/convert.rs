@@ -25,16 +25,18 @@ pub(super) fn record_headers(headers: &Headers) -> OwnedHeaders {
     record
 }
 
-/// A received record as a message (header names lower-cased, values as UTF-8).
+/// A received record as a message (header names lower-cased); a header that is
+/// not a portable name with a printable-ASCII value is left out.
 pub(super) fn message_from(record: &impl rdkafka::Message) -> Message {
     let mut headers = Headers::new();
     if let Some(record_headers) = record.headers() {
         for header in record_headers.iter() {
-            let value = header
-                .value
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default();
-            headers.insert(header.key, value);
+            let value = header.value.and_then(|v| std::str::from_utf8(v).ok());
+            match value {
+                Some(value) => headers.insert_received(header.key, value),
+                None if header.value.is_none() => headers.insert_received(header.key, ""),
+                None => false,
+            };
         }
     }
     Message {

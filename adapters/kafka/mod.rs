@@ -8,6 +8,7 @@
 
 mod consumer;
 mod convert;
+mod probe;
 mod replies;
 mod settings;
 mod topics;
@@ -16,7 +17,7 @@ mod transport;
 use std::sync::Arc;
 
 pub use settings::{
-    KafkaSettings, OffsetReset, DEFAULT_ASSIGNMENT_TIMEOUT, DEFAULT_BUFFER,
+    KafkaSettings, KafkaTls, OffsetReset, Sasl, DEFAULT_ASSIGNMENT_TIMEOUT, DEFAULT_BUFFER,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_DELIVERY_TIMEOUT, DEFAULT_FETCH_WAIT, DEFAULT_MAX_PAYLOAD,
     DEFAULT_PARTITIONS, OPTIONS,
 };

@@ -23,6 +23,11 @@ pub const OPTIONS: &[&str] = &[
     "linger",
     "max_payload",
     "buffer",
+    "sasl_mechanism",
+    "tls",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
     "rdkafka.<property>",
 ];
 
@@ -82,8 +87,42 @@ pub struct KafkaSettings {
     pub max_payload: usize,
     /// Messages queued per subscription (`buffer`).
     pub buffer: usize,
+    /// SASL user and password, from the URL's userinfo (`kafka://USER:PASSWORD@HOST`).
+    pub sasl: Option<Sasl>,
+    /// TLS to the brokers, when `tls=true` or any `tls_*` option is given.
+    pub tls: Option<KafkaTls>,
     /// `rdkafka.NAME=VALUE` properties passed to every librdkafka client.
     pub extra: Vec<(String, String)>,
+}
+
+/// SASL authentication (PLAIN or SCRAM; librdkafka's built-in mechanisms).
+#[derive(Clone)]
+pub struct Sasl {
+    /// `sasl_mechanism`: `PLAIN` (default), `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+    /// The user name.
+    pub username: String,
+    /// The password (never printed by `Debug`).
+    pub password: String,
+}
+
+impl std::fmt::Debug for Sasl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sasl")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// TLS to the brokers: the CA to trust and, for brokers that verify clients, a client certificate.
+#[derive(Debug, Clone, Default)]
+pub struct KafkaTls {
+    /// PEM file of the CA that signed the brokers' certificates (`tls_ca`);
+    /// without it the system's trusted roots are used.
+    pub ca: Option<String>,
+    /// PEM files of this client's certificate and key (`tls_cert`, `tls_key`).
+    pub client: Option<(String, String)>,
 }
 
 impl KafkaSettings {
@@ -99,11 +138,13 @@ impl KafkaSettings {
                 "kafka URL needs at least one broker: kafka://HOST:PORT[,HOST:PORT]",
             ));
         }
-        if !matches!(url.path(), "" | "/") || !url.username().is_empty() {
+        if !matches!(url.path(), "" | "/") {
             return Err(Error::config(
-                "kafka URL takes no path or credentials; pass SASL settings as rdkafka.* options",
+                "kafka URL takes no path: kafka://[USER:PASSWORD@]HOST:PORT?options",
             ));
         }
+        let sasl = read_sasl(&url, &mut options)?;
+        let tls = read_tls(&mut options)?;
         let brokers = hosts
             .iter()
             .map(|host| match host.rsplit_once(':') {
@@ -169,6 +210,8 @@ impl KafkaSettings {
                 options.take_parsed("buffer")?,
                 DEFAULT_BUFFER as i32,
             )? as usize,
+            sasl,
+            tls,
             extra,
         };
         options.finish("kafka://", OPTIONS)?;
@@ -183,10 +226,96 @@ impl KafkaSettings {
             .set("client.id", &self.client_id)
             // Small requests matter more than bandwidth for request/reply latency.
             .set("socket.nagle.disable", "true");
+        let protocol = match (&self.sasl, &self.tls) {
+            (None, None) => "plaintext",
+            (None, Some(_)) => "ssl",
+            (Some(_), None) => "sasl_plaintext",
+            (Some(_), Some(_)) => "sasl_ssl",
+        };
+        config.set("security.protocol", protocol);
+        if let Some(sasl) = &self.sasl {
+            config
+                .set("sasl.mechanisms", &sasl.mechanism)
+                .set("sasl.username", &sasl.username)
+                .set("sasl.password", &sasl.password);
+        }
+        if let Some(tls) = &self.tls {
+            if let Some(ca) = &tls.ca {
+                config.set("ssl.ca.location", ca);
+            }
+            if let Some((cert, key)) = &tls.client {
+                config
+                    .set("ssl.certificate.location", cert)
+                    .set("ssl.key.location", key);
+            }
+        }
+        // `rdkafka.*` comes last, so it can still override any of the above.
         for (key, value) in &self.extra {
             config.set(key, value);
         }
         config
+    }
+}
+
+/// SASL from `kafka://USER:PASSWORD@HOST` and `sasl_mechanism`.
+fn read_sasl(url: &url::Url, options: &mut crate::options::Options) -> Result<Option<Sasl>> {
+    let mechanism = options.take("sasl_mechanism");
+    if url.username().is_empty() {
+        return match mechanism {
+            Some(_) => Err(Error::config(
+                "option `sasl_mechanism` needs a user: kafka://USER:PASSWORD@HOST:PORT",
+            )),
+            None => Ok(None),
+        };
+    }
+    let mechanism = mechanism.unwrap_or_else(|| "PLAIN".to_owned());
+    if !matches!(
+        mechanism.as_str(),
+        "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"
+    ) {
+        return Err(Error::config(format!(
+            "option `sasl_mechanism`: `{mechanism}` is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+        )));
+    }
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8()
+            .map(|decoded| decoded.into_owned())
+            .map_err(|_| {
+                Error::config("URL credentials are not valid UTF-8 after percent-decoding")
+            })
+    };
+    Ok(Some(Sasl {
+        mechanism,
+        username: decode(url.username())?,
+        password: decode(url.password().unwrap_or_default())?,
+    }))
+}
+
+/// `tls`, `tls_ca`, `tls_cert` and `tls_key`: TLS is on when `tls=true` or a file is named.
+fn read_tls(options: &mut crate::options::Options) -> Result<Option<KafkaTls>> {
+    let required = options.take_bool("tls")?;
+    let ca = options.take("tls_ca");
+    let client =
+        match (options.take("tls_cert"), options.take("tls_key")) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err(Error::config(
+                "options `tls_cert` and `tls_key` go together: the client certificate and its key",
+            )),
+        };
+    let named = ca.is_some() || client.is_some();
+    for path in ca.iter().chain(client.iter().flat_map(|(c, k)| [c, k])) {
+        std::fs::metadata(path)
+            .map_err(|e| Error::config(format!("TLS file {path}: cannot read it: {e}")))?;
+    }
+    match required {
+        Some(false) if named => Err(Error::config(
+            "option `tls=false` contradicts `tls_ca`/`tls_cert`: leave out `tls`, or the files",
+        )),
+        Some(true) => Ok(Some(KafkaTls { ca, client })),
+        _ if named => Ok(Some(KafkaTls { ca, client })),
+        _ => Ok(None),
     }
 }
 
@@ -221,6 +350,27 @@ mod tests {
             [("security.protocol".to_owned(), "plaintext".to_owned())]
         );
         assert_eq!(settings("kafka://k").unwrap().linger, Duration::ZERO);
+        let secured =
+            settings("kafka://alice:p%40ss@k?sasl_mechanism=SCRAM-SHA-512&tls=true").unwrap();
+        let sasl = secured.sasl.clone().unwrap();
+        assert_eq!(
+            (sasl.username.as_str(), sasl.password.as_str()),
+            ("alice", "p@ss")
+        );
+        assert!(
+            !format!("{sasl:?}").contains("p@ss"),
+            "Debug hides the password"
+        );
+        let config = secured.client_config();
+        assert_eq!(config.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(config.get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
+        assert_eq!(
+            settings("kafka://k")
+                .unwrap()
+                .client_config()
+                .get("security.protocol"),
+            Some("plaintext")
+        );
     }
 
     #[test]
@@ -232,6 +382,10 @@ mod tests {
             ("kafka://a?offset_reset=middle", "offset_reset"),
             ("kafka://a?create_topics=maybe", "create_topics"),
             ("kafka://a?colour=blue", "unknown option `colour`"),
+            ("kafka://a?sasl_mechanism=PLAIN", "needs a user"),
+            ("kafka://u:p@a?sasl_mechanism=GSSAPI", "not PLAIN"),
+            ("kafka://a?tls_cert=/nonexistent.pem", "go together"),
+            ("kafka://a?tls_ca=/nonexistent/ca.pem", "cannot read"),
         ] {
             let err = settings(url).unwrap_err();
             assert!(err.to_string().contains(expected), "{url}: {err}");

@@ -48,16 +48,9 @@ impl KafkaTransport {
                 settings.delivery_timeout.as_millis().max(1).to_string(),
             );
         let producer: FutureProducer = config.create().map_err(|e| Error::backend(BACKEND, e))?;
-        // librdkafka connects lazily; ask for metadata so an unreachable broker fails here.
-        let probe = producer.clone();
-        let timeout = settings.connect_timeout;
-        tokio::task::spawn_blocking(move || probe.client().fetch_metadata(None, timeout))
-            .await
-            .map_err(|e| Error::backend(BACKEND, e))?
-            .map_err(|e| Error::Connect {
-                url: format!("kafka://{}", settings.brokers.join(",")),
-                source: e.into(),
-            })?;
+        // librdkafka connects lazily; ask for metadata so an unreachable,
+        // untrusted or refusing broker fails here, with librdkafka's reason.
+        super::probe::reach_brokers(&settings).await?;
         let mut capabilities = Capabilities::full(BACKEND, settings.max_payload);
         capabilities.no_responders = Support::No(
             "Kafka cannot tell whether anyone consumes a topic: a request nobody serves ends in Error::Timeout",

@@ -25,13 +25,14 @@ pub(super) fn to_header_map(headers: &Headers) -> Option<HeaderMap> {
     Some(map)
 }
 
-/// NATS headers as switchboard headers (names lower-cased, last value wins).
+/// NATS headers as switchboard headers (names lower-cased, last value wins);
+/// a header outside the portable rules (non-ASCII value, odd name) is left out.
 pub(super) fn from_header_map(map: Option<HeaderMap>) -> Headers {
     let mut headers = Headers::new();
     if let Some(map) = map {
         for (name, values) in map.iter() {
             if let Some(value) = values.last() {
-                headers.insert(AsRef::<str>::as_ref(name), value.as_str());
+                headers.insert_received(AsRef::<str>::as_ref(name), value.as_str());
             }
         }
     }

@@ -12,7 +12,7 @@ mod transport;
 use std::sync::Arc;
 
 pub use settings::{
-    JetStreamSettings, NatsSettings, DEFAULT_ACK_WAIT, DEFAULT_CONNECT_TIMEOUT,
+    JetStreamSettings, NatsSettings, TlsFiles, DEFAULT_ACK_WAIT, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_PUBLISH_TIMEOUT, DEFAULT_RECONNECT_DELAY_MAX, OPTIONS,
 };
 pub use transport::NatsTransport;

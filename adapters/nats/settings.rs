@@ -12,6 +12,10 @@ pub const OPTIONS: &[&str] = &[
     "name",
     "token",
     "creds",
+    "tls",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
     "connect_timeout",
     "max_reconnects",
     "reconnect_delay_max",
@@ -44,6 +48,8 @@ pub struct NatsSettings {
     pub token: Option<String>,
     /// Path of a `.creds` file (`creds`).
     pub creds: Option<PathBuf>,
+    /// TLS to the servers, when `tls=true` or any `tls_*` option is given.
+    pub tls: Option<TlsFiles>,
     /// Time allowed for the first connection (`connect_timeout`).
     pub connect_timeout: Duration,
     /// Reconnect attempts before giving up; `None` retries forever (`max_reconnects`).
@@ -54,6 +60,17 @@ pub struct NatsSettings {
     pub publish_timeout: Duration,
     /// Durable mode, when `jetstream=STREAM` is given.
     pub jetstream: Option<JetStreamSettings>,
+}
+
+/// TLS to the servers: required once configured (a server without TLS is refused).
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    /// PEM file of the CA that signed the servers' certificates (`tls_ca`);
+    /// without it the system's trusted roots are used.
+    pub ca: Option<PathBuf>,
+    /// PEM files of this client's certificate and key (`tls_cert`, `tls_key`),
+    /// for servers that verify clients (`verify: true`).
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 /// Durable mode: which stream, which subjects it captures, how redelivery works.
@@ -139,8 +156,10 @@ impl NatsSettings {
                 stream: validate_stream_name(stream)?,
             }),
         };
+        let tls = read_tls(&mut options)?;
         let settings = NatsSettings {
             servers,
+            tls,
             name: options.take("name"),
             user_password,
             token: options.take("token"),
@@ -159,6 +178,29 @@ impl NatsSettings {
         };
         options.finish("nats://", OPTIONS)?;
         Ok(settings)
+    }
+}
+
+/// `tls`, `tls_ca`, `tls_cert` and `tls_key`: TLS is on when `tls=true` or a file is named.
+fn read_tls(options: &mut crate::options::Options) -> Result<Option<TlsFiles>> {
+    let required = options.take_parsed::<bool>("tls")?;
+    let ca = options.take("tls_ca").map(PathBuf::from);
+    let client =
+        match (options.take("tls_cert"), options.take("tls_key")) {
+            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (None, None) => None,
+            _ => return Err(Error::config(
+                "options `tls_cert` and `tls_key` go together: the client certificate and its key",
+            )),
+        };
+    let named = ca.is_some() || client.is_some();
+    match required {
+        Some(false) if named => Err(Error::config(
+            "option `tls=false` contradicts `tls_ca`/`tls_cert`: leave out `tls`, or the files",
+        )),
+        Some(true) => Ok(Some(TlsFiles { ca, client })),
+        _ if named => Ok(Some(TlsFiles { ca, client })),
+        _ => Ok(None),
     }
 }
 
@@ -217,6 +259,14 @@ mod tests {
         assert_eq!(js.stream, "ORDERS");
         assert_eq!(js.subjects, ["orders.>", "payments.*"]);
         assert_eq!(js.ack_wait, Duration::from_secs(10));
+        assert!(s.tls.is_none());
+        let tls = settings("nats://a?tls_ca=/ca.pem&tls_cert=/c.pem&tls_key=/k.pem")
+            .unwrap()
+            .tls
+            .unwrap();
+        assert_eq!(tls.ca, Some(PathBuf::from("/ca.pem")));
+        assert!(tls.client.is_some());
+        assert!(settings("nats://a?tls=true").unwrap().tls.is_some());
     }
 
     #[test]
@@ -237,6 +287,9 @@ mod tests {
             ("nats://a?connect_timeout=fast", "connect_timeout"),
             ("nats://a?max_reconnects=-1", "max_reconnects"),
             ("nats://a?colour=blue", "unknown option `colour`"),
+            ("nats://a?tls_cert=c.pem", "go together"),
+            ("nats://a?tls=false&tls_ca=ca.pem", "contradicts"),
+            ("nats://a?tls=maybe", "tls"),
         ] {
             let err = settings(url).unwrap_err();
             assert!(err.to_string().contains(expected), "{url}: {err}");

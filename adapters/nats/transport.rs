@@ -63,6 +63,18 @@ impl NatsTransport {
                 ))
             })?;
         }
+        if let Some(tls) = &settings.tls {
+            options = options.require_tls(true);
+            if let Some(ca) = &tls.ca {
+                readable("tls_ca", ca)?;
+                options = options.add_root_certificates(ca.clone());
+            }
+            if let Some((cert, key)) = &tls.client {
+                readable("tls_cert", cert)?;
+                readable("tls_key", key)?;
+                options = options.add_client_certificate(cert.clone(), key.clone());
+            }
+        }
         let client = tokio::time::timeout(settings.connect_timeout, options.connect(servers))
             .await
             .map_err(|_| connect_error("timed out".into()))?
@@ -266,6 +278,16 @@ impl Drop for NatsTransport {
             });
         }
     }
+}
+
+/// A configured file must exist: a typo is a configuration error, not a TLS failure later.
+fn readable(option: &str, path: &std::path::Path) -> Result<()> {
+    std::fs::metadata(path).map(|_| ()).map_err(|e| {
+        Error::config(format!(
+            "option `{option}`: cannot read {}: {e}",
+            path.display()
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+pub mod certs;
 pub mod kafka_broker;
 
 use switchboard::transport::{Incoming, Subscription};

@@ -1,0 +1,126 @@
+//! The accept loop: at most `max_connections` connections, each bound by the
+//! header timeout (also while idle between requests), optionally over TLS, and
+//! a graceful stop that lets in-flight requests finish.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tower_service::Service as _;
+
+/// What bounds the server's connections (documented in `docs.md`).
+#[derive(Clone)]
+pub(super) struct ConnectionLimits {
+    /// Longest wait for a request's complete headers, and for the next request
+    /// on an idle keep-alive connection (hyper's header read timeout).
+    pub header_timeout: Duration,
+    /// Connections served at once; the next is accepted when one closes.
+    pub max_connections: usize,
+    /// Largest buffered request head, in bytes.
+    pub max_header_bytes: usize,
+}
+
+/// Serves `app` on `listener` until `stopped` turns true, then waits (the caller
+/// bounds how long) for open requests to finish.
+pub(super) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<TlsAcceptor>,
+    limits: ConnectionLimits,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = crate::drain::stop_requested(&mut stopped) => break,
+        };
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of descriptors, or a connection reset before accept:
+                    // pause briefly rather than spin, and keep serving.
+                    tracing::warn!(error = %err, "http: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = crate::drain::stop_requested(&mut stopped) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = Connection {
+            http: http.clone(),
+            app: app.clone(),
+            remote,
+            watcher: graceful.watcher(),
+        };
+        let tls = tls.clone();
+        let handshake_timeout = limits.header_timeout;
+        tokio::spawn(async move {
+            match tls {
+                None => connection.serve(stream).await,
+                Some(acceptor) => {
+                    // The TLS handshake is bound like the headers that follow it.
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => connection.serve(stream).await,
+                        Ok(Err(err)) => {
+                            tracing::debug!(%remote, error = %err, "http: TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%remote, "http: TLS handshake timed out"),
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// One accepted connection, before its first byte is read.
+struct Connection {
+    http: hyper::server::conn::http1::Builder,
+    app: Router,
+    remote: SocketAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+}
+
+impl Connection {
+    async fn serve<S>(self, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            http,
+            app,
+            remote,
+            watcher,
+        } = self;
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            // The peer's address, for the snapshot exchange's address check.
+            request.extensions_mut().insert(ConnectInfo(remote));
+            app.clone().call(request)
+        });
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        if let Err(err) = watcher.watch(connection).await {
+            tracing::debug!(%remote, error = %err, "http: connection ended with an error");
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! `https://` services: the server's rustls configuration, and the client
+//! settings that make peers verify each other (optionally both ways).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls;
+
+use crate::error::{Error, Result};
+
+/// The files of an `https://` service (options `tls_cert`, `tls_key`, `tls_ca`, `tls_client_auth`).
+#[derive(Debug, Clone)]
+pub struct HttpTls {
+    /// PEM certificate chain this service presents, to callers and (for mutual TLS) to peers.
+    pub cert: PathBuf,
+    /// PEM private key of `cert`.
+    pub key: PathBuf,
+    /// PEM file of the CA that signed the peers' certificates; without it the
+    /// system's trusted roots verify peers.
+    pub ca: Option<PathBuf>,
+    /// Mutual TLS: callers must present a certificate signed by `ca`.
+    pub client_auth: bool,
+}
+
+fn crypto() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read(option: &str, path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        Error::config(format!(
+            "option `{option}`: cannot read {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+fn certificates(option: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let pem = read(option, path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::config(format!("option `{option}`: {}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(Error::config(format!(
+            "option `{option}`: {} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    let pem = read("tls_key", path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+        Error::config(format!(
+            "option `tls_key`: {} holds no usable PEM private key: {e}",
+            path.display()
+        ))
+    })
+}
+
+fn roots(path: &Path) -> Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certificates("tls_ca", path)? {
+        roots
+            .add(cert)
+            .map_err(|e| Error::config(format!("option `tls_ca`: {}: {e}", path.display())))?;
+    }
+    Ok(roots)
+}
+
+impl HttpTls {
+    /// The server side: this service's certificate, and the client check for mutual TLS.
+    pub(super) fn acceptor(&self) -> Result<tokio_rustls::TlsAcceptor> {
+        let builder = rustls::ServerConfig::builder_with_provider(crypto())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::config(format!("TLS: {e}")))?;
+        let builder = if self.client_auth {
+            let ca = self.ca.as_deref().ok_or_else(|| {
+                Error::config("option `tls_client_auth` needs `tls_ca`: the CA client certificates must be signed by")
+            })?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots(ca)?),
+                crypto(),
+            )
+            .build()
+            .map_err(|e| Error::config(format!("option `tls_ca`: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut config = builder
+            .with_single_cert(
+                certificates("tls_cert", &self.cert)?,
+                private_key(&self.key)?,
+            )
+            .map_err(|e| Error::config(format!("options `tls_cert`/`tls_key`: {e}")))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
+
+    /// The client side: trust `ca` only (when given), and present this
+    /// service's certificate to peers that ask for one.
+    pub(super) fn configure_client(
+        &self,
+        builder: reqwest::ClientBuilder,
+    ) -> Result<reqwest::ClientBuilder> {
+        let mut builder = builder.https_only(true);
+        if let Some(ca) = &self.ca {
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in certificates("tls_ca", ca)? {
+                let cert = reqwest::Certificate::from_der(&cert)
+                    .map_err(|e| Error::config(format!("option `tls_ca`: {e}")))?;
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let mut identity = read("tls_cert", &self.cert)?;
+        identity.extend_from_slice(b"\n");
+        identity.extend_from_slice(&read("tls_key", &self.key)?);
+        let identity = reqwest::Identity::from_pem(&identity)
+            .map_err(|e| Error::config(format!("options `tls_cert`/`tls_key`: {e}")))?;
+        Ok(builder.identity(identity))
+    }
+}
