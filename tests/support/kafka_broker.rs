@@ -62,12 +62,19 @@ pub fn command(lib: &Path, node: &Node, port: u16, dir: &Path) -> Command {
         ),
     )
     .expect("write server.properties");
+    java_broker(lib, &properties, dir, &[])
+}
+
+/// Formats the log directory once (with `format_args`, e.g. SCRAM users) and
+/// returns the command that starts the broker with `properties`.
+fn java_broker(lib: &Path, properties: &Path, dir: &Path, format_args: &[String]) -> Command {
     let classpath = format!("{}/*", lib.display());
     if !dir.join("log/meta.properties").exists() {
         let formatted = Command::new("java")
             .args(["-cp", &classpath, "kafka.tools.StorageTool", "format"])
             .args(["-t", CLUSTER_ID, "-c"])
-            .arg(&properties)
+            .arg(properties)
+            .args(format_args)
             .output()
             .expect("run the Kafka storage format tool");
         assert!(formatted.status.success(), "format failed: {formatted:?}");
@@ -75,6 +82,42 @@ pub fn command(lib: &Path, node: &Node, port: u16, dir: &Path) -> Command {
     let mut command = Command::new("java");
     command
         .args(["-Xms128m", "-Xmx512m", "-cp", &classpath, "kafka.Kafka"])
-        .arg(&properties);
+        .arg(properties);
     command
+}
+
+/// Users of a secured broker: `alice` (SASL PLAIN) and `bob` (SCRAM-SHA-256).
+pub const SASL_USERS: [(&str, &str); 2] = [("alice", "alice-secret"), ("bob", "bob-secret")];
+
+/// A single broker whose client listener on `port` is SASL_SSL: TLS with the
+/// PEM key store `keystore` (key and certificate), users [`SASL_USERS`].
+/// Broker-internal traffic uses plaintext listeners on other loopback ports.
+pub fn secured_command(lib: &Path, keystore: &str, port: u16, dir: &Path) -> Command {
+    let (internal, controller) = (super::free_port(), super::free_port());
+    let (alice, alice_password) = SASL_USERS[0];
+    let (bob, bob_password) = SASL_USERS[1];
+    let properties = dir.join("server.properties");
+    std::fs::write(
+        &properties,
+        format!(
+            "process.roles=broker,controller\nnode.id=1\n\
+             controller.quorum.voters=1@127.0.0.1:{controller}\n\
+             listeners=SASL_SSL://127.0.0.1:{port},INTERNAL://127.0.0.1:{internal},CONTROLLER://127.0.0.1:{controller}\n\
+             advertised.listeners=SASL_SSL://127.0.0.1:{port},INTERNAL://127.0.0.1:{internal}\n\
+             controller.listener.names=CONTROLLER\ninter.broker.listener.name=INTERNAL\n\
+             listener.security.protocol.map=CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT,SASL_SSL:SASL_SSL\n\
+             sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256\n\
+             listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_{alice}=\"{alice_password}\";\n\
+             listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+             ssl.keystore.type=PEM\nssl.keystore.location={keystore}\n\
+             log.dirs={log}\nnum.partitions=1\n\
+             offsets.topic.replication.factor=1\noffsets.topic.num.partitions=2\n\
+             transaction.state.log.replication.factor=1\ntransaction.state.log.min.isr=1\n\
+             group.initial.rebalance.delay.ms=0\n",
+            log = dir.join("log").display(),
+        ),
+    )
+    .expect("write server.properties");
+    let scram = format!("SCRAM-SHA-256=[name={bob},password={bob_password}]");
+    java_broker(lib, &properties, dir, &["--add-scram".to_owned(), scram])
 }
