@@ -24,7 +24,7 @@ impl LastError {
     fn note(&self, reason: &str) {
         let reason = plain_reason(reason);
         let mut reasons = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if reasons.len() < 3 && !reasons.iter().any(|known| *known == reason) {
+        if reasons.len() < 3 && !reasons.contains(&reason) {
             reasons.push(reason);
         }
     }
