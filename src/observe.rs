@@ -159,6 +159,14 @@ pub(crate) fn dead_letter(service: &str, route: &str) {
     let _ = (service, route);
 }
 
+/// Counts a reply that could not be sent (bad, missing or closed reply address).
+pub(crate) fn undeliverable_reply(service: &str, route: &str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("switchboard_undeliverable_replies_total", "service" => service.to_owned(), "route" => route.to_owned())
+        .increment(1);
+    let _ = (service, route);
+}
+
 /// Counts a request skipped because its caller had already timed out.
 pub(crate) fn expired(service: &str, route: &str) {
     #[cfg(feature = "metrics")]

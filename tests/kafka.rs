@@ -682,7 +682,14 @@ async fn forged_reply_addresses_do_not_stop_a_responder() {
         took < Duration::from_secs(5),
         "the responder was held up for {took:?}"
     );
-    assert!(running.shutdown().await.is_clean());
+    let report = running.shutdown().await;
+    assert!(report.is_clean(), "{report}");
+    // The empty and the malformed name are refused and counted; a valid
+    // topic nobody reads takes its reply like any other.
+    assert_eq!(
+        report.undeliverable_replies, 2,
+        "every malformed reply address is counted: {report}"
+    );
 }
 
 crate::tests!(

@@ -201,7 +201,10 @@ async fn answer(context: &RouteContext, mut incoming: Incoming, handler: &Erased
         }
     };
     if let Err(err) = incoming.send_reply(reply).await {
-        tracing::warn!(%subject, error = %err, "could not send reply");
+        // The caller's reply address was bad or is gone: count it, keep serving.
+        tracing::warn!(%subject, service = %context.service, error = %err, "could not send reply");
+        observe::undeliverable_reply(&context.service, &context.route);
+        context.shutdown.count_undeliverable();
     }
     // Answered: on backends that redeliver (Kafka), the request must not come back.
     if let Err(err) = incoming.ack().await {

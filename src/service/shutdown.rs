@@ -44,6 +44,10 @@ pub struct ShutdownReport {
     /// Requests skipped over the service's life because their caller had
     /// already timed out when they arrived (backends that queue requests, such as Kafka).
     pub expired_requests: usize,
+    /// Replies that could not be sent over the service's life (the caller's
+    /// reply address was missing, malformed or gone); each is logged with its
+    /// subject, and the route went on serving.
+    pub undeliverable_replies: usize,
     /// How long the shutdown took.
     pub took: Duration,
 }
@@ -59,8 +63,14 @@ impl fmt::Display for ShutdownReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "shut down in {:?}: {} retried event(s) completed, {} dead-lettered, {} returned for redelivery, {} lost; {} expired request(s) skipped",
-            self.took, self.completed, self.dead_lettered, self.returned, self.lost, self.expired_requests
+            "shut down in {:?}: {} retried event(s) completed, {} dead-lettered, {} returned for redelivery, {} lost; {} expired request(s) skipped, {} reply(ies) undeliverable",
+            self.took,
+            self.completed,
+            self.dead_lettered,
+            self.returned,
+            self.lost,
+            self.expired_requests,
+            self.undeliverable_replies
         )
     }
 }
@@ -80,6 +90,7 @@ struct Counts {
     returned: AtomicUsize,
     lost: AtomicUsize,
     expired: AtomicUsize,
+    undeliverable: AtomicUsize,
 }
 
 /// What happened to an event that was held when shutdown began.
@@ -123,6 +134,10 @@ impl Signal {
         self.counts.expired.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn count_undeliverable(&self) {
+        self.counts.undeliverable.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn begin(&self, grace: Duration) {
         self.deadline.send_replace(Some(Instant::now() + grace));
     }
@@ -134,6 +149,7 @@ impl Signal {
             returned: self.counts.returned.load(Ordering::Relaxed),
             lost: self.counts.lost.load(Ordering::Relaxed),
             expired_requests: self.counts.expired.load(Ordering::Relaxed),
+            undeliverable_replies: self.counts.undeliverable.load(Ordering::Relaxed),
             took,
         }
     }
