@@ -163,7 +163,7 @@ async fn two_thousand_idle_and_slow_connections_do_not_slow_callers_or_leak_memo
         let took = call(n).await;
         latencies.record(took.as_micros() as u64).unwrap();
         n += 1;
-        if n % 100 == 0 {
+        if n.is_multiple_of(100) {
             rss_peak = rss_peak.max(resident_bytes());
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
