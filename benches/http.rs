@@ -2,7 +2,9 @@
 //!
 //! `cargo bench --all-features --bench http`. Everything listens on 127.0.0.1
 //! ephemeral ports. Rows: publish counted at the subscriber, and request/reply
-//! serial and with 64 in flight, as `switchboard` and `raw_reqwest_axum`.
+//! serial and with 64 in flight, as `switchboard` (a `Subscription` echoing raw
+//! messages), `service_typed_json` (a typed `Service` handler called with
+//! `request_json` / `publish_json`) and `raw_reqwest_axum`.
 
 mod common;
 
@@ -10,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::routing::post;
+use common::service_path::{self, TypedService};
 use common::{bench_in_flight, config, payload, runtime, PAYLOADS};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use switchboard::{Bus, Message};
@@ -63,6 +66,7 @@ fn http(c: &mut Criterion) {
     let (raw_url, raw_events) = rt.block_on(raw_server());
     let raw_events = std::sync::Arc::new(tokio::sync::Mutex::new(raw_events));
     let raw = raw_client();
+    let typed = std::sync::Arc::new(rt.block_on(TypedService::start(&responder, "bench.typed")));
 
     let mut group = c.benchmark_group("http/publish_to_delivery");
     group.throughput(Throughput::Elements(1));
@@ -113,6 +117,7 @@ fn http(c: &mut Criterion) {
                 }
             })
         });
+        service_path::bench_events(&mut group, &rt, &requester, &typed, size);
     }
     group.finish();
 
@@ -157,6 +162,7 @@ fn http(c: &mut Criterion) {
                 }
             })
         });
+        service_path::bench_serial(&mut serial, &rt, &requester, &typed, size);
     }
     serial.finish();
 
@@ -195,6 +201,7 @@ fn http(c: &mut Criterion) {
                 }
             }
         });
+        service_path::bench_in_flight(&mut concurrent, &rt, &requester, &typed, size);
     }
     concurrent.finish();
 }

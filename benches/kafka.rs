@@ -3,13 +3,15 @@
 //! `cargo bench --all-features --bench kafka` (needs the broker on
 //! 127.0.0.1:9092: `scripts/kafka-broker.sh start`). Rows: publish until the
 //! broker acknowledged, 64 in flight, as `switchboard` and `raw_rdkafka`; and
-//! request/reply round trips through a responder group (no raw equivalent:
-//! Kafka has no request/reply of its own).
+//! request/reply round trips through a typed responder group (no raw
+//! equivalent: Kafka has no request/reply of its own); and typed events
+//! published until handled (`service_typed_json`).
 
 mod common;
 
 use std::time::Duration;
 
+use common::service_path::{self, TypedService};
 use common::{bench_in_flight, config, payload, runtime, skip, PAYLOADS};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -92,6 +94,16 @@ fn kafka(c: &mut Criterion) {
     });
     serial.finish();
     rt.block_on(running.shutdown());
+
+    // Typed events through a consumer group, handled and committed.
+    let typed = std::sync::Arc::new(rt.block_on(TypedService::start(
+        &bus,
+        &format!("bench.typed.p{}", std::process::id()),
+    )));
+    let mut handled = c.benchmark_group("kafka/publish_to_handled");
+    handled.throughput(Throughput::Elements(1));
+    service_path::bench_events(&mut handled, &rt, &requester, &typed, 128);
+    handled.finish();
 }
 
 criterion_group! {

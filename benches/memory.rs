@@ -1,12 +1,15 @@
 //! In-memory backend against its raw equivalent (tokio channels), in the same run.
 //!
-//! `cargo bench --bench memory`. Each group has a `switchboard` and a `raw_*`
-//! function per payload size, so the cost of the abstraction reads as a ratio.
+//! `cargo bench --bench memory`. Each group has a `switchboard` row (a
+//! `Subscription` on raw messages), a `service_typed_json` row (a typed
+//! `Service` handler, the API users write) and a `raw_*` row per payload size,
+//! so the cost of each layer reads as a ratio.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
+use common::service_path::{self, TypedService};
 use common::{bench_in_flight, config, payload, runtime, PAYLOADS};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use switchboard::{Bus, Message};
@@ -24,6 +27,7 @@ async fn connect(hub: &str) -> Bus {
 fn publish_to_delivery(c: &mut Criterion) {
     let rt = runtime();
     let bus = rt.block_on(connect("bench-publish"));
+    let typed = std::sync::Arc::new(rt.block_on(TypedService::start(&bus, "bench.typed")));
     let mut group = c.benchmark_group("memory/publish_to_delivery");
     group.throughput(Throughput::Elements(1));
     for size in PAYLOADS {
@@ -64,6 +68,7 @@ fn publish_to_delivery(c: &mut Criterion) {
                 start.elapsed()
             })
         });
+        service_path::bench_events(&mut group, &rt, &bus, &typed, size);
     }
     group.finish();
 }
@@ -97,6 +102,7 @@ fn request_reply(c: &mut Criterion) {
         }
     });
     let raw = rt.block_on(async { raw_responder() });
+    let typed = std::sync::Arc::new(rt.block_on(TypedService::start(&bus, "bench.typed")));
 
     let mut serial = c.benchmark_group("memory/request_reply_serial");
     serial.throughput(Throughput::Elements(1));
@@ -118,6 +124,7 @@ fn request_reply(c: &mut Criterion) {
                 async move { raw_request(&raw, message).await }
             })
         });
+        service_path::bench_serial(&mut serial, &rt, &bus, &typed, size);
     }
     serial.finish();
 
@@ -145,6 +152,7 @@ fn request_reply(c: &mut Criterion) {
                 }
             }
         });
+        service_path::bench_in_flight(&mut concurrent, &rt, &bus, &typed, size);
     }
     concurrent.finish();
 }

@@ -3,13 +3,16 @@
 //! `cargo bench --all-features --bench nats` (needs nats-server on 127.0.0.1:4222).
 //! Rows: publish counted at the subscriber (with at most 4096 uncounted, so the
 //! server never cuts a slow consumer off), and request/reply serial and with
-//! 64 in flight, each as `switchboard` and `raw_async_nats` per payload size.
+//! 64 in flight, each as `switchboard` (a `Subscription` echoing raw messages),
+//! `service_typed_json` (a typed `Service` handler called with `request_json`
+//! / `publish_json`, the API users write) and `raw_async_nats` per payload size.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::service_path::{self, TypedService};
 use common::{bench_in_flight, config, payload, runtime, skip, PAYLOADS};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use futures_util::StreamExt;
@@ -90,6 +93,8 @@ fn nats(c: &mut Criterion) {
     rt.block_on(raw_subscriber.flush()).unwrap();
     rt.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
 
+    let typed = Arc::new(rt.block_on(TypedService::start(&subscriber, &subject("typed"))));
+
     let mut group = c.benchmark_group("nats/publish_to_delivery");
     group.throughput(Throughput::Elements(1));
     for size in PAYLOADS {
@@ -140,6 +145,7 @@ fn nats(c: &mut Criterion) {
                 }
             })
         });
+        service_path::bench_events(&mut group, &rt, &publisher, &typed, size);
     }
     group.finish();
 
@@ -186,6 +192,7 @@ fn nats(c: &mut Criterion) {
                 async move { raw.request(subject, body).await.unwrap() }
             })
         });
+        service_path::bench_serial(&mut serial, &rt, &publisher, &typed, size);
     }
     serial.finish();
 
@@ -213,6 +220,7 @@ fn nats(c: &mut Criterion) {
                 }
             }
         });
+        service_path::bench_in_flight(&mut concurrent, &rt, &publisher, &typed, size);
     }
     concurrent.finish();
 }

@@ -391,7 +391,45 @@ async fn calls_during_an_outage_fail_within_their_timeout_then_recover() {
     }
 }
 
+/// A subscriber that cannot keep up loses core NATS messages inside the client
+/// once its queue (`subscription_capacity`) is full: health says so, with the
+/// cause, instead of the loss passing silently.
+async fn a_slow_consumer_degrades_health_with_the_cause() {
+    let Some(subscriber) = shared("?subscription_capacity=100").await else {
+        return;
+    };
+    let publisher = shared("").await.unwrap();
+    let subject = format!("{}.slow", unique("slow"));
+    let mut never_read = subscriber.subscribe(&subject).await.unwrap();
+    assert_eq!(
+        subscriber.health(),
+        switchboard::transport::Health::Connected
+    );
+    for n in 0..2000u32 {
+        publisher
+            .publish(&subject, Message::new(n.to_string()))
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let reason = loop {
+        if let switchboard::transport::Health::Degraded(reason) = subscriber.health() {
+            break reason;
+        }
+        assert!(Instant::now() < deadline, "health never showed the drops");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(reason.contains("slow consumer"), "{reason}");
+    assert!(reason.contains("queue of 100"), "{reason}");
+    // What the queue held is still delivered, in order.
+    let first = next_within(&mut never_read, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(first.payload(), b"0");
+}
+
 crate::tests!(
+    a_slow_consumer_degrades_health_with_the_cause,
     durable_subscriber_gets_what_was_published_while_it_was_down,
     unacknowledged_and_nacked_messages_are_redelivered,
     requests_on_stream_subjects_are_refused_and_others_work,

@@ -7,13 +7,14 @@
 mod convert;
 mod jetstream;
 mod settings;
+mod slow_consumer;
 mod transport;
 
 use std::sync::Arc;
 
 pub use settings::{
     JetStreamSettings, NatsSettings, TlsFiles, DEFAULT_ACK_WAIT, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_PUBLISH_TIMEOUT, DEFAULT_RECONNECT_DELAY_MAX, OPTIONS,
+    DEFAULT_PUBLISH_TIMEOUT, DEFAULT_RECONNECT_DELAY_MAX, DEFAULT_SUBSCRIPTION_CAPACITY, OPTIONS,
 };
 pub use transport::NatsTransport;
 

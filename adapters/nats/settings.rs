@@ -12,6 +12,7 @@ pub const OPTIONS: &[&str] = &[
     "name",
     "token",
     "creds",
+    "subscription_capacity",
     "tls",
     "tls_ca",
     "tls_cert",
@@ -32,6 +33,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_RECONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
 /// Default bound on one publish, including a JetStream acknowledgement.
 pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default number of messages a subscription's queue holds in the client
+/// (async-nats' default); when full, core NATS messages are dropped.
+pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 65_536;
 /// Default time JetStream waits for an ack before redelivering.
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 
@@ -58,6 +62,9 @@ pub struct NatsSettings {
     pub reconnect_delay_max: Duration,
     /// Bound on one publish, including the JetStream ack (`publish_timeout`).
     pub publish_timeout: Duration,
+    /// Messages queued per subscription in the client before core NATS
+    /// messages are dropped (`subscription_capacity`).
+    pub subscription_capacity: usize,
     /// Durable mode, when `jetstream=STREAM` is given.
     pub jetstream: Option<JetStreamSettings>,
 }
@@ -174,6 +181,14 @@ impl NatsSettings {
             publish_timeout: options
                 .take_duration("publish_timeout")?
                 .unwrap_or(DEFAULT_PUBLISH_TIMEOUT),
+            subscription_capacity: match options.take_parsed::<usize>("subscription_capacity")? {
+                Some(0) => {
+                    return Err(Error::config(
+                        "option `subscription_capacity` must be at least 1",
+                    ))
+                }
+                n => n.unwrap_or(DEFAULT_SUBSCRIPTION_CAPACITY),
+            },
             jetstream,
         };
         options.finish("nats://", OPTIONS)?;

@@ -9,6 +9,7 @@ use futures_util::{FutureExt, StreamExt};
 use super::convert::{self, BACKEND};
 use super::jetstream::JetStream;
 use super::settings::NatsSettings;
+use super::slow_consumer::SlowConsumers;
 use crate::capabilities::{Capabilities, Support};
 use crate::drain::DrainGate;
 use crate::error::{Error, Result};
@@ -20,6 +21,7 @@ use crate::transport::Transport;
 pub struct NatsTransport {
     client: async_nats::Client,
     gate: DrainGate,
+    slow_consumers: std::sync::Arc<SlowConsumers>,
     publish_timeout: Duration,
     jetstream: Option<JetStream>,
     capabilities: Capabilities,
@@ -41,11 +43,20 @@ impl NatsTransport {
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| Error::config(format!("nats server address: {e}")))?;
         let delay_max = settings.reconnect_delay_max;
+        let slow_consumers =
+            std::sync::Arc::new(SlowConsumers::new(settings.subscription_capacity));
         let mut options = async_nats::ConnectOptions::new()
             .connection_timeout(settings.connect_timeout)
             .max_reconnects(settings.max_reconnects)
             .reconnect_delay_callback(move |attempts| reconnect_delay(attempts, delay_max))
-            .event_callback(|event| async move { log_event(event) });
+            .subscription_capacity(settings.subscription_capacity)
+            .event_callback({
+                let slow_consumers = slow_consumers.clone();
+                move |event| {
+                    let slow_consumers = slow_consumers.clone();
+                    async move { on_event(event, &slow_consumers) }
+                }
+            });
         if let Some(name) = &settings.name {
             options = options.name(name);
         }
@@ -92,6 +103,7 @@ impl NatsTransport {
         Ok(NatsTransport {
             client,
             gate: DrainGate::new(),
+            slow_consumers,
             publish_timeout: settings.publish_timeout,
             jetstream,
             capabilities,
@@ -139,16 +151,11 @@ fn reconnect_delay(attempts: usize, max: Duration) -> Duration {
     Duration::from_millis(50u64.saturating_mul(1 << exponent)).min(max)
 }
 
-fn log_event(event: async_nats::Event) {
+fn on_event(event: async_nats::Event, slow_consumers: &SlowConsumers) {
     match event {
         async_nats::Event::Disconnected => tracing::warn!("nats: disconnected, reconnecting"),
         async_nats::Event::Connected => tracing::info!("nats: connected"),
-        async_nats::Event::SlowConsumer(sid) => {
-            tracing::warn!(
-                sid,
-                "nats: slow consumer, the server dropped messages for it"
-            )
-        }
+        async_nats::Event::SlowConsumer(sid) => slow_consumers.dropped(sid),
         async_nats::Event::ServerError(_) | async_nats::Event::ClientError(_) => {
             tracing::warn!(%event, "nats: connection error")
         }
@@ -255,7 +262,10 @@ impl Transport for NatsTransport {
             return crate::Health::Closed;
         }
         match self.client().connection_state() {
-            State::Connected => crate::Health::Connected,
+            State::Connected => match self.slow_consumers.degraded() {
+                Some(reason) => crate::Health::Degraded(reason),
+                None => crate::Health::Connected,
+            },
             State::Disconnected => crate::Health::Degraded("disconnected, reconnecting".into()),
             State::Pending => crate::Health::Degraded("connecting".into()),
         }

@@ -1,6 +1,8 @@
 //! What the benches share: payload sizes, the runtime, quick mode and in-flight loops.
 #![allow(dead_code)]
 
+pub mod service_path;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
