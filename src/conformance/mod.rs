@@ -238,6 +238,11 @@ pub fn cases() -> Vec<Case> {
         ),
         case!("typed_events", always, typed::events),
         case!(
+            "keyed_events_keep_order",
+            |c| c.ordering,
+            typed::keyed_events_keep_order
+        ),
+        case!(
             "style_matrix_sync_routes",
             |c| c.request_reply,
             style_matrix::sync_routes

@@ -164,3 +164,60 @@ pub(super) async fn events(fixture: &dyn Fixture) -> CaseResult {
     running.shutdown().await;
     Ok(())
 }
+
+/// A concurrent route keeps per-key order: events with the same `sb-key` are
+/// handled one at a time in the order sent, while different keys overlap.
+pub(super) async fn keyed_events_keep_order(fixture: &dyn Fixture) -> CaseResult {
+    const KEYS: usize = 3;
+    const PER_KEY: usize = 20;
+    let (server, client) = (fixture.connect().await?, fixture.connect().await?);
+    let subject = unique_subject("keyed-events");
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    let running_now = Arc::new(AtomicUsize::new(0));
+    let most_at_once = Arc::new(AtomicUsize::new(0));
+    let running = Service::new("keyed", server)
+        .concurrency(16)
+        .on(&subject, {
+            let (running_now, most_at_once) = (running_now.clone(), most_at_once.clone());
+            move |event: (usize, usize)| {
+                let (seen_tx, running_now, most_at_once) =
+                    (seen_tx.clone(), running_now.clone(), most_at_once.clone());
+                async move {
+                    let now = running_now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most_at_once.fetch_max(now, Ordering::SeqCst);
+                    // Later events of a key finish sooner: only the key's order holds them back.
+                    let pause = (PER_KEY - event.1) as u64 / 4;
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    running_now.fetch_sub(1, Ordering::SeqCst);
+                    seen_tx.send(event).map_err(|e| e.to_string())
+                }
+            }
+        })
+        .start()
+        .await?;
+    for n in 0..PER_KEY {
+        for key in 0..KEYS {
+            let message = Message::json(&(key, n))?.with_key(format!("k{key}"));
+            client.publish(&subject, message).await?;
+        }
+    }
+    let mut next = [0usize; KEYS];
+    for _ in 0..KEYS * PER_KEY {
+        let (key, n) = tokio::time::timeout(RECEIVE_WITHIN, seen_rx.recv())
+            .await
+            .map_err(|_| Failure(format!("keyed events not all handled: {next:?} per key")))?
+            .ok_or_else(|| Failure("event handler gone".into()))?;
+        ensure!(
+            n == next[key],
+            "key k{key}: event {n} handled when {} was next",
+            next[key]
+        );
+        next[key] += 1;
+    }
+    ensure!(
+        most_at_once.load(Ordering::SeqCst) > 1,
+        "different keys were never handled at once"
+    );
+    running.shutdown().await;
+    Ok(())
+}

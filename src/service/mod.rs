@@ -106,7 +106,8 @@ impl Service {
 
     /// How many messages each concurrent route handles at once (default
     /// [`DEFAULT_CONCURRENCY`]); the route stops taking messages while that
-    /// many are in flight, so a flood cannot exhaust memory.
+    /// many are in flight or waiting behind a busy key, so a flood cannot
+    /// exhaust memory.
     pub fn concurrency(mut self, limit: usize) -> Self {
         self.concurrency = limit.max(1);
         self
@@ -121,6 +122,12 @@ impl Service {
     /// Serves `subject` (a subject or wildcard pattern) with `handler`,
     /// concurrently: a request gets the handler's result as its reply, an
     /// event is handled and acknowledged (or retried and dead-lettered).
+    ///
+    /// Events with a key ([`Message::with_key`](crate::Message::with_key),
+    /// header `sb-key`) keep their order per key: one event of a key runs at
+    /// a time, in the order received, while other keys run alongside (on
+    /// Kafka the commit still follows the log order). Events without a key,
+    /// and requests, have no order among themselves.
     pub fn on<H, Args>(self, subject: impl Into<String>, handler: H) -> Self
     where
         H: Handler<Args>,
@@ -130,7 +137,7 @@ impl Service {
     }
 
     /// Like [`on`](Self::on), but one message at a time in arrival order, for
-    /// handlers whose events must not overtake each other.
+    /// handlers whose events must not overtake each other, keyed or not.
     pub fn on_ordered<H, Args>(self, subject: impl Into<String>, handler: H) -> Self
     where
         H: Handler<Args>,

@@ -1,12 +1,12 @@
 //! Serving one route: every message, request or event, goes through the same handler.
 
 use std::any::Any;
+use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::shutdown::{HeldOutcome, Signal};
@@ -44,16 +44,27 @@ pub(super) async fn serve(
     concurrency: usize,
 ) {
     let mut stopping = context.shutdown.watch();
-    let limit = Arc::new(Semaphore::new(concurrency));
-    let mut in_flight = JoinSet::new();
+    let mut in_flight: JoinSet<Option<String>> = JoinSet::new();
+    // Events with a key (`sb-key`) run one at a time per key, in arrival
+    // order; each busy key's later events wait here. Running plus waiting
+    // messages stay within `concurrency`, so a hot key cannot fill memory.
+    let mut keys = KeyedQueue::default();
     loop {
         if stopping.borrow().is_some() {
             break;
         }
+        let room = in_flight.len() + keys.waiting < concurrency;
         let next = tokio::select! {
             _ = stopping.changed() => break,
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
-            next = subscription.next() => next,
+            Some(finished) = in_flight.join_next(), if !in_flight.is_empty() => {
+                if let Ok(Some(key)) = finished {
+                    if let Some(incoming) = keys.next_for(&key) {
+                        spawn(&mut in_flight, &context, &handler, incoming, Some(key));
+                    }
+                }
+                continue;
+            }
+            next = subscription.next(), if room => next,
         };
         let Some(incoming) = next else { break };
         if concurrency == 1 {
@@ -61,15 +72,83 @@ pub(super) async fn serve(
             handle(&context, incoming, &handler).await;
             continue;
         }
-        let permit = limit.clone().acquire_owned().await.expect("never closed");
-        let (context, handler) = (context.clone(), handler.clone());
-        in_flight.spawn(async move {
-            handle(&context, incoming, &handler).await;
-            drop(permit);
-        });
+        let key = match incoming.expects_reply() {
+            true => None,
+            false => incoming.headers().get(wire::KEY).map(str::to_owned),
+        };
+        let incoming = match &key {
+            Some(key) => match keys.start_or_wait(key, incoming) {
+                Some(incoming) => incoming,
+                None => continue,
+            },
+            None => incoming,
+        };
+        spawn(&mut in_flight, &context, &handler, incoming, key);
     }
     drop(subscription);
-    while in_flight.join_next().await.is_some() {}
+    // Messages of busy keys were taken from the subscription: they run too.
+    while let Some(finished) = in_flight.join_next().await {
+        if let Ok(Some(key)) = finished {
+            if let Some(incoming) = keys.next_for(&key) {
+                spawn(&mut in_flight, &context, &handler, incoming, Some(key));
+            }
+        }
+    }
+}
+
+/// Handles one message on its own task; the task's result is the message's key.
+fn spawn(
+    in_flight: &mut JoinSet<Option<String>>,
+    context: &Arc<RouteContext>,
+    handler: &ErasedHandler,
+    incoming: Incoming,
+    key: Option<String>,
+) {
+    let (context, handler) = (context.clone(), handler.clone());
+    in_flight.spawn(async move {
+        handle(&context, incoming, &handler).await;
+        key
+    });
+}
+
+/// Per-key order for concurrent routes: which keys have an event running,
+/// and the events waiting behind each.
+#[derive(Default)]
+struct KeyedQueue {
+    busy: HashMap<String, VecDeque<Incoming>>,
+    waiting: usize,
+}
+
+impl KeyedQueue {
+    /// `Some(incoming)` to run it now (its key was free); `None` when it waits.
+    fn start_or_wait(&mut self, key: &str, incoming: Incoming) -> Option<Incoming> {
+        match self.busy.get_mut(key) {
+            Some(queue) => {
+                queue.push_back(incoming);
+                self.waiting += 1;
+                None
+            }
+            None => {
+                self.busy.insert(key.to_owned(), VecDeque::new());
+                Some(incoming)
+            }
+        }
+    }
+
+    /// The next event of `key` once its running one finished; frees the key when none waits.
+    fn next_for(&mut self, key: &str) -> Option<Incoming> {
+        let queue = self.busy.get_mut(key)?;
+        match queue.pop_front() {
+            Some(incoming) => {
+                self.waiting -= 1;
+                Some(incoming)
+            }
+            None => {
+                self.busy.remove(key);
+                None
+            }
+        }
+    }
 }
 
 /// How the message arrived decides what happens, never how the handler was registered.
