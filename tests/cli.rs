@@ -95,7 +95,10 @@ async fn bench_runs_on_memory() {
         );
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
-            stdout.contains("2000 messages") && stdout.contains("msg/s"),
+            stdout.contains("2000 of 2000 messages")
+                && stdout.contains("msg/s, 0 error(s)")
+                && stdout.contains("in this process")
+                && stdout.contains("latency: p50"),
             "{stdout}"
         );
     }
@@ -117,6 +120,55 @@ async fn request_round_trip_on_kafka() {
     }
 }
 
+/// `bench --external` against a `switchboard reply` in another process:
+/// throughput, percentiles and zero errors across processes.
+#[cfg(feature = "nats")]
+async fn bench_across_processes_on_nats() {
+    let url = support::nats_url();
+    if !reachable(&url).await {
+        return;
+    }
+    let subject = format!("cli.{}", support::unique("bench"));
+    let mut responder = Command::new(CLI)
+        .args(["--url", &url, "reply", &subject])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the responder");
+    let mut line = String::new();
+    BufReader::new(responder.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("answering"), "responder said: {line}");
+    let output = cli(&[
+        "--url",
+        &url,
+        "bench",
+        "--external",
+        "--subject",
+        &subject,
+        "--count",
+        "2000",
+    ]);
+    let _ = responder.kill();
+    let _ = responder.wait();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("responder in another process")
+            && stdout.contains("2000 of 2000 messages")
+            && stdout.contains("latency: p50"),
+        "{stdout}"
+    );
+    let without_subject = cli(&["--url", &url, "bench", "--external"]);
+    assert!(!without_subject.status.success());
+    assert!(String::from_utf8_lossy(&without_subject.stderr).contains("--subject"));
+}
+
 #[cfg(feature = "http")]
 async fn request_round_trip_on_http() {
     let port = support::free_port();
@@ -131,6 +183,8 @@ crate::tests!(
     bench_runs_on_memory,
     #[cfg(feature = "nats")]
     request_round_trip_on_nats,
+    #[cfg(feature = "nats")]
+    bench_across_processes_on_nats,
     #[cfg(feature = "kafka")]
     request_round_trip_on_kafka,
     #[cfg(feature = "http")]

@@ -1,10 +1,14 @@
-//! `switchboard bench`: request/reply and publish→subscribe rates against one URL,
-//! with the responder or subscriber in the same process (started before timing).
+//! `switchboard bench`: request/reply and publish→subscribe rates and latency
+//! percentiles against one URL. By default the responder (or subscriber) runs
+//! in this process, started before timing; with `--external` another process
+//! answers (`switchboard reply SUBJECT`), which is how services really run.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
 use switchboard::{Bus, Message};
 use tokio::sync::Semaphore;
 
@@ -14,7 +18,7 @@ pub struct BenchArgs {
     /// What to measure.
     #[arg(long, value_enum, default_value_t = Mode::Request)]
     mode: Mode,
-    /// Subject to use (a unique one by default).
+    /// Subject to use (a unique one by default; give one with --external).
     #[arg(long)]
     subject: Option<String>,
     /// Payload size in bytes.
@@ -26,6 +30,10 @@ pub struct BenchArgs {
     /// Requests in flight at once (request mode).
     #[arg(long, default_value_t = 64)]
     in_flight: usize,
+    /// Another process answers (request mode: `switchboard reply SUBJECT`),
+    /// instead of a responder in this process.
+    #[arg(long)]
+    external: bool,
 }
 
 /// The operation measured.
@@ -37,89 +45,215 @@ enum Mode {
     Publish,
 }
 
+/// What one run measured.
+struct Outcome {
+    elapsed: Duration,
+    completed: u64,
+    /// Microseconds per completed message (round trip, or publish to delivery).
+    latency: Histogram<u64>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
 pub async fn run(bus: &Bus, args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
+    if args.external && args.subject.is_none() {
+        return Err("--external needs --subject: the one `switchboard reply` answers".into());
+    }
+    if matches!(args.mode, Mode::Publish) && args.external {
+        return Err(
+            "--external applies to request mode; publish mode counts in this process".into(),
+        );
+    }
     let subject = args
         .subject
+        .clone()
         .unwrap_or_else(|| format!("switchboard-bench.{}", std::process::id()));
-    let payload = Message::new(vec![b'x'; args.size]);
-    let elapsed = match args.mode {
-        Mode::Request => request(bus, &subject, payload, args.count, args.in_flight).await?,
-        Mode::Publish => publish(bus, &subject, payload, args.count).await?,
+    let progress = progress_bar(args.count);
+    let outcome = match args.mode {
+        Mode::Request => request(bus, &subject, &args, &progress).await?,
+        Mode::Publish => publish(bus, &subject, &args, &progress).await?,
     };
-    let rate = args.count as f64 / elapsed.as_secs_f64();
+    progress.finish_and_clear();
+    report(bus, &args, &outcome);
+    match outcome.errors {
+        0 => Ok(()),
+        n => Err(format!(
+            "{n} of {} failed; the first: {}",
+            args.count,
+            outcome.first_error.unwrap_or_default()
+        )
+        .into()),
+    }
+}
+
+/// A progress bar on stderr; invisible when stderr is not a terminal.
+fn progress_bar(count: u64) -> ProgressBar {
+    let bar = ProgressBar::new(count);
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} eta {eta} {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn report(bus: &Bus, args: &BenchArgs, outcome: &Outcome) {
+    let where_ = match (args.mode, args.external) {
+        (Mode::Request, true) => "responder in another process",
+        (Mode::Request, false) => "responder in this process",
+        (Mode::Publish, _) => "subscriber in this process",
+    };
+    let rate = outcome.completed as f64 / outcome.elapsed.as_secs_f64();
     println!(
-        "{:?} on {}: {} messages of {} B in {:.3} s = {:.0} msg/s",
+        "{:?} on {} ({where_}): {} of {} messages of {} B in {:.3} s = {:.0} msg/s, {} error(s)",
         args.mode,
         bus.backend(),
+        outcome.completed,
         args.count,
         args.size,
-        elapsed.as_secs_f64(),
-        rate
+        outcome.elapsed.as_secs_f64(),
+        rate,
+        outcome.errors
     );
-    Ok(())
+    if outcome.latency.is_empty() {
+        return;
+    }
+    let at = |q: f64| Duration::from_micros(outcome.latency.value_at_quantile(q));
+    println!(
+        "latency: p50 {:?}  p90 {:?}  p99 {:?}  p99.9 {:?}  max {:?}",
+        at(0.50),
+        at(0.90),
+        at(0.99),
+        at(0.999),
+        Duration::from_micros(outcome.latency.max())
+    );
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new(3).expect("3 significant figures is a valid histogram")
 }
 
 async fn request(
     bus: &Bus,
     subject: &str,
-    payload: Message,
-    count: u64,
-    in_flight: usize,
-) -> Result<Duration, Box<dyn std::error::Error>> {
-    let mut requests = bus.subscribe(subject).await?;
-    let responder = tokio::spawn(async move {
-        while let Some(mut incoming) = requests.next().await {
-            let echo = Message::new(incoming.message().payload.clone());
-            let _ = incoming.reply(echo).await;
-        }
-    });
-    let slots = Arc::new(Semaphore::new(in_flight.max(1)));
+    args: &BenchArgs,
+    progress: &ProgressBar,
+) -> Result<Outcome, Box<dyn std::error::Error>> {
+    let responder = if args.external {
+        None
+    } else {
+        let mut requests = bus.subscribe(subject).await?;
+        Some(tokio::spawn(async move {
+            while let Some(mut incoming) = requests.next().await {
+                let echo = Message::new(incoming.message().payload.clone());
+                let _ = incoming.reply(echo).await;
+            }
+        }))
+    };
+    let payload = Message::new(vec![b'x'; args.size]);
+    let slots = Arc::new(Semaphore::new(args.in_flight.max(1)));
+    let latency = Arc::new(Mutex::new(histogram()));
+    let errors = Arc::new(Mutex::new((0u64, None::<String>)));
     let started = Instant::now();
     let mut calls = tokio::task::JoinSet::new();
-    for _ in 0..count {
+    for _ in 0..args.count {
         let permit = slots.clone().acquire_owned().await?;
         let (bus, subject, payload) = (bus.clone(), subject.to_owned(), payload.clone());
+        let (latency, errors, progress) = (latency.clone(), errors.clone(), progress.clone());
         calls.spawn(async move {
+            let sent = Instant::now();
             let reply = bus.request(&subject, payload).await;
+            let took = sent.elapsed();
             drop(permit);
-            reply.map(|_| ())
+            match reply {
+                Ok(_) => {
+                    let _ = lock(&latency).record(took.as_micros() as u64);
+                }
+                Err(err) => {
+                    let mut errors = lock(&errors);
+                    errors.0 += 1;
+                    errors.1.get_or_insert_with(|| err.to_string());
+                }
+            }
+            progress.inc(1);
         });
-        while let Some(done) = calls.try_join_next() {
-            done??;
-        }
+        while calls.try_join_next().is_some() {}
     }
-    while let Some(done) = calls.join_next().await {
-        done??;
-    }
+    while calls.join_next().await.is_some() {}
     let elapsed = started.elapsed();
-    responder.abort();
-    Ok(elapsed)
+    if let Some(responder) = responder {
+        responder.abort();
+    }
+    let latency = std::mem::replace(&mut *lock(&latency), histogram());
+    let (errors, first_error) = std::mem::take(&mut *lock(&errors));
+    Ok(Outcome {
+        elapsed,
+        completed: latency.len(),
+        latency,
+        errors,
+        first_error,
+    })
 }
 
 async fn publish(
     bus: &Bus,
     subject: &str,
-    payload: Message,
-    count: u64,
-) -> Result<Duration, Box<dyn std::error::Error>> {
+    args: &BenchArgs,
+    progress: &ProgressBar,
+) -> Result<Outcome, Box<dyn std::error::Error>> {
     let mut events = bus.subscribe(subject).await?;
+    let count = args.count;
+    // Each payload starts with its send time (µs since `started`), so the
+    // subscriber in this process can tell how long delivery took.
     let started = Instant::now();
     let counter = tokio::spawn(async move {
+        let mut latency = histogram();
         let mut seen = 0;
         while seen < count {
             match tokio::time::timeout(Duration::from_secs(10), events.next()).await {
-                Ok(Some(_)) => seen += 1,
+                Ok(Some(event)) => {
+                    seen += 1;
+                    if let Some(sent) = event.payload().get(..8) {
+                        let sent = u64::from_be_bytes(sent.try_into().unwrap_or_default());
+                        let now = started.elapsed().as_micros() as u64;
+                        let _ = latency.record(now.saturating_sub(sent));
+                    }
+                }
                 _ => break,
             }
         }
-        seen
+        latency
     });
+    let mut errors = 0;
+    let mut first_error = None;
+    let mut body = vec![b'x'; args.size.max(8)];
     for _ in 0..count {
-        bus.publish(subject, payload.clone()).await?;
+        body[..8].copy_from_slice(&(started.elapsed().as_micros() as u64).to_be_bytes());
+        if let Err(err) = bus.publish(subject, Message::new(body.clone())).await {
+            errors += 1;
+            first_error.get_or_insert_with(|| err.to_string());
+        }
+        progress.inc(1);
     }
-    let seen = counter.await?;
-    if seen < count {
-        return Err(format!("only {seen} of {count} events arrived").into());
+    let latency = counter.await?;
+    let elapsed = started.elapsed();
+    let delivered = latency.len();
+    let published = count - errors;
+    if delivered < published {
+        errors += published - delivered;
+        first_error.get_or_insert_with(|| {
+            format!("only {delivered} of {published} published events arrived within 10 s")
+        });
     }
-    Ok(started.elapsed())
+    Ok(Outcome {
+        elapsed,
+        completed: delivered,
+        latency,
+        errors,
+        first_error,
+    })
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
