@@ -4,7 +4,9 @@
 //! ephemeral ports. Rows: publish counted at the subscriber, and request/reply
 //! serial and with 64 in flight, as `switchboard` (a `Subscription` echoing raw
 //! messages), `service_typed_json` (a typed `Service` handler called with
-//! `request_json` / `publish_json`) and `raw_reqwest_axum`.
+//! `request_json` / `publish_json`) and `raw_reqwest_axum`; and
+//! `two_process_*` groups with the responder in a second process (a copy of
+//! this binary), `service_typed_json` against `raw_reqwest_axum`.
 
 mod common;
 
@@ -13,8 +15,9 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::routing::post;
 use common::service_path::{self, TypedService};
+use common::two_process::{self, Responder};
 use common::{bench_in_flight, config, payload, runtime, PAYLOADS};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use switchboard::{Bus, Message};
 use tokio::sync::mpsc;
 
@@ -162,7 +165,7 @@ fn http(c: &mut Criterion) {
                 }
             })
         });
-        service_path::bench_serial(&mut serial, &rt, &requester, &typed, size);
+        service_path::bench_serial(&mut serial, &rt, &requester, &typed.echo, size);
     }
     serial.finish();
 
@@ -201,14 +204,87 @@ fn http(c: &mut Criterion) {
                 }
             }
         });
-        service_path::bench_in_flight(&mut concurrent, &rt, &requester, &typed, size);
+        service_path::bench_in_flight(&mut concurrent, &rt, &requester, &typed.echo, size);
     }
+    concurrent.finish();
+}
+
+/// The responder copy of the two-process rows: a switchboard HTTP service
+/// with the typed service, and a raw axum echo; prints both base URLs.
+fn http_responder(prefix: String) {
+    runtime().block_on(async {
+        let bus = switchboard::connect("http://127.0.0.1:0").await.unwrap();
+        let _typed = TypedService::start(&bus, &prefix).await;
+        let (raw_url, _events) = raw_server().await;
+        two_process::ready(&format!(
+            "http://{} {raw_url}",
+            bus.local_address().unwrap()
+        ));
+        two_process::serve_until_killed().await;
+    });
+}
+
+/// A raw `reqwest` POST of `body` to `url`, read to the end.
+async fn raw_post(raw: reqwest::Client, url: String, body: Bytes) {
+    raw.post(url)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+}
+
+/// Requester here, responder in another process: raw reqwest → axum against
+/// the typed `Service` path, 128 B.
+fn http_two_process(c: &mut Criterion) {
+    let rt = runtime();
+    let prefix = "bench.remote";
+    let responder = Responder::start(prefix);
+    let (service_url, raw_url) = responder
+        .detail
+        .split_once(' ')
+        .map(|(a, b)| (a.to_owned(), format!("{b}/echo")))
+        .expect("two URLs");
+    let requester = rt
+        .block_on(switchboard::connect(&format!(
+            "http://127.0.0.1:0?peers={service_url}"
+        )))
+        .unwrap();
+    let raw = raw_client();
+    let echo = service_path::echo_subject(prefix);
+    let body = payload(126);
+
+    let mut serial = c.benchmark_group("http/two_process_request_reply_serial");
+    serial.throughput(Throughput::Elements(1));
+    service_path::bench_serial(&mut serial, &rt, &requester, &echo, 128);
+    serial.bench_function(BenchmarkId::new("raw_reqwest_axum", 128), |b| {
+        b.to_async(&rt)
+            .iter(|| raw_post(raw.clone(), raw_url.clone(), body.clone()))
+    });
+    serial.finish();
+
+    let mut concurrent = c.benchmark_group("http/two_process_request_reply_64_in_flight");
+    concurrent.throughput(Throughput::Elements(1));
+    service_path::bench_in_flight(&mut concurrent, &rt, &requester, &echo, 128);
+    bench_in_flight(&mut concurrent, "raw_reqwest_axum", 128, &rt, {
+        let (raw, raw_url, body) = (raw.clone(), raw_url.clone(), body.clone());
+        move || raw_post(raw.clone(), raw_url.clone(), body.clone())
+    });
     concurrent.finish();
 }
 
 criterion_group! {
     name = benches;
     config = config();
-    targets = http
+    targets = http, http_two_process
 }
-criterion_main!(benches);
+
+fn main() {
+    if let Some(prefix) = two_process::responder_prefix() {
+        return http_responder(prefix);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -5,15 +5,17 @@
 //! broker acknowledged, 64 in flight, as `switchboard` and `raw_rdkafka`; and
 //! request/reply round trips through a typed responder group (no raw
 //! equivalent: Kafka has no request/reply of its own); and typed events
-//! published until handled (`service_typed_json`).
+//! published until handled (`service_typed_json`); and the typed
+//! request/reply with the responder in a second process (a copy of this binary).
 
 mod common;
 
 use std::time::Duration;
 
 use common::service_path::{self, TypedService};
+use common::two_process::{self, Responder};
 use common::{bench_in_flight, config, payload, runtime, skip, PAYLOADS};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use switchboard::{Message, Service};
 
@@ -106,9 +108,50 @@ fn kafka(c: &mut Criterion) {
     handled.finish();
 }
 
+/// The responder copy of the two-process row: the typed service.
+fn kafka_responder(prefix: String) {
+    runtime().block_on(async {
+        let bus = switchboard::connect(URL).await.unwrap();
+        let _typed = TypedService::start(&bus, &prefix).await;
+        two_process::ready("");
+        two_process::serve_until_killed().await;
+    });
+}
+
+/// Requester here, typed responder in another process, 128 B.
+fn kafka_two_process(c: &mut Criterion) {
+    let rt = runtime();
+    let Ok(requester) = rt.block_on(switchboard::connect(URL)) else {
+        return skip("kafka", format!("{URL} is unreachable"));
+    };
+    let prefix = format!("bench.remote.p{}", std::process::id());
+    let _responder = Responder::start(&prefix);
+    let echo = service_path::echo_subject(&prefix);
+    // The responder's group gets its partitions before the first timed call.
+    rt.block_on(
+        requester.request_json_with_timeout::<_, service_path::Order>(
+            &echo,
+            &service_path::Order::of_size(128),
+            Duration::from_secs(60),
+        ),
+    )
+    .unwrap();
+    let mut serial = c.benchmark_group("kafka/two_process_request_reply_serial");
+    serial.throughput(Throughput::Elements(1));
+    service_path::bench_serial(&mut serial, &rt, &requester, &echo, 128);
+    serial.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = kafka
+    targets = kafka, kafka_two_process
 }
-criterion_main!(benches);
+
+fn main() {
+    if let Some(prefix) = two_process::responder_prefix() {
+        return kafka_responder(prefix);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -124,7 +124,7 @@ fn request_reply(c: &mut Criterion) {
                 async move { raw_request(&raw, message).await }
             })
         });
-        service_path::bench_serial(&mut serial, &rt, &bus, &typed, size);
+        service_path::bench_serial(&mut serial, &rt, &bus, &typed.echo, size);
     }
     serial.finish();
 
@@ -152,7 +152,7 @@ fn request_reply(c: &mut Criterion) {
                 }
             }
         });
-        service_path::bench_in_flight(&mut concurrent, &rt, &bus, &typed, size);
+        service_path::bench_in_flight(&mut concurrent, &rt, &bus, &typed.echo, size);
     }
     concurrent.finish();
 }

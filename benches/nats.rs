@@ -5,7 +5,9 @@
 //! server never cuts a slow consumer off), and request/reply serial and with
 //! 64 in flight, each as `switchboard` (a `Subscription` echoing raw messages),
 //! `service_typed_json` (a typed `Service` handler called with `request_json`
-//! / `publish_json`, the API users write) and `raw_async_nats` per payload size.
+//! / `publish_json`, the API users write) and `raw_async_nats` per payload size;
+//! and `two_process_*` groups with the responder in a second process (a copy
+//! of this binary), `service_typed_json` against `raw_async_nats`.
 
 mod common;
 
@@ -13,8 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::service_path::{self, TypedService};
+use common::two_process::{self, Responder};
 use common::{bench_in_flight, config, payload, runtime, skip, PAYLOADS};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use futures_util::StreamExt;
 use switchboard::Message;
 use tokio::sync::Semaphore;
@@ -192,7 +195,7 @@ fn nats(c: &mut Criterion) {
                 async move { raw.request(subject, body).await.unwrap() }
             })
         });
-        service_path::bench_serial(&mut serial, &rt, &publisher, &typed, size);
+        service_path::bench_serial(&mut serial, &rt, &publisher, &typed.echo, size);
     }
     serial.finish();
 
@@ -220,14 +223,82 @@ fn nats(c: &mut Criterion) {
                 }
             }
         });
-        service_path::bench_in_flight(&mut concurrent, &rt, &publisher, &typed, size);
+        service_path::bench_in_flight(&mut concurrent, &rt, &publisher, &typed.echo, size);
     }
+    concurrent.finish();
+}
+
+/// The responder copy of the two-process rows: a typed service and a raw
+/// async-nats echo under the parent's prefix.
+fn nats_responder(prefix: String) {
+    runtime().block_on(async {
+        let bus = switchboard::connect(URL).await.unwrap();
+        let _typed = TypedService::start(&bus, &prefix).await;
+        let raw = async_nats::connect(URL).await.unwrap();
+        let mut requests = raw.subscribe(format!("{prefix}.raw")).await.unwrap();
+        raw.flush().await.unwrap();
+        let replier = raw.clone();
+        tokio::spawn(async move {
+            while let Some(request) = requests.next().await {
+                if let Some(reply) = request.reply {
+                    let _ = replier.publish(reply, request.payload).await;
+                }
+            }
+        });
+        two_process::ready("");
+        two_process::serve_until_killed().await;
+    });
+}
+
+/// Requester here, responder in another process: raw async-nats against the
+/// typed `Service` path, 128 B.
+fn nats_two_process(c: &mut Criterion) {
+    let rt = runtime();
+    let Ok(requester) = rt.block_on(switchboard::connect(URL)) else {
+        return skip("nats", format!("{URL} is unreachable"));
+    };
+    let raw = rt.block_on(async_nats::connect(URL)).unwrap();
+    let prefix = subject("two-process");
+    let _responder = Responder::start(&prefix);
+    let (echo, raw_echo) = (service_path::echo_subject(&prefix), format!("{prefix}.raw"));
+    let body = payload(126);
+
+    let mut serial = c.benchmark_group("nats/two_process_request_reply_serial");
+    serial.throughput(Throughput::Elements(1));
+    service_path::bench_serial(&mut serial, &rt, &requester, &echo, 128);
+    serial.bench_function(BenchmarkId::new("raw_async_nats", 128), |b| {
+        b.to_async(&rt).iter(|| {
+            let (raw, body, subject) = (raw.clone(), body.clone(), raw_echo.clone());
+            async move { raw.request(subject, body).await.unwrap() }
+        })
+    });
+    serial.finish();
+
+    let mut concurrent = c.benchmark_group("nats/two_process_request_reply_64_in_flight");
+    concurrent.throughput(Throughput::Elements(1));
+    service_path::bench_in_flight(&mut concurrent, &rt, &requester, &echo, 128);
+    bench_in_flight(&mut concurrent, "raw_async_nats", 128, &rt, {
+        let (raw, body, subject) = (raw.clone(), body.clone(), raw_echo.clone());
+        move || {
+            let (raw, body, subject) = (raw.clone(), body.clone(), subject.clone());
+            async move {
+                raw.request(subject, body).await.unwrap();
+            }
+        }
+    });
     concurrent.finish();
 }
 
 criterion_group! {
     name = benches;
     config = config();
-    targets = nats
+    targets = nats, nats_two_process
 }
-criterion_main!(benches);
+
+fn main() {
+    if let Some(prefix) = two_process::responder_prefix() {
+        return nats_responder(prefix);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod service_path;
+pub mod two_process;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -51,7 +51,7 @@ pub struct TypedService {
 impl TypedService {
     /// Starts the service on `responder`.
     pub async fn start(responder: &Bus, prefix: &str) -> Self {
-        let (echo, placed) = (format!("{prefix}.echo"), format!("{prefix}.placed"));
+        let (echo, placed) = (echo_subject(prefix), format!("{prefix}.placed"));
         let handled = Arc::new(AtomicU64::new(0));
         let progress = Arc::new(Notify::new());
         let window = Arc::new(Semaphore::new(WINDOW));
@@ -103,20 +103,25 @@ impl TypedService {
     }
 }
 
-/// Serial typed request/reply: `caller.request_json` → the service's handler.
+/// The subject a typed service started under `prefix` answers on.
+pub fn echo_subject(prefix: &str) -> String {
+    format!("{prefix}.echo")
+}
+
+/// Serial typed request/reply: `caller.request_json` → the service's handler on `echo`.
 pub fn bench_serial(
     group: &mut BenchmarkGroup<'_, WallTime>,
     runtime: &tokio::runtime::Runtime,
     caller: &Bus,
-    service: &Arc<TypedService>,
+    echo: &str,
     size: usize,
 ) {
     let order = Order::of_size(size);
     group.bench_function(BenchmarkId::new(ROW, size), |b| {
         b.to_async(runtime).iter(|| {
-            let (caller, service, order) = (caller.clone(), service.clone(), order.clone());
+            let (caller, echo, order) = (caller.clone(), echo.to_owned(), order.clone());
             async move {
-                let _: Order = caller.request_json(&service.echo, &order).await.unwrap();
+                let _: Order = caller.request_json(&echo, &order).await.unwrap();
             }
         })
     });
@@ -127,15 +132,15 @@ pub fn bench_in_flight(
     group: &mut BenchmarkGroup<'_, WallTime>,
     runtime: &tokio::runtime::Runtime,
     caller: &Bus,
-    service: &Arc<TypedService>,
+    echo: &str,
     size: usize,
 ) {
     let order = Order::of_size(size);
-    let (caller, service) = (caller.clone(), service.clone());
+    let (caller, echo) = (caller.clone(), echo.to_owned());
     super::bench_in_flight(group, ROW, size, runtime, move || {
-        let (caller, service, order) = (caller.clone(), service.clone(), order.clone());
+        let (caller, echo, order) = (caller.clone(), echo.clone(), order.clone());
         async move {
-            let _: Order = caller.request_json(&service.echo, &order).await.unwrap();
+            let _: Order = caller.request_json(&echo, &order).await.unwrap();
         }
     });
 }
