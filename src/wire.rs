@@ -6,7 +6,7 @@
 //!
 //! | header | set by | meaning |
 //! |---|---|---|
-//! | `content-type` | sender | media type of the payload; the JSON helpers set `application/json` |
+//! | `content-type` | sender | media type of the payload; absent means JSON (the default codec, which the JSON helpers use without setting it) |
 //! | `sb-correlation-id` | requester | matches a reply to its request where the backend has no native reply channel (Kafka) |
 //! | `sb-reply-to` | requester | where the reply goes, where the backend has no native reply channel (Kafka) |
 //! | `sb-timeout-ms` | requester | the caller's remaining timeout in milliseconds, so a responder can stop early (HTTP) |
