@@ -58,7 +58,11 @@ async fn plain_http_clients_get_json_replies_and_meaningful_statuses() {
     let ok = raw.post(&url).body(r#"{"id":7}"#).send().await.unwrap();
     assert_eq!(ok.status(), 200);
     // JSON is the default codec: typed replies carry no content-type of their own.
-    assert!(ok.headers().get("content-type").is_none(), "{:?}", ok.headers());
+    assert!(
+        ok.headers().get("content-type").is_none(),
+        "{:?}",
+        ok.headers()
+    );
     assert_eq!(
         ok.json::<serde_json::Value>().await.unwrap(),
         json!({ "id": 7, "item": "item-7" })

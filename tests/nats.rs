@@ -168,6 +168,80 @@ async fn unreachable_server_is_a_connect_error_not_a_hang() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// Connecting costs a round trip, not a backoff: the fastest of five connects
+/// to the local server is under 20 ms (it was about 102 ms while a 50 ms·2ⁿ
+/// reconnect delay ran before the very first attempt).
+async fn connect_takes_a_round_trip_not_a_backoff() {
+    let Some(first) = shared("").await else {
+        return;
+    };
+    first.close().await.unwrap();
+    let mut fastest = Duration::MAX;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let bus = connect(SHARED_URL).await.unwrap();
+        fastest = fastest.min(started.elapsed());
+        bus.close().await.unwrap();
+    }
+    println!("nats: the fastest of 5 connects took {fastest:?}");
+    assert!(
+        fastest < Duration::from_millis(20),
+        "connect took {fastest:?}"
+    );
+}
+
+/// The first reconnect after a disconnect is not held back by a backoff:
+/// with the server restarted in place, the client is connected again soon
+/// after the port listens (the delays are 0 ms, then 100 ms, 200 ms, … up to
+/// `reconnect_delay_max`).
+async fn the_first_reconnect_is_not_delayed() {
+    use switchboard::transport::Health;
+    let Some(mut server) = PrivateServer::start() else {
+        return;
+    };
+    let bus = connect(&format!(
+        "nats://127.0.0.1:{}?reconnect_delay_max=2s",
+        server.0.port()
+    ))
+    .await
+    .unwrap();
+    // Watches health from another task while the restart blocks a thread.
+    let watcher = tokio::spawn({
+        let bus = bus.clone();
+        async move {
+            let (mut down, started) = (None, Instant::now());
+            while started.elapsed() < Duration::from_secs(10) {
+                match (bus.health(), down) {
+                    (Health::Degraded(_), None) => down = Some(Instant::now()),
+                    (Health::Connected, Some(_)) => return (down, Some(Instant::now())),
+                    _ => {}
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            (down, None)
+        }
+    });
+    // The server is kept (dropping it would stop it).
+    let (_server, listening) = tokio::task::spawn_blocking(move || {
+        server.restart();
+        (server, Instant::now())
+    })
+    .await
+    .unwrap();
+    let (down, back) = watcher.await.unwrap();
+    assert!(down.is_some(), "the client never noticed the restart");
+    let back = back.expect("the client did not reconnect within 10 s");
+    let after_listening = back.saturating_duration_since(listening);
+    println!(
+        "nats: reconnected {after_listening:?} after the restarted server listened ({:?} after the disconnect was noticed)",
+        back - down.unwrap()
+    );
+    assert!(
+        after_listening < Duration::from_millis(500),
+        "the reconnect waited {after_listening:?} after the server was back"
+    );
+}
+
 /// A private `nats-server` on a free loopback port, with its own JetStream store.
 struct PrivateServer(support::PrivateProcess);
 
@@ -429,6 +503,8 @@ async fn a_slow_consumer_degrades_health_with_the_cause() {
 }
 
 crate::tests!(
+    connect_takes_a_round_trip_not_a_backoff,
+    the_first_reconnect_is_not_delayed,
     a_slow_consumer_degrades_health_with_the_cause,
     durable_subscriber_gets_what_was_published_while_it_was_down,
     unacknowledged_and_nacked_messages_are_redelivered,
