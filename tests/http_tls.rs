@@ -92,7 +92,7 @@ async fn peers_talk_over_tls_and_a_wrong_ca_is_a_connect_error() {
     .await
     .unwrap();
     // It never learns the server's subscriptions (the exchange fails the
-    // handshake), so nothing is sent to it.
+    // handshake, logged once with the certificate error), so nothing is sent to it.
     match stranger.request("text.reverse", Message::new("abc")).await {
         Err(err) => assert!(
             matches!(err.kind(), ErrorKind::NoResponders | ErrorKind::Connect),

@@ -205,9 +205,25 @@ fn call_error(peer: &str, subject: &str, timeout: Duration, err: reqwest::Error)
     } else if err.is_connect() {
         Error::Connect {
             url: peer.to_owned(),
-            source: err.into(),
+            source: with_causes(&err).into(),
         }
     } else {
-        Error::backend(BACKEND, err)
+        Error::backend(BACKEND, with_causes(&err))
     }
+}
+
+/// An error with every cause behind it: reqwest's own text ("error sending
+/// request") hides the one that matters ("invalid peer certificate: UnknownIssuer").
+fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        cause = inner.source();
+    }
+    text
 }

@@ -206,15 +206,19 @@ impl Directory {
 
     /// Records that a peer did not answer; it is tried again at the next sync,
     /// and a learned (not configured) peer that keeps failing is forgotten.
-    pub fn mark_unreachable(&self, url: &str) {
+    /// True for the first failure in a row, so the caller can say so once.
+    pub fn mark_unreachable(&self, url: &str) -> bool {
         let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(peer) = peers.get_mut(url) {
-            peer.reachable = false;
-            peer.failures += 1;
-            if !peer.configured && peer.failures >= FORGET_AFTER_FAILURES {
-                peers.remove(url);
-            }
+        let Some(peer) = peers.get_mut(url) else {
+            return false;
+        };
+        peer.reachable = false;
+        peer.failures += 1;
+        let first = peer.failures == 1;
+        if !peer.configured && peer.failures >= FORGET_AFTER_FAILURES {
+            peers.remove(url);
         }
+        first
     }
 
     /// The peers that serve `subject`, rotated so repeated requests spread over them.

@@ -62,8 +62,13 @@ impl Shared {
                         }
                     }
                     Err(err) => {
-                        tracing::debug!(%peer, error = %err, "http: peer unreachable for a snapshot exchange");
-                        self.directory.mark_unreachable(&peer);
+                        // Said once per outage (a wrong CA or token shows here),
+                        // then quietly retried every `sync_interval`.
+                        if self.directory.mark_unreachable(&peer) {
+                            tracing::warn!(%peer, error = %err, "http: peer unreachable for a snapshot exchange; retrying");
+                        } else {
+                            tracing::debug!(%peer, error = %err, "http: peer still unreachable");
+                        }
                     }
                 }
             }
