@@ -1,7 +1,7 @@
 //! A bounded soak of the HTTP server under a connection flood: 2,000
 //! connections that stay idle or send their headers a byte at a time (and come
 //! back when cut off), for `SWITCHBOARD_SOAK_SECONDS` (60 by default; `.ci/run`
-//! runs it with `--ignored`), while a
+//! runs it in release with `--ignored`), while a
 //! caller keeps sending typed requests. The caller's p99 stays under 10 ms and,
 //! once the flood is gone, resident memory returns to within 20 % of where it
 //! started. Loopback only; every loop ends by itself.
