@@ -2,11 +2,13 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
 use crate::incoming::Incoming;
+use crate::local::InlineSlot;
 
 /// A stream of [`Incoming`] messages for one subject (or pattern).
 ///
@@ -17,6 +19,9 @@ pub struct Subscription {
     subject: String,
     group: Option<String>,
     stream: Pin<Box<dyn Stream<Item = Incoming> + Send>>,
+    /// Set by in-process delivery (memory, HTTP): a `Service` route installs
+    /// its handler here to answer requests in the caller's task.
+    inline: Option<Arc<InlineSlot>>,
 }
 
 impl Subscription {
@@ -30,7 +35,19 @@ impl Subscription {
             subject: subject.into(),
             group,
             stream: Box::pin(stream),
+            inline: None,
         }
+    }
+
+    /// Lets a `Service` route answer this subscription's requests inline.
+    pub(crate) fn with_inline_slot(mut self, slot: Arc<InlineSlot>) -> Self {
+        self.inline = Some(slot);
+        self
+    }
+
+    /// Where a `Service` route may install an inline answerer, if the backend delivers in process.
+    pub(crate) fn inline_slot(&self) -> Option<&Arc<InlineSlot>> {
+        self.inline.as_ref()
     }
 
     /// The subject or pattern subscribed to.

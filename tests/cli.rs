@@ -120,8 +120,9 @@ async fn request_round_trip_on_kafka() {
     }
 }
 
-/// `bench --external` against a `switchboard reply` in another process:
-/// throughput, percentiles and zero errors across processes.
+/// `bench --responder none` against a `switchboard reply` in another
+/// process: throughput, percentiles and zero errors across processes, as text
+/// and as JSON; the responder logs one line per request it answers.
 #[cfg(feature = "nats")]
 async fn bench_across_processes_on_nats() {
     let url = support::nats_url();
@@ -135,38 +136,89 @@ async fn bench_across_processes_on_nats() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn the responder");
+    let mut log = BufReader::new(responder.stderr.take().unwrap());
     let mut line = String::new();
-    BufReader::new(responder.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    log.read_line(&mut line).unwrap();
     assert!(line.starts_with("answering"), "responder said: {line}");
-    let output = cli(&[
-        "--url",
-        &url,
-        "bench",
-        "--external",
-        "--subject",
-        &subject,
-        "--count",
-        "2000",
-    ]);
+    // Read the responder's log as it goes, so a full pipe never stalls it.
+    let logged = std::thread::spawn(move || log.lines().map_while(Result::ok).collect::<Vec<_>>());
+    let bench = |extra: &[&str]| {
+        let mut args = vec!["--url", &url, "bench", "--responder", "none"];
+        args.extend(["--subject", &subject]);
+        args.extend(extra);
+        let output = cli(&args);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    let text = bench(&["--count", "2000"]);
+    assert!(
+        text.contains("responder in another process")
+            && text.contains("2000 of 2000 messages")
+            && text.contains("latency: p50"),
+        "{text}"
+    );
+    let json = bench(&["--count", "500", "--json"]);
+    let figures: serde_json::Value = serde_json::from_str(&json).expect("one JSON object");
+    assert_eq!(figures["responder"], "other-process", "{json}");
+    assert_eq!(figures["completed"], 500, "{json}");
+    assert_eq!(figures["errors"], 0, "{json}");
+    let (p50, p99) = (&figures["latency_us"]["p50"], &figures["latency_us"]["p99"]);
+    assert!(p50.as_u64().is_some_and(|p50| p50 > 0), "{json}");
+    assert!(p99.as_u64() >= p50.as_u64(), "{json}");
     let _ = responder.kill();
     let _ = responder.wait();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let answered = logged.join().unwrap();
+    let per_request = answered.iter().filter(|l| l.starts_with("[#")).count();
+    assert_eq!(per_request, 2500, "one log line per answered request");
     assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
+        answered.iter().any(|l| l.starts_with("[#2500] cli.")),
+        "{:?}",
+        answered.last()
     );
-    assert!(
-        stdout.contains("responder in another process")
-            && stdout.contains("2000 of 2000 messages")
-            && stdout.contains("latency: p50"),
-        "{stdout}"
-    );
-    let without_subject = cli(&["--url", &url, "bench", "--external"]);
+    let without_subject = cli(&["--url", &url, "bench", "--responder", "none"]);
     assert!(!without_subject.status.success());
     assert!(String::from_utf8_lossy(&without_subject.stderr).contains("--subject"));
+}
+
+/// A `req` on memory:// finds no responder in its own new process, and says
+/// why instead of leaving the user to guess; `sub` prints headers on request.
+async fn memory_is_explained_and_sub_prints_headers() {
+    let output = cli(&["--url", "memory://", "req", "orders.get", "1"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("only reaches subscribers in this same process"),
+        "{stderr}"
+    );
+    #[cfg(feature = "nats")]
+    {
+        let url = support::nats_url();
+        if !reachable(&url).await {
+            return;
+        }
+        let subject = format!("cli.{}", support::unique("headers"));
+        let mut subscriber = Command::new(CLI)
+            .args(["--url", &url, "sub", &subject, "--headers", "--count", "1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the subscriber");
+        let mut line = String::new();
+        BufReader::new(subscriber.stderr.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("subscribed"), "subscriber said: {line}");
+        let published = cli(&["--url", &url, "pub", &subject, "hello", "-H", "tenant=acme"]);
+        assert!(published.status.success());
+        let printed = subscriber.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&printed.stdout);
+        assert_eq!(stdout, format!("{subject} hello\n  tenant: acme\n"));
+    }
 }
 
 #[cfg(feature = "http")]
@@ -181,6 +233,7 @@ async fn request_round_trip_on_http() {
 crate::tests!(
     bad_input_fails_with_a_clear_message,
     bench_runs_on_memory,
+    memory_is_explained_and_sub_prints_headers,
     #[cfg(feature = "nats")]
     request_round_trip_on_nats,
     #[cfg(feature = "nats")]

@@ -428,11 +428,16 @@ impl Transport for HttpTransport {
             subscription.subject().to_owned(),
             subscription.group().map(str::to_owned),
         );
+        let inline = subscription.inline_slot().cloned();
         let stream = KeepServing {
             subscription,
             _running: self.running.clone(),
         };
-        Ok(Subscription::new(subject, group, stream))
+        let subscription = Subscription::new(subject, group, stream);
+        Ok(match inline {
+            Some(slot) => subscription.with_inline_slot(slot),
+            None => subscription,
+        })
     }
 
     async fn close(&self) -> Result<()> {

@@ -171,13 +171,14 @@ impl Transport for NatsTransport {
             jetstream.reject_request(subject)?;
         }
         let sizes = (message.payload.len(), self.capabilities.max_payload);
+        // One timer per request: the outer bound below covers queueing and
+        // the wait for the reply, so the client sets none of its own.
         let mut request = async_nats::Request::new()
             .payload(message.payload)
-            .timeout(Some(timeout));
+            .timeout(None);
         if let Some(headers) = convert::to_header_map(&message.headers) {
             request = request.headers(headers);
         }
-        // The outer bound also covers queueing the request while disconnected.
         let sent = tokio::time::timeout(
             timeout,
             self.client.send_request(subject.to_owned(), request),

@@ -243,6 +243,16 @@ pub fn cases() -> Vec<Case> {
             typed::keyed_events_keep_order
         ),
         case!(
+            "request_concurrency_is_bounded",
+            |c| c.request_reply,
+            typed::request_concurrency_is_bounded
+        ),
+        case!(
+            "handler_finishes_after_its_caller_gives_up",
+            |c| c.request_reply,
+            typed::handler_finishes_after_its_caller_gives_up
+        ),
+        case!(
             "style_matrix_sync_routes",
             |c| c.request_reply,
             style_matrix::sync_routes

@@ -221,3 +221,96 @@ pub(super) async fn keyed_events_keep_order(fixture: &dyn Fixture) -> CaseResult
     running.shutdown().await;
     Ok(())
 }
+
+/// A concurrent route never runs more requests at once than its
+/// `concurrency`, however they reach it (queue or in the caller's task), and
+/// answers every one.
+pub(super) async fn request_concurrency_is_bounded(fixture: &dyn Fixture) -> CaseResult {
+    const LIMIT: usize = 3;
+    const CALLS: u64 = 12;
+    let (server, client) = (fixture.connect().await?, fixture.connect().await?);
+    let subject = unique_subject("bounded");
+    let running_now = Arc::new(AtomicUsize::new(0));
+    let most_at_once = Arc::new(AtomicUsize::new(0));
+    let running = Service::new("bounded", server)
+        .concurrency(LIMIT)
+        .on(&subject, {
+            let (running_now, most_at_once) = (running_now.clone(), most_at_once.clone());
+            move |request: GetOrder| {
+                let (running_now, most_at_once) = (running_now.clone(), most_at_once.clone());
+                async move {
+                    let now = running_now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most_at_once.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    running_now.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<_, String>(request.id)
+                }
+            }
+        })
+        .start()
+        .await?;
+    let calls = (1..=CALLS).map(|id| {
+        let (client, subject) = (client.clone(), subject.clone());
+        async move {
+            client
+                .request_json::<_, u64>(&subject, &GetOrder { id })
+                .await
+        }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    for (answer, id) in answers.into_iter().zip(1..) {
+        ensure!(answer? == id, "request {id} got another request's answer");
+    }
+    let most = most_at_once.load(Ordering::SeqCst);
+    ensure!(
+        most <= LIMIT,
+        "{most} requests ran at once under concurrency {LIMIT}"
+    );
+    ensure!(most > 1, "requests never ran concurrently");
+    running.shutdown().await;
+    Ok(())
+}
+
+/// A handler is never cancelled halfway because its caller stopped waiting:
+/// once started, it runs to its end. (A backend may skip a request that
+/// expired before its handler started; then there is nothing to finish.)
+pub(super) async fn handler_finishes_after_its_caller_gives_up(
+    fixture: &dyn Fixture,
+) -> CaseResult {
+    let (server, client) = (fixture.connect().await?, fixture.connect().await?);
+    let subject = unique_subject("gave-up");
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    let (finished_tx, mut finished) = tokio::sync::mpsc::unbounded_channel();
+    let running = Service::new("patient", server)
+        .on(&subject, move |request: GetOrder| {
+            let (started_tx, finished_tx) = (started_tx.clone(), finished_tx.clone());
+            async move {
+                let _ = started_tx.send(request.id);
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                let _ = finished_tx.send(request.id);
+                Ok::<_, String>(request.id)
+            }
+        })
+        .start()
+        .await?;
+    let gave_up = client
+        .request_json_with_timeout::<_, u64>(
+            &subject,
+            &GetOrder { id: 7 },
+            Duration::from_millis(150),
+        )
+        .await;
+    expect_kind(gave_up, ErrorKind::Timeout, "a request past its timeout")?;
+    if tokio::time::timeout(Duration::from_secs(2), started.recv())
+        .await
+        .is_ok()
+    {
+        let done = tokio::time::timeout(RECEIVE_WITHIN, finished.recv()).await;
+        ensure!(
+            matches!(done, Ok(Some(7))),
+            "the handler started but never finished after its caller timed out"
+        );
+    }
+    running.shutdown().await;
+    Ok(())
+}

@@ -7,14 +7,19 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use tokio::sync::{mpsc, watch};
 
+use super::inline::InlineSlot;
 use crate::incoming::Incoming;
 use crate::subject;
 
 /// A subscribed (pattern, queue group) pair.
 pub(crate) type Interest = (Arc<str>, Option<Arc<str>>);
 
-/// One subscription's queue.
-pub(crate) type Member = mpsc::Sender<Incoming>;
+/// One subscription: its queue, and the route answering its requests inline, if any.
+#[derive(Clone)]
+pub(crate) struct Member {
+    pub queue: mpsc::Sender<Incoming>,
+    pub inline: Arc<InlineSlot>,
+}
 
 /// A queue group on one pattern: each message goes to one member, round robin.
 pub(crate) struct Group {
@@ -61,7 +66,7 @@ struct Registration {
     owner: u64,
     pattern: Arc<str>,
     group: Option<Arc<str>>,
-    sender: mpsc::Sender<Incoming>,
+    member: Member,
 }
 
 #[derive(Default)]
@@ -121,13 +126,7 @@ impl Hub {
     }
 
     /// Adds a subscription; it is live when this returns.
-    pub fn add(
-        &self,
-        owner: u64,
-        pattern: &str,
-        group: Option<&str>,
-        sender: mpsc::Sender<Incoming>,
-    ) -> u64 {
+    pub fn add(&self, owner: u64, pattern: &str, group: Option<&str>, member: Member) -> u64 {
         let id = self.next_id();
         self.update(|registry| {
             registry.subscriptions.push(Registration {
@@ -135,7 +134,7 @@ impl Hub {
                 owner,
                 pattern: pattern.into(),
                 group: group.map(Into::into),
-                sender,
+                member,
             })
         });
         id
@@ -196,7 +195,7 @@ fn build_routes(registry: &mut Registry) -> Routes {
                     };
                     (target, HashMap::new())
                 });
-        let member = registration.sender.clone();
+        let member = registration.member.clone();
         let Some(group) = &registration.group else {
             target.plain.push(member);
             continue;

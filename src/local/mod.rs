@@ -3,6 +3,7 @@
 //! backend uses it to hand what arrives over HTTP to its local subscribers.
 
 mod hub;
+mod inline;
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -19,7 +20,9 @@ use crate::incoming::{Incoming, Responder};
 use crate::message::Message;
 use crate::subscription::Subscription;
 pub(crate) use hub::Interest;
-use hub::{Group, Hub, Member};
+use hub::{Group, Hub, Member, Routes};
+use inline::RunsToCompletion;
+pub(crate) use inline::{InlineAnswer, InlineSlot};
 
 /// Which local subscribers a delivery goes to.
 #[derive(Debug, Clone, Copy)]
@@ -89,14 +92,19 @@ impl LocalRouter {
         group: Option<&str>,
         buffer: usize,
     ) -> Subscription {
-        let (sender, receiver) = mpsc::channel(buffer);
-        let id = self.hub.add(owner, pattern, group, sender);
+        let (queue, receiver) = mpsc::channel(buffer);
+        let inline = Arc::new(InlineSlot::default());
+        let member = Member {
+            queue,
+            inline: inline.clone(),
+        };
+        let id = self.hub.add(owner, pattern, group, member);
         let stream = LocalStream {
             receiver,
             hub: self.hub.clone(),
             id,
         };
-        Subscription::new(pattern, group.map(str::to_owned), stream)
+        Subscription::new(pattern, group.map(str::to_owned), stream).with_inline_slot(inline)
     }
 
     /// Ends every subscription of `owner` once its queued messages are read.
@@ -117,7 +125,8 @@ impl LocalRouter {
     /// Publishes to the chosen local subscribers; returns how many received it.
     /// Waits while a subscriber's queue is full (backpressure).
     pub async fn publish(&self, subject: &str, message: Message, targets: Targets<'_>) -> usize {
-        self.deliver(subject, message, None, targets).await
+        let routes = self.hub.routes();
+        self.deliver(&routes, subject, message, None, targets).await
     }
 
     /// Sends a request to the chosen local subscribers and waits up to `timeout`
@@ -129,12 +138,25 @@ impl LocalRouter {
         timeout: Duration,
         targets: Targets<'_>,
     ) -> Result<Message> {
+        let routes = self.hub.routes();
+        if let Some((subject_shared, answerer)) = sole_inline_recipient(&routes, subject, targets) {
+            let deadline = std::time::Instant::now().checked_add(timeout);
+            let answer = RunsToCompletion::new(answerer.answer(subject_shared, message, deadline));
+            let exchange = async {
+                answer.await.ok_or_else(|| {
+                    Error::remote(subject, None, "the responder stopped before answering")
+                })
+            };
+            return crate::error::within(subject, timeout, exchange).await;
+        }
         let (sender, receiver) = oneshot::channel();
         let exchange = async {
             // `None` for a timeout too long to represent: no deadline, not a panic.
             let deadline = std::time::Instant::now().checked_add(timeout);
             let slot = Arc::new(ReplySlot(Mutex::new(Some(sender)), deadline));
-            let delivered = self.deliver(subject, message, Some(&slot), targets).await;
+            let delivered = self
+                .deliver(&routes, subject, message, Some(&slot), targets)
+                .await;
             // From here only the responders hold the slot: if they all drop it, the receiver wakes.
             drop(slot);
             if delivered == 0 {
@@ -155,12 +177,12 @@ impl LocalRouter {
 
     async fn deliver(
         &self,
+        routes: &Routes,
         subject: &str,
         message: Message,
         reply: Option<&Arc<ReplySlot>>,
         targets: Targets<'_>,
     ) -> usize {
-        let routes = self.hub.routes();
         let mut delivered = 0;
         let mut wildcard_subject: Option<Arc<str>> = None;
         for target in routes.matching(subject) {
@@ -186,7 +208,7 @@ impl LocalRouter {
             };
             if targets.plain() {
                 for member in &target.plain {
-                    if member.send(incoming()).await.is_ok() {
+                    if member.queue.send(incoming()).await.is_ok() {
                         delivered += 1;
                     }
                 }
@@ -205,6 +227,43 @@ impl LocalRouter {
     }
 }
 
+/// The route that answers a request inline: only when the request has exactly
+/// one recipient (one plain subscriber or one queue group) and that
+/// subscription is a `Service` route that installed an answerer. With the
+/// subject as deliveries share it.
+fn sole_inline_recipient(
+    routes: &Routes,
+    subject: &str,
+    targets: Targets<'_>,
+) -> Option<(Arc<str>, Arc<dyn InlineAnswer>)> {
+    let mut sole: Option<(&hub::Target, &Group)> = None;
+    for target in routes.matching(subject) {
+        if targets.plain() && !target.plain.is_empty() {
+            return None;
+        }
+        for group in target
+            .groups
+            .iter()
+            .filter(|g| targets.includes(&target.pattern, &g.name))
+        {
+            if sole.replace((target, group)).is_some() {
+                return None;
+            }
+        }
+    }
+    let (target, group) = sole?;
+    // The rotation moves on only if this member answers inline; otherwise
+    // the queue delivery below takes its turn from the same place.
+    let next = group.cursor.load(std::sync::atomic::Ordering::Relaxed);
+    let member = &group.members[next % group.members.len()];
+    let answerer = member.inline.get()?;
+    group
+        .cursor
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let subject = target.subject.clone().unwrap_or_else(|| subject.into());
+    Some((subject, answerer))
+}
+
 /// Sends to one member of a group: the next in rotation with room in its
 /// queue, or, when all are full, waits for the next in rotation.
 async fn send_to_group(group: &Group, mut incoming: Incoming) -> bool {
@@ -214,13 +273,13 @@ async fn send_to_group(group: &Group, mut incoming: Incoming) -> bool {
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let in_rotation = |step: usize| -> &Member { &group.members[(start + step) % count] };
     for step in 0..count {
-        match in_rotation(step).try_send(incoming) {
+        match in_rotation(step).queue.try_send(incoming) {
             Ok(()) => return true,
             Err(TrySendError::Full(back) | TrySendError::Closed(back)) => incoming = back,
         }
     }
     for step in 0..count {
-        match in_rotation(step).send(incoming).await {
+        match in_rotation(step).queue.send(incoming).await {
             Ok(()) => return true,
             Err(SendError(back)) => incoming = back,
         }

@@ -4,9 +4,11 @@ use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::shutdown::{HeldOutcome, Signal};
@@ -15,6 +17,7 @@ use crate::bus::Bus;
 use crate::error::ErrorKind;
 use crate::handler::{Context, Rejection, StateMap};
 use crate::incoming::Incoming;
+use crate::local::InlineAnswer;
 use crate::message::Message;
 use crate::observe::{self, observe_with, Operation};
 use crate::settings::Style;
@@ -43,105 +46,205 @@ pub(super) async fn serve(
     handler: ErasedHandler,
     concurrency: usize,
 ) {
+    // `acquire_many` below counts in u32, and a semaphore has a ceiling.
+    let concurrency = concurrency.min(1 << 28);
     let mut stopping = context.shutdown.watch();
+    // Every message being handled, or waiting behind a busy key, holds one
+    // permit, whether it came through the queue or inline: the route never
+    // has more than `concurrency` messages, so a flood cannot fill memory.
+    let permits = Arc::new(Semaphore::new(concurrency));
+    // In-process backends (memory, HTTP) hand requests straight to the
+    // handler in the caller's task; ordered routes keep the one queue.
+    let inline = match subscription.inline_slot() {
+        Some(slot) if concurrency > 1 => {
+            slot.install(Arc::new(InlineRoute {
+                context: context.clone(),
+                handler: handler.clone(),
+                permits: permits.clone(),
+            }));
+            Some(slot.clone())
+        }
+        _ => None,
+    };
     let mut in_flight: JoinSet<Option<String>> = JoinSet::new();
     // Events with a key (`sb-key`) run one at a time per key, in arrival
-    // order; each busy key's later events wait here. Running plus waiting
-    // messages stay within `concurrency`, so a hot key cannot fill memory.
+    // order; each busy key's later events wait here with their permits.
     let mut keys = KeyedQueue::default();
+    let mut permit: Option<OwnedSemaphorePermit> = None;
     loop {
         if stopping.borrow().is_some() {
             break;
         }
-        let room = in_flight.len() + keys.waiting < concurrency;
         let next = tokio::select! {
             _ = stopping.changed() => break,
             Some(finished) = in_flight.join_next(), if !in_flight.is_empty() => {
                 if let Ok(Some(key)) = finished {
-                    if let Some(incoming) = keys.next_for(&key) {
-                        spawn(&mut in_flight, &context, &handler, incoming, Some(key));
-                    }
+                    let mut route = Running { in_flight: &mut in_flight, context: &context, handler: &handler };
+                    route.next_of_key(&mut keys, key);
                 }
                 continue;
             }
-            next = subscription.next(), if room => next,
+            acquired = permits.clone().acquire_owned(), if permit.is_none() => {
+                permit = acquired.ok();
+                continue;
+            }
+            next = subscription.next(), if permit.is_some() => next,
         };
         let Some(incoming) = next else { break };
+        let Some(permit) = permit.take() else { break };
         if concurrency == 1 {
             // Ordered route: the next message waits for this one.
             handle(&context, incoming, &handler).await;
+            drop(permit);
             continue;
         }
         let key = match incoming.expects_reply() {
             true => None,
             false => incoming.headers().get(wire::KEY).map(str::to_owned),
         };
-        let incoming = match &key {
-            Some(key) => match keys.start_or_wait(key, incoming) {
-                Some(incoming) => incoming,
+        let held = Held { incoming, permit };
+        let held = match &key {
+            Some(key) => match keys.start_or_wait(key, held) {
+                Some(held) => held,
                 None => continue,
             },
-            None => incoming,
+            None => held,
         };
-        spawn(&mut in_flight, &context, &handler, incoming, key);
+        let mut route = Running {
+            in_flight: &mut in_flight,
+            context: &context,
+            handler: &handler,
+        };
+        if let Some(Some(key)) = route.start(held, key) {
+            route.next_of_key(&mut keys, key);
+        }
+    }
+    // New requests go to the (closing) queue from here, and fail there.
+    if let Some(slot) = inline {
+        slot.remove();
     }
     drop(subscription);
+    drop(permit);
     // Messages of busy keys were taken from the subscription: they run too.
     while let Some(finished) = in_flight.join_next().await {
         if let Ok(Some(key)) = finished {
-            if let Some(incoming) = keys.next_for(&key) {
-                spawn(&mut in_flight, &context, &handler, incoming, Some(key));
+            let mut route = Running {
+                in_flight: &mut in_flight,
+                context: &context,
+                handler: &handler,
+            };
+            route.next_of_key(&mut keys, key);
+        }
+    }
+    // Requests answered inline finish too: all permits back means none runs.
+    let _all = permits.acquire_many(concurrency as u32).await;
+}
+
+/// A message taken from the queue, with its place under the route's concurrency limit.
+struct Held {
+    incoming: Incoming,
+    permit: OwnedSemaphorePermit,
+}
+
+/// What a concurrent route needs to start handling a message.
+struct Running<'a> {
+    in_flight: &'a mut JoinSet<Option<String>>,
+    context: &'a Arc<RouteContext>,
+    handler: &'a ErasedHandler,
+}
+
+impl Running<'_> {
+    /// Handles one message: right here if its handler finishes without
+    /// waiting (most do: no task, no wake-up, and replies leave in order, so
+    /// the client batches their writes), else on its own task, whose result
+    /// is the message's key. `Some(key)` if it finished here.
+    fn start(&mut self, held: Held, key: Option<String>) -> Option<Option<String>> {
+        let Held { incoming, permit } = held;
+        let (context, handler) = (self.context.clone(), self.handler.clone());
+        let mut handling = Box::pin(async move { handle(&context, incoming, &handler).await });
+        // Polled once without a waker: a future left pending is polled again
+        // by its task at once, which registers the task's waker.
+        if handling.as_mut().now_or_never().is_some() {
+            drop(permit);
+            return Some(key);
+        }
+        self.in_flight.spawn(async move {
+            handling.await;
+            drop(permit);
+            key
+        });
+        None
+    }
+
+    /// Once an event of `key` finished: starts the next waiting behind it,
+    /// and the ones after while each finishes at once; frees the key when none waits.
+    fn next_of_key(&mut self, keys: &mut KeyedQueue, key: String) {
+        let mut key = key;
+        while let Some(waiting) = keys.next_for(&key) {
+            match self.start(waiting, Some(key)) {
+                Some(Some(finished)) => key = finished,
+                _ => return,
             }
         }
     }
 }
 
-/// Handles one message on its own task; the task's result is the message's key.
-fn spawn(
-    in_flight: &mut JoinSet<Option<String>>,
-    context: &Arc<RouteContext>,
-    handler: &ErasedHandler,
-    incoming: Incoming,
-    key: Option<String>,
-) {
-    let (context, handler) = (context.clone(), handler.clone());
-    in_flight.spawn(async move {
-        handle(&context, incoming, &handler).await;
-        key
-    });
+/// A concurrent route answering requests in the caller's task (memory, HTTP).
+struct InlineRoute {
+    context: Arc<RouteContext>,
+    handler: ErasedHandler,
+    permits: Arc<Semaphore>,
+}
+
+impl InlineAnswer for InlineRoute {
+    fn answer(
+        self: Arc<Self>,
+        subject: Arc<str>,
+        message: Message,
+        deadline: Option<Instant>,
+    ) -> BoxFuture<'static, Option<Message>> {
+        Box::pin(async move {
+            let _permit = self.permits.acquire().await.ok()?;
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                skip_expired(&self.context, &subject);
+                return None;
+            }
+            Some(reply_for(&self.context, &subject, message, &self.handler).await)
+        })
+    }
 }
 
 /// Per-key order for concurrent routes: which keys have an event running,
 /// and the events waiting behind each.
 #[derive(Default)]
 struct KeyedQueue {
-    busy: HashMap<String, VecDeque<Incoming>>,
+    busy: HashMap<String, VecDeque<Held>>,
     waiting: usize,
 }
 
 impl KeyedQueue {
-    /// `Some(incoming)` to run it now (its key was free); `None` when it waits.
-    fn start_or_wait(&mut self, key: &str, incoming: Incoming) -> Option<Incoming> {
+    /// `Some(held)` to run it now (its key was free); `None` when it waits.
+    fn start_or_wait(&mut self, key: &str, held: Held) -> Option<Held> {
         match self.busy.get_mut(key) {
             Some(queue) => {
-                queue.push_back(incoming);
+                queue.push_back(held);
                 self.waiting += 1;
                 None
             }
             None => {
                 self.busy.insert(key.to_owned(), VecDeque::new());
-                Some(incoming)
+                Some(held)
             }
         }
     }
 
     /// The next event of `key` once its running one finished; frees the key when none waits.
-    fn next_for(&mut self, key: &str) -> Option<Incoming> {
+    fn next_for(&mut self, key: &str) -> Option<Held> {
         let queue = self.busy.get_mut(key)?;
         match queue.pop_front() {
-            Some(incoming) => {
+            Some(held) => {
                 self.waiting -= 1;
-                Some(incoming)
+                Some(held)
             }
             None => {
                 self.busy.remove(key);
@@ -250,35 +353,11 @@ fn rejection_reply(rejection: &Rejection) -> Message {
 async fn answer(context: &RouteContext, mut incoming: Incoming, handler: &ErasedHandler) {
     let subject = incoming.subject().to_owned();
     if incoming.is_expired() {
-        // The caller already got a timeout (and may have retried): running the
-        // handler now would do work nobody waits for, possibly twice.
-        tracing::warn!(%subject, service = %context.service, "request expired before it was handled; skipped");
-        observe::expired(&context.service, &context.route);
-        context.shutdown.count_expired();
+        skip_expired(context, &subject);
         settle(&subject, incoming.ack().await);
         return;
     }
-    let message = incoming.take_message();
-    let (parent, trace) = incoming_trace(&message);
-    let outcome = run_observed(
-        context,
-        Operation::HandleRequest,
-        &subject,
-        handler,
-        message,
-        (&parent, &trace),
-        Style::Sync,
-    )
-    .await;
-    let reply = match outcome {
-        Ok(reply) => reply,
-        Err(rejection) => {
-            if rejection.message().starts_with("handler panicked") {
-                tracing::error!(%subject, service = %context.service, "{}", rejection.message());
-            }
-            rejection_reply(&rejection)
-        }
-    };
+    let reply = reply_for(context, &subject, incoming.take_message(), handler).await;
     if let Err(err) = incoming.send_reply(reply).await {
         // The caller's reply address was bad or is gone: count it, keep serving.
         tracing::warn!(%subject, service = %context.service, error = %err, "could not send reply");
@@ -288,6 +367,45 @@ async fn answer(context: &RouteContext, mut incoming: Incoming, handler: &Erased
     // Answered: on backends that redeliver (Kafka), the request must not come back.
     if let Err(err) = incoming.ack().await {
         tracing::debug!(%subject, error = %err, "could not acknowledge request");
+    }
+}
+
+/// A request whose caller already gave up is not handled: the caller got a
+/// timeout (and may have retried), so running the handler now would do work
+/// nobody waits for, possibly twice.
+fn skip_expired(context: &RouteContext, subject: &str) {
+    tracing::warn!(%subject, service = %context.service, "request expired before it was handled; skipped");
+    observe::expired(&context.service, &context.route);
+    context.shutdown.count_expired();
+}
+
+/// The reply to one request: the handler's result, or the error reply for
+/// its rejection or panic.
+async fn reply_for(
+    context: &RouteContext,
+    subject: &str,
+    message: Message,
+    handler: &ErasedHandler,
+) -> Message {
+    let (parent, trace) = incoming_trace(&message);
+    let outcome = run_observed(
+        context,
+        Operation::HandleRequest,
+        subject,
+        handler,
+        message,
+        (&parent, &trace),
+        Style::Sync,
+    )
+    .await;
+    match outcome {
+        Ok(reply) => reply,
+        Err(rejection) => {
+            if rejection.message().starts_with("handler panicked") {
+                tracing::error!(%subject, service = %context.service, "{}", rejection.message());
+            }
+            rejection_reply(&rejection)
+        }
     }
 }
 

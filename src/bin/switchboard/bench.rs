@@ -1,7 +1,8 @@
 //! `switchboard bench`: request/reply and publish→subscribe rates and latency
 //! percentiles against one URL. By default the responder (or subscriber) runs
-//! in this process, started before timing; with `--external` another process
-//! answers (`switchboard reply SUBJECT`), which is how services really run.
+//! in this process, started before timing; with `--responder none` another
+//! process answers (`switchboard reply SUBJECT`), which is how services really
+//! run. `--json` prints the figures as one JSON object for scripts.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ pub struct BenchArgs {
     /// What to measure.
     #[arg(long, value_enum, default_value_t = Mode::Request)]
     mode: Mode,
-    /// Subject to use (a unique one by default; give one with --external).
+    /// Subject to use (a unique one by default; give one with `--responder none`).
     #[arg(long)]
     subject: Option<String>,
     /// Payload size in bytes.
@@ -30,10 +31,33 @@ pub struct BenchArgs {
     /// Requests in flight at once (request mode).
     #[arg(long, default_value_t = 64)]
     in_flight: usize,
-    /// Another process answers (request mode: `switchboard reply SUBJECT`),
-    /// instead of a responder in this process.
-    #[arg(long)]
+    /// Where the responder runs (request mode): `local` starts one in this
+    /// process; `none` starts none, so another process answers
+    /// (`switchboard reply SUBJECT`), as services really run.
+    #[arg(long, value_enum, default_value_t = Responder::Local)]
+    responder: Responder,
+    /// Same as `--responder none`.
+    #[arg(long, hide = true)]
     external: bool,
+    /// Print the figures as one JSON object on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where the responder of a request bench runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Responder {
+    /// In this process, started before timing.
+    Local,
+    /// Not started here: another process answers.
+    None,
+}
+
+impl BenchArgs {
+    /// Whether another process answers.
+    fn external(&self) -> bool {
+        self.external || self.responder == Responder::None
+    }
 }
 
 /// The operation measured.
@@ -56,12 +80,12 @@ struct Outcome {
 }
 
 pub async fn run(bus: &Bus, args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
-    if args.external && args.subject.is_none() {
-        return Err("--external needs --subject: the one `switchboard reply` answers".into());
+    if args.external() && args.subject.is_none() {
+        return Err("--responder none needs --subject: the one `switchboard reply` answers".into());
     }
-    if matches!(args.mode, Mode::Publish) && args.external {
+    if matches!(args.mode, Mode::Publish) && args.external() {
         return Err(
-            "--external applies to request mode; publish mode counts in this process".into(),
+            "--responder applies to request mode; publish mode counts in this process".into(),
         );
     }
     let subject = args
@@ -98,7 +122,11 @@ fn progress_bar(count: u64) -> ProgressBar {
 }
 
 fn report(bus: &Bus, args: &BenchArgs, outcome: &Outcome) {
-    let where_ = match (args.mode, args.external) {
+    if args.json {
+        println!("{}", json_report(bus, args, outcome));
+        return;
+    }
+    let where_ = match (args.mode, args.external()) {
         (Mode::Request, true) => "responder in another process",
         (Mode::Request, false) => "responder in this process",
         (Mode::Publish, _) => "subscriber in this process",
@@ -129,6 +157,36 @@ fn report(bus: &Bus, args: &BenchArgs, outcome: &Outcome) {
     );
 }
 
+/// The figures as JSON: latencies in microseconds.
+fn json_report(bus: &Bus, args: &BenchArgs, outcome: &Outcome) -> serde_json::Value {
+    let latency = &outcome.latency;
+    let at = |q: f64| (!latency.is_empty()).then(|| latency.value_at_quantile(q));
+    serde_json::json!({
+        "mode": format!("{:?}", args.mode).to_lowercase(),
+        "backend": bus.backend(),
+        "responder": match (args.mode, args.external()) {
+            (Mode::Request, true) => "other-process",
+            (Mode::Request, false) => "this-process",
+            (Mode::Publish, _) => "subscriber-in-this-process",
+        },
+        "count": args.count,
+        "size_bytes": args.size,
+        "in_flight": args.in_flight,
+        "completed": outcome.completed,
+        "errors": outcome.errors,
+        "first_error": outcome.first_error,
+        "elapsed_seconds": outcome.elapsed.as_secs_f64(),
+        "per_second": outcome.completed as f64 / outcome.elapsed.as_secs_f64(),
+        "latency_us": {
+            "p50": at(0.50),
+            "p90": at(0.90),
+            "p99": at(0.99),
+            "p99_9": at(0.999),
+            "max": (!latency.is_empty()).then(|| latency.max()),
+        },
+    })
+}
+
 fn histogram() -> Histogram<u64> {
     Histogram::new(3).expect("3 significant figures is a valid histogram")
 }
@@ -139,7 +197,7 @@ async fn request(
     args: &BenchArgs,
     progress: &ProgressBar,
 ) -> Result<Outcome, Box<dyn std::error::Error>> {
-    let responder = if args.external {
+    let responder = if args.external() {
         None
     } else {
         let mut requests = bus.subscribe(subject).await?;

@@ -54,6 +54,9 @@ enum Command {
         /// Join this queue group.
         #[arg(long)]
         group: Option<String>,
+        /// Also print each event's headers, one `  NAME: VALUE` line each.
+        #[arg(long)]
+        headers: bool,
         /// Exit after this many events.
         #[arg(long)]
         count: Option<u64>,
@@ -95,6 +98,15 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected NAME=VALUE, got `{text}`"))
 }
 
+/// Like `eprintln!`, but a closed stderr (the reader went away) is not a
+/// reason to panic: a responder keeps answering whoever still listens.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|err| err.to_string())
 }
@@ -121,6 +133,16 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     outcome
 }
 
+/// memory:// is one process's bus: a `sub` or `reply` there hears only itself.
+fn warn_if_in_process(bus: &Bus) {
+    if bus.backend() == "memory" {
+        say!(
+            "note: memory:// only reaches this same process; \
+             other processes cannot publish or send to it (use nats://, kafka:// or http://)"
+        );
+    }
+}
+
 fn message(payload: String, headers: Vec<(String, String)>) -> Message {
     headers
         .into_iter()
@@ -141,18 +163,20 @@ async fn command(bus: &Bus, command: Command) -> Result<(), Box<dyn std::error::
             for _ in 0..count {
                 bus.publish(&subject, event.clone()).await?;
             }
-            eprintln!("published {count} to {subject}");
+            say!("published {count} to {subject}");
         }
         Command::Sub {
             subject,
             group,
+            headers,
             count,
         } => {
+            warn_if_in_process(bus);
             let mut subscription = match &group {
                 Some(group) => bus.queue_subscribe(&subject, group).await?,
                 None => bus.subscribe(&subject).await?,
             };
-            eprintln!("subscribed to {subject}");
+            say!("subscribed to {subject}");
             let mut seen = 0;
             while count.is_none_or(|limit| seen < limit) {
                 let Some(mut incoming) = subscription.next().await else {
@@ -163,6 +187,11 @@ async fn command(bus: &Bus, command: Command) -> Result<(), Box<dyn std::error::
                     incoming.subject(),
                     String::from_utf8_lossy(incoming.payload())
                 );
+                if headers {
+                    for (name, value) in incoming.headers().iter() {
+                        println!("  {name}: {value}");
+                    }
+                }
                 incoming.ack().await?;
                 seen += 1;
             }
@@ -175,7 +204,15 @@ async fn command(bus: &Bus, command: Command) -> Result<(), Box<dyn std::error::
         } => {
             let reply = bus
                 .request_with_timeout(&subject, message(payload, headers), timeout)
-                .await?;
+                .await
+                .map_err(|err| match (bus.backend(), err.kind()) {
+                    ("memory", switchboard::ErrorKind::NoResponders) => format!(
+                        "{err}: memory:// only reaches subscribers in this same process; \
+                         to reach another process use nats://, kafka:// or http://"
+                    )
+                    .into(),
+                    _ => Box::<dyn std::error::Error>::from(err),
+                })?;
             println!("{}", String::from_utf8_lossy(&reply.payload));
         }
         Command::Reply {
@@ -189,9 +226,10 @@ async fn command(bus: &Bus, command: Command) -> Result<(), Box<dyn std::error::
             } else {
                 bus.subscribe(&subject).await?
             };
+            warn_if_in_process(bus);
             match bus.local_address() {
-                Some(address) => eprintln!("answering {subject} at http://{address}"),
-                None => eprintln!("answering {subject}"),
+                Some(address) => say!("answering {subject} at http://{address}"),
+                None => say!("answering {subject}"),
             }
             let mut answered = 0;
             while count.is_none_or(|limit| answered < limit) {
@@ -208,13 +246,20 @@ async fn command(bus: &Bus, command: Command) -> Result<(), Box<dyn std::error::
                 };
                 // A reply that cannot be delivered (a forged or vanished reply
                 // address) is reported; the responder goes on answering others.
+                answered += 1;
+                // One line per request, as `nats reply` does: what came in and what went out.
+                say!(
+                    "[#{answered}] {} ({} B in, {} B out)",
+                    incoming.subject(),
+                    incoming.payload().len(),
+                    reply.payload.len()
+                );
                 if let Err(err) = incoming.reply(reply).await {
-                    eprintln!("reply on `{}` not delivered: {err}", incoming.subject());
+                    say!("reply on `{}` not delivered: {err}", incoming.subject());
                 }
                 if let Err(err) = incoming.ack().await {
-                    eprintln!("could not acknowledge `{}`: {err}", incoming.subject());
+                    say!("could not acknowledge `{}`: {err}", incoming.subject());
                 }
-                answered += 1;
             }
         }
         Command::Bench(args) => bench::run(bus, args).await?,
