@@ -91,6 +91,11 @@ impl Incoming {
         &self.subject
     }
 
+    /// The subject, shared rather than copied.
+    pub(crate) fn shared_subject(&self) -> Arc<str> {
+        self.subject.clone()
+    }
+
     /// The message.
     pub fn message(&self) -> &Message {
         &self.message

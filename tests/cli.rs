@@ -167,6 +167,7 @@ async fn bench_across_processes_on_nats() {
     assert_eq!(figures["responder"], "other-process", "{json}");
     assert_eq!(figures["completed"], 500, "{json}");
     assert_eq!(figures["errors"], 0, "{json}");
+    assert_eq!(figures["timeouts"], 0, "{json}");
     let (p50, p99) = (&figures["latency_us"]["p50"], &figures["latency_us"]["p99"]);
     assert!(p50.as_u64().is_some_and(|p50| p50 > 0), "{json}");
     assert!(p99.as_u64() >= p50.as_u64(), "{json}");

@@ -6,18 +6,25 @@
 //! 3. fan-out of one event to M consumers versus M sequential requests.
 //!
 //! ```text
-//! cargo run --release --example scenarios --all-features              # every backend, ~1 minute
+//! cargo run --release --example scenarios --all-features              # every backend, 5 runs
 //! cargo run --release --example scenarios -- --backends memory --messages 2000
+//! cargo run --example scenarios --all-features -- --quick              # a short check (CI)
 //! ```
 //!
-//! Prints Markdown tables and writes `results.json`, `chain.csv`, `outage.csv`,
-//! `fanout.csv` and `chain-latency.svg` into `--out` (default `target/scenarios`).
+//! Every scenario runs `--runs` times (default 5); each figure is reported as
+//! the median with its min–max over the runs, and compared pairs whose ranges
+//! overlap are listed, so no conclusion is drawn from noise. Prints Markdown
+//! tables and writes `results.json`, `chain.csv`, `outage.csv`, `fanout.csv`
+//! and `chain-latency.svg` (with min–max error bars) into `--out` (default
+//! `target/scenarios`).
 
 mod backends;
 mod chain;
 mod fanout;
+mod findings;
 mod outage;
 mod report;
+mod spread;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,6 +57,13 @@ struct Args {
     /// Where the JSON, CSV and SVG files go.
     #[arg(long, default_value = "target/scenarios")]
     out: PathBuf,
+    /// How many times every scenario runs; figures are medians with min–max.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// A short check of every output: 2 runs, 10 messages, chains up to 2,
+    /// a 200 ms outage (overrides those options).
+    #[arg(long)]
+    quick: bool,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -63,13 +77,24 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Args::parse()).await {
+    let mut args = Args::parse();
+    if args.quick {
+        (args.runs, args.messages, args.max_depth) = (2, 10, 2);
+        args.outage = Duration::from_millis(200);
+    }
+    args.runs = args.runs.max(1);
+    match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Whether this is a CI run (`CI=true`), where skipping a backend hides a broken setup.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
 fn machine() -> String {
@@ -99,7 +124,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 seed.close().await?;
                 backends.push(backend);
             }
-            Err(err) if args.backends.is_empty() => {
+            // Under CI every server is started: one that does not answer is a failure.
+            Err(err) if args.backends.is_empty() && !in_ci() => {
                 eprintln!("skipping {}: {err}", backend.name);
             }
             Err(err) => return Err(format!("{}: {err}", backend.name).into()),
@@ -110,65 +136,69 @@ async fn run(args: Args) -> Result<(), BoxError> {
             return Err(format!("backend `{name}` is not compiled in (enable its feature)").into());
         }
     }
-    let steps: usize = backends
-        .iter()
-        .map(|b| b.styles.len() * (args.max_depth + 1) + 1)
-        .sum();
+    let steps: usize = args.runs
+        * backends
+            .iter()
+            .map(|b| b.styles.len() * (args.max_depth + 1) + 1)
+            .sum::<usize>();
     let progress = ProgressBar::new(steps as u64).with_style(ProgressStyle::with_template(
         "{bar:40} {pos}/{len} {elapsed} {msg}",
     )?);
-    let mut results = report::Results {
-        machine: machine(),
-        settings: format!(
-            "messages={} max_depth={} outage={:?} consumers={}",
-            args.messages, args.max_depth, args.outage, args.consumers
-        ),
-        ..Default::default()
-    };
+    let mut runs = Vec::with_capacity(args.runs);
     let mut point = 0;
-    for backend in &backends {
-        for &style in backend.styles {
-            let seed = backend.seed(style).await?;
-            for depth in 1..=args.max_depth {
+    for run in 1..=args.runs {
+        let mut results = report::Results::default();
+        for backend in &backends {
+            let at = |what: String| format!("run {run}/{}: {} {what}", args.runs, backend.name);
+            for &style in backend.styles {
+                let seed = backend.seed(style).await?;
+                for depth in 1..=args.max_depth {
+                    point += 1;
+                    progress.set_message(at(format!("{style} chain of {depth}")));
+                    let prefix = format!("{}.p{point}", backend.prefix);
+                    let row = chain::measure(backend, &seed, &prefix, depth, style, args.messages)
+                        .await
+                        .map_err(|err| at(format!("{style} chain of {depth}: {err}")))?;
+                    results.chain.push(row);
+                    progress.inc(1);
+                }
                 point += 1;
-                progress.set_message(format!("{} {style} chain of {depth}", backend.name));
+                progress.set_message(at(format!("{style} outage")));
                 let prefix = format!("{}.p{point}", backend.prefix);
-                let row = chain::measure(backend, &seed, &prefix, depth, style, args.messages)
+                let row = outage::measure(backend, &seed, &prefix, style, args.outage)
                     .await
-                    .map_err(|err| format!("{} {style} chain of {depth}: {err}", backend.name))?;
-                results.chain.push(row);
+                    .map_err(|err| at(format!("{style} outage: {err}")))?;
+                results.outage.push(row);
                 progress.inc(1);
+                seed.close().await?;
             }
             point += 1;
-            progress.set_message(format!("{} {style} outage", backend.name));
+            progress.set_message(at("fan-out".into()));
+            let seed = backend.seed(Style::Sync).await?;
             let prefix = format!("{}.p{point}", backend.prefix);
-            let row = outage::measure(backend, &seed, &prefix, style, args.outage)
+            let row = fanout::measure(backend, &seed, &prefix, args.consumers, args.messages)
                 .await
-                .map_err(|err| format!("{} {style} outage: {err}", backend.name))?;
-            results.outage.push(row);
-            progress.inc(1);
+                .map_err(|err| at(format!("fan-out: {err}")))?;
+            results.fanout.push(row);
             seed.close().await?;
+            progress.inc(1);
         }
-        point += 1;
-        progress.set_message(format!("{} fan-out", backend.name));
-        let seed = backend.seed(Style::Sync).await?;
-        let prefix = format!("{}.p{point}", backend.prefix);
-        let row = fanout::measure(backend, &seed, &prefix, args.consumers, args.messages)
-            .await
-            .map_err(|err| format!("{} fan-out: {err}", backend.name))?;
-        results.fanout.push(row);
-        seed.close().await?;
-        progress.inc(1);
+        runs.push(results);
     }
     progress.finish_and_clear();
 
+    let settings = format!(
+        "runs={} messages={} max_depth={} outage={:?} consumers={}",
+        args.runs, args.messages, args.max_depth, args.outage, args.consumers
+    );
+    let summary = report::Summary::new(machine(), settings, runs)?;
     println!(
         "Machine: {}\nSettings: {}\n",
-        results.machine, results.settings
+        summary.machine, summary.settings
     );
-    println!("{}", report::tables(&results));
-    report::write_files(&args.out, &results)?;
-    report::chart(&args.out.join("chain-latency.svg"), &results)?;
+    println!("{}", report::tables(&summary));
+    report::write_files(&args.out, &summary)?;
+    report::chart(&args.out.join("chain-latency.svg"), &summary)?;
     println!(
         "wrote {}/results.json, chain.csv, outage.csv, fanout.csv, chain-latency.svg",
         args.out.display()

@@ -2,7 +2,7 @@
 //! then restarted: what the caller saw, and whether any accepted work was lost.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,16 @@ pub struct OutageRow {
     pub max_backlog: u64,
     /// Time from the restart until the backlog was empty, in milliseconds.
     pub drained_after_ms: u64,
+    /// Calls started while the middle service was stopped, and how many of
+    /// them the caller saw succeed: the front service's own work.
+    pub sent_during_outage: u64,
+    pub accepted_during_outage: u64,
+    /// Autonomy: the share of its own work the front service completed while
+    /// its dependency was stopped (accepted ÷ sent during the outage).
+    pub own_work_share: f64,
+    /// The share of all jobs sent that finished end to end, after the
+    /// dependency returned and the backlog drained (or was given up on).
+    pub end_to_end_share: f64,
 }
 
 /// Runs the outage scenario on one backend and style.
@@ -65,6 +75,9 @@ pub async fn measure(
 
     let accepted = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    // Set while the middle service is stopped: (sent, accepted) of the calls started then.
+    let in_outage = Arc::new(AtomicBool::new(false));
+    let during = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
     let latencies = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
     let before = Duration::from_millis(300);
     let after = Duration::from_millis(700);
@@ -75,6 +88,7 @@ pub async fn measure(
     let sender = {
         let (caller, entry) = (caller.clone(), chain.entry.clone());
         let (accepted, errors, latencies) = (accepted.clone(), errors.clone(), latencies.clone());
+        let (in_outage, during) = (in_outage.clone(), during.clone());
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(tick);
             let mut calls = tokio::task::JoinSet::new();
@@ -83,11 +97,19 @@ pub async fn measure(
                 let (caller, entry) = (caller.clone(), entry.clone());
                 let (accepted, errors, latencies) =
                     (accepted.clone(), errors.clone(), latencies.clone());
+                let during = during.clone();
+                let started_in_outage = in_outage.load(Ordering::SeqCst);
+                if started_in_outage {
+                    during.0.fetch_add(1, Ordering::SeqCst);
+                }
                 calls.spawn(async move {
                     let started = Instant::now();
                     match caller.send::<_, ()>(&entry, &Job { id }).await {
                         Ok(_) => {
                             accepted.fetch_add(1, Ordering::SeqCst);
+                            if started_in_outage {
+                                during.1.fetch_add(1, Ordering::SeqCst);
+                            }
                             let micros = started.elapsed().as_micros() as u64;
                             let _ = latencies.lock().await.record(micros);
                         }
@@ -130,12 +152,14 @@ pub async fn measure(
     if let Some(running) = middle.take() {
         running.shutdown().await;
     }
+    in_outage.store(true, Ordering::SeqCst);
     let until = Instant::now() + outage;
     while collect_until(until, &mut done, &mut chain.completed) {
         sample(&done);
         tokio::time::sleep(tick).await;
     }
     // And comes back, with the same name (queue group) and connection.
+    in_outage.store(false, Ordering::SeqCst);
     let restarted = chain::start_stage(prefix, 2, depth, middle_router.clone()).await?;
     chain.services[1].2 = Some(restarted);
     let restarted_at = Instant::now();
@@ -182,9 +206,24 @@ pub async fn measure(
         lost: accepted.saturating_sub(completed),
         max_backlog,
         drained_after_ms: drained_after.map_or(u64::MAX, |d| d.as_millis() as u64),
+        sent_during_outage: during.0.load(Ordering::SeqCst),
+        accepted_during_outage: during.1.load(Ordering::SeqCst),
+        own_work_share: share(
+            during.1.load(Ordering::SeqCst),
+            during.0.load(Ordering::SeqCst),
+        ),
+        end_to_end_share: share(completed, sent),
     };
     drop(latencies);
     caller.close().await?;
     chain.stop().await;
     Ok(row)
+}
+
+/// `part ÷ whole`, 0 for an empty whole.
+fn share(part: u64, whole: u64) -> f64 {
+    match whole {
+        0 => 0.0,
+        whole => part as f64 / whole as f64,
+    }
 }

@@ -48,7 +48,7 @@ impl fmt::Debug for StateMap {
 /// Everything about one received message except its payload.
 #[derive(Debug, Clone)]
 pub struct Context {
-    pub(crate) subject: String,
+    pub(crate) subject: Arc<str>,
     pub(crate) headers: Headers,
     pub(crate) trace: TraceContext,
     pub(crate) style: Style,
@@ -134,7 +134,7 @@ pub struct Subject(pub String);
 
 impl FromContext for Subject {
     fn from_context(context: &Context) -> Result<Self, Rejection> {
-        Ok(Subject(context.subject.clone()))
+        Ok(Subject(context.subject.to_string()))
     }
 }
 

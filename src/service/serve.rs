@@ -137,7 +137,9 @@ pub(super) async fn serve(
         }
     }
     // Requests answered inline finish too: all permits back means none runs.
+    // Closing then fails any still waiting for room, so none starts after the route stopped.
     let _all = permits.acquire_many(concurrency as u32).await;
+    permits.close();
 }
 
 /// A message taken from the queue, with its place under the route's concurrency limit.
@@ -282,13 +284,13 @@ fn incoming_trace(message: &Message) -> (TraceContext, TraceContext) {
 /// decodes only its payload), so nothing is copied per call.
 fn handler_context(
     context: &RouteContext,
-    subject: &str,
+    subject: &Arc<str>,
     message: &mut Message,
     trace: &TraceContext,
     style: Style,
 ) -> Context {
     Context {
-        subject: subject.to_owned(),
+        subject: subject.clone(),
         headers: std::mem::take(&mut message.headers),
         trace: trace.clone(),
         style,
@@ -319,7 +321,7 @@ async fn run_once(
 async fn run_observed(
     context: &RouteContext,
     operation: Operation,
-    subject: &str,
+    subject: &Arc<str>,
     handler: &ErasedHandler,
     message: Message,
     (parent, trace): (&TraceContext, &TraceContext),
@@ -351,7 +353,7 @@ fn rejection_reply(rejection: &Rejection) -> Message {
 }
 
 async fn answer(context: &RouteContext, mut incoming: Incoming, handler: &ErasedHandler) {
-    let subject = incoming.subject().to_owned();
+    let subject = incoming.shared_subject();
     if incoming.is_expired() {
         skip_expired(context, &subject);
         settle(&subject, incoming.ack().await);
@@ -383,7 +385,7 @@ fn skip_expired(context: &RouteContext, subject: &str) {
 /// its rejection or panic.
 async fn reply_for(
     context: &RouteContext,
-    subject: &str,
+    subject: &Arc<str>,
     message: Message,
     handler: &ErasedHandler,
 ) -> Message {
@@ -426,7 +428,7 @@ struct GaveUp {
 }
 
 async fn handle_event(context: &RouteContext, mut incoming: Incoming, handler: &ErasedHandler) {
-    let subject = incoming.subject().to_owned();
+    let subject = incoming.shared_subject();
     let message = incoming.take_message();
     let (parent, trace) = incoming_trace(&message);
     let mut stopping = context.shutdown.watch();

@@ -76,6 +76,8 @@ struct Outcome {
     /// Microseconds per completed message (round trip, or publish to delivery).
     latency: Histogram<u64>,
     errors: u64,
+    /// Of the errors, how many were timeouts (the reply did not come in time).
+    timeouts: u64,
     first_error: Option<String>,
 }
 
@@ -133,7 +135,7 @@ fn report(bus: &Bus, args: &BenchArgs, outcome: &Outcome) {
     };
     let rate = outcome.completed as f64 / outcome.elapsed.as_secs_f64();
     println!(
-        "{:?} on {} ({where_}): {} of {} messages of {} B in {:.3} s = {:.0} msg/s, {} error(s)",
+        "{:?} on {} ({where_}): {} of {} messages of {} B in {:.3} s = {:.0} msg/s, {} error(s), {} timeout(s)",
         args.mode,
         bus.backend(),
         outcome.completed,
@@ -141,7 +143,8 @@ fn report(bus: &Bus, args: &BenchArgs, outcome: &Outcome) {
         args.size,
         outcome.elapsed.as_secs_f64(),
         rate,
-        outcome.errors
+        outcome.errors,
+        outcome.timeouts
     );
     if outcome.latency.is_empty() {
         return;
@@ -174,6 +177,7 @@ fn json_report(bus: &Bus, args: &BenchArgs, outcome: &Outcome) -> serde_json::Va
         "in_flight": args.in_flight,
         "completed": outcome.completed,
         "errors": outcome.errors,
+        "timeouts": outcome.timeouts,
         "first_error": outcome.first_error,
         "elapsed_seconds": outcome.elapsed.as_secs_f64(),
         "per_second": outcome.completed as f64 / outcome.elapsed.as_secs_f64(),
@@ -211,7 +215,7 @@ async fn request(
     let payload = Message::new(vec![b'x'; args.size]);
     let slots = Arc::new(Semaphore::new(args.in_flight.max(1)));
     let latency = Arc::new(Mutex::new(histogram()));
-    let errors = Arc::new(Mutex::new((0u64, None::<String>)));
+    let errors = Arc::new(Mutex::new((0u64, 0u64, None::<String>)));
     let started = Instant::now();
     let mut calls = tokio::task::JoinSet::new();
     for _ in 0..args.count {
@@ -230,7 +234,10 @@ async fn request(
                 Err(err) => {
                     let mut errors = lock(&errors);
                     errors.0 += 1;
-                    errors.1.get_or_insert_with(|| err.to_string());
+                    if err.kind() == switchboard::ErrorKind::Timeout {
+                        errors.1 += 1;
+                    }
+                    errors.2.get_or_insert_with(|| err.to_string());
                 }
             }
             progress.inc(1);
@@ -243,12 +250,13 @@ async fn request(
         responder.abort();
     }
     let latency = std::mem::replace(&mut *lock(&latency), histogram());
-    let (errors, first_error) = std::mem::take(&mut *lock(&errors));
+    let (errors, timeouts, first_error) = std::mem::take(&mut *lock(&errors));
     Ok(Outcome {
         elapsed,
         completed: latency.len(),
         latency,
         errors,
+        timeouts,
         first_error,
     })
 }
@@ -282,13 +290,14 @@ async fn publish(
         }
         latency
     });
-    let mut errors = 0;
+    let (mut errors, mut timeouts) = (0, 0);
     let mut first_error = None;
     let mut body = vec![b'x'; args.size.max(8)];
     for _ in 0..count {
         body[..8].copy_from_slice(&(started.elapsed().as_micros() as u64).to_be_bytes());
         if let Err(err) = bus.publish(subject, Message::new(body.clone())).await {
             errors += 1;
+            timeouts += u64::from(err.kind() == switchboard::ErrorKind::Timeout);
             first_error.get_or_insert_with(|| err.to_string());
         }
         progress.inc(1);
@@ -308,6 +317,7 @@ async fn publish(
         completed: delivered,
         latency,
         errors,
+        timeouts,
         first_error,
     })
 }

@@ -1,0 +1,194 @@
+//! Findings: per claim about the synchronous style and per backend, whether
+//! the measurements support it, with the numbers. A claim counts as shown
+//! only when the min–max ranges over the runs do not overlap.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::spread::{spread, Spread};
+
+/// One claim on one backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub claim: &'static str,
+    pub backend: String,
+    /// `supported`, `not supported`, or `not shown` (ranges overlap).
+    pub verdict: &'static str,
+    pub evidence: String,
+}
+
+const AUTONOMY: &str =
+    "sync costs autonomy: the front service cannot finish its own work while a dependency is down";
+const RESILIENCE: &str = "sync costs resilience: one failed service makes its callers fail";
+const LATENCY: &str = "chains of sync requests make the system slow";
+
+/// Every claim on every backend that ran both styles.
+pub fn findings(chain: &[Value], outage: &[Value]) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut backends: Vec<&str> = outage
+        .iter()
+        .filter_map(|r| r["backend"].as_str())
+        .collect();
+    backends.dedup();
+    for backend in backends {
+        let row = |rows: &'_ [Value], style: &str| -> Option<Value> {
+            rows.iter()
+                .find(|r| r["backend"] == backend && r["style"] == style)
+                .cloned()
+        };
+        let (Some(sync), Some(r#async)) = (row(outage, "sync"), row(outage, "async")) else {
+            continue;
+        };
+        if let (Some(s), Some(a)) = (
+            spread(&sync, "own_work_share"),
+            spread(&r#async, "own_work_share"),
+        ) {
+            findings.push(Finding {
+                claim: AUTONOMY,
+                backend: backend.into(),
+                verdict: verdict(a.min > s.max, a.overlaps(&s)),
+                evidence: format!(
+                    "own work done while the dependency was stopped: sync {}, async {}",
+                    percent(&s),
+                    percent(&a)
+                ),
+            });
+        }
+        if let (Some(s), Some(a), Some(lost)) = (
+            spread(&sync, "caller_errors"),
+            spread(&r#async, "caller_errors"),
+            spread(&r#async, "lost"),
+        ) {
+            let caveat = match lost.max > 0.0 {
+                true => format!(
+                    "; but async lost {} accepted job(s) on this backend, which does not keep events for a stopped consumer",
+                    count(&lost)
+                ),
+                false => "; async lost nothing".into(),
+            };
+            findings.push(Finding {
+                claim: RESILIENCE,
+                backend: backend.into(),
+                verdict: verdict(s.min > a.max, s.overlaps(&a)),
+                evidence: format!(
+                    "caller errors during the outage: sync {}, async {}{caveat}",
+                    count(&s),
+                    count(&a)
+                ),
+            });
+        }
+        let depths = |style: &str| -> Vec<&Value> {
+            let mut rows: Vec<&Value> = chain
+                .iter()
+                .filter(|r| r["backend"] == backend && r["style"] == style)
+                .collect();
+            rows.sort_by_key(|r| r["depth"].as_u64());
+            rows
+        };
+        let (sync_chain, async_chain) = (depths("sync"), depths("async"));
+        if let (Some(first), Some(last), Some(async_last)) =
+            (sync_chain.first(), sync_chain.last(), async_chain.last())
+        {
+            if let (Some(one), Some(deep), Some(async_caller), Some(sync_caller)) = (
+                spread(first, "end_to_end_p50_us"),
+                spread(last, "end_to_end_p50_us"),
+                spread(async_last, "caller_p50_us"),
+                spread(last, "caller_p50_us"),
+            ) {
+                let grows = deep.min > one.max;
+                let caller_waits = sync_caller.min > async_caller.max;
+                findings.push(Finding {
+                    claim: LATENCY,
+                    backend: backend.into(),
+                    verdict: verdict(
+                        grows && caller_waits,
+                        deep.overlaps(&one) || sync_caller.overlaps(&async_caller),
+                    ),
+                    evidence: format!(
+                        "end-to-end p50 with 1 service {} ms, with {} {} ms; the caller waits {} ms in sync, {} ms in async",
+                        ms(&one),
+                        last["depth"],
+                        ms(&deep),
+                        ms(&sync_caller),
+                        ms(&async_caller)
+                    ),
+                });
+            }
+        }
+    }
+    findings
+}
+
+fn verdict(shown: bool, overlaps: bool) -> &'static str {
+    match (shown, overlaps) {
+        (true, _) => "supported",
+        (false, true) => "not shown (ranges overlap)",
+        (false, false) => "not supported",
+    }
+}
+
+fn percent(s: &Spread) -> String {
+    match s.min == s.max {
+        true => format!("{:.0} %", s.median * 100.0),
+        false => format!(
+            "{:.0} % ({:.0}–{:.0})",
+            s.median * 100.0,
+            s.min * 100.0,
+            s.max * 100.0
+        ),
+    }
+}
+
+fn count(s: &Spread) -> String {
+    match s.min == s.max {
+        true => format!("{:.0}", s.median),
+        false => format!("{:.0} ({:.0}–{:.0})", s.median, s.min, s.max),
+    }
+}
+
+fn ms(s: &Spread) -> String {
+    match s.min == s.max {
+        true => format!("{:.2}", s.median / 1000.0),
+        false => format!(
+            "{:.2} ({:.2}–{:.2})",
+            s.median / 1000.0,
+            s.min / 1000.0,
+            s.max / 1000.0
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn outage(style: &str, share: [f64; 2], errors: [f64; 2]) -> Value {
+        let spread = |v: [f64; 2]| json!({"median": (v[0] + v[1]) / 2.0, "min": v[0], "max": v[1]});
+        json!({"backend": "nats", "style": style, "own_work_share": spread(share),
+               "caller_errors": spread(errors), "lost": spread([0.0, 0.0])})
+    }
+
+    #[test]
+    fn a_claim_holds_only_when_the_ranges_part() {
+        let parted = findings(
+            &[],
+            &[
+                outage("sync", [0.0, 0.05], [20.0, 25.0]),
+                outage("async", [1.0, 1.0], [0.0, 0.0]),
+            ],
+        );
+        assert_eq!(parted[0].claim, AUTONOMY);
+        assert_eq!(parted[0].verdict, "supported");
+        assert_eq!(parted[1].verdict, "supported");
+        let overlapping = findings(
+            &[],
+            &[
+                outage("sync", [0.5, 0.9], [0.0, 3.0]),
+                outage("async", [0.8, 1.0], [0.0, 0.0]),
+            ],
+        );
+        assert_eq!(overlapping[0].verdict, "not shown (ranges overlap)");
+        assert_eq!(overlapping[1].verdict, "not shown (ranges overlap)");
+    }
+}
