@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Checks that a scenario run wrote every output and that each parses:
-results.json (with a spread for every measured figure when runs > 1), the
+report.html and report.md (with Findings and the chart), results.json (with a spread for every measured figure when runs > 1), the
 three CSV files (a header and one line per point), and the SVG chart (XML
 with one error bar group per point). Usage: check-scenario-outputs.py DIR"""
 
@@ -30,6 +30,10 @@ for table, figure in [("chain", "end_to_end_p50_us"), ("outage", "lost"), ("fano
         lines = list(csv.DictReader(file))
     if len(lines) != len(rows) or f"{figure}_median" not in lines[0]:
         fail(f"{table}.csv has {len(lines)} lines for {len(rows)} points, or no {figure}_median column")
+for page in ["report.html", "report.md"]:
+    text = (out / page).read_text()
+    if "Findings" not in text or "chain-latency" not in text and "<svg" not in text:
+        fail(f"{page} lacks the Findings or the chart")
 svg = ET.parse(out / "chain-latency.svg").getroot()
 if not svg.tag.endswith("svg"):
     fail("chain-latency.svg is not an SVG document")

@@ -16,13 +16,16 @@
 //! overlap are listed, so no conclusion is drawn from noise. Prints Markdown
 //! tables and writes `results.json`, `chain.csv`, `outage.csv`, `fanout.csv`
 //! and `chain-latency.svg` (with min–max error bars) into `--out` (default
-//! `target/scenarios`).
+//! `target/scenarios`), with the whole report as one self-contained
+//! `report.html` (Findings, chart, tables, machine, command) and `report.md`;
+//! `--report DIR` writes them all into DIR.
 
 mod backends;
 mod chain;
 mod fanout;
 mod findings;
 mod outage;
+mod page;
 mod report;
 mod spread;
 
@@ -57,6 +60,10 @@ struct Args {
     /// Where the JSON, CSV and SVG files go.
     #[arg(long, default_value = "target/scenarios")]
     out: PathBuf,
+    /// Writes everything, plus a self-contained `report.html` and
+    /// `report.md`, into this directory (instead of `--out`).
+    #[arg(long)]
+    report: Option<PathBuf>,
     /// How many times every scenario runs; figures are medians with min–max.
     #[arg(long, default_value_t = 5)]
     runs: usize,
@@ -83,6 +90,9 @@ async fn main() -> std::process::ExitCode {
         args.outage = Duration::from_millis(200);
     }
     args.runs = args.runs.max(1);
+    if let Some(dir) = &args.report {
+        args.out = dir.clone();
+    }
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -198,9 +208,17 @@ async fn run(args: Args) -> Result<(), BoxError> {
     );
     println!("{}", report::tables(&summary));
     report::write_files(&args.out, &summary)?;
-    report::chart(&args.out.join("chain-latency.svg"), &summary)?;
+    let chart = args.out.join("chain-latency.svg");
+    report::chart(&chart, &summary)?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    page::write(
+        &args.out,
+        &summary,
+        &std::fs::read_to_string(&chart)?,
+        &command,
+    )?;
     println!(
-        "wrote {}/results.json, chain.csv, outage.csv, fanout.csv, chain-latency.svg",
+        "wrote {}/report.html, report.md, results.json, chain.csv, outage.csv, fanout.csv, chain-latency.svg",
         args.out.display()
     );
     Ok(())

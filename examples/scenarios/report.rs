@@ -66,7 +66,7 @@ impl Summary {
 
 /// How a column shows its field.
 #[derive(Clone, Copy)]
-enum Unit {
+pub enum Unit {
     Text,
     /// Microseconds shown as milliseconds; `u64::MAX` means never.
     Ms,
@@ -76,6 +76,9 @@ enum Unit {
     Percent,
     Count,
 }
+
+/// A column: its header, the row field it shows, and how.
+pub type Column = (&'static str, &'static str, Unit);
 
 fn number(value: f64, unit: Unit) -> String {
     match unit {
@@ -87,7 +90,7 @@ fn number(value: f64, unit: Unit) -> String {
 }
 
 /// A cell: the value, or `median (min–max)` for a figure that moved between runs.
-fn cell(row: &Value, field: &str, unit: Unit) -> String {
+pub fn cell(row: &Value, field: &str, unit: Unit) -> String {
     let value = &row[field];
     if let Unit::Text = unit {
         return match value {
@@ -109,84 +112,103 @@ fn cell(row: &Value, field: &str, unit: Unit) -> String {
     }
 }
 
-fn table(rows: &[Value], columns: &[(&str, &str, Unit)]) -> Table {
-    let mut table = Table::new();
-    table
-        .load_preset(ASCII_MARKDOWN)
-        .set_header(columns.iter().map(|(header, _, _)| *header));
-    for row in rows {
-        table.add_row(
-            columns
-                .iter()
-                .map(|(_, field, unit)| cell(row, field, *unit)),
-        );
-    }
-    table
+/// One table of the report: its title, rows and columns.
+pub struct Section<'a> {
+    pub title: &'static str,
+    pub rows: &'a [Value],
+    pub columns: &'static [Column],
 }
 
-/// The three tables, in Markdown so they paste into the README.
-pub fn tables(summary: &Summary) -> String {
+/// The report's tables, in order.
+pub fn sections(summary: &Summary) -> [Section<'_>; 4] {
     use Unit::{Count, Millis, Ms, Percent, Text};
-    let chain = table(
-        &summary.chain,
-        &[
-            ("backend", "backend", Text),
-            ("style", "style", Text),
-            ("depth", "depth", Text),
-            ("caller p50 ms", "caller_p50_us", Ms),
-            ("caller p99 ms", "caller_p99_us", Ms),
-            ("end-to-end p50 ms", "end_to_end_p50_us", Ms),
-            ("end-to-end p99 ms", "end_to_end_p99_us", Ms),
-            ("jobs/s (32 in flight)", "throughput_per_s", Count),
-        ],
-    );
-    let outage = table(
-        &summary.outage,
-        &[
-            ("backend", "backend", Text),
-            ("style", "style", Text),
-            ("outage ms", "outage_ms", Text),
-            ("sent", "sent", Count),
-            ("caller errors", "caller_errors", Count),
-            ("accepted", "accepted", Count),
-            ("caller p99 ms", "caller_p99_us", Ms),
-            ("caller max ms", "caller_max_us", Ms),
-            ("completed", "completed", Count),
-            ("lost", "lost", Count),
-            ("max backlog", "max_backlog", Count),
-            ("drained after ms", "drained_after_ms", Millis),
-        ],
-    );
-    let autonomy = table(
-        &summary.outage,
-        &[
-            ("backend", "backend", Text),
-            ("style", "style", Text),
-            ("outage ms", "outage_ms", Text),
-            ("own work done during the outage", "own_work_share", Percent),
-            ("finished end to end", "end_to_end_share", Percent),
-            ("lost", "lost", Count),
-            ("consistent again after ms", "drained_after_ms", Millis),
-        ],
-    );
-    let fanout = table(
-        &summary.fanout,
-        &[
-            ("backend", "backend", Text),
-            ("consumers", "consumers", Text),
-            ("1 event p50 ms", "event_p50_us", Ms),
-            ("1 event p99 ms", "event_p99_us", Ms),
-            ("M requests p50 ms", "requests_p50_us", Ms),
-            ("M requests p99 ms", "requests_p99_us", Ms),
-        ],
-    );
-    let spread_note = match summary.runs {
+    [
+        Section {
+            title: "Chain of N services",
+            rows: &summary.chain,
+            columns: &[
+                ("backend", "backend", Text),
+                ("style", "style", Text),
+                ("depth", "depth", Text),
+                ("caller p50 ms", "caller_p50_us", Ms),
+                ("caller p99 ms", "caller_p99_us", Ms),
+                ("end-to-end p50 ms", "end_to_end_p50_us", Ms),
+                ("end-to-end p99 ms", "end_to_end_p99_us", Ms),
+                ("jobs/s (32 in flight)", "throughput_per_s", Count),
+            ],
+        },
+        Section {
+            title: "Downstream outage (chain of 3, middle service stopped)",
+            rows: &summary.outage,
+            columns: &[
+                ("backend", "backend", Text),
+                ("style", "style", Text),
+                ("outage ms", "outage_ms", Text),
+                ("sent", "sent", Count),
+                ("caller errors", "caller_errors", Count),
+                ("accepted", "accepted", Count),
+                ("caller p99 ms", "caller_p99_us", Ms),
+                ("caller max ms", "caller_max_us", Ms),
+                ("completed", "completed", Count),
+                ("lost", "lost", Count),
+                ("max backlog", "max_backlog", Count),
+                ("drained after ms", "drained_after_ms", Millis),
+            ],
+        },
+        Section {
+            title: "Autonomy (the same outage: the front service's own work, and the whole job)",
+            rows: &summary.outage,
+            columns: &[
+                ("backend", "backend", Text),
+                ("style", "style", Text),
+                ("outage ms", "outage_ms", Text),
+                ("own work done during the outage", "own_work_share", Percent),
+                ("finished end to end", "end_to_end_share", Percent),
+                ("lost", "lost", Count),
+                ("consistent again after ms", "drained_after_ms", Millis),
+            ],
+        },
+        Section {
+            title: "Fan-out to M consumers",
+            rows: &summary.fanout,
+            columns: &[
+                ("backend", "backend", Text),
+                ("consumers", "consumers", Text),
+                ("1 event p50 ms", "event_p50_us", Ms),
+                ("1 event p99 ms", "event_p99_us", Ms),
+                ("M requests p50 ms", "requests_p50_us", Ms),
+                ("M requests p99 ms", "requests_p99_us", Ms),
+            ],
+        },
+    ]
+}
+
+/// How many runs the figures summarize, in one sentence.
+pub fn spread_note(summary: &Summary) -> String {
+    match summary.runs {
         1 => "One run: no spread; use --runs N before drawing conclusions.".to_owned(),
         n => format!("{n} runs: each figure is the median (min–max) over the runs."),
-    };
-    let mut text = format!(
-        "{spread_note}\n\nChain of N services\n\n{chain}\n\nDownstream outage (chain of 3, middle service stopped)\n\n{outage}\n\nAutonomy (the same outage: the front service's own work, and the whole job)\n\n{autonomy}\n\nFan-out to M consumers\n\n{fanout}\n"
-    );
+    }
+}
+
+/// The tables, Findings and overlapping pairs, in Markdown so they paste into the README.
+pub fn tables(summary: &Summary) -> String {
+    let mut text = format!("{}\n", spread_note(summary));
+    for section in sections(summary) {
+        let mut table = Table::new();
+        table
+            .load_preset(ASCII_MARKDOWN)
+            .set_header(section.columns.iter().map(|(header, _, _)| *header));
+        for row in section.rows {
+            table.add_row(
+                section
+                    .columns
+                    .iter()
+                    .map(|(_, field, unit)| cell(row, field, *unit)),
+            );
+        }
+        text.push_str(&format!("\n{}\n\n{table}\n", section.title));
+    }
     if !summary.findings.is_empty() {
         text.push_str("\nFindings (a claim is supported only where the ranges over the runs do not overlap):\n\n");
         for finding in &summary.findings {
