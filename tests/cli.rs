@@ -4,7 +4,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const CLI: &str = env!("CARGO_BIN_EXE_switchboard");
@@ -17,28 +17,43 @@ fn cli(args: &[&str]) -> Output {
         .expect("run the switchboard binary")
 }
 
-/// Starts `switchboard reply` and waits for it to say it is answering.
-fn start_responder(url: &str, subject: &str, fixed: &str) -> (Child, String) {
+/// Starts the CLI with `args` and waits for its first stderr line, which must
+/// start with `announcement` (it is live then); returns the rest of its stderr.
+fn spawn_announced(
+    args: &[&str],
+    stdout: Stdio,
+    announcement: &str,
+) -> (Child, BufReader<ChildStderr>) {
     let mut child = Command::new(CLI)
-        .args([
-            "--url", url, "reply", subject, "--fixed", fixed, "--count", "1",
-        ])
-        .stdout(Stdio::null())
+        .args(args)
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn the responder");
+        .expect("spawn the switchboard binary");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .expect("read the responder's first line");
-    assert!(line.starts_with("answering"), "responder said: {line}");
-    (child, line)
+    stderr.read_line(&mut line).expect("read its first line");
+    assert!(line.starts_with(announcement), "{args:?} said: {line}");
+    (child, stderr)
 }
 
 /// `reply` in one process, `req` in another; the reply must come back and the responder exit.
 fn round_trip(responder_url: &str, requester_url: &str) {
     let subject = format!("cli.{}", support::unique("echo"));
-    let (mut responder, _) = start_responder(responder_url, &subject, "pong");
+    let (mut responder, _) = spawn_announced(
+        &[
+            "--url",
+            responder_url,
+            "reply",
+            &subject,
+            "--fixed",
+            "pong",
+            "--count",
+            "1",
+        ],
+        Stdio::null(),
+        "answering",
+    );
     let output = cli(&[
         "--url",
         requester_url,
@@ -130,16 +145,11 @@ async fn bench_across_processes_on_nats() {
         return;
     }
     let subject = format!("cli.{}", support::unique("bench"));
-    let mut responder = Command::new(CLI)
-        .args(["--url", &url, "reply", &subject])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the responder");
-    let mut log = BufReader::new(responder.stderr.take().unwrap());
-    let mut line = String::new();
-    log.read_line(&mut line).unwrap();
-    assert!(line.starts_with("answering"), "responder said: {line}");
+    let (mut responder, log) = spawn_announced(
+        &["--url", &url, "reply", &subject],
+        Stdio::null(),
+        "answering",
+    );
     // Read the responder's log as it goes, so a full pipe never stalls it.
     let logged = std::thread::spawn(move || log.lines().map_while(Result::ok).collect::<Vec<_>>());
     let bench = |extra: &[&str]| {
@@ -203,17 +213,11 @@ async fn memory_is_explained_and_sub_prints_headers() {
             return;
         }
         let subject = format!("cli.{}", support::unique("headers"));
-        let mut subscriber = Command::new(CLI)
-            .args(["--url", &url, "sub", &subject, "--headers", "--count", "1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the subscriber");
-        let mut line = String::new();
-        BufReader::new(subscriber.stderr.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("subscribed"), "subscriber said: {line}");
+        let (subscriber, _) = spawn_announced(
+            &["--url", &url, "sub", &subject, "--headers", "--count", "1"],
+            Stdio::piped(),
+            "subscribed",
+        );
         let published = cli(&["--url", &url, "pub", &subject, "hello", "-H", "tenant=acme"]);
         assert!(published.status.success());
         let printed = subscriber.wait_with_output().unwrap();
