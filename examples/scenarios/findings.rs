@@ -25,11 +25,13 @@ const LATENCY: &str = "chains of sync requests make the system slow";
 /// Every claim on every backend that ran both styles.
 pub fn findings(chain: &[Value], outage: &[Value]) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let mut backends: Vec<&str> = outage
-        .iter()
-        .filter_map(|r| r["backend"].as_str())
-        .collect();
-    backends.dedup();
+    // Each backend once, in the order it ran (its rows need not be adjacent).
+    let mut backends: Vec<&str> = Vec::new();
+    for backend in outage.iter().filter_map(|r| r["backend"].as_str()) {
+        if !backends.contains(&backend) {
+            backends.push(backend);
+        }
+    }
     for backend in backends {
         let row = |rows: &'_ [Value], style: &str| -> Option<Value> {
             rows.iter()
