@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Checks that a scenario run wrote every output and that each parses:
-report.html and report.md (with Findings and the chart), results.json (with a spread for every measured figure when runs > 1), the
-three CSV files (a header and one line per point), and the SVG chart (XML
-with one error bar group per point). Usage: check-scenario-outputs.py DIR"""
+report.html and report.md (with Findings and both charts), results.json
+(with a spread for every measured figure), the five CSV files (a header and
+one line per point), and the two SVG charts (XML documents). Usage: check-scenario-outputs.py DIR"""
 
 import csv
 import json
@@ -20,7 +20,9 @@ results = json.loads((out / "results.json").read_text())
 runs = results.get("runs", 0)
 if runs < 1 or len(results.get("each_run", [])) != runs:
     fail(f"results.json says runs={runs} but holds {len(results.get('each_run', []))}")
-for table, figure in [("chain", "end_to_end_p50_us"), ("outage", "lost"), ("fanout", "event_p50_us")]:
+tables = [("chain", "end_to_end_p50_us"), ("outage", "lost"), ("fanout", "event_p50_us"),
+          ("load", "p99_us"), ("capacity", "sustained_per_s")]
+for table, figure in tables:
     rows = results.get(table) or fail(f"results.json has no {table} rows")
     for row in rows:
         spread = row.get(figure)
@@ -32,11 +34,30 @@ for table, figure in [("chain", "end_to_end_p50_us"), ("outage", "lost"), ("fano
         fail(f"{table}.csv has {len(lines)} lines for {len(rows)} points, or no {figure}_median column")
 for page in ["report.html", "report.md"]:
     text = (out / page).read_text()
-    if "Findings" not in text or "chain-latency" not in text and "<svg" not in text:
-        fail(f"{page} lacks the Findings or the chart")
-svg = ET.parse(out / "chain-latency.svg").getroot()
-if not svg.tag.endswith("svg"):
-    fail("chain-latency.svg is not an SVG document")
+    charts = text.count("<svg") if page.endswith(".html") else text.count(".svg)")
+    if "Findings" not in text or charts != 2:
+        fail(f"{page} lacks the Findings or has {charts} charts instead of 2")
+for chart in ["chain-latency.svg", "load-latency.svg"]:
+    svg = ET.parse(out / chart).getroot()
+    if not svg.tag.endswith("svg"):
+        fail(f"{chart} is not an SVG document")
+# Node loss runs on a NATS and a Kafka cluster wherever those backends ran,
+# unless the runner said why not (outside CI only: under CI it fails instead).
+lost_nodes = {row["backend"] for row in results["node_loss"]}
+skipped = " ".join(results.get("node_loss_skipped", []))
+for backend, cluster in [("nats", "nats-cluster"), ("kafka", "kafka-cluster")]:
+    ran = any(row["backend"] == backend for row in results["chain"])
+    if ran and cluster not in lost_nodes and backend.upper() not in skipped.upper():
+        fail(f"no node-loss rows for {cluster} and no reason given")
+for row in results["node_loss"]:
+    if row["sent"]["min"] < 1 or not row.get("errors_seen"):
+        fail(f"node-loss row {row['backend']} {row['style']} sent nothing or lacks errors_seen")
+pairs = {(row["backend"], row["style"]) for row in results["chain"]}
+loaded = {(row["backend"], row["style"]) for row in results["load"]}
+if pairs != loaded:
+    fail(f"open-loop load ran on {sorted(loaded)}, the chains on {sorted(pairs)}")
 backends = sorted({row["backend"] for row in results["chain"]})
 print(f"scenario outputs ok: {runs} runs, backends {', '.join(backends)}, "
-      f"{len(results['chain'])} chain points, {len(results['overlaps'])} overlapping pairs")
+      f"{len(results['chain'])} chain points, {len(results['load'])} load steps, "
+      f"{len(results['node_loss'])} node-loss rows, "
+      f"{len(results['overlaps'])} overlapping pairs")

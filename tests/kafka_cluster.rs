@@ -8,77 +8,15 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::kafka_broker::{self, Node};
-use support::PrivateProcess;
+use support::clusters::KafkaCluster;
 use switchboard::{ErrorKind, Message, Service};
-
-struct Cluster {
-    brokers: Vec<PrivateProcess>,
-}
-
-impl Cluster {
-    fn start() -> Option<Self> {
-        let lib = kafka_broker::lib_dir()?;
-        let controllers: Vec<(u32, u16)> = (1..=3).map(|id| (id, support::free_port())).collect();
-        // Launch all three first: a broker only listens once the controllers have a quorum.
-        let brokers: Vec<PrivateProcess> = controllers
-            .iter()
-            .map(|&(id, controller_port)| {
-                let node = Node {
-                    id,
-                    controller_port,
-                    voters: controllers.clone(),
-                    replication: 3,
-                };
-                let lib = lib.clone();
-                PrivateProcess::launch("kafka", move |port, dir| {
-                    kafka_broker::command(&lib, &node, port, dir)
-                })
-            })
-            .collect();
-        for broker in &brokers {
-            broker.wait_until_listening();
-        }
-        Some(Cluster { brokers })
-    }
-
-    /// Every broker as `host:port`, comma separated.
-    fn hosts(&self) -> String {
-        self.brokers
-            .iter()
-            .map(|broker| format!("127.0.0.1:{}", broker.port()))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    /// The index (into `brokers`) of the broker leading partition 0 of `topic`.
-    fn leader_of(&self, topic: &str) -> usize {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        let hosts = self.hosts();
-        let client: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &hosts)
-            .create()
-            .unwrap();
-        let metadata = client
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .unwrap();
-        let leader = metadata.topics()[0].partitions()[0].leader();
-        // Node ids are 1, 2, 3 in the order the brokers were launched.
-        usize::try_from(leader - 1).expect("partition 0 has a leader")
-    }
-
-    fn url(&self, options: &str) -> String {
-        let hosts = self.hosts();
-        format!("kafka://{hosts}?replication=3&connect_timeout=5s&delivery_timeout=20s{options}")
-    }
-}
 
 /// How long a fresh cluster may take to elect its controller and leaders.
 const READY_WITHIN: Duration = Duration::from_secs(90);
 
 async fn no_accepted_event_is_lost_when_a_broker_dies() {
     const COUNT: u32 = 300;
-    let Some(cluster) = Cluster::start() else {
+    let Some(cluster) = KafkaCluster::start() else {
         return;
     };
     let url = cluster.url("");
@@ -101,7 +39,7 @@ async fn no_accepted_event_is_lost_when_a_broker_dies() {
     let leader = cluster.leader_of(subject);
     let started = Instant::now();
     // The partition leader dies a third of the way in and comes back 5 s later.
-    let outage = move |mut cluster: Cluster| {
+    let outage = move |mut cluster: KafkaCluster| {
         cluster.brokers[leader].stop();
         std::thread::sleep(Duration::from_secs(5));
         cluster.brokers[leader].restart();
@@ -139,7 +77,7 @@ async fn no_accepted_event_is_lost_when_a_broker_dies() {
 
 async fn requests_are_answered_again_after_a_broker_dies() {
     const COUNT: u32 = 60;
-    let Some(mut cluster) = Cluster::start() else {
+    let Some(mut cluster) = KafkaCluster::start() else {
         return;
     };
     let url = cluster.url("");

@@ -4,77 +4,17 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::PrivateProcess;
+use support::clusters::NatsCluster;
 use switchboard::{ErrorKind, Service};
-
-/// Three `nats-server`s routed to each other, each with its own JetStream store.
-struct Cluster {
-    nodes: Vec<PrivateProcess>,
-}
-
-impl Cluster {
-    fn start() -> Option<Self> {
-        let binary = support::nats_server_binary()?;
-        let cluster_ports: Vec<u16> = (0..3).map(|_| support::free_port()).collect();
-        let routes = cluster_ports
-            .iter()
-            .map(|port| format!("nats://127.0.0.1:{port}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let nodes = cluster_ports
-            .iter()
-            .enumerate()
-            .map(|(index, cluster_port)| {
-                let (binary, routes, cluster_port) =
-                    (binary.clone(), routes.clone(), *cluster_port);
-                PrivateProcess::start("nats-server", move |port, store| {
-                    let mut command = Command::new(&binary);
-                    command
-                        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-                        .args(["--server_name", &format!("sb-{index}")])
-                        .args(["--cluster_name", "switchboard-test"])
-                        .args(["--cluster", &format!("nats://127.0.0.1:{cluster_port}")])
-                        .args(["--routes", &routes])
-                        .args(["-js", "-sd"])
-                        .arg(store);
-                    command
-                })
-            })
-            .collect();
-        Some(Cluster { nodes })
-    }
-
-    /// Every server of the cluster in one URL (the client picks one; when it
-    /// dies, it moves to another).
-    fn url(&self, options: &str) -> String {
-        let hosts = self
-            .nodes
-            .iter()
-            .map(|node| format!("127.0.0.1:{}", node.port()))
-            .collect::<Vec<_>>()
-            .join(",");
-        format!("nats://{hosts}?reconnect_delay_max=100ms&connect_timeout=2s{options}")
-    }
-
-    /// Only server 0, the one that will die: a client on it must move to the
-    /// servers it learned from the cluster.
-    fn first_only(&self, options: &str) -> String {
-        format!(
-            "nats://127.0.0.1:{}?reconnect_delay_max=100ms&connect_timeout=2s{options}",
-            self.nodes[0].port()
-        )
-    }
-}
 
 /// How long a fresh cluster may take to elect its JetStream leaders.
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
 async fn jetstream_with_three_replicas_loses_nothing_when_a_server_dies() {
     const COUNT: u32 = 600;
-    let Some(cluster) = Cluster::start() else {
+    let Some(cluster) = NatsCluster::start() else {
         return;
     };
     let options = "&publish_timeout=2s&jetstream=CLUSTER&jetstream_subjects=cluster.>\
@@ -93,7 +33,7 @@ async fn jetstream_with_three_replicas_loses_nothing_when_a_server_dies() {
     });
 
     // The publisher's own server dies a third of the way in and comes back 3 s later.
-    let outage = |mut cluster: Cluster| {
+    let outage = |mut cluster: NatsCluster| {
         cluster.nodes[0].stop();
         std::thread::sleep(Duration::from_secs(3));
         cluster.nodes[0].restart();
@@ -124,7 +64,7 @@ async fn jetstream_with_three_replicas_loses_nothing_when_a_server_dies() {
 
 async fn requests_keep_being_answered_when_a_server_dies() {
     const COUNT: u32 = 300;
-    let Some(mut cluster) = Cluster::start() else {
+    let Some(mut cluster) = NatsCluster::start() else {
         return;
     };
     // The responder sits on the server that dies; the caller anywhere.

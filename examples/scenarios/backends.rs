@@ -68,6 +68,21 @@ impl Backend {
         all
     }
 
+    /// A backend at `url` (a cluster, say), under its own name and subject prefix.
+    pub fn custom(
+        name: &'static str,
+        url: String,
+        prefix: String,
+        styles: &'static [Style],
+    ) -> Self {
+        Backend {
+            name,
+            url,
+            prefix,
+            styles,
+        }
+    }
+
     /// Connects the runner's own router; for HTTP it is the seed the services learn peers from.
     pub async fn seed(&self, style: Style) -> switchboard::Result<Bus> {
         self.settings(&self.url, style, Vec::new()).connect().await

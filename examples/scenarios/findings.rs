@@ -21,9 +21,11 @@ const AUTONOMY: &str =
     "sync costs autonomy: the front service cannot finish its own work while a dependency is down";
 const RESILIENCE: &str = "sync costs resilience: one failed service makes its callers fail";
 const LATENCY: &str = "chains of sync requests make the system slow";
+const CAPACITY: &str =
+    "under rising load, a sync chain saturates at a lower offered rate than an async one";
 
 /// Every claim on every backend that ran both styles.
-pub fn findings(chain: &[Value], outage: &[Value]) -> Vec<Finding> {
+pub fn findings(chain: &[Value], outage: &[Value], capacity: &[Value]) -> Vec<Finding> {
     let mut findings = Vec::new();
     // Each backend once, in the order it ran (its rows need not be adjacent).
     let mut backends: Vec<&str> = Vec::new();
@@ -117,6 +119,21 @@ pub fn findings(chain: &[Value], outage: &[Value]) -> Vec<Finding> {
                 });
             }
         }
+        if let (Some(s), Some(a)) = (
+            row(capacity, "sync").and_then(|r| spread(&r, "sustained_per_s")),
+            row(capacity, "async").and_then(|r| spread(&r, "sustained_per_s")),
+        ) {
+            findings.push(Finding {
+                claim: CAPACITY,
+                backend: backend.into(),
+                verdict: verdict(a.min > s.max, a.overlaps(&s)),
+                evidence: format!(
+                    "highest offered rate kept up with (jobs/s, chain of 2): sync {}, async {}",
+                    count(&s),
+                    count(&a)
+                ),
+            });
+        }
     }
     findings
 }
@@ -173,24 +190,39 @@ mod tests {
 
     #[test]
     fn a_claim_holds_only_when_the_ranges_part() {
+        let capacity = |style: &str, rates: [f64; 2]| {
+            json!({"backend": "nats", "style": style,
+                   "sustained_per_s": {"median": rates[1], "min": rates[0], "max": rates[1]}})
+        };
         let parted = findings(
             &[],
             &[
                 outage("sync", [0.0, 0.05], [20.0, 25.0]),
                 outage("async", [1.0, 1.0], [0.0, 0.0]),
             ],
+            &[
+                capacity("sync", [1000.0, 2000.0]),
+                capacity("async", [4000.0, 8000.0]),
+            ],
         );
         assert_eq!(parted[0].claim, AUTONOMY);
         assert_eq!(parted[0].verdict, "supported");
         assert_eq!(parted[1].verdict, "supported");
+        assert_eq!(parted[2].claim, CAPACITY);
+        assert_eq!(parted[2].verdict, "supported");
         let overlapping = findings(
             &[],
             &[
                 outage("sync", [0.5, 0.9], [0.0, 3.0]),
                 outage("async", [0.8, 1.0], [0.0, 0.0]),
             ],
+            &[
+                capacity("sync", [1000.0, 4000.0]),
+                capacity("async", [4000.0, 8000.0]),
+            ],
         );
         assert_eq!(overlapping[0].verdict, "not shown (ranges overlap)");
         assert_eq!(overlapping[1].verdict, "not shown (ranges overlap)");
+        assert_eq!(overlapping[2].verdict, "not shown (ranges overlap)");
     }
 }

@@ -5,22 +5,36 @@ use std::path::Path;
 
 use crate::report::{cell, sections, spread_note, tables, Summary};
 
-/// Writes `report.html` and `report.md` into `dir`; `chart_svg` is the chart
-/// drawn for this summary, `command` the exact command that produced it.
+/// A chart of the report: its heading and the SVG file in the report's directory.
+pub struct Chart {
+    pub title: &'static str,
+    pub file: &'static str,
+}
+
+/// Writes `report.html` and `report.md` into `dir`, where `charts` were
+/// drawn for this summary; `command` is the exact command that produced it.
 pub fn write(
     dir: &Path,
     summary: &Summary,
-    chart_svg: &str,
+    charts: &[Chart],
     command: &str,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    std::fs::write(dir.join("report.html"), html(summary, chart_svg, command))?;
-    std::fs::write(dir.join("report.md"), markdown(summary, command))?;
+    let mut drawn = Vec::with_capacity(charts.len());
+    for chart in charts {
+        drawn.push((chart, std::fs::read_to_string(dir.join(chart.file))?));
+    }
+    std::fs::write(dir.join("report.html"), html(summary, &drawn, command))?;
+    std::fs::write(dir.join("report.md"), markdown(summary, charts, command))?;
     Ok(())
 }
 
-fn markdown(summary: &Summary, command: &str) -> String {
+fn markdown(summary: &Summary, charts: &[Chart], command: &str) -> String {
+    let images: String = charts
+        .iter()
+        .map(|chart| format!("![{}]({})\n\n", chart.title, chart.file))
+        .collect();
     format!(
-        "# Sync or async, measured\n\nCommand: `{command}`\n\nMachine: {}; switchboard {}; {}\n\n![chart](chain-latency.svg)\n\n{}",
+        "# Sync or async, measured\n\nCommand: `{command}`\n\nMachine: {}; switchboard {}; {}\n\n{images}{}",
         summary.machine,
         env!("CARGO_PKG_VERSION"),
         summary.settings,
@@ -28,7 +42,7 @@ fn markdown(summary: &Summary, command: &str) -> String {
     )
 }
 
-fn html(summary: &Summary, chart_svg: &str, command: &str) -> String {
+fn html(summary: &Summary, charts: &[(&Chart, String)], command: &str) -> String {
     let mut page = String::new();
     page.push_str(concat!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
@@ -72,13 +86,15 @@ fn html(summary: &Summary, chart_svg: &str, command: &str) -> String {
         }
         page.push_str("</ul>\n");
     }
-    page.push_str("<h2>End-to-end latency by chain depth</h2>\n<figure class=\"chart\">\n");
-    // The SVG document minus its XML prolog, inline so the page stands alone.
-    let svg = chart_svg
-        .find("<svg")
-        .map_or(chart_svg, |start| &chart_svg[start..]);
-    page.push_str(svg);
-    page.push_str("\n</figure>\n");
+    for (chart, svg) in charts {
+        page.push_str(&format!(
+            "<h2>{}</h2>\n<figure class=\"chart\">\n",
+            escape(chart.title)
+        ));
+        // The SVG document minus its XML prolog, inline so the page stands alone.
+        page.push_str(svg.find("<svg").map_or(svg, |start| &svg[start..]));
+        page.push_str("\n</figure>\n");
+    }
     for section in sections(summary) {
         page.push_str(&format!(
             "<h2>{}</h2>\n<table>\n<tr>",

@@ -12,6 +12,8 @@ const KEY_FIELDS: &[&str] = &[
     "messages",
     "consumers",
     "outage_ms",
+    "offered_per_s",
+    "due",
 ];
 
 /// One figure over the runs.

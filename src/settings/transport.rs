@@ -61,33 +61,41 @@ impl TransportSettings {
     }
 
     /// The URL with `request_timeout` and `options` merged into its query string.
+    ///
+    /// The URL is checked as [`connect`](crate::connect) reads it, so a
+    /// cluster's host list (`nats://a:4222,b:4222`) is accepted here too.
     pub fn to_url(&self) -> Result<String> {
-        let mut url = url::Url::parse(&self.url).map_err(|e| {
-            Error::config(format!(
-                "key `url`: malformed URL `{}`: {e}",
-                crate::connect::redact(&self.url)
-            ))
+        crate::connect::Endpoint::parse(&self.url).map_err(|e| match e {
+            Error::InvalidConfig { message } => Error::config(format!("key `url`: {message}")),
+            other => other,
         })?;
         if let Some(timeout) = &self.request_timeout {
             crate::options::parse_duration("request_timeout", timeout)?;
         }
-        let extra = self
-            .request_timeout
-            .iter()
-            .map(|t| ("request_timeout", t.as_str()))
-            .chain(self.options.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let mut any = false;
-        {
-            let mut query = url.query_pairs_mut();
-            for (key, value) in extra {
-                query.append_pair(key, value);
-                any = true;
-            }
+        let mut extra = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(timeout) = &self.request_timeout {
+            extra.append_pair("request_timeout", timeout);
         }
-        if !any && url.query() == Some("") {
-            url.set_query(None);
+        for (key, value) in &self.options {
+            extra.append_pair(key, value);
         }
-        Ok(url.to_string())
+        let extra = extra.finish();
+        // Appended as text: a host list is not a standard URL, so `url::Url` cannot edit it.
+        let (base, fragment) = match self.url.split_once('#') {
+            Some((base, fragment)) => (base, Some(fragment)),
+            None => (self.url.as_str(), None),
+        };
+        let base = base.strip_suffix('?').unwrap_or(base);
+        let mut url = base.to_owned();
+        if !extra.is_empty() {
+            url.push(if base.contains('?') { '&' } else { '?' });
+            url.push_str(&extra);
+        }
+        if let Some(fragment) = fragment {
+            url.push('#');
+            url.push_str(fragment);
+        }
+        Ok(url)
     }
 
     /// The default request timeout, if one is configured.
@@ -120,6 +128,28 @@ mod tests {
         assert_eq!(
             TransportSettings::new("memory://").to_url().unwrap(),
             "memory://"
+        );
+    }
+
+    #[test]
+    fn accepts_a_cluster_host_list_as_connect_does() {
+        let mut config = TransportSettings::new("nats://10.0.0.1:4222,10.0.0.2:4222");
+        config.request_timeout = Some("2s".into());
+        assert_eq!(
+            config.to_url().unwrap(),
+            "nats://10.0.0.1:4222,10.0.0.2:4222?request_timeout=2s"
+        );
+        let listed = TransportSettings::new("kafka://a:9092,b:9092?replication=3");
+        assert_eq!(
+            listed.to_url().unwrap(),
+            "kafka://a:9092,b:9092?replication=3"
+        );
+        let err = TransportSettings::new("nats://a:4222,:x")
+            .to_url()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("key `url`: malformed URL"),
+            "{err}"
         );
     }
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 pub mod certs;
+pub mod clusters;
 pub mod kafka_broker;
 
 use switchboard::transport::{Incoming, Subscription};
