@@ -78,6 +78,8 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(any(feature = "http", feature = "graphql"))]
+mod auth;
 mod bus;
 mod capabilities;
 pub mod codec;
@@ -130,6 +132,10 @@ pub mod nats;
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
+
+#[cfg(feature = "graphql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "graphql")))]
+pub mod graphql;
 
 /// W3C trace context carried on every message (`TraceContext`).
 pub mod trace {

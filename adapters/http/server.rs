@@ -18,7 +18,7 @@ use super::transport::Shared;
 use super::wire::{self as http_wire, DELIVER, HEALTH, SUBSCRIPTIONS};
 use crate::local::Targets;
 use crate::message::Message;
-use crate::{subject, wire};
+use crate::{auth, subject, wire};
 
 /// The routes of a service, with its body limit, timeouts and token check.
 /// Every error, including the framework's own (unknown path, wrong method,
@@ -72,9 +72,9 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
+            .and_then(auth::bearer_token)
             .unwrap_or("");
-        if !constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+        if !auth::constant_time_eq(presented.as_bytes(), token.as_bytes()) {
             let mut response = error_response(
                 StatusCode::UNAUTHORIZED,
                 http_wire::STATUS_UNAUTHORIZED,
@@ -131,20 +131,6 @@ async fn unknown_path() -> Response {
         http_wire::STATUS_NOT_FOUND,
         "no such path: requests go to POST /requests/{subject}, events to POST /events/{subject}",
     )
-}
-
-/// The token of an `Authorization: Bearer TOKEN` value; the scheme name is
-/// case-insensitive (RFC 7235), so `bearer` and `BEARER` count too.
-fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim_start())
-}
-
-/// Compares secrets without an early exit that would leak how much matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn handle_request(
@@ -337,24 +323,4 @@ fn reply_response_with(status: StatusCode, reply: Message) -> Response {
     let mut response = reply_response(reply);
     *response.status_mut() = status;
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_bearer_scheme_is_case_insensitive() {
-        for value in [
-            "Bearer s3cret",
-            "bearer s3cret",
-            "BEARER  s3cret",
-            " Bearer s3cret",
-        ] {
-            assert_eq!(bearer_token(value), Some("s3cret"), "{value:?}");
-        }
-        for value in ["Basic s3cret", "Bearers3cret", "", "s3cret"] {
-            assert_eq!(bearer_token(value), None, "{value:?}");
-        }
-    }
 }

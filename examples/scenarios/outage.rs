@@ -128,6 +128,7 @@ pub async fn measure(
         style: None,
         transport: None,
         timeout: Some(disruption.caller_timeout().into()),
+        graphql: None,
     }];
     let mut chain = chain::start(backend, seed, prefix, depth, style).await?;
     let caller = backend

@@ -188,7 +188,8 @@ async fn list_orders(_: (), State(orders): State<Orders>) -> Json<BTreeMap<u32, 
     Json(orders.0.lock().unwrap().clone())
 }
 
-async fn start_orders(bus: Bus) -> switchboard::Result<RunningService> {
+/// Starts the orders service (`orders.place`, `orders.settle`, `orders.report`).
+pub async fn start_orders(bus: Bus) -> switchboard::Result<RunningService> {
     Service::new("orders", bus.clone())
         .state(Orders::default())
         .state(bus)
@@ -241,7 +242,8 @@ async fn list_stock(_: (), State(stock): State<Stock>) -> Json<BTreeMap<String, 
     Json(stock.0.lock().unwrap().clone())
 }
 
-async fn start_inventory(bus: Bus) -> switchboard::Result<RunningService> {
+/// Starts the inventory service (`inventory.reserve`, `inventory.release`, `inventory.report`).
+pub async fn start_inventory(bus: Bus) -> switchboard::Result<RunningService> {
     let stock = Stock(Arc::new(Mutex::new(BTreeMap::from([
         ("tea".into(), 5),
         ("coffee".into(), 2),
@@ -300,7 +302,8 @@ async fn list_balances(_: (), State(balances): State<Balances>) -> Json<BTreeMap
     Json(balances.0.lock().unwrap().clone())
 }
 
-async fn start_payments(bus: Bus) -> switchboard::Result<RunningService> {
+/// Starts the payments service (`payments.charge`, `payments.report`).
+pub async fn start_payments(bus: Bus) -> switchboard::Result<RunningService> {
     let balances = Balances(Arc::new(Mutex::new(BTreeMap::from([
         ("ada".into(), 20),
         ("bob".into(), 4),

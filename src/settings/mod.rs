@@ -1,6 +1,7 @@
 //! Settings: transports, routes and their defaults, from a TOML file and the
 //! environment, through one loader ([`Settings::load`]).
 
+mod graphql;
 mod style;
 mod table;
 mod transport;
@@ -16,6 +17,7 @@ use crate::layers::Resilience;
 use crate::service::EventPolicy;
 
 pub use crate::bus::DEFAULT_REQUEST_TIMEOUT;
+pub use graphql::{GraphqlExposure, GraphqlSettings};
 pub use style::Style;
 pub use table::{RouteDecision, RouteRule, RouteTable, DEFAULT_TRANSPORT};
 pub use transport::{TransportSettings, DEFAULT_URL};
@@ -102,6 +104,10 @@ pub struct Settings {
     /// Layers put around every transport (timeouts, retry, circuit breaker, bulkheads).
     #[serde(default)]
     pub resilience: Resilience,
+    /// The GraphQL gateway's token and limits (feature `graphql`; which
+    /// subjects it exposes is each route's `graphql`).
+    #[serde(default)]
+    pub graphql: GraphqlSettings,
 }
 
 /// One `[[routes]]` entry.
@@ -119,6 +125,10 @@ pub struct RouteSettings {
     /// Request timeout for these subjects (`800ms`, `2s`); the transport's when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Whether the GraphQL gateway exposes these subjects, and how (feature
+    /// `graphql`); not exposed when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graphql: Option<GraphqlExposure>,
 }
 
 impl Settings {

@@ -1,0 +1,212 @@
+//! A GraphQL gateway over the bus (feature `graphql`): an axum router that
+//! lets clients speaking GraphQL — browsers, mobile apps, other languages —
+//! call the services and follow their events.
+//!
+//! The route table decides what is exposed, and nothing is by default: a
+//! `[[routes]]` entry with `graphql = "query"`, `"mutation"` or
+//! `"subscription"` adds one field, named after the subject (`orders.place` →
+//! `orders_place`). Queries and mutations take `input: JSON` and return JSON.
+//! A query is always a request (it needs its answer); a mutation is sent as
+//! the route's style decides — on an async route it publishes and returns
+//! `{"accepted": true}`.
+//! Subscriptions stream `Event { subject, payload, headers }` over WebSocket
+//! (`graphql-transport-ws` and the older `graphql-ws` protocol). Errors carry
+//! the switchboard error kind in `extensions.kind`.
+//!
+//! ```no_run
+//! # async fn run() -> switchboard::Result<()> {
+//! use switchboard::{graphql::Gateway, Settings};
+//!
+//! let settings = Settings::from_toml(r#"
+//!     [[routes]]
+//!     subjects = "catalog.price"
+//!     graphql = "query"
+//!
+//!     [[routes]]
+//!     subjects = "orders.>"
+//!     graphql = "subscription"
+//! "#)?;
+//! let bus = settings.connect().await?;
+//! let app = Gateway::new(bus, &settings)?.router(); // POST and GET (WebSocket) /graphql
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.unwrap();
+//! axum::serve(listener, app).await.unwrap();
+//! # Ok(()) }
+//! ```
+//!
+//! `[graphql]` in the settings sets the bearer token (required on every HTTP
+//! request, and in the WebSocket's `connection_init` payload as
+//! `{"authorization": "Bearer …"}` unless the upgrade request carried it), the
+//! body limit and the query depth and complexity limits.
+
+mod schema;
+
+use std::sync::Arc;
+
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::ErrorExtensions as _;
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+pub use schema::{graphql_error, ExposedField};
+
+use crate::auth;
+use crate::bus::Bus;
+use crate::error::Result;
+use crate::settings::Settings;
+
+/// The path the router serves: `POST` for queries and mutations, `GET` with a
+/// WebSocket upgrade for subscriptions.
+pub const PATH: &str = "/graphql";
+
+/// The GraphQL gateway: a schema built from the route table, and the limits
+/// and token of `[graphql]`.
+#[derive(Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    schema: async_graphql::dynamic::Schema,
+    fields: Vec<ExposedField>,
+    token: Option<String>,
+    max_body: usize,
+}
+
+impl Gateway {
+    /// Builds the schema from `settings.routes` (`graphql = …`) and
+    /// `settings.graphql`, calling through `bus`. Fails with
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a pattern as
+    /// a query or mutation, or two subjects that would share a field name.
+    pub fn new(bus: Bus, settings: &Settings) -> Result<Gateway> {
+        let fields = schema::exposed_fields(settings)?;
+        let limits = &settings.graphql;
+        let schema = schema::build(bus, &fields, limits)?;
+        Ok(Gateway {
+            shared: Arc::new(Shared {
+                schema,
+                fields,
+                token: limits.token.clone().filter(|token| !token.is_empty()),
+                max_body: limits.max_body,
+            }),
+        })
+    }
+
+    /// What the gateway exposes, in route order.
+    pub fn fields(&self) -> &[ExposedField] {
+        &self.shared.fields
+    }
+
+    /// The schema in GraphQL's schema language (for clients' code generators).
+    pub fn sdl(&self) -> String {
+        self.shared.schema.sdl()
+    }
+
+    /// The axum router serving [`PATH`]; merge it into a service's own router
+    /// or serve it alone.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(PATH, get(subscribe).post(execute))
+            .layer(middleware::from_fn_with_state(self.shared.clone(), guard))
+            .layer(DefaultBodyLimit::max(self.shared.max_body))
+            .with_state(self.shared.clone())
+    }
+}
+
+/// Refuses, before any body is read: a declared body over the limit (413) and
+/// a `POST` without the token (401). A WebSocket may instead present the
+/// token in `connection_init`.
+async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|size| size > shared.max_body as u64) {
+        return refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            &format!(
+                "the body is larger than this gateway accepts ({} bytes, `max_body`)",
+                shared.max_body
+            ),
+        );
+    }
+    if request.method() == Method::POST && !shared.authorized(request.headers()) {
+        let mut response = refusal(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token",
+        );
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    next.run(request).await
+}
+
+impl Shared {
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        self.accepts(presented)
+    }
+
+    /// Whether `authorization` (`Bearer TOKEN`) passes; anything does without a token.
+    fn accepts(&self, authorization: Option<&str>) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let presented = authorization.and_then(auth::bearer_token).unwrap_or("");
+        auth::constant_time_eq(presented.as_bytes(), token.as_bytes())
+    }
+}
+
+/// A GraphQL-shaped error response (`{"errors": [{message, extensions}]}`).
+fn refusal(status: StatusCode, kind: &str, message: &str) -> Response {
+    let body = serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "kind": kind } }]
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+async fn execute(State(shared): State<Arc<Shared>>, request: GraphQLRequest) -> GraphQLResponse {
+    shared.schema.execute(request.into_inner()).await.into()
+}
+
+async fn subscribe(
+    State(shared): State<Arc<Shared>>,
+    protocol: GraphQLProtocol,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let authorized_by_header = shared.token.is_none() || shared.authorized(&headers);
+    let max_message = shared.max_body;
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |stream| {
+            let schema = shared.schema.clone();
+            GraphQLWebSocket::new(stream, schema, protocol)
+                .on_connection_init(move |payload: serde_json::Value| async move {
+                    let presented = payload
+                        .get("authorization")
+                        .or_else(|| payload.get("Authorization"))
+                        .and_then(serde_json::Value::as_str);
+                    match authorized_by_header || shared.accepts(presented) {
+                        true => Ok(async_graphql::Data::default()),
+                        false => Err(async_graphql::Error::new("missing or wrong bearer token")
+                            .extend_with(|_, e| e.set("kind", "unauthorized"))),
+                    }
+                })
+                .serve()
+        })
+}
