@@ -51,14 +51,7 @@ async fn query(client: reqwest::Client, url: String, body: serde_json::Value, fi
 
 fn graphql(c: &mut Criterion) {
     let rt = runtime();
-    let (responder, requester) = rt.block_on(async {
-        let responder = switchboard::connect("http://127.0.0.1:0").await.unwrap();
-        let peer = format!("http://{}", responder.local_address().unwrap());
-        let requester = switchboard::connect(&format!("http://127.0.0.1:0?peers={peer}"))
-            .await
-            .unwrap();
-        (responder, requester)
-    });
+    let (responder, requester) = rt.block_on(common::http_pair());
     let typed = rt.block_on(TypedService::start(&responder, "bench.gql"));
     let in_process = rt
         .block_on(switchboard::connect("memory://bench-graphql"))

@@ -18,7 +18,7 @@ use common::service_path::{self, TypedService};
 use common::two_process::{self, Responder};
 use common::{bench_in_flight, config, payload, runtime, PAYLOADS};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use switchboard::{Bus, Message};
+use switchboard::Message;
 use tokio::sync::mpsc;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,18 +54,9 @@ async fn raw_server() -> (String, mpsc::UnboundedReceiver<Bytes>) {
     (url, events_rx)
 }
 
-async fn services() -> (Bus, Bus) {
-    let responder = switchboard::connect("http://127.0.0.1:0").await.unwrap();
-    let peer = format!("http://{}", responder.local_address().unwrap());
-    let requester = switchboard::connect(&format!("http://127.0.0.1:0?peers={peer}"))
-        .await
-        .unwrap();
-    (responder, requester)
-}
-
 fn http(c: &mut Criterion) {
     let rt = runtime();
-    let (responder, requester) = rt.block_on(services());
+    let (responder, requester) = rt.block_on(common::http_pair());
     let (raw_url, raw_events) = rt.block_on(raw_server());
     let raw_events = std::sync::Arc::new(tokio::sync::Mutex::new(raw_events));
     let raw = raw_client();

@@ -1,9 +1,52 @@
 //! Bearer tokens: reading `Authorization` and comparing secrets, for the
 //! HTTP backend and the GraphQL gateway.
 
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::Response;
+
+/// The body length a request declares in `Content-Length`, if any: checked
+/// against a limit before a byte of the body is read.
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Marks a refusal sent before the body was read: the connection closes,
+/// because the unread body would otherwise be read as the next request.
+pub(crate) fn close_after(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Whether `authorization` (an `Authorization` value) is `Bearer TOKEN` with
+/// this token, compared in constant time.
+pub(crate) fn bearer_matches(authorization: Option<&str>, token: &str) -> bool {
+    let presented = authorization.and_then(bearer_token).unwrap_or("");
+    constant_time_eq(presented.as_bytes(), token.as_bytes())
+}
+
+/// The request's `Authorization` value, if it is text.
+pub(crate) fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Marks a 401 with the scheme a client should answer with (RFC 6750).
+pub(crate) fn challenge(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
 /// The token of an `Authorization: Bearer TOKEN` value; the scheme name is
 /// case-insensitive (RFC 7235), so `bearer` and `BEARER` count too.
-pub(crate) fn bearer_token(value: &str) -> Option<&str> {
+fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -11,7 +54,7 @@ pub(crate) fn bearer_token(value: &str) -> Option<&str> {
 }
 
 /// Compares secrets without an early exit that would leak how much matched.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

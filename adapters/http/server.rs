@@ -46,13 +46,9 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
 /// gets `100 Continue`), and the bearer token.
 async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let settings = &shared.settings;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = auth::declared_length(request.headers());
     if declared.is_some_and(|size| size > settings.max_body as u64) {
-        let mut response = error_response(
+        return auth::close_after(error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             wire::STATUS_PAYLOAD_TOO_LARGE,
             &format!(
@@ -60,30 +56,15 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
                 declared.unwrap_or_default(),
                 settings.max_body
             ),
-        );
-        // The unread body would otherwise be the next request's start.
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
+        ));
     }
     if let Some(token) = &settings.token {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(auth::bearer_token)
-            .unwrap_or("");
-        if !auth::constant_time_eq(presented.as_bytes(), token.as_bytes()) {
-            let mut response = error_response(
+        if !auth::bearer_matches(auth::authorization(request.headers()), token) {
+            return auth::challenge(error_response(
                 StatusCode::UNAUTHORIZED,
                 http_wire::STATUS_UNAUTHORIZED,
                 "missing or wrong bearer token",
-            );
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return response;
+            ));
         }
     }
     next.run(request).await

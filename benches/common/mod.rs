@@ -97,3 +97,15 @@ pub fn bench_in_flight<F, Fut>(
         })
     });
 }
+
+/// Two HTTP services on loopback ports: a responder, and a requester that
+/// knows it as a peer.
+#[cfg(feature = "http")]
+pub async fn http_pair() -> (switchboard::Bus, switchboard::Bus) {
+    let responder = switchboard::connect("http://127.0.0.1:0").await.unwrap();
+    let peer = format!("http://{}", responder.local_address().unwrap());
+    let requester = switchboard::connect(&format!("http://127.0.0.1:0?peers={peer}"))
+        .await
+        .unwrap();
+    (responder, requester)
+}

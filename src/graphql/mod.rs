@@ -47,7 +47,7 @@ use async_graphql::ErrorExtensions as _;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -122,50 +122,33 @@ impl Gateway {
 /// a `POST` without the token (401). A WebSocket may instead present the
 /// token in `connection_init`.
 async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|size| size > shared.max_body as u64) {
-        return refusal(
+    if auth::declared_length(request.headers()).is_some_and(|size| size > shared.max_body as u64) {
+        return auth::close_after(refusal(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             &format!(
                 "the body is larger than this gateway accepts ({} bytes, `max_body`)",
                 shared.max_body
             ),
-        );
+        ));
     }
-    if request.method() == Method::POST && !shared.authorized(request.headers()) {
-        let mut response = refusal(
+    if request.method() == Method::POST && !shared.accepts(auth::authorization(request.headers())) {
+        return auth::challenge(refusal(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "missing or wrong bearer token",
-        );
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return response;
+        ));
     }
     next.run(request).await
 }
 
 impl Shared {
-    fn authorized(&self, headers: &HeaderMap) -> bool {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        self.accepts(presented)
-    }
-
     /// Whether `authorization` (`Bearer TOKEN`) passes; anything does without a token.
     fn accepts(&self, authorization: Option<&str>) -> bool {
-        let Some(token) = &self.token else {
-            return true;
-        };
-        let presented = authorization.and_then(auth::bearer_token).unwrap_or("");
-        auth::constant_time_eq(presented.as_bytes(), token.as_bytes())
+        match &self.token {
+            Some(token) => auth::bearer_matches(authorization, token),
+            None => true,
+        }
     }
 }
 
@@ -187,7 +170,7 @@ async fn subscribe(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let authorized_by_header = shared.token.is_none() || shared.authorized(&headers);
+    let authorized_by_header = shared.accepts(auth::authorization(&headers));
     let max_message = shared.max_body;
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
