@@ -242,6 +242,17 @@ async fn strangers_and_hostile_requests_are_refused() {
         matches!(refused, Some(Ok(WsMessage::Close(_))) | None | Some(Err(_))),
         "{refused:?}"
     );
+
+    // A WebSocket that never says connection_init is closed, not kept.
+    let mut idle = websocket(&url).await;
+    let within = switchboard::graphql::CONNECTION_INIT_WITHIN + Duration::from_secs(5);
+    let closed = tokio::time::timeout(within, idle.next())
+        .await
+        .expect("an idle WebSocket is closed");
+    assert!(
+        matches!(closed, Some(Ok(WsMessage::Close(_))) | None | Some(Err(_))),
+        "{closed:?}"
+    );
     assert!(running.shutdown().await.is_clean());
 }
 

@@ -36,11 +36,14 @@
 //! `[graphql]` in the settings sets the bearer token (required on every HTTP
 //! request, and in the WebSocket's `connection_init` payload as
 //! `{"authorization": "Bearer …"}` unless the upgrade request carried it), the
-//! body limit and the query depth and complexity limits.
+//! body limit and the query depth and complexity limits. A WebSocket that
+//! sends no `connection_init` within [`CONNECTION_INIT_WITHIN`] is closed.
 
 mod schema;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::ErrorExtensions as _;
@@ -63,6 +66,9 @@ use crate::settings::Settings;
 /// The path the router serves: `POST` for queries and mutations, `GET` with a
 /// WebSocket upgrade for subscriptions.
 pub const PATH: &str = "/graphql";
+
+/// How long a new WebSocket may take to send `connection_init` before it is closed.
+pub const CONNECTION_INIT_WITHIN: Duration = Duration::from_secs(10);
 
 /// The GraphQL gateway: a schema built from the route table, and the limits
 /// and token of `[graphql]`.
@@ -176,10 +182,13 @@ async fn subscribe(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(max_message)
         .max_frame_size(max_message)
-        .on_upgrade(move |stream| {
+        .on_upgrade(move |stream| async move {
             let schema = shared.schema.clone();
-            GraphQLWebSocket::new(stream, schema, protocol)
+            let initialized = Arc::new(AtomicBool::new(false));
+            let init_seen = initialized.clone();
+            let serve = GraphQLWebSocket::new(stream, schema, protocol)
                 .on_connection_init(move |payload: serde_json::Value| async move {
+                    init_seen.store(true, Ordering::Relaxed);
                     let presented = payload
                         .get("authorization")
                         .or_else(|| payload.get("Authorization"))
@@ -190,6 +199,17 @@ async fn subscribe(
                             .extend_with(|_, e| e.set("kind", "unauthorized"))),
                     }
                 })
-                .serve()
+                .serve();
+            tokio::pin!(serve);
+            // A socket that never says `connection_init` is a stranger holding a
+            // connection: dropping the server future closes it.
+            tokio::select! {
+                () = &mut serve => {}
+                () = tokio::time::sleep(CONNECTION_INIT_WITHIN) => {
+                    if initialized.load(Ordering::Relaxed) {
+                        serve.await;
+                    }
+                }
+            }
         })
 }
