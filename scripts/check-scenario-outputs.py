@@ -2,7 +2,8 @@
 """Checks that a scenario run wrote every output and that each parses:
 report.html and report.md (with Findings and both charts), results.json
 (with a spread for every measured figure), the five CSV files (a header and
-one line per point), and the two SVG charts (XML documents). Usage: check-scenario-outputs.py DIR"""
+one line per point), and the two SVG charts (XML documents); with a second
+argument, that every backend it lists ran. Usage: check-scenario-outputs.py DIR [BACKEND,...]"""
 
 import csv
 import json
@@ -57,6 +58,9 @@ loaded = {(row["backend"], row["style"]) for row in results["load"]}
 if pairs != loaded:
     fail(f"open-loop load ran on {sorted(loaded)}, the chains on {sorted(pairs)}")
 backends = sorted({row["backend"] for row in results["chain"]})
+expected = set(sys.argv[2].split(",")) if len(sys.argv) > 2 else set()
+if expected - set(backends):
+    fail(f"no results for {', '.join(sorted(expected - set(backends)))} (ran: {', '.join(backends)})")
 print(f"scenario outputs ok: {runs} runs, backends {', '.join(backends)}, "
       f"{len(results['chain'])} chain points, {len(results['load'])} load steps, "
       f"{len(results['node_loss'])} node-loss rows, "

@@ -114,6 +114,11 @@ const HTTP_CONNECT: Option<ConnectFn> = Some(crate::http::connect_boxed);
 #[cfg(not(feature = "http"))]
 const HTTP_CONNECT: Option<ConnectFn> = None;
 
+#[cfg(feature = "grpc")]
+const GRPC_CONNECT: Option<ConnectFn> = Some(crate::grpc::connect_boxed);
+#[cfg(not(feature = "grpc"))]
+const GRPC_CONNECT: Option<ConnectFn> = None;
+
 #[cfg(feature = "nats")]
 const NATS_CONNECT: Option<ConnectFn> = Some(crate::nats::connect_boxed);
 #[cfg(not(feature = "nats"))]
@@ -136,6 +141,12 @@ const BACKENDS: &[BackendInfo] = &[
         schemes: &["http", "https"],
         feature: "http",
         connect: HTTP_CONNECT,
+    },
+    BackendInfo {
+        name: "grpc",
+        schemes: &["grpc"],
+        feature: "grpc",
+        connect: GRPC_CONNECT,
     },
     BackendInfo {
         name: "nats",
@@ -226,6 +237,7 @@ pub fn enabled_backends() -> Vec<&'static str> {
 /// |---|---|---|
 /// | `memory://` or `memory://NAME` | in-process | `memory` (default) |
 /// | `http://HOST:PORT?…` | HTTP | `http` |
+/// | `grpc://HOST:PORT?…` | gRPC | `grpc` |
 /// | `nats://HOST:PORT[,HOST:PORT]?…` | NATS | `nats` |
 /// | `kafka://HOST:PORT[,HOST:PORT]?…` | Kafka | `kafka` |
 ///
@@ -317,7 +329,7 @@ mod tests {
     #[test]
     fn scheme_table_knows_every_backend() {
         let names: Vec<_> = backends().iter().map(|b| b.name).collect();
-        assert_eq!(names, ["memory", "http", "nats", "kafka"]);
+        assert_eq!(names, ["memory", "http", "grpc", "nats", "kafka"]);
         match find_in(BACKENDS, "bogus") {
             Err(Error::UnknownScheme { known, .. }) => {
                 assert!(known.contains("nats://") && known.contains("kafka://"))

@@ -1,5 +1,5 @@
 //! Write a microservice's communication code once; run it as request/reply or
-//! publish/subscribe over in-memory, HTTP, NATS or Kafka — chosen by
+//! publish/subscribe over in-memory, HTTP, gRPC, NATS or Kafka — chosen by
 //! configuration alone.
 //!
 //! # Guide
@@ -118,6 +118,11 @@ pub mod memory;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 #[path = "../adapters/http/mod.rs"]
 pub mod http;
+
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+#[path = "../adapters/grpc/mod.rs"]
+pub mod grpc;
 
 #[cfg(feature = "kafka")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]

@@ -15,7 +15,9 @@ fn fixtures() -> Vec<Arc<dyn Fixture>> {
         #[cfg(feature = "memory")]
         Arc::new(UrlFixture::new("memory", "memory://conformance")),
         #[cfg(feature = "http")]
-        Arc::new(http_mesh::HttpMesh::default()),
+        Arc::new(mesh::Mesh::new("http")),
+        #[cfg(feature = "grpc")]
+        Arc::new(mesh::Mesh::new("grpc")),
         #[cfg(feature = "nats")]
         Arc::new(UrlFixture::new("nats", "nats://127.0.0.1:4222")),
         // JetStream durable mode for the event subjects of the style-matrix
@@ -68,25 +70,34 @@ impl Fixture for Layered {
     }
 }
 
-/// HTTP services on ephemeral loopback ports, each told about the live ones
-/// before it, so they form a mesh by learning from each other.
+/// HTTP or gRPC services on ephemeral loopback ports, each told about the
+/// live ones before it, so they form a mesh by learning from each other.
 #[cfg(feature = "http")]
-mod http_mesh {
+mod mesh {
     use std::sync::{Mutex, Weak};
 
     use async_trait::async_trait;
     use switchboard::conformance::Fixture;
     use switchboard::{transport::Transport, Bus};
 
-    #[derive(Default)]
-    pub struct HttpMesh {
+    pub struct Mesh {
+        scheme: &'static str,
         services: Mutex<Vec<(String, Weak<dyn Transport>)>>,
     }
 
+    impl Mesh {
+        pub fn new(scheme: &'static str) -> Self {
+            Mesh {
+                scheme,
+                services: Mutex::default(),
+            }
+        }
+    }
+
     #[async_trait]
-    impl Fixture for HttpMesh {
+    impl Fixture for Mesh {
         fn name(&self) -> &str {
-            "http"
+            self.scheme
         }
 
         async fn connect(&self) -> switchboard::Result<Bus> {
@@ -96,11 +107,13 @@ mod http_mesh {
                 services.iter().map(|(url, _)| url.clone()).collect()
             };
             let bus = switchboard::connect(&format!(
-                "http://127.0.0.1:0?peers={}&sync_interval=200ms",
+                "{}://127.0.0.1:0?peers={}&sync_interval=200ms",
+                self.scheme,
                 peers.join(",")
             ))
             .await?;
-            let url = format!("http://{}", bus.local_address().expect("http serves"));
+            let address = bus.local_address().expect("a mesh service serves");
+            let url = format!("{}://{address}", self.scheme);
             self.services
                 .lock()
                 .unwrap()

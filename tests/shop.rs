@@ -79,9 +79,9 @@ async fn same_result_on_kafka() {
     }
 }
 
+/// A mesh of one port per service; `orders` is the seed the others learn the mesh from.
 #[cfg(feature = "http")]
-async fn same_result_on_http() {
-    // One port per service; `orders` is the seed the others learn the mesh from.
+async fn shop_on_mesh(scheme: &'static str) {
     let ports: Vec<u16> = (0..4).map(|_| support::free_port()).collect();
     let port_of = |service: &str| match service {
         "orders" => ports[0],
@@ -89,15 +89,25 @@ async fn same_result_on_http() {
         "payments" => ports[2],
         _ => ports[3],
     };
-    shop_on("http", |service| match service {
-        "orders" => format!("http://127.0.0.1:{}", port_of(service)),
+    shop_on(scheme, |service| match service {
+        "orders" => format!("{scheme}://127.0.0.1:{}", port_of(service)),
         _ => format!(
-            "http://127.0.0.1:{}?peers=http://127.0.0.1:{}",
+            "{scheme}://127.0.0.1:{}?peers={scheme}://127.0.0.1:{}",
             port_of(service),
             ports[0]
         ),
     })
     .await;
+}
+
+#[cfg(feature = "http")]
+async fn same_result_on_http() {
+    shop_on_mesh("http").await;
+}
+
+#[cfg(feature = "grpc")]
+async fn same_result_on_grpc() {
+    shop_on_mesh("grpc").await;
 }
 
 crate::tests!(
@@ -108,4 +118,6 @@ crate::tests!(
     same_result_on_kafka,
     #[cfg(feature = "http")]
     same_result_on_http,
+    #[cfg(feature = "grpc")]
+    same_result_on_grpc,
 );

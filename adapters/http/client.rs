@@ -2,17 +2,18 @@
 
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::directory::Snapshot;
+use super::peer_calls::PeerCalls;
 use super::wire::{self as http_wire, DELIVER, EVENTS, REQUESTS, SUBSCRIPTIONS};
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::wire;
 
 /// The backend name used in errors.
-pub(super) const BACKEND: &str = "http";
+const BACKEND: &str = "http";
 
 /// How long an idle pooled connection to a peer is kept for reuse.
 const IDLE_CONNECTION_REUSE: Duration = Duration::from_secs(4);
@@ -23,14 +24,12 @@ pub(super) struct PeerClient {
     http: reqwest::Client,
     token: Option<String>,
     peer_timeout: Duration,
-    retries: usize,
 }
 
 impl PeerClient {
     pub fn new(
         token: Option<String>,
         peer_timeout: Duration,
-        retries: usize,
         tls: Option<&super::tls::HttpTls>,
     ) -> Result<Self> {
         let mut builder = reqwest::Client::builder()
@@ -48,7 +47,6 @@ impl PeerClient {
             http,
             token,
             peer_timeout,
-            retries,
         })
     }
 
@@ -59,9 +57,11 @@ impl PeerClient {
             None => builder,
         }
     }
+}
 
-    /// Sends a request; error replies come back as messages with `sb-status`.
-    pub async fn request(
+#[async_trait]
+impl PeerCalls for PeerClient {
+    async fn request(
         &self,
         peer: &str,
         subject: &str,
@@ -110,62 +110,48 @@ impl PeerClient {
         ))
     }
 
-    /// Delivers an event, retrying transient failures with exponential backoff.
-    pub async fn deliver(
+    async fn deliver(
         &self,
         peer: &str,
         subject: &str,
         message: &Message,
         deliver: &str,
     ) -> Result<()> {
-        let attempt = || async {
-            let response = self
-                .post(format!("{peer}{EVENTS}{subject}"))
-                .headers(http_wire::http_headers(&message.headers))
-                .header(DELIVER, deliver)
-                .timeout(self.peer_timeout)
-                .body(message.payload.clone())
-                .send()
-                .await
-                .map_err(|e| call_error(peer, subject, self.peer_timeout, e))?;
-            let status = response.status();
-            if status.is_success() {
-                return Ok(());
-            }
-            if status == reqwest::StatusCode::UNAUTHORIZED {
-                return Err(unauthorized(peer));
-            }
-            if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE {
-                return Err(Error::PayloadTooLarge {
-                    size: message.payload.len(),
-                    limit: 0,
-                });
-            }
-            let transient = status.is_server_error();
-            let error = Error::backend(BACKEND, format!("{peer} answered HTTP {status}"));
-            Err(if transient {
-                Error::Connect {
-                    url: peer.to_owned(),
-                    source: error.into(),
-                }
-            } else {
-                error
-            })
-        };
-        attempt
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(20))
-                    .with_max_delay(Duration::from_millis(500))
-                    .with_max_times(self.retries)
-                    .with_jitter(),
-            )
-            .when(|err: &Error| matches!(err, Error::Connect { .. } | Error::Timeout { .. }))
+        let response = self
+            .post(format!("{peer}{EVENTS}{subject}"))
+            .headers(http_wire::http_headers(&message.headers))
+            .header(DELIVER, deliver)
+            .timeout(self.peer_timeout)
+            .body(message.payload.clone())
+            .send()
             .await
+            .map_err(|e| call_error(peer, subject, self.peer_timeout, e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(unauthorized(peer));
+        }
+        if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE {
+            return Err(Error::PayloadTooLarge {
+                size: message.payload.len(),
+                limit: 0,
+            });
+        }
+        let error = Error::backend(BACKEND, format!("{peer} answered HTTP {status}"));
+        // A 5xx is transient: the mesh retries it like a refused connection.
+        Err(if status.is_server_error() {
+            Error::Connect {
+                url: peer.to_owned(),
+                source: error.into(),
+            }
+        } else {
+            error
+        })
     }
 
-    /// Sends this service's snapshot to a peer and returns the peer's.
-    pub async fn exchange(&self, peer: &str, snapshot: &Snapshot) -> Result<Snapshot> {
+    async fn exchange(&self, peer: &str, snapshot: &Snapshot) -> Result<Snapshot> {
         let response = self
             .post(format!("{peer}{SUBSCRIPTIONS}"))
             .json(snapshot)

@@ -12,7 +12,7 @@ use crate::subject;
 
 /// One subscription as peers see it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub(super) struct Advertised {
+pub(crate) struct Advertised {
     /// Subject or pattern.
     pub subject: String,
     /// Queue group, if any.
@@ -22,7 +22,7 @@ pub(super) struct Advertised {
 
 /// A service's full list of subscriptions; exchanged between peers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct Snapshot {
+pub(crate) struct Snapshot {
     /// The base URL the service is reached at.
     pub service: String,
     /// Changes at every start of the service, so a restart is never mistaken for old news.

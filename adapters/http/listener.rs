@@ -16,6 +16,14 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service as _;
 
+/// The HTTP version a server speaks: HTTP/1.1 (`http://`) or HTTP/2 only (gRPC, prior knowledge or ALPN `h2`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    Http1,
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    Http2,
+}
+
 /// What bounds the server's connections (documented in `docs.md`).
 #[derive(Clone)]
 pub(super) struct ConnectionLimits {
@@ -33,14 +41,12 @@ pub(super) struct ConnectionLimits {
 pub(super) async fn serve(
     listener: TcpListener,
     app: Router,
+    protocol: Protocol,
     tls: Option<TlsAcceptor>,
     limits: ConnectionLimits,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
+    let http = Http::new(protocol, &limits);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
@@ -94,9 +100,45 @@ pub(super) async fn serve(
     graceful.shutdown().await;
 }
 
+/// How connections are served: HTTP/1.1 or HTTP/2, with the limits.
+#[derive(Clone)]
+enum Http {
+    One(hyper::server::conn::http1::Builder),
+    #[cfg(feature = "grpc")]
+    Two(hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor>),
+}
+
+impl Http {
+    fn new(protocol: Protocol, limits: &ConnectionLimits) -> Self {
+        match protocol {
+            Protocol::Http1 => {
+                let mut http = hyper::server::conn::http1::Builder::new();
+                http.timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_timeout)
+                    .max_buf_size(limits.max_header_bytes.max(8192));
+                Http::One(http)
+            }
+            #[cfg(feature = "grpc")]
+            Protocol::Http2 => {
+                let mut http =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+                // A silent peer is found by pings; one that stops answering them is dropped.
+                http.timer(TokioTimer::new())
+                    .keep_alive_interval(limits.header_timeout)
+                    .keep_alive_timeout(limits.header_timeout)
+                    .max_header_list_size(limits.max_header_bytes as u32)
+                    .max_concurrent_streams(1024);
+                Http::Two(http)
+            }
+            #[cfg(not(feature = "grpc"))]
+            Protocol::Http2 => unreachable!("HTTP/2 serving is built with the grpc feature"),
+        }
+    }
+}
+
 /// One accepted connection, before its first byte is read.
 struct Connection {
-    http: hyper::server::conn::http1::Builder,
+    http: Http,
     app: Router,
     remote: SocketAddr,
     watcher: hyper_util::server::graceful::Watcher,
@@ -118,9 +160,21 @@ impl Connection {
             request.extensions_mut().insert(ConnectInfo(remote));
             app.clone().call(request)
         });
-        let connection = http.serve_connection(TokioIo::new(stream), service);
-        if let Err(err) = watcher.watch(connection).await {
-            tracing::debug!(%remote, error = %err, "http: connection ended with an error");
+        let ended = match http {
+            Http::One(http) => {
+                watcher
+                    .watch(http.serve_connection(TokioIo::new(stream), service))
+                    .await
+            }
+            #[cfg(feature = "grpc")]
+            Http::Two(http) => {
+                watcher
+                    .watch(http.serve_connection(TokioIo::new(stream), service))
+                    .await
+            }
+        };
+        if let Err(err) = ended {
+            tracing::debug!(%remote, error = %err, "connection ended with an error");
         }
     }
 }

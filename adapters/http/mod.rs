@@ -9,11 +9,26 @@
 mod client;
 mod directory;
 mod listener;
+mod peer_calls;
 mod server;
+mod serving;
 mod settings;
 mod tls;
 mod transport;
 mod wire;
+
+/// The mesh the gRPC backend shares with this one: directory, subscription
+/// learning, fan-out and fail-over, with its own wire.
+#[cfg(feature = "grpc")]
+pub(crate) mod mesh {
+    pub(crate) use super::directory::{Advertised, Snapshot};
+    pub(crate) use super::listener::Protocol;
+    pub(crate) use super::peer_calls::PeerCalls;
+    pub(crate) use super::serving::{EventRefused, SnapshotRefused};
+    pub(crate) use super::settings::HttpSettings;
+    pub(crate) use super::transport::{HttpTransport, Shared, Wire};
+    pub(crate) use super::wire::DELIVER;
+}
 
 use std::sync::Arc;
 

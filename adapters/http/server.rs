@@ -1,8 +1,7 @@
 //! This service's own web server: requests and events from peers (or curl), and snapshot exchanges.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
@@ -12,13 +11,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::directory::{Refused, Snapshot, Trust};
-use super::settings::Join;
+use super::directory::Snapshot;
+use super::serving::{EventRefused, SnapshotRefused};
 use super::transport::Shared;
 use super::wire::{self as http_wire, DELIVER, HEALTH, SUBSCRIPTIONS};
-use crate::local::Targets;
 use crate::message::Message;
-use crate::{auth, subject, wire};
+use crate::{auth, wire};
 
 /// The routes of a service, with its body limit, timeouts and token check.
 /// Every error, including the framework's own (unknown path, wrong method,
@@ -120,30 +118,11 @@ async fn handle_request(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(err) = subject::validate(&subject) {
-        return reply_response(wire::error_reply(wire::STATUS_CODEC_ERROR, err.to_string()));
-    }
-    let mut message = Message {
+    let message = Message {
         payload: body,
         headers: http_wire::message_headers(&headers),
     };
-    let caller_timeout = message
-        .headers
-        .remove(wire::TIMEOUT_MS)
-        .and_then(|ms| ms.parse::<u64>().ok())
-        .map(Duration::from_millis);
-    let timeout = caller_timeout
-        .unwrap_or(shared.settings.server_timeout)
-        .min(shared.settings.server_timeout);
-    let reply = match shared
-        .local
-        .request(&subject, message, timeout, Targets::All)
-        .await
-    {
-        Ok(reply) => reply,
-        Err(err) => wire::error_reply(wire::status_for(&err), err.to_string()),
-    };
-    reply_response(reply)
+    reply_response(shared.serve_request(&subject, message).await)
 }
 
 async fn handle_event(
@@ -152,35 +131,17 @@ async fn handle_event(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(err) = subject::validate(&subject) {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            wire::STATUS_CODEC_ERROR,
-            &err.to_string(),
-        );
-    }
-    let chosen = headers
-        .get(DELIVER)
-        .and_then(|v| v.to_str().ok())
-        .map(http_wire::parse_deliver);
-    let targets = match &chosen {
-        Some((plain, groups)) => Targets::Only {
-            plain: *plain,
-            groups,
-        },
-        None => Targets::All,
-    };
+    let deliver = headers.get(DELIVER).and_then(|v| v.to_str().ok());
     let message = Message {
         payload: body,
         headers: http_wire::message_headers(&headers),
     };
-    let queued = tokio::time::timeout(
-        shared.settings.server_timeout,
-        shared.local.publish(&subject, message, targets),
-    );
-    match queued.await {
-        Ok(_) => StatusCode::ACCEPTED.into_response(),
-        Err(_) => error_response(
+    match shared.serve_event(&subject, message, deliver).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(EventRefused::InvalidSubject(reason)) => {
+            error_response(StatusCode::BAD_REQUEST, wire::STATUS_CODEC_ERROR, &reason)
+        }
+        Err(EventRefused::QueuesFull) => error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             wire::STATUS_TIMEOUT,
             "subscribers did not take the event in time (their queues are full)",
@@ -192,11 +153,7 @@ async fn read_snapshot(State(shared): State<Arc<Shared>>) -> Json<Snapshot> {
     Json(shared.snapshot())
 }
 
-/// Takes in a caller's snapshot. An authenticated caller (token, or a client
-/// certificate under mutual TLS) is believed in full. Anyone else may only
-/// announce itself: the address in the snapshot must resolve to the address
-/// the call came from, the peers it lists are not learned, and with
-/// `join=configured` it must be a configured peer.
+/// Takes in a caller's snapshot (see `Shared::take_snapshot` for who is believed how far).
 async fn exchange_snapshot(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(caller): ConnectInfo<SocketAddr>,
@@ -212,69 +169,14 @@ async fn exchange_snapshot(
             )
         }
     };
-    let settings = &shared.settings;
-    let authenticated =
-        settings.token.is_some() || settings.tls.as_ref().is_some_and(|tls| tls.client_auth);
-    let trust = if authenticated {
-        Trust::Full
-    } else {
-        if let Err(reason) = admits(&shared, &theirs.service, caller.ip()).await {
-            tracing::warn!(%caller, service = %theirs.service.escape_debug(), reason, "http: snapshot refused");
-            return error_response(StatusCode::FORBIDDEN, http_wire::STATUS_FORBIDDEN, &reason);
+    match shared.take_snapshot(theirs, caller).await {
+        Ok(ours) => Json(ours).into_response(),
+        Err(SnapshotRefused::Invalid(reason)) => {
+            error_response(StatusCode::BAD_REQUEST, wire::STATUS_CODEC_ERROR, &reason)
         }
-        Trust::OwnAddressOnly
-    };
-    match shared.directory.merge(theirs, trust) {
-        Ok(()) => Json(shared.snapshot()).into_response(),
-        Err(Refused::InvalidService(service)) => error_response(
-            StatusCode::BAD_REQUEST,
-            wire::STATUS_CODEC_ERROR,
-            &format!("`{service}` is not a service address: http(s)://HOST:PORT"),
-        ),
-        Err(Refused::TooManyPeers) => error_response(
-            StatusCode::FORBIDDEN,
-            http_wire::STATUS_FORBIDDEN,
-            "this service knows as many peers as it may (`max_peers`)",
-        ),
-    }
-}
-
-/// Whether an unauthenticated caller at `caller` may announce `service`.
-async fn admits(shared: &Shared, service: &str, caller: IpAddr) -> Result<(), String> {
-    let service = super::settings::parse_peer(service)
-        .map_err(|_| "the snapshot's service is not http(s)://HOST:PORT".to_owned())?;
-    if shared.settings.join == Join::Configured && !shared.directory.is_configured(&service) {
-        return Err(format!(
-            "`{service}` is not a configured peer, and this service takes only those without a token (`join=configured`)"
-        ));
-    }
-    let url = url::Url::parse(&service).map_err(|e| e.to_string())?;
-    let (host, port) = (
-        url.host_str().unwrap_or_default().trim_matches(['[', ']']),
-        url.port_or_known_default().unwrap_or(80),
-    );
-    let caller = caller.to_canonical();
-    let matches = match host.parse::<IpAddr>() {
-        Ok(ip) => ip.to_canonical() == caller,
-        Err(_) => {
-            // A name: resolved, bounded, so a stranger's made-up name cannot stall the server.
-            let resolved = tokio::time::timeout(
-                Duration::from_secs(2),
-                tokio::net::lookup_host((host, port)),
-            )
-            .await;
-            match resolved {
-                Ok(Ok(mut addresses)) => addresses.any(|a| a.ip().to_canonical() == caller),
-                _ => false,
-            }
+        Err(SnapshotRefused::Forbidden(reason)) => {
+            error_response(StatusCode::FORBIDDEN, http_wire::STATUS_FORBIDDEN, &reason)
         }
-    };
-    if matches {
-        Ok(())
-    } else {
-        Err(format!(
-            "the snapshot announces `{service}` but came from {caller}: without a token a service may announce only its own address"
-        ))
     }
 }
 

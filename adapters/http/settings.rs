@@ -96,24 +96,38 @@ pub struct HttpSettings {
 impl HttpSettings {
     /// Reads an `http://HOST:PORT?…` endpoint.
     pub fn from_endpoint(endpoint: Endpoint) -> Result<Self> {
+        Self::read(endpoint, Flavor::Http)
+    }
+
+    /// Reads a `grpc://HOST:PORT?…` endpoint: the same options, peers as
+    /// `grpc://HOST:PORT`, kept in gRPC's own `http://HOST:PORT` form.
+    #[cfg(feature = "grpc")]
+    pub(crate) fn from_grpc_endpoint(endpoint: Endpoint) -> Result<Self> {
+        Self::read(endpoint, Flavor::Grpc)
+    }
+
+    fn read(endpoint: Endpoint, flavor: Flavor) -> Result<Self> {
+        let scheme = flavor.scheme();
         let Endpoint {
             url,
             hosts,
             mut options,
         } = endpoint;
         if hosts.len() != 1 {
-            return Err(Error::config(
-                "http URL names the one address this service listens on: http://HOST:PORT (list other services in `peers`)",
-            ));
+            return Err(Error::config(format!(
+                "{scheme} URL names the one address this service listens on: {scheme}://HOST:PORT (list other services in `peers`)",
+            )));
         }
         if !matches!(url.path(), "" | "/") || !url.username().is_empty() {
-            return Err(Error::config(
-                "http URL takes no path or credentials: http://HOST:PORT?options (use `token` for auth)",
-            ));
+            return Err(Error::config(format!(
+                "{scheme} URL takes no path or credentials: {scheme}://HOST:PORT?options (use `token` for auth)",
+            )));
         }
         let host = url.host_str().unwrap_or_default();
         let port = url.port_or_known_default().ok_or_else(|| {
-            Error::config("http URL needs a port to listen on (0 picks a free one)")
+            Error::config(format!(
+                "{scheme} URL needs a port to listen on (0 picks a free one)"
+            ))
         })?;
         let ip: std::net::IpAddr = host
             .trim_start_matches('[')
@@ -121,7 +135,7 @@ impl HttpSettings {
             .parse()
             .map_err(|_| {
                 Error::config(format!(
-                    "http URL host must be an IP address to listen on, got `{host}` (e.g. 0.0.0.0 or 127.0.0.1)"
+                    "{scheme} URL host must be an IP address to listen on, got `{host}` (e.g. 0.0.0.0 or 127.0.0.1)"
                 ))
             })?;
         let peers = match options.take("peers") {
@@ -129,12 +143,12 @@ impl HttpSettings {
             Some(list) => list
                 .split(',')
                 .filter(|p| !p.is_empty())
-                .map(parse_peer)
+                .map(|peer| flavor.parse_peer(peer))
                 .collect::<Result<_>>()?,
         };
         let advertise = options
             .take("advertise")
-            .map(|a| parse_peer(&a))
+            .map(|a| flavor.parse_peer(&a))
             .transpose()?;
         let buffer = options
             .take_parsed::<usize>("buffer")?
@@ -142,7 +156,17 @@ impl HttpSettings {
         if buffer == 0 {
             return Err(Error::config("option `buffer` must be at least 1"));
         }
-        let tls = read_tls(url.scheme() == "https", &mut options)?;
+        let tls = match flavor {
+            Flavor::Http => read_tls(url.scheme() == "https", &mut options)?,
+            Flavor::Grpc => {
+                if TLS_OPTIONS.iter().any(|name| options.take(name).is_some()) {
+                    return Err(Error::config(
+                        "grpc:// does not take `tls_*` options yet: terminate TLS in front of the service (a proxy or mesh sidecar), or use https:// for TLS between services",
+                    ));
+                }
+                None
+            }
+        };
         let settings = HttpSettings {
             listen: SocketAddr::new(ip, port),
             peers,
@@ -183,8 +207,42 @@ impl HttpSettings {
             },
             tls,
         };
-        options.finish("http://", OPTIONS)?;
+        options.finish(&format!("{scheme}://"), OPTIONS)?;
         Ok(settings)
+    }
+}
+
+/// The `tls_*` options (`https://` only).
+const TLS_OPTIONS: &[&str] = &["tls_cert", "tls_key", "tls_ca", "tls_client_auth"];
+
+/// Which backend's URL is read: the options are the same, the peers' scheme is not.
+#[derive(Clone, Copy)]
+enum Flavor {
+    Http,
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    Grpc,
+}
+
+impl Flavor {
+    fn scheme(self) -> &'static str {
+        match self {
+            Flavor::Http => "http",
+            Flavor::Grpc => "grpc",
+        }
+    }
+
+    /// A peer as the mesh keeps it: `http(s)://HOST:PORT` (gRPC peers are
+    /// written `grpc://HOST:PORT` and kept in tonic's `http://` form).
+    fn parse_peer(self, raw: &str) -> Result<String> {
+        match self {
+            Flavor::Http => parse_peer(raw),
+            Flavor::Grpc => match raw.strip_prefix("grpc://") {
+                Some(address) => parse_peer(&format!("http://{address}")),
+                None => Err(Error::config(format!(
+                    "option `peers`: `{raw}` must be grpc://HOST:PORT"
+                ))),
+            },
+        }
     }
 }
 
@@ -227,7 +285,7 @@ fn read_tls(
 
 /// A peer's base URL: `http(s)://HOST:PORT`, without a trailing slash; no
 /// credentials, path, query or fragment.
-pub(super) fn parse_peer(raw: &str) -> Result<String> {
+pub(crate) fn parse_peer(raw: &str) -> Result<String> {
     let url = url::Url::parse(raw)
         .map_err(|e| Error::config(format!("option `peers`: `{raw}` is not a URL: {e}")))?;
     let plain = matches!(url.path(), "" | "/")

@@ -10,9 +10,13 @@ use futures_util::future::join_all;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::client::{PeerClient, BACKEND};
+use axum::Router;
+use backon::{ExponentialBuilder, Retryable};
+
+use super::client::PeerClient;
 use super::directory::{Delivery, Directory, EventPlan, Holder, Snapshot, Trust};
-use super::listener::{self, ConnectionLimits};
+use super::listener::{self, ConnectionLimits, Protocol};
+use super::peer_calls::PeerCalls;
 use super::settings::HttpSettings;
 use super::{server, wire as http_wire};
 use crate::capabilities::{Capabilities, Support};
@@ -23,15 +27,30 @@ use crate::message::Message;
 use crate::subscription::Subscription;
 use crate::transport::Transport;
 
+/// How services of one backend talk to each other: the HTTP wire, or the gRPC one.
+pub(crate) struct Wire {
+    /// Backend name in errors and capabilities (`http`, `grpc`).
+    pub backend: &'static str,
+    /// The scheme of this service's advertised base URL.
+    pub scheme: &'static str,
+    /// Outgoing calls to peers.
+    pub client: Arc<dyn PeerCalls>,
+    /// The server's routes.
+    pub router: fn(Arc<Shared>) -> Router,
+    /// HTTP/1.1 for `http://`, HTTP/2 for gRPC.
+    pub protocol: Protocol,
+}
+
 /// State shared by the transport, its server and its background sync.
-pub(super) struct Shared {
+pub(crate) struct Shared {
     pub settings: HttpSettings,
     pub local: LocalRouter,
-    pub directory: Directory,
+    pub(super) directory: Directory,
+    pub backend: &'static str,
     self_url: String,
     incarnation: u64,
     owner: u64,
-    client: PeerClient,
+    client: Arc<dyn PeerCalls>,
     /// The newest local generation every reachable peer has been told about.
     announced: AtomicU64,
 }
@@ -58,16 +77,16 @@ impl Shared {
                     // An answer from an address this service chose to call is believed in full.
                     Ok(theirs) => {
                         if let Err(refused) = self.directory.merge(theirs, Trust::Full) {
-                            tracing::warn!(%peer, ?refused, "http: peer's snapshot not taken in");
+                            tracing::warn!(%peer, ?refused, "{}: peer's snapshot not taken in", self.backend);
                         }
                     }
                     Err(err) => {
                         // Said once per outage (a wrong CA or token shows here),
                         // then quietly retried every `sync_interval`.
                         if self.directory.mark_unreachable(&peer) {
-                            tracing::warn!(%peer, error = %err, "http: peer unreachable for a snapshot exchange; retrying");
+                            tracing::warn!(%peer, error = %err, "{}: peer unreachable for a snapshot exchange; retrying", self.backend);
                         } else {
-                            tracing::debug!(%peer, error = %err, "http: peer still unreachable");
+                            tracing::debug!(%peer, error = %err, "{}: peer still unreachable", self.backend);
                         }
                     }
                 }
@@ -77,9 +96,40 @@ impl Shared {
         self.announced.fetch_max(generation, Ordering::SeqCst);
     }
 
+    /// Subscribes on this service, and returns once every reachable peer knows
+    /// (so a publish right after this reaches it).
+    pub(crate) async fn subscribe(&self, subject: &str, group: Option<&str>) -> Subscription {
+        let subscription = self
+            .local
+            .subscribe(self.owner, subject, group, self.settings.buffer);
+        self.announce().await;
+        subscription
+    }
+
     /// Tells every known peer about this service's subscriptions.
-    async fn announce(&self) {
+    pub(crate) async fn announce(&self) {
         self.exchange_with(self.directory.peers()).await;
+    }
+
+    /// Delivers an event to a peer, retrying transient failures (refused
+    /// connection, timeout, 5xx) with jittered exponential backoff.
+    async fn deliver_to_peer(
+        &self,
+        peer: &str,
+        subject: &str,
+        message: &Message,
+        deliver: &str,
+    ) -> Result<()> {
+        (|| self.client.deliver(peer, subject, message, deliver))
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(20))
+                    .with_max_delay(Duration::from_millis(500))
+                    .with_max_times(self.settings.retries)
+                    .with_jitter(),
+            )
+            .when(|err: &Error| matches!(err, Error::Connect { .. } | Error::Timeout { .. }))
+            .await
     }
 }
 
@@ -132,28 +182,37 @@ impl futures_core::Stream for KeepServing {
 impl HttpTransport {
     /// Binds the server, starts it, and exchanges snapshots with the configured peers.
     pub async fn start(settings: HttpSettings) -> Result<Self> {
+        let wire = Wire {
+            backend: "http",
+            scheme: if settings.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
+            client: Arc::new(PeerClient::new(
+                settings.token.clone(),
+                settings.peer_timeout,
+                settings.tls.as_ref(),
+            )?),
+            router: server::router,
+            protocol: Protocol::Http1,
+        };
+        Self::start_on(settings, wire).await
+    }
+
+    /// Starts a service of the mesh that talks over `wire`.
+    pub(crate) async fn start_on(settings: HttpSettings, wire: Wire) -> Result<Self> {
+        let backend = wire.backend;
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .map_err(|e| Error::Connect {
-                url: format!(
-                    "{}://{}",
-                    if settings.tls.is_some() {
-                        "https"
-                    } else {
-                        "http"
-                    },
-                    settings.listen
-                ),
+                url: format!("{}://{}", wire.scheme, settings.listen),
                 source: format!("cannot listen: {e}").into(),
             })?;
         let local_address = listener
             .local_addr()
-            .map_err(|e| Error::backend(BACKEND, e))?;
-        let scheme = if settings.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
+            .map_err(|e| Error::backend(backend, e))?;
+        let scheme = wire.scheme;
         let self_url = settings
             .advertise
             .clone()
@@ -165,12 +224,8 @@ impl HttpTransport {
             .transpose()?;
         let local = LocalRouter::private();
         let shared = Arc::new(Shared {
-            client: PeerClient::new(
-                settings.token.clone(),
-                settings.peer_timeout,
-                settings.retries,
-                settings.tls.as_ref(),
-            )?,
+            client: wire.client,
+            backend,
             directory: Directory::new(self_url.clone(), &settings.peers, settings.max_peers),
             owner: local.next_id(),
             local,
@@ -180,7 +235,7 @@ impl HttpTransport {
             settings,
         });
         let (shutdown, stopped) = watch::channel(false);
-        let app = server::router(shared.clone());
+        let app = (wire.router)(shared.clone());
         let limits = ConnectionLimits {
             header_timeout: shared.settings.header_timeout,
             max_connections: shared.settings.max_connections,
@@ -189,14 +244,15 @@ impl HttpTransport {
         let server = tokio::spawn(listener::serve(
             listener,
             app,
+            wire.protocol,
             acceptor,
             limits,
             stopped.clone(),
         ));
         tokio::spawn(keep_in_sync(shared.clone(), stopped));
         shared.announce().await;
-        tracing::debug!(address = %local_address, url = %shared.self_url, "http: service started");
-        let mut capabilities = Capabilities::full(BACKEND, shared.settings.max_body);
+        tracing::debug!(address = %local_address, url = %shared.self_url, "{backend}: service started");
+        let mut capabilities = Capabilities::full(backend, shared.settings.max_body);
         capabilities.acknowledgements = Support::No(
             "delivery is synchronous: publish returns once every subscriber's server accepted the event, and nothing is stored for redelivery",
         );
@@ -265,8 +321,7 @@ impl HttpTransport {
             Holder::Peer(peer) => {
                 let deliver = http_wire::format_deliver(delivery.plain, &delivery.groups);
                 self.shared
-                    .client
-                    .deliver(peer, subject, message, &deliver)
+                    .deliver_to_peer(peer, subject, message, &deliver)
                     .await
             }
         }
@@ -416,14 +471,7 @@ impl Transport for HttpTransport {
 
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {
         let _in_flight = self.gate.enter()?;
-        let subscription = self.shared.local.subscribe(
-            self.shared.owner,
-            subject,
-            group,
-            self.shared.settings.buffer,
-        );
-        // Live means every reachable peer knows: a publish right after this reaches it.
-        self.shared.announce().await;
+        let subscription = self.shared.subscribe(subject, group).await;
         let (subject, group) = (
             subscription.subject().to_owned(),
             subscription.group().map(str::to_owned),
@@ -450,7 +498,10 @@ impl Transport for HttpTransport {
                 // Graceful: in-flight requests finish, bounded by the server timeout.
                 let bound = self.shared.settings.server_timeout + Duration::from_secs(1);
                 if tokio::time::timeout(bound, server).await.is_err() {
-                    tracing::warn!("http: server did not finish in-flight requests in time");
+                    tracing::warn!(
+                        "{}: server did not finish in-flight requests in time",
+                        self.shared.backend
+                    );
                 }
             }
         }

@@ -17,7 +17,7 @@ pub(super) const HEALTH: &str = "/_switchboard/health";
 
 /// Which local subscribers an event is for (set by switchboard publishers):
 /// `plain` and `GROUP@PATTERN` tokens separated by spaces. Absent: all of them.
-pub(super) const DELIVER: &str = "sb-deliver";
+pub(crate) const DELIVER: &str = "sb-deliver";
 
 /// `sb-status` of a 401: the bearer token was missing or wrong.
 pub(super) const STATUS_UNAUTHORIZED: &str = "unauthorized";

@@ -6,9 +6,9 @@ use switchboard::{Bus, Settings, Style};
 /// One backend the runner measures.
 #[derive(Debug, Clone)]
 pub struct Backend {
-    /// Name in tables and charts (`memory`, `http`, `nats`, `nats-js`, `kafka`).
+    /// Name in tables and charts (`memory`, `http`, `grpc`, `nats`, `nats-js`, `kafka`).
     pub name: &'static str,
-    /// URL every service uses; for HTTP, `peers=` is added per scenario.
+    /// URL every service uses; for HTTP and gRPC, `peers=` is added per scenario.
     url: String,
     /// The first token of every subject this backend's scenarios use.
     pub prefix: String,
@@ -29,6 +29,14 @@ impl Backend {
             all.push(Backend {
                 name: "http",
                 url: "http://127.0.0.1:0".into(),
+                prefix: prefix.to_owned(),
+                styles: &[Style::Sync, Style::Async],
+            });
+        }
+        if cfg!(feature = "grpc") {
+            all.push(Backend {
+                name: "grpc",
+                url: "grpc://127.0.0.1:0".into(),
                 prefix: prefix.to_owned(),
                 styles: &[Style::Sync, Style::Async],
             });
@@ -83,7 +91,7 @@ impl Backend {
         }
     }
 
-    /// Connects the runner's own router; for HTTP it is the seed the services learn peers from.
+    /// Connects the runner's own router; for HTTP and gRPC it is the seed the services learn peers from.
     pub async fn seed(&self, style: Style) -> switchboard::Result<Bus> {
         self.settings(&self.url, style, Vec::new()).connect().await
     }
@@ -97,7 +105,10 @@ impl Backend {
         routes: Vec<RouteSettings>,
     ) -> switchboard::Result<Bus> {
         let url = match seed.local_address() {
-            Some(address) => format!("{}?peers=http://{address}", self.url),
+            Some(address) => {
+                let scheme = self.url.split("://").next().unwrap_or("http");
+                format!("{}?peers={scheme}://{address}", self.url)
+            }
             None => self.url.clone(),
         };
         tracing::debug!(service = name, %url, "connecting");

@@ -13,6 +13,11 @@
 //! SWITCHBOARD_URL_PAYMENTS=http://127.0.0.1:7103?peers=http://127.0.0.1:7101 \
 //! SWITCHBOARD_URL_CLIENT=http://127.0.0.1:7104?peers=http://127.0.0.1:7101 \
 //!   cargo run --example shop --features http
+//! SWITCHBOARD_URL_ORDERS=grpc://127.0.0.1:7201 \
+//! SWITCHBOARD_URL_INVENTORY=grpc://127.0.0.1:7202?peers=grpc://127.0.0.1:7201 \
+//! SWITCHBOARD_URL_PAYMENTS=grpc://127.0.0.1:7203?peers=grpc://127.0.0.1:7201 \
+//! SWITCHBOARD_URL_CLIENT=grpc://127.0.0.1:7204?peers=grpc://127.0.0.1:7201 \
+//!   cargo run --example shop --features grpc
 //! ```
 //!
 //! It prints the business result (orders, stock, balances) as JSON and exits

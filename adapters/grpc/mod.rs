@@ -1,0 +1,55 @@
+//! gRPC backend (`grpc://`): every service runs its own gRPC server (tonic,
+//! HTTP/2) serving the contract in `proto/switchboard/v1/`, and calls its peers
+//! over gRPC. Peers and their subscriptions are learned as on `http://`.
+//!
+//! See `adapters/grpc/docs.md` for the URL options, the status and metadata
+//! mapping (for clients in other languages) and the guarantees.
+
+mod client;
+mod convert;
+mod server;
+mod status;
+mod transport;
+
+use std::sync::Arc;
+
+pub use transport::GrpcTransport;
+
+use crate::connect::{ConnectFuture, Endpoint};
+
+/// The backend name used in errors and capabilities.
+const BACKEND: &str = "grpc";
+
+/// The generated protobuf types, clients and servers of `proto/switchboard/v1/`,
+/// for Rust programs that call switchboard services over gRPC without the bus.
+///
+/// ```no_run
+/// use switchboard::grpc::proto::{switchboard_client::SwitchboardClient, Envelope};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut client = SwitchboardClient::connect("http://127.0.0.1:7001").await?;
+/// let reply = client
+///     .request(Envelope {
+///         subject: "orders.place".into(),
+///         headers: Default::default(),
+///         payload: br#"{"item":"book"}"#.to_vec().into(),
+///     })
+///     .await?;
+/// println!("{:?}", reply.into_inner().payload);
+/// # Ok(())
+/// # }
+/// ```
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod proto {
+    tonic::include_proto!("switchboard.v1");
+}
+
+/// The scheme table's entry point for `grpc://`.
+pub(crate) fn connect_boxed(endpoint: Endpoint) -> ConnectFuture {
+    Box::pin(async move {
+        let settings = crate::http::mesh::HttpSettings::from_grpc_endpoint(endpoint)?;
+        let transport: Arc<dyn crate::Transport> = Arc::new(GrpcTransport::start(settings).await?);
+        Ok(transport)
+    })
+}

@@ -1,0 +1,157 @@
+//! This service's gRPC server: `switchboard.v1.Switchboard` for peers and
+//! clients in any language, `switchboard.v1.Mesh` for snapshot exchanges.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use futures_core::Stream;
+use futures_util::StreamExt;
+use tonic::service::Routes;
+use tonic::{Request, Response, Status};
+
+use super::proto::mesh_server::{Mesh, MeshServer};
+use super::proto::switchboard_server::{Switchboard, SwitchboardServer};
+use super::proto::{self, Accepted, Envelope, SubscribeRequest};
+use super::{convert, status};
+use crate::http::mesh::{EventRefused, Shared, SnapshotRefused, DELIVER};
+use crate::{auth, subject, wire};
+
+/// The routes of a service: both gRPC services behind the token check, with
+/// the message size limit (`max_body`) both ways.
+pub(super) fn router(shared: Arc<Shared>) -> Router {
+    let max_body = shared.settings.max_body;
+    let token = shared.settings.token.clone();
+    let check = move |request: Request<()>| check_token(token.as_deref(), request);
+    let switchboard = SwitchboardServer::new(Service(shared.clone()))
+        .max_decoding_message_size(max_body)
+        .max_encoding_message_size(max_body);
+    let mesh = MeshServer::new(Service(shared))
+        .max_decoding_message_size(max_body)
+        .max_encoding_message_size(max_body);
+    Routes::new(tonic::service::interceptor::InterceptedService::new(
+        switchboard,
+        check.clone(),
+    ))
+    .add_service(tonic::service::interceptor::InterceptedService::new(
+        mesh, check,
+    ))
+    .into_axum_router()
+}
+
+/// With `token` set, every call must carry `authorization: Bearer TOKEN`.
+fn check_token(token: Option<&str>, request: Request<()>) -> Result<Request<()>, Status> {
+    let Some(token) = token else {
+        return Ok(request);
+    };
+    let presented = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    if auth::bearer_matches(presented, token) {
+        Ok(request)
+    } else {
+        Err(Status::unauthenticated("missing or wrong bearer token"))
+    }
+}
+
+/// Both services over the mesh's shared state.
+struct Service(Arc<Shared>);
+
+#[tonic::async_trait]
+impl Switchboard for Service {
+    async fn request(&self, request: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+        let timeout = status::grpc_timeout(request.metadata());
+        let envelope = request.into_inner();
+        let subject = envelope.subject.clone();
+        let mut message = convert::message(envelope);
+        if let Some(timeout) = timeout {
+            // The caller's deadline, as every wire carries it (`sb-timeout-ms`).
+            message
+                .headers
+                .insert(wire::TIMEOUT_MS, timeout.as_millis().max(1).to_string());
+        }
+        let reply = self.0.serve_request(&subject, message).await;
+        if reply.headers.contains(wire::STATUS) {
+            return Err(status::from_error_reply(&reply));
+        }
+        Ok(Response::new(convert::envelope(&subject, reply)))
+    }
+
+    async fn publish(&self, request: Request<Envelope>) -> Result<Response<Accepted>, Status> {
+        let deliver = request
+            .metadata()
+            .get(DELIVER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let envelope = request.into_inner();
+        let subject = envelope.subject.clone();
+        match self
+            .0
+            .serve_event(&subject, convert::message(envelope), deliver.as_deref())
+            .await
+        {
+            Ok(()) => Ok(Response::new(Accepted {})),
+            Err(EventRefused::InvalidSubject(reason)) => {
+                Err(status::refusal(wire::STATUS_CODEC_ERROR, reason))
+            }
+            // Transient: a switchboard publisher retries it.
+            Err(EventRefused::QueuesFull) => Err(Status::unavailable(
+                "subscribers did not take the event in time (their queues are full)",
+            )),
+        }
+    }
+
+    type SubscribeStream = Pin<Box<dyn Stream<Item = Result<Envelope, Status>> + Send>>;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let SubscribeRequest { subject, group } = request.into_inner();
+        subject::validate_pattern(&subject)
+            .map_err(|e| status::refusal(wire::STATUS_CODEC_ERROR, e.to_string()))?;
+        let group = Some(group).filter(|g| !g.is_empty());
+        if let Some(group) = &group {
+            subject::validate_group(group)
+                .map_err(|e| status::refusal(wire::STATUS_CODEC_ERROR, e.to_string()))?;
+        }
+        let subscription = self.0.subscribe(&subject, group.as_deref()).await;
+        // Ends when the client goes: the dropped subscription is announced as gone.
+        let events = subscription.filter_map(|mut incoming| async move {
+            if incoming.expects_reply() {
+                // A stream takes events, not requests: it lets a request go
+                // unanswered, so another responder's reply wins (and with no
+                // other, the requester hears at once that nobody answered).
+                return None;
+            }
+            let subject = incoming.subject().to_owned();
+            Some(Ok(convert::envelope(&subject, incoming.take_message())))
+        });
+        Ok(Response::new(Box::pin(events)))
+    }
+}
+
+#[tonic::async_trait]
+impl Mesh for Service {
+    async fn exchange(
+        &self,
+        request: Request<proto::Snapshot>,
+    ) -> Result<Response<proto::Snapshot>, Status> {
+        let caller = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| *address)
+            .ok_or_else(|| Status::internal("the caller's address is unknown"))?;
+        let theirs = convert::snapshot_in(request.into_inner());
+        match self.0.take_snapshot(theirs, caller).await {
+            Ok(ours) => Ok(Response::new(convert::snapshot_out(&ours))),
+            Err(SnapshotRefused::Invalid(reason)) => {
+                Err(status::refusal(wire::STATUS_CODEC_ERROR, reason))
+            }
+            Err(SnapshotRefused::Forbidden(reason)) => Err(Status::permission_denied(reason)),
+        }
+    }
+}

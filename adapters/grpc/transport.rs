@@ -1,0 +1,78 @@
+//! `GrpcTransport`: a service of the mesh that talks gRPC.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::client::GrpcPeers;
+use crate::capabilities::Capabilities;
+use crate::error::Result;
+use crate::http::mesh::{HttpSettings, HttpTransport, Protocol, Wire};
+use crate::message::Message;
+use crate::subscription::Subscription;
+use crate::transport::Transport;
+
+/// A gRPC service: its own tonic server (HTTP/2) for peers and clients in any
+/// language, and gRPC calls to its peers. Peers, subscriptions, fan-out and
+/// fail-over work as on `http://`. See `adapters/grpc/docs.md`.
+pub struct GrpcTransport {
+    mesh: HttpTransport,
+}
+
+impl GrpcTransport {
+    /// Binds the server, starts it, and exchanges snapshots with the configured peers.
+    pub(crate) async fn start(settings: HttpSettings) -> Result<Self> {
+        let wire = Wire {
+            backend: super::BACKEND,
+            scheme: "http",
+            client: Arc::new(GrpcPeers::new(
+                settings.token.as_deref(),
+                settings.peer_timeout,
+                settings.max_body,
+            )?),
+            router: super::server::router,
+            protocol: Protocol::Http2,
+        };
+        Ok(GrpcTransport {
+            mesh: HttpTransport::start_on(settings, wire).await?,
+        })
+    }
+
+    /// The address peers reach this service at, as `grpc://HOST:PORT`.
+    pub fn url(&self) -> String {
+        self.mesh.url().replacen("http://", "grpc://", 1)
+    }
+}
+
+#[async_trait]
+impl Transport for GrpcTransport {
+    async fn request(&self, subject: &str, message: Message, timeout: Duration) -> Result<Message> {
+        self.mesh.request(subject, message, timeout).await
+    }
+
+    async fn publish(&self, subject: &str, message: Message) -> Result<()> {
+        self.mesh.publish(subject, message).await
+    }
+
+    async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {
+        self.mesh.subscribe(subject, group).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.mesh.close().await
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        self.mesh.capabilities()
+    }
+
+    fn health(&self) -> crate::Health {
+        self.mesh.health()
+    }
+
+    fn local_address(&self) -> Option<SocketAddr> {
+        self.mesh.local_address()
+    }
+}

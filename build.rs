@@ -1,0 +1,29 @@
+//! Compiles the gRPC contract in `proto/` when the `grpc` feature is on, with
+//! protox (pure Rust), so no `protoc` binary is needed.
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    #[cfg(feature = "grpc")]
+    grpc::compile();
+}
+
+#[cfg(feature = "grpc")]
+mod grpc {
+    const PROTOS: &[&str] = &[
+        "proto/switchboard/v1/switchboard.proto",
+        "proto/switchboard/v1/mesh.proto",
+    ];
+
+    pub fn compile() {
+        for proto in PROTOS {
+            println!("cargo:rerun-if-changed={proto}");
+        }
+        let descriptors = protox::compile(PROTOS, ["proto"])
+            .unwrap_or_else(|e| panic!("proto/ does not compile: {e}"));
+        tonic_prost_build::configure()
+            // Payloads stay `Bytes` end to end, as in `Message`.
+            .bytes(".")
+            .compile_fds(descriptors)
+            .unwrap_or_else(|e| panic!("generating the gRPC code failed: {e}"));
+    }
+}
