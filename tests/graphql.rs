@@ -387,8 +387,188 @@ async fn a_subscription_streams_events_another_service_publishes() {
     gateway_bus.close().await.unwrap();
 }
 
+/// The handler's Rust types, deriving async-graphql's traits besides serde's.
+mod typed {
+    use async_graphql::{Enum, InputObject, SimpleObject};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(InputObject, Serialize, Deserialize)]
+    pub struct PlaceOrder {
+        pub item: String,
+        pub quantity: u32,
+        pub gift_wrap: Option<bool>,
+    }
+
+    #[derive(Enum, Copy, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum OrderState {
+        Accepted,
+        OnHold,
+    }
+
+    #[derive(SimpleObject, Serialize, Deserialize)]
+    pub struct Line {
+        pub item: String,
+        pub unit_cents: u32,
+    }
+
+    #[derive(SimpleObject, Serialize, Deserialize)]
+    pub struct Receipt {
+        pub order_id: u32,
+        pub total_cents: u32,
+        pub state: OrderState,
+        pub lines: Vec<Line>,
+        pub note: Option<String>,
+    }
+
+    #[derive(SimpleObject, Serialize, Deserialize)]
+    pub struct Settled {
+        pub order_id: u32,
+        pub state: OrderState,
+    }
+}
+
+/// Typed fields: the schema shows the handler's types, inputs are checked by
+/// GraphQL before any call and reach the handler as its serde JSON, results
+/// are selected field by field (serde `snake_case` read as `camelCase`, enum
+/// variants as GraphQL items), and a typed subscription streams typed payloads.
+async fn typed_fields_follow_the_handlers_types() {
+    use switchboard::graphql::Types;
+    use typed::{Line, OrderState, PlaceOrder, Receipt, Settled};
+
+    let toml = r#"
+        [[routes]]
+        subjects = "orders.place"
+        graphql = "query"
+
+        [[routes]]
+        subjects = "orders.settled"
+        graphql = "subscription"
+    "#;
+    let settings = settings(toml, &format!("memory://{}", support::unique("gqltyped")));
+    let bus = settings.connect().await.unwrap();
+    let running = Service::new("orders", bus.clone())
+        .on("orders.place", |order: PlaceOrder| async move {
+            let state = if order.quantity > 10 {
+                OrderState::OnHold
+            } else {
+                OrderState::Accepted
+            };
+            Ok::<_, String>(Receipt {
+                order_id: 7,
+                total_cents: 250 * order.quantity,
+                state,
+                lines: vec![Line {
+                    item: order.item,
+                    unit_cents: 250,
+                }],
+                note: order
+                    .gift_wrap
+                    .filter(|wrap| *wrap)
+                    .map(|_| "wrapped".to_owned()),
+            })
+        })
+        .start()
+        .await
+        .unwrap();
+    let types = Types::new()
+        .call::<PlaceOrder, Receipt>("orders.place")
+        .events::<Settled>("orders.settled");
+    let gateway = Gateway::with_types(bus.clone(), &settings, &types).unwrap();
+    let sdl = gateway.sdl();
+    assert!(
+        sdl.contains("orders_place(input: PlaceOrder!): Receipt!"),
+        "{sdl}"
+    );
+    assert!(sdl.contains("totalCents: Int!"), "{sdl}");
+    assert!(sdl.contains("ON_HOLD"), "{sdl}");
+    let url = serve(&gateway).await;
+
+    let query = r#"{ orders_place(input: {item: "tea", quantity: 12, giftWrap: true}) {
+        orderId totalCents state note lines { item unitCents } } }"#;
+    let (status, answer) = post(&url, None, json!({ "query": query })).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["data"]["orders_place"],
+        json!({"orderId": 7, "totalCents": 3000, "state": "ON_HOLD", "note": "wrapped",
+               "lines": [{"item": "tea", "unitCents": 250}]}),
+        "{answer}"
+    );
+    // Only what is selected comes back.
+    let (_, answer) = post(
+        &url,
+        None,
+        json!({ "query": r#"{ orders_place(input: {item: "pen", quantity: 1}) { state } }"# }),
+    )
+    .await;
+    assert_eq!(
+        answer["data"]["orders_place"],
+        json!({"state": "ACCEPTED"}),
+        "{answer}"
+    );
+    // A wrong input is a GraphQL validation error; no call is made.
+    let (_, answer) = post(
+        &url,
+        None,
+        json!({ "query": r#"{ orders_place(input: {item: "pen", quantity: "many"}) { state } }"# }),
+    )
+    .await;
+    assert!(answer["data"].is_null(), "{answer}");
+    assert!(
+        answer["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("quantity"),
+        "{answer}"
+    );
+
+    // A typed subscription: the payload is selected like any object.
+    let mut socket = websocket(&url).await;
+    socket
+        .send(WsMessage::text(
+            json!({"type": "connection_init"}).to_string(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut socket).await["type"], "connection_ack");
+    let subscribe = json!({"id": "1", "type": "subscribe", "payload": {
+        "query": "subscription { orders_settled { subject payload { orderId state } } }"}});
+    socket
+        .send(WsMessage::text(subscribe.to_string()))
+        .await
+        .unwrap();
+    let event = loop {
+        bus.publish_json(
+            "orders.settled",
+            &Settled {
+                order_id: 7,
+                state: OrderState::Accepted,
+            },
+        )
+        .await
+        .unwrap();
+        match tokio::time::timeout(Duration::from_millis(200), next_json(&mut socket)).await {
+            Ok(message) => break message,
+            Err(_) => continue,
+        }
+    };
+    assert_eq!(
+        event["payload"]["data"]["orders_settled"],
+        json!({"subject": "orders.settled", "payload": {"orderId": 7, "state": "ACCEPTED"}}),
+        "{event}"
+    );
+
+    // Types for a subject no route exposes that way are a configuration error.
+    let wrong = Types::new().call::<PlaceOrder, Receipt>("orders.settled");
+    let err = Gateway::with_types(bus.clone(), &settings, &wrong)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("orders.settled"), "{err}");
+    assert!(running.shutdown().await.is_clean());
+}
+
 crate::tests!(
     queries_and_mutations_reach_the_services,
+    typed_fields_follow_the_handlers_types,
     strangers_and_hostile_requests_are_refused,
     misconfigured_routes_fail_at_build,
     a_subscription_streams_events_another_service_publishes,

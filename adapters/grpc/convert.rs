@@ -28,7 +28,7 @@ pub(super) fn message(envelope: proto::Envelope) -> Message {
 }
 
 /// Received headers, each checked like a header from any other wire.
-pub(super) fn headers(received: &std::collections::HashMap<String, String>) -> Headers {
+pub(super) fn headers(received: &std::collections::BTreeMap<String, String>) -> Headers {
     let mut headers = Headers::new();
     for (name, value) in received {
         headers.insert_received(name, value);

@@ -9,6 +9,7 @@ use axum::extract::ConnectInfo;
 use axum::Router;
 use futures_core::Stream;
 use futures_util::StreamExt;
+use tonic::service::interceptor::InterceptedService;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
@@ -24,28 +25,27 @@ use crate::{auth, subject, wire};
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     let max_body = shared.settings.max_body;
     let token = shared.settings.token.clone();
-    let check = move |request: Request<()>| check_token(token.as_deref(), request);
     let switchboard = SwitchboardServer::new(Service(shared.clone()))
         .max_decoding_message_size(max_body)
         .max_encoding_message_size(max_body);
     let mesh = MeshServer::new(Service(shared))
         .max_decoding_message_size(max_body)
         .max_encoding_message_size(max_body);
-    Routes::new(tonic::service::interceptor::InterceptedService::new(
-        switchboard,
-        check.clone(),
-    ))
-    .add_service(tonic::service::interceptor::InterceptedService::new(
-        mesh, check,
-    ))
-    .into_axum_router()
+    let routes = match token {
+        // Without a token there is nothing to check: no interceptor on the hot path.
+        None => Routes::new(switchboard).add_service(mesh),
+        Some(token) => {
+            let token: Arc<str> = token.into();
+            let check = move |request: Request<()>| check_token(&token, request);
+            Routes::new(InterceptedService::new(switchboard, check.clone()))
+                .add_service(InterceptedService::new(mesh, check))
+        }
+    };
+    routes.into_axum_router()
 }
 
 /// With `token` set, every call must carry `authorization: Bearer TOKEN`.
-fn check_token(token: Option<&str>, request: Request<()>) -> Result<Request<()>, Status> {
-    let Some(token) = token else {
-        return Ok(request);
-    };
+fn check_token(token: &str, request: Request<()>) -> Result<Request<()>, Status> {
     let presented = request
         .metadata()
         .get("authorization")
@@ -66,14 +66,8 @@ impl Switchboard for Service {
         let timeout = status::grpc_timeout(request.metadata());
         let envelope = request.into_inner();
         let subject = envelope.subject.clone();
-        let mut message = convert::message(envelope);
-        if let Some(timeout) = timeout {
-            // The caller's deadline, as every wire carries it (`sb-timeout-ms`).
-            message
-                .headers
-                .insert(wire::TIMEOUT_MS, timeout.as_millis().max(1).to_string());
-        }
-        let reply = self.0.serve_request(&subject, message).await;
+        let message = convert::message(envelope);
+        let reply = self.0.serve_request(&subject, message, timeout).await;
         if reply.headers.contains(wire::STATUS) {
             return Err(status::from_error_reply(&reply));
         }

@@ -122,7 +122,7 @@ async fn handle_request(
         payload: body,
         headers: http_wire::message_headers(&headers),
     };
-    reply_response(shared.serve_request(&subject, message).await)
+    reply_response(shared.serve_request(&subject, message, None).await)
 }
 
 async fn handle_event(

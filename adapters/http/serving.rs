@@ -32,18 +32,24 @@ pub(crate) enum SnapshotRefused {
 
 impl Shared {
     /// Answers a request with this service's own responders. The caller's
-    /// timeout (`sb-timeout-ms`) is honoured up to `server_timeout`; every
-    /// failure is an error reply with `sb-status`.
-    pub(crate) async fn serve_request(&self, subject: &str, mut message: Message) -> Message {
+    /// timeout (the wire's own, else `sb-timeout-ms`) is honoured up to
+    /// `server_timeout`; every failure is an error reply with `sb-status`.
+    pub(crate) async fn serve_request(
+        &self,
+        subject: &str,
+        mut message: Message,
+        caller_timeout: Option<Duration>,
+    ) -> Message {
         if let Err(err) = subject::validate(subject) {
             return wire::error_reply(wire::STATUS_CODEC_ERROR, err.to_string());
         }
-        let caller_timeout = message
+        let sent_timeout = message
             .headers
             .remove(wire::TIMEOUT_MS)
             .and_then(|ms| ms.parse::<u64>().ok())
             .map(Duration::from_millis);
         let timeout = caller_timeout
+            .or(sent_timeout)
             .unwrap_or(self.settings.server_timeout)
             .min(self.settings.server_timeout);
         match self

@@ -279,16 +279,22 @@ impl HttpTransport {
     ) -> Result<Message> {
         let responders = self.shared.directory.responders(subject);
         let mut last_error = None;
-        for peer in responders {
+        let mut message = Some(message);
+        for (index, peer) in responders.iter().enumerate() {
+            // The last responder gets the message itself: no copy on the usual path.
+            let attempt = match index + 1 == responders.len() {
+                true => message.take().unwrap_or_default(),
+                false => message.clone().unwrap_or_default(),
+            };
             match self
                 .shared
                 .client
-                .request(&peer, subject, message.clone(), timeout)
+                .request(peer, subject, attempt, timeout)
                 .await
             {
                 Err(err @ Error::Connect { .. }) => {
                     // Fail over to the next responder; report this one if none answers.
-                    self.shared.directory.mark_unreachable(&peer);
+                    self.shared.directory.mark_unreachable(peer);
                     last_error = Some(err);
                 }
                 other => return other,

@@ -5,7 +5,10 @@
 //! The route table decides what is exposed, and nothing is by default: a
 //! `[[routes]]` entry with `graphql = "query"`, `"mutation"` or
 //! `"subscription"` adds one field, named after the subject (`orders.place` →
-//! `orders_place`). Queries and mutations take `input: JSON` and return JSON.
+//! `orders_place`). Queries and mutations take `input: JSON` and return JSON,
+//! or typed inputs and results where [`Types`] gives the handler's Rust types
+//! (deriving async-graphql's `InputObject`, `SimpleObject`, `Enum`) and the
+//! gateway is built with [`Gateway::with_types`].
 //! A query is always a request (it needs its answer); a mutation is sent as
 //! the route's style decides — on an async route it publishes and returns
 //! `{"accepted": true}`.
@@ -40,6 +43,7 @@
 //! sends no `connection_init` within [`CONNECTION_INIT_WITHIN`] is closed.
 
 mod schema;
+mod typed;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -57,6 +61,7 @@ use axum::routing::get;
 use axum::Router;
 
 pub use schema::{graphql_error, ExposedField};
+pub use typed::Types;
 
 use crate::auth;
 use crate::bus::Bus;
@@ -90,9 +95,17 @@ impl Gateway {
     /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a pattern as
     /// a query or mutation, or two subjects that would share a field name.
     pub fn new(bus: Bus, settings: &Settings) -> Result<Gateway> {
+        Self::with_types(bus, settings, &Types::new())
+    }
+
+    /// Like [`new`](Self::new), with typed fields for the subjects `types`
+    /// names (the others stay `JSON`). Fails with
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) also for a typed
+    /// subject no route exposes that way, or a type using an interface or union.
+    pub fn with_types(bus: Bus, settings: &Settings, types: &Types) -> Result<Gateway> {
         let fields = schema::exposed_fields(settings)?;
         let limits = &settings.graphql;
-        let schema = schema::build(bus, &fields, limits)?;
+        let schema = schema::build(bus, &fields, limits, types)?;
         Ok(Gateway {
             shared: Arc::new(Shared {
                 schema,

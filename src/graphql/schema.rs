@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 use crate::settings::{GraphqlExposure, GraphqlSettings, Settings};
 use crate::subject;
 
+use super::typed::{Shapes, Types};
+
 /// The scalar every payload travels as: any JSON value.
 const JSON: &str = "JSON";
 /// The type a subscription streams.
@@ -89,8 +91,28 @@ fn field_name(subject: &str) -> String {
 }
 
 /// Builds the schema: `Query` (always, with `subjects` listing what is
-/// exposed), `Mutation` and `Subscription` when a route asks for them.
-pub fn build(bus: Bus, fields: &[ExposedField], limits: &GraphqlSettings) -> Result<Schema> {
+/// exposed), `Mutation` and `Subscription` when a route asks for them; the
+/// subjects `types` names get typed fields, the others `JSON`.
+pub fn build(
+    bus: Bus,
+    fields: &[ExposedField],
+    limits: &GraphqlSettings,
+    types: &Types,
+) -> Result<Schema> {
+    for subject in types.subjects() {
+        let exposed = fields.iter().find(|f| f.subject == subject);
+        let fits = match exposed.map(|f| f.exposure) {
+            Some(GraphqlExposure::Subscription) => types.event_payload(subject).is_some(),
+            Some(_) => types.call_types(subject).is_some(),
+            None => false,
+        };
+        if !fits {
+            return Err(Error::config(format!(
+                "graphql: `{subject}` has types but no route exposes it that way (`call` types need graphql = \"query\" or \"mutation\", `events` types graphql = \"subscription\")"
+            )));
+        }
+    }
+    let (typed, shapes) = types.schema_types()?;
     let listed: Vec<Value> = fields
         .iter()
         .map(|f| Value::from(format!("{:?} {} ({})", f.exposure, f.name, f.subject)))
@@ -109,15 +131,23 @@ pub fn build(bus: Bus, fields: &[ExposedField], limits: &GraphqlSettings) -> Res
     let mut mutation = Object::new("Mutation");
     let mut subscription = Subscription::new("Subscription");
     let (mut mutations, mut subscriptions) = (0, 0);
+    let mut event_objects = Vec::new();
     for field in fields {
         match field.exposure {
-            GraphqlExposure::Query => query = query.field(call_field(&bus, field)),
+            GraphqlExposure::Query => query = query.field(call_field(&bus, field, types, &shapes)),
             GraphqlExposure::Mutation => {
-                mutation = mutation.field(call_field(&bus, field));
+                mutation = mutation.field(call_field(&bus, field, types, &shapes));
                 mutations += 1;
             }
             GraphqlExposure::Subscription => {
-                subscription = subscription.field(events_field(&bus, field));
+                let payload = types.event_payload(&field.subject);
+                if let Some(payload) = &payload {
+                    event_objects.push(event_type(
+                        &event_type_name(&field.name),
+                        Some((payload.clone(), shapes.clone())),
+                    ));
+                }
+                subscription = subscription.field(events_field(&bus, field, payload.is_some()));
                 subscriptions += 1;
             }
         }
@@ -128,10 +158,16 @@ pub fn build(bus: Bus, fields: &[ExposedField], limits: &GraphqlSettings) -> Res
         (subscriptions > 0).then_some("Subscription"),
     )
     .register(Scalar::new(JSON).description("Any JSON value."))
-    .register(event_type())
+    .register(event_type(EVENT, None))
     .register(query)
     .limit_depth(limits.max_depth)
     .limit_complexity(limits.max_complexity);
+    for object in event_objects {
+        builder = builder.register(object);
+    }
+    for ty in typed {
+        builder = ty.register(builder, &shapes);
+    }
     if mutations > 0 {
         builder = builder.register(mutation);
     }
@@ -146,26 +182,53 @@ pub fn build(bus: Bus, fields: &[ExposedField], limits: &GraphqlSettings) -> Res
         .map_err(|err| Error::config(format!("graphql schema: {err}")))
 }
 
-/// A query or mutation: `field(input: JSON): JSON`, sent as the route decides.
-fn call_field(bus: &Bus, field: &ExposedField) -> Field {
+/// A query or mutation: `field(input: JSON): JSON`, or typed by `types`,
+/// sent as the route decides.
+fn call_field(bus: &Bus, field: &ExposedField, types: &Types, shapes: &Arc<Shapes>) -> Field {
     let bus = bus.clone();
     let subject: Arc<str> = field.subject.as_str().into();
     let exposure = field.exposure;
-    let doc = match exposure {
-        GraphqlExposure::Query => format!("Requests `{subject}` (in either style); the reply."),
-        _ => format!(
+    let typed = types.call_types(&field.subject).cloned();
+    let doc = match (exposure, typed.is_some()) {
+        (GraphqlExposure::Query, _) => format!("Requests `{subject}` (in either style); the reply."),
+        (_, false) => format!(
             "Sends to `{subject}` in the style its route decides: the reply (sync), or {{\"accepted\": true}} (async)."
         ),
+        (_, true) => format!(
+            "Sends to `{subject}` in the style its route decides: the reply (sync), or null once accepted (async)."
+        ),
     };
+    let (input_type, output_type) = match &typed {
+        Some(typed) => (
+            typed.input.clone(),
+            match (exposure, &typed.output) {
+                // An async route's mutation has no reply: the result may be null.
+                (GraphqlExposure::Mutation, TypeRef::NonNull(inner)) => (**inner).clone(),
+                (_, output) => output.clone(),
+            },
+        ),
+        None => (TypeRef::named(JSON), TypeRef::named(JSON)),
+    };
+    let shapes = shapes.clone();
     Field::new(
         &field.name,
-        TypeRef::named(JSON),
+        output_type.clone(),
         move |ctx: ResolverContext| {
-            let (bus, subject) = (bus.clone(), subject.clone());
+            let (bus, subject, typed, shapes, output_type) = (
+                bus.clone(),
+                subject.clone(),
+                typed.clone(),
+                shapes.clone(),
+                output_type.clone(),
+            );
             FieldFuture::new(async move {
-                let input = match ctx.args.get("input") {
-                    Some(input) => input.as_value().clone().into_json()?,
-                    None => serde_json::Value::Null,
+                let given = ctx.args.get("input").map(|input| input.as_value().clone());
+                let input = match (&typed, given) {
+                    (Some(typed), given) => {
+                        (typed.parse)(given).map_err(async_graphql::Error::new)?
+                    }
+                    (None, Some(given)) => given.into_json()?,
+                    (None, None) => serde_json::Value::Null,
                 };
                 // A query asks for an answer: always a request, whatever the
                 // route's style (as the shop's reports are). A mutation goes as
@@ -176,17 +239,38 @@ fn call_field(bus: &Bus, field: &ExposedField) -> Field {
                     }
                     _ => bus.send::<_, serde_json::Value>(&subject, &input).await,
                 };
-                match sent.map_err(graphql_error)? {
-                    Sent::Replied(reply) => Ok(Some(Value::from_json(reply)?)),
-                    Sent::Accepted => Ok(Some(Value::from_json(
+                match (sent.map_err(graphql_error)?, typed.is_some()) {
+                    (Sent::Replied(reply), true) => shapes.field_value(reply, &output_type),
+                    (Sent::Replied(reply), false) => {
+                        Ok(Some(FieldValue::value(Value::from_json(reply)?)))
+                    }
+                    (Sent::Accepted, true) => Ok(None),
+                    (Sent::Accepted, false) => Ok(Some(FieldValue::value(Value::from_json(
                         serde_json::json!({ "accepted": true }),
-                    )?)),
+                    )?))),
                 }
             })
         },
     )
-    .argument(InputValue::new("input", TypeRef::named(JSON)))
+    .argument(InputValue::new("input", input_type))
     .description(doc)
+}
+
+/// `orders_settled` → `OrdersSettledEvent`: the event type of a typed subscription.
+fn event_type_name(field: &str) -> String {
+    let mut name: String = field
+        .split('_')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    name.push_str(EVENT);
+    name
 }
 
 /// One event as a subscription streams it.
@@ -196,7 +280,9 @@ struct Event {
     headers: serde_json::Value,
 }
 
-fn event_type() -> Object {
+/// The type a subscription streams: `Event` (payload `JSON`), or a subject's
+/// own with the payload typed.
+fn event_type(name: &str, typed: Option<(TypeRef, Arc<Shapes>)>) -> Object {
     let field = |name: &str, ty: TypeRef, read: fn(&Event) -> Value| {
         Field::new(name, ty, move |ctx: ResolverContext| {
             FieldFuture::new(async move {
@@ -205,28 +291,41 @@ fn event_type() -> Object {
             })
         })
     };
-    Object::new(EVENT)
+    let payload = match typed {
+        None => field("payload", TypeRef::named(JSON), |e| {
+            Value::from_json(e.payload.clone()).unwrap_or(Value::Null)
+        })
+        .description("The payload as JSON; a payload that is not JSON comes as a string."),
+        Some((payload, shapes)) => Field::new("payload", payload.clone(), move |ctx| {
+            let (payload, shapes) = (payload.clone(), shapes.clone());
+            FieldFuture::new(async move {
+                let event = ctx.parent_value.try_downcast_ref::<Event>()?;
+                shapes.field_value(event.payload.clone(), &payload)
+            })
+        })
+        .description("The payload, read as its type."),
+    };
+    Object::new(name)
         .description("An event received on a subscribed subject.")
         .field(field("subject", TypeRef::named_nn(TypeRef::STRING), |e| {
             Value::from(e.subject.clone())
         }))
-        .field(
-            field("payload", TypeRef::named(JSON), |e| {
-                Value::from_json(e.payload.clone()).unwrap_or(Value::Null)
-            })
-            .description("The payload as JSON; a payload that is not JSON comes as a string."),
-        )
+        .field(payload)
         .field(field("headers", TypeRef::named_nn(JSON), |e| {
             Value::from_json(e.headers.clone()).unwrap_or(Value::Null)
         }))
 }
 
 /// A subscription: every event on the subject or pattern, from subscribe on.
-fn events_field(bus: &Bus, field: &ExposedField) -> SubscriptionField {
+fn events_field(bus: &Bus, field: &ExposedField, typed: bool) -> SubscriptionField {
     let bus = bus.clone();
     let pattern: Arc<str> = field.subject.as_str().into();
     let doc = format!("Events published on `{pattern}` from the moment of subscribing.");
-    SubscriptionField::new(&field.name, TypeRef::named_nn(EVENT), move |_| {
+    let event = match typed {
+        true => event_type_name(&field.name),
+        false => EVENT.to_owned(),
+    };
+    SubscriptionField::new(&field.name, TypeRef::named_nn(event), move |_| {
         let (bus, pattern) = (bus.clone(), pattern.clone());
         SubscriptionFieldFuture::new(async move {
             let subscription = bus.subscribe(&pattern).await.map_err(graphql_error)?;
@@ -271,5 +370,6 @@ mod tests {
         assert_eq!(field_name("shop-1.stock.*"), "shop_1_stock_any");
         assert_eq!(field_name("orders.>"), "orders_all");
         assert_eq!(field_name("1st.step"), "_1st_step");
+        assert_eq!(event_type_name("orders_settled"), "OrdersSettledEvent");
     }
 }
