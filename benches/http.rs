@@ -10,18 +10,17 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::routing::post;
+use common::raw_path::RawPath;
 use common::service_path::{self, TypedService};
 use common::two_process::{self, Responder};
 use common::{bench_in_flight, config, payload, runtime, PAYLOADS};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use switchboard::Message;
 use tokio::sync::mpsc;
-
-const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The raw baseline's client: the settings switchboard's peer client uses.
 fn raw_client() -> reqwest::Client {
@@ -62,34 +61,12 @@ fn http(c: &mut Criterion) {
     let raw = raw_client();
     let typed = std::sync::Arc::new(rt.block_on(TypedService::start(&responder, "bench.typed")));
 
+    let raw_path = RawPath::start(&rt, &responder);
     let mut group = c.benchmark_group("http/publish_to_delivery");
     group.throughput(Throughput::Elements(1));
-    let mut events = rt.block_on(responder.subscribe("bench.events")).unwrap();
-    let (counted_tx, counted_rx) = mpsc::unbounded_channel::<()>();
-    rt.spawn(async move {
-        while events.next().await.is_some() {
-            let _ = counted_tx.send(());
-        }
-    });
-    let counted = std::sync::Arc::new(tokio::sync::Mutex::new(counted_rx));
     for size in PAYLOADS {
         let message = Message::new(payload(size));
-        group.bench_function(BenchmarkId::new("switchboard", size), |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let (bus, message, counted) = (requester.clone(), message.clone(), counted.clone());
-                async move {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        bus.publish("bench.events", message.clone()).await.unwrap();
-                    }
-                    let mut counted = counted.lock().await;
-                    for _ in 0..iters {
-                        counted.recv().await.unwrap();
-                    }
-                    start.elapsed()
-                }
-            })
-        });
+        raw_path.bench_publish(&mut group, &rt, &requester, size);
         group.bench_function(BenchmarkId::new("raw_reqwest_axum", size), |b| {
             b.to_async(&rt).iter_custom(|iters| {
                 let (raw, url, body, received) = (
@@ -115,28 +92,11 @@ fn http(c: &mut Criterion) {
     }
     group.finish();
 
-    let mut echo = rt.block_on(responder.subscribe("bench.echo")).unwrap();
-    rt.spawn(async move {
-        while let Some(mut incoming) = echo.next().await {
-            let reply = incoming.take_message();
-            let _ = incoming.reply(reply).await;
-        }
-    });
-
     let mut serial = c.benchmark_group("http/request_reply_serial");
     serial.throughput(Throughput::Elements(1));
     for size in PAYLOADS {
         let message = Message::new(payload(size));
-        serial.bench_function(BenchmarkId::new("switchboard", size), |b| {
-            b.to_async(&rt).iter(|| {
-                let (bus, message) = (requester.clone(), message.clone());
-                async move {
-                    bus.request_with_timeout("bench.echo", message, TIMEOUT)
-                        .await
-                        .unwrap()
-                }
-            })
-        });
+        RawPath::bench_serial(&mut serial, &rt, &requester, size);
         serial.bench_function(BenchmarkId::new("raw_reqwest_axum", size), |b| {
             b.to_async(&rt).iter(|| {
                 let (raw, url, body) = (
@@ -164,17 +124,7 @@ fn http(c: &mut Criterion) {
     concurrent.throughput(Throughput::Elements(1));
     for size in PAYLOADS {
         let message = Message::new(payload(size));
-        bench_in_flight(&mut concurrent, "switchboard", size, &rt, {
-            let (bus, message) = (requester.clone(), message.clone());
-            move || {
-                let (bus, message) = (bus.clone(), message.clone());
-                async move {
-                    bus.request_with_timeout("bench.echo", message, TIMEOUT)
-                        .await
-                        .unwrap();
-                }
-            }
-        });
+        RawPath::bench_in_flight(&mut concurrent, &rt, &requester, size);
         bench_in_flight(&mut concurrent, "raw_reqwest_axum", size, &rt, {
             let (raw, url, body) = (
                 raw.clone(),

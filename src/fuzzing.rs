@@ -84,3 +84,10 @@ pub fn subject(data: &[u8]) {
 pub fn http(data: &[u8]) {
     crate::http::fuzz_decoders(data, &header_pairs(data));
 }
+
+/// The gRPC backend's decoders: an envelope and a snapshot as protobuf bytes
+/// (into a message, and into the peer directory), and `grpc-timeout`.
+#[cfg(feature = "grpc")]
+pub fn grpc(data: &[u8]) {
+    crate::grpc::fuzz_decoders(data);
+}

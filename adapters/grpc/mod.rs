@@ -53,3 +53,24 @@ pub(crate) fn connect_boxed(endpoint: Endpoint) -> ConnectFuture {
         Ok(transport)
     })
 }
+
+/// Feeds fuzz input to every decoder of bytes from the network (see `crate::fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_decoders(data: &[u8]) {
+    use prost::Message as _;
+
+    if let Ok(envelope) = proto::Envelope::decode(data) {
+        let message = convert::message(envelope);
+        let _ = message.headers.validate_outgoing();
+    }
+    if let Ok(snapshot) = proto::Snapshot::decode(data) {
+        crate::http::fuzz_snapshot(convert::snapshot_in(snapshot));
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        if let Ok(value) = text.parse() {
+            metadata.insert("grpc-timeout", value);
+            let _ = status::grpc_timeout(&metadata);
+        }
+    }
+}
