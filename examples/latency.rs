@@ -4,7 +4,12 @@
 //! cargo run --release --all-features --example latency            # every reachable backend
 //! cargo run --release --all-features --example latency -- 5000     # more requests each
 //! LATENCY_KAFKA_URL='kafka://127.0.0.1:9092?fetch_wait=1ms' cargo run --release --all-features --example latency
+//! LATENCY_ROWS=grpc/switchboard,grpc/raw cargo run --release --all-features --example latency   # some rows only
 //! ```
+//!
+//! `LATENCY_ROWS` (`BACKEND/switchboard` or `BACKEND/raw`, comma-separated)
+//! runs only those rows: under callgrind, the instructions of N and 3N
+//! requests of one row differ by 2N requests' cost, start-up cancelled out.
 //!
 //! For each compiled backend it runs serial 128-byte echo requests through
 //! switchboard and, where the backend has one, through its raw client in the
@@ -27,35 +32,62 @@ async fn main() {
         .unwrap_or(2000);
     println!("{requests} serial request/reply round trips of {PAYLOAD} bytes per row\n");
     println!("| backend | client | p50 µs | p90 µs | p99 µs | max µs |\n|---|---|---|---|---|---|");
-    row(
-        "memory",
-        "switchboard",
-        switchboard_echo("memory://latency", requests).await,
-    );
+    if wanted("memory/switchboard") {
+        row(
+            "memory",
+            "switchboard",
+            switchboard_echo("memory://latency", requests).await,
+        );
+    }
     #[cfg(feature = "http")]
     {
-        row("http", "switchboard", http::switchboard(requests).await);
-        row("http", "raw reqwest→axum", http::raw(requests).await);
+        if wanted("http/switchboard") {
+            row("http", "switchboard", http::switchboard(requests).await);
+        }
+        if wanted("http/raw") {
+            row("http", "raw reqwest→axum", http::raw(requests).await);
+        }
+    }
+    #[cfg(feature = "grpc")]
+    {
+        if wanted("grpc/switchboard") {
+            row("grpc", "switchboard", grpc::switchboard(requests).await);
+        }
+        if wanted("grpc/raw") {
+            row("grpc", "raw tonic", grpc::raw(requests).await);
+        }
     }
     #[cfg(feature = "nats")]
     {
-        row(
-            "nats",
-            "switchboard",
-            switchboard_echo("nats://127.0.0.1:4222", requests).await,
-        );
-        row("nats", "raw async-nats", nats::raw(requests).await);
+        if wanted("nats/switchboard") {
+            row(
+                "nats",
+                "switchboard",
+                switchboard_echo("nats://127.0.0.1:4222", requests).await,
+            );
+        }
+        if wanted("nats/raw") {
+            row("nats", "raw async-nats", nats::raw(requests).await);
+        }
     }
     #[cfg(feature = "kafka")]
-    row(
-        "kafka",
-        "switchboard",
-        switchboard_echo(
-            &std::env::var("LATENCY_KAFKA_URL").unwrap_or_else(|_| "kafka://127.0.0.1:9092".into()),
-            requests.min(500),
-        )
-        .await,
-    );
+    if wanted("kafka/switchboard") {
+        row(
+            "kafka",
+            "switchboard",
+            switchboard_echo(
+                &std::env::var("LATENCY_KAFKA_URL")
+                    .unwrap_or_else(|_| "kafka://127.0.0.1:9092".into()),
+                requests.min(500),
+            )
+            .await,
+        );
+    }
+}
+
+/// Whether `LATENCY_ROWS` (if set) names this row.
+fn wanted(row: &str) -> bool {
+    std::env::var("LATENCY_ROWS").map_or(true, |rows| rows.split(',').any(|r| r.trim() == row))
 }
 
 fn row(backend: &str, client: &str, histogram: Result<Histogram<u64>, String>) {
@@ -129,25 +161,31 @@ async fn time_requests(requester: &Bus, subject: &str, requests: u64) -> Histogr
     .await
 }
 
+/// An echo responder and a requester that knows it as its peer (HTTP, gRPC).
+#[cfg(feature = "http")]
+async fn mesh_echo(scheme: &str, requests: u64) -> Result<Histogram<u64>, String> {
+    let responder = switchboard::connect(&format!("{scheme}://127.0.0.1:0"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let peer = format!("{scheme}://{}", responder.local_address().unwrap());
+    let requester = switchboard::connect(&format!("{scheme}://127.0.0.1:0?peers={peer}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    echo(
+        responder
+            .subscribe("latency.echo")
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    Ok(time_requests(&requester, "latency.echo", requests).await)
+}
+
 #[cfg(feature = "http")]
 mod http {
     use super::*;
 
     pub async fn switchboard(requests: u64) -> Result<Histogram<u64>, String> {
-        let responder = switchboard::connect("http://127.0.0.1:0")
-            .await
-            .map_err(|e| e.to_string())?;
-        let peer = format!("http://{}", responder.local_address().unwrap());
-        let requester = switchboard::connect(&format!("http://127.0.0.1:0?peers={peer}"))
-            .await
-            .map_err(|e| e.to_string())?;
-        echo(
-            responder
-                .subscribe("latency.echo")
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-        Ok(time_requests(&requester, "latency.echo", requests).await)
+        mesh_echo("http", requests).await
     }
 
     pub async fn raw(requests: u64) -> Result<Histogram<u64>, String> {
@@ -177,6 +215,83 @@ mod http {
                     .await
                     .unwrap()
                     .bytes()
+                    .await
+                    .unwrap();
+            }
+        })
+        .await)
+    }
+}
+
+#[cfg(feature = "grpc")]
+mod grpc {
+    use super::*;
+    use switchboard::grpc::proto::switchboard_client::SwitchboardClient;
+    use switchboard::grpc::proto::switchboard_server::{Switchboard, SwitchboardServer};
+    use switchboard::grpc::proto::{Accepted, Envelope, SubscribeRequest};
+
+    pub async fn switchboard(requests: u64) -> Result<Histogram<u64>, String> {
+        mesh_echo("grpc", requests).await
+    }
+
+    /// tonic's own server answering `Request` with the envelope it got.
+    struct Echo;
+
+    #[tonic::async_trait]
+    impl Switchboard for Echo {
+        async fn request(
+            &self,
+            request: tonic::Request<Envelope>,
+        ) -> Result<tonic::Response<Envelope>, tonic::Status> {
+            Ok(tonic::Response::new(request.into_inner()))
+        }
+
+        async fn publish(
+            &self,
+            _: tonic::Request<Envelope>,
+        ) -> Result<tonic::Response<Accepted>, tonic::Status> {
+            Ok(tonic::Response::new(Accepted {}))
+        }
+
+        type SubscribeStream = futures_util::stream::Empty<Result<Envelope, tonic::Status>>;
+
+        async fn subscribe(
+            &self,
+            _: tonic::Request<SubscribeRequest>,
+        ) -> Result<tonic::Response<Self::SubscribeStream>, tonic::Status> {
+            Ok(tonic::Response::new(futures_util::stream::empty()))
+        }
+    }
+
+    pub async fn raw(requests: u64) -> Result<Histogram<u64>, String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(SwitchboardServer::new(Echo))
+                .serve_with_incoming(incoming),
+        );
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .map_err(|e| e.to_string())?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let client = SwitchboardClient::new(channel);
+        let body = bytes::Bytes::from(vec![b'x'; PAYLOAD]);
+        Ok(measure(requests, || {
+            let (mut client, body) = (client.clone(), body.clone());
+            async move {
+                client
+                    .request(Envelope {
+                        subject: "latency.echo".into(),
+                        headers: Default::default(),
+                        payload: body,
+                    })
                     .await
                     .unwrap();
             }

@@ -63,11 +63,14 @@
 //! # Feature flags
 //! - `memory` (default): the in-process backend, `memory://`.
 //! - `http`: the HTTP backend, `http://`: each service runs its own web server.
+//! - `grpc`: the gRPC backend, `grpc://`: each service runs its own gRPC server
+//!   (tonic) serving the contract in `proto/switchboard/v1/` ([`grpc::proto`]).
 //! - `nats`: the NATS backend, `nats://`, with JetStream durable subscriptions.
 //! - `kafka`: the Kafka backend, `kafka://`, on rdkafka (librdkafka built from source).
 //! - `full`: every backend.
 //! - `metrics`: counters and histograms through the `metrics` facade.
 //! - `otel`: handler spans join the caller's OpenTelemetry trace (with `tracing-opentelemetry`).
+//! - `graphql`: a GraphQL gateway in front of the bus ([`graphql::Gateway`]).
 //! - `cli`: the `switchboard` command-line tool.
 //! - `conformance`: the behaviour suite every backend must pass
 //!   ([`conformance`]), for adapters written outside this crate.
