@@ -144,7 +144,7 @@ const BACKENDS: &[BackendInfo] = &[
     },
     BackendInfo {
         name: "grpc",
-        schemes: &["grpc"],
+        schemes: &["grpc", "grpcs"],
         feature: "grpc",
         connect: GRPC_CONNECT,
     },
@@ -237,7 +237,7 @@ pub fn enabled_backends() -> Vec<&'static str> {
 /// |---|---|---|
 /// | `memory://` or `memory://NAME` | in-process | `memory` (default) |
 /// | `http://HOST:PORT?…` | HTTP | `http` |
-/// | `grpc://HOST:PORT?…` | gRPC | `grpc` |
+/// | `grpc://HOST:PORT?…`, `grpcs://…` | gRPC | `grpc` |
 /// | `nats://HOST:PORT[,HOST:PORT]?…` | NATS | `nats` |
 /// | `kafka://HOST:PORT[,HOST:PORT]?…` | Kafka | `kafka` |
 ///

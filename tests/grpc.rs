@@ -193,6 +193,69 @@ async fn raw_tonic_client_requests_and_subscribes() {
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 }
 
+/// A Subscribe client that stops reading never holds up publishers: its
+/// stream is ended with RESOURCE_EXHAUSTED once a buffer of events waits.
+async fn a_stalled_subscriber_does_not_hold_up_publishers() {
+    let (orders, _running) = orders_service("grpc://127.0.0.1:0?buffer=8&server_timeout=2s").await;
+    let address = orders.local_address().unwrap();
+    let publisher = connect(&format!(
+        "grpc://127.0.0.1:0?peers=grpc://{address}&retries=0"
+    ))
+    .await
+    .unwrap();
+    let mut client = SwitchboardClient::connect(endpoint(&orders)).await.unwrap();
+    let mut stalled = client
+        .subscribe(SubscribeRequest {
+            subject: "audit.>".into(),
+            group: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // The call answered once every known peer had the stream's subscription.
+    // 4.8 MB: more than the client's HTTP/2 windows (2 MB a stream) and the buffer hold.
+    let event = Message::new(vec![b'e'; 16 * 1024]);
+    for n in 0..300 {
+        publisher
+            .publish("audit.bulk", event.clone())
+            .await
+            .unwrap_or_else(|err| panic!("publish {n} was held up: {err}"));
+    }
+    // Reading now: what was buffered, then the end of the stream.
+    let mut received = 0;
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stalled.next()).await {
+            Ok(Some(Ok(_))) => received += 1,
+            Ok(Some(Err(status))) => break status,
+            Ok(None) => panic!("the stream ended without saying why after {received} events"),
+            Err(_) => panic!(
+                "the stream neither ended nor delivered within 10 s (after {received} events)"
+            ),
+        }
+    };
+    assert_eq!(ended.code(), tonic::Code::ResourceExhausted, "{ended:?}");
+    assert!(received < 300, "{received}");
+    // The service goes on serving, and a new stream works.
+    let mut fresh = client
+        .subscribe(SubscribeRequest {
+            subject: "audit.>".into(),
+            group: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    publisher
+        .publish("audit.after", Message::new("x"))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), fresh.next())
+        .await
+        .expect("an event within 5 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.subject, "audit.after");
+}
+
 /// Error statuses reach a switchboard caller as the same errors as on every backend.
 async fn bus_callers_see_the_usual_errors() {
     let (orders, _running) = orders_service(&format!("grpc://127.0.0.1:0?token={TOKEN}")).await;
@@ -379,10 +442,115 @@ async fn garbage_on_the_socket_disturbs_nothing() {
     assert_eq!(receipt.total_cents, 6);
 }
 
+/// `grpcs://`: services call each other over mutual TLS; a tonic client with
+/// the CA and a certificate gets through (ALPN `h2`); a client without a
+/// certificate, a plaintext one, and a service trusting another CA do not.
+async fn tls_between_services_and_for_clients() {
+    use support::certs::TestPki;
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+    let pki = TestPki::generate();
+    let url = |ca: &str, extra: &str| {
+        format!(
+            "grpcs://127.0.0.1:0?tls_cert={}&tls_key={}&tls_ca={}&tls_client_auth=true{extra}",
+            pki.file("cert.pem"),
+            pki.file("key.pem"),
+            pki.file(ca)
+        )
+    };
+    let (orders, _running) = orders_service(&url("ca.pem", "")).await;
+    let address = orders.local_address().unwrap();
+    let caller = connect(&url("ca.pem", &format!("&peers=grpcs://{address}")))
+        .await
+        .unwrap();
+    let receipt: Receipt = caller
+        .request_json(
+            "orders.place",
+            &PlaceOrder {
+                item: "tls".into(),
+                quantity: 4,
+                unit_cents: 5,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(receipt.total_cents, 20);
+
+    let read = |name: &str| std::fs::read(pki.path(name)).unwrap();
+    let order = || Envelope {
+        subject: "orders.place".into(),
+        payload: br#"{"item":"a","quantity":1,"unit_cents":3}"#.to_vec().into(),
+        ..Envelope::default()
+    };
+    let channel = |config: ClientTlsConfig| {
+        Endpoint::from_shared(format!("https://{address}"))
+            .unwrap()
+            .tls_config(config)
+            .unwrap()
+            .connect_timeout(Duration::from_secs(2))
+    };
+    let with_certificate = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("ca.pem")))
+        .identity(Identity::from_pem(read("cert.pem"), read("key.pem")));
+    let mut client = SwitchboardClient::new(channel(with_certificate).connect().await.unwrap());
+    assert!(!client
+        .request(order())
+        .await
+        .unwrap()
+        .into_inner()
+        .payload
+        .is_empty());
+
+    // No client certificate: the handshake or the first call fails.
+    let without = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca.pem")));
+    let refused = match channel(without).connect().await {
+        Err(_) => true,
+        Ok(channel) => SwitchboardClient::new(channel)
+            .request(order())
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a client without a certificate was served");
+    // Plaintext HTTP/2 to the TLS port.
+    let plaintext = match Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+    {
+        Err(_) => true,
+        Ok(channel) => SwitchboardClient::new(channel)
+            .request(order())
+            .await
+            .is_err(),
+    };
+    assert!(plaintext, "a plaintext client was served");
+    // A service that trusts another CA cannot reach it (and is not learned by it).
+    let stranger = connect(&url(
+        "other-ca.pem",
+        &format!("&peers=grpcs://{address}&request_timeout=2s"),
+    ))
+    .await
+    .unwrap();
+    let err = stranger
+        .request("orders.place", Message::new("{}"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            switchboard::Error::NoResponders { .. } | switchboard::Error::Connect { .. }
+        ),
+        "{err:?}"
+    );
+    // And the service still serves its own.
+    assert!(client.request(order()).await.is_ok());
+}
+
 /// Misconfigured URLs are clear errors, not a server that half works.
 async fn bad_urls_are_clear_errors() {
     for (url, expected) in [
-        ("grpc://127.0.0.1:0?tls_cert=c.pem", "tls_"),
+        ("grpc://127.0.0.1:0?tls_cert=c.pem", "grpcs://"),
+        ("grpcs://127.0.0.1:0", "tls_cert"),
         (
             "grpc://127.0.0.1:0?peers=http://127.0.0.1:1",
             "grpc://HOST:PORT",
@@ -398,10 +566,12 @@ async fn bad_urls_are_clear_errors() {
 crate::tests!(
     python_client_generated_from_the_proto,
     raw_tonic_client_requests_and_subscribes,
+    a_stalled_subscriber_does_not_hold_up_publishers,
     bus_callers_see_the_usual_errors,
     calls_without_the_token_are_refused,
     forged_snapshots_are_refused,
     oversized_messages_are_refused,
     garbage_on_the_socket_disturbs_nothing,
+    tls_between_services_and_for_clients,
     bad_urls_are_clear_errors,
 );

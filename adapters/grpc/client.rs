@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::Code;
 
 use super::convert;
@@ -15,26 +15,45 @@ use super::proto::switchboard_client::SwitchboardClient;
 use super::status;
 use crate::error::{Error, Result};
 use crate::http::mesh::{PeerCalls, Snapshot, DELIVER};
+use crate::http::HttpTls;
 use crate::message::Message;
 
 /// Calls peers over gRPC, with the bearer token on every call.
 pub(super) struct GrpcPeers {
     channels: RwLock<HashMap<String, Channel>>,
+    /// `grpcs://`: trust `tls_ca` (or the webpki roots) and present `tls_cert`.
+    tls: Option<ClientTlsConfig>,
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
     peer_timeout: Duration,
     max_body: usize,
 }
 
 impl GrpcPeers {
-    pub fn new(token: Option<&str>, peer_timeout: Duration, max_body: usize) -> Result<Self> {
+    pub fn new(
+        token: Option<&str>,
+        peer_timeout: Duration,
+        max_body: usize,
+        tls: Option<&HttpTls>,
+    ) -> Result<Self> {
         let token = token
             .map(|token| {
                 MetadataValue::try_from(format!("Bearer {token}"))
                     .map_err(|_| Error::config("option `token` must be printable ASCII"))
             })
             .transpose()?;
+        let tls = tls
+            .map(|tls| {
+                let (cert, key, ca) = tls.client_pems()?;
+                let config = ClientTlsConfig::new().identity(Identity::from_pem(cert, key));
+                Ok::<_, Error>(match ca {
+                    Some(ca) => config.ca_certificate(Certificate::from_pem(ca)),
+                    None => config.with_webpki_roots(),
+                })
+            })
+            .transpose()?;
         Ok(GrpcPeers {
             channels: RwLock::new(HashMap::new()),
+            tls,
             token,
             peer_timeout,
             max_body,
@@ -51,8 +70,14 @@ impl GrpcPeers {
         {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(peer.to_owned())
-            .map_err(|e| Error::config(format!("peer `{peer}` is not a gRPC address: {e}")))?
+        let mut endpoint = Endpoint::from_shared(peer.to_owned())
+            .map_err(|e| Error::config(format!("peer `{peer}` is not a gRPC address: {e}")))?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| Error::config(format!("TLS for peer `{peer}`: {e}")))?;
+        }
+        let channel = endpoint
             .connect_timeout(self.peer_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use futures_core::Stream;
-use futures_util::StreamExt;
+use tokio::sync::{mpsc, Semaphore};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
@@ -25,10 +25,14 @@ use crate::{auth, subject, wire};
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     let max_body = shared.settings.max_body;
     let token = shared.settings.token.clone();
-    let switchboard = SwitchboardServer::new(Service(shared.clone()))
+    let service = Service {
+        shared,
+        streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+    };
+    let switchboard = SwitchboardServer::new(service.clone())
         .max_decoding_message_size(max_body)
         .max_encoding_message_size(max_body);
-    let mesh = MeshServer::new(Service(shared))
+    let mesh = MeshServer::new(service)
         .max_decoding_message_size(max_body)
         .max_encoding_message_size(max_body);
     let routes = match token {
@@ -57,8 +61,17 @@ fn check_token(token: &str, request: Request<()>) -> Result<Request<()>, Status>
     }
 }
 
+/// Subscribe streams one service serves at once; more are refused with
+/// RESOURCE_EXHAUSTED, so strangers cannot pile up subscriptions.
+pub(super) const MAX_STREAMS: usize = 1024;
+
 /// Both services over the mesh's shared state.
-struct Service(Arc<Shared>);
+#[derive(Clone)]
+struct Service {
+    shared: Arc<Shared>,
+    /// One permit per open Subscribe stream.
+    streams: Arc<Semaphore>,
+}
 
 #[tonic::async_trait]
 impl Switchboard for Service {
@@ -67,7 +80,7 @@ impl Switchboard for Service {
         let envelope = request.into_inner();
         let subject = envelope.subject.clone();
         let message = convert::message(envelope);
-        let reply = self.0.serve_request(&subject, message, timeout).await;
+        let reply = self.shared.serve_request(&subject, message, timeout).await;
         if reply.headers.contains(wire::STATUS) {
             return Err(status::from_error_reply(&reply));
         }
@@ -83,7 +96,7 @@ impl Switchboard for Service {
         let envelope = request.into_inner();
         let subject = envelope.subject.clone();
         match self
-            .0
+            .shared
             .serve_event(&subject, convert::message(envelope), deliver.as_deref())
             .await
         {
@@ -112,17 +125,51 @@ impl Switchboard for Service {
             subject::validate_group(group)
                 .map_err(|e| status::refusal(wire::STATUS_CODEC_ERROR, e.to_string()))?;
         }
-        let subscription = self.0.subscribe(&subject, group.as_deref()).await;
-        // Ends when the client goes: the dropped subscription is announced as gone.
-        let events = subscription.filter_map(|mut incoming| async move {
-            if incoming.expects_reply() {
-                // A stream takes events, not requests: it lets a request go
-                // unanswered, so another responder's reply wins (and with no
-                // other, the requester hears at once that nobody answered).
-                return None;
-            }
-            let subject = incoming.subject().to_owned();
-            Some(Ok(convert::envelope(&subject, incoming.take_message())))
+        let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "this service already serves {MAX_STREAMS} Subscribe streams"
+            ))
+        })?;
+        let mut subscription = self.shared.subscribe(&subject, group.as_deref()).await;
+        // A task drains the subscription whatever the client's pace, so a slow
+        // or stalled stream never holds up publishers: when its buffer is
+        // full the stream ends with RESOURCE_EXHAUSTED, and the client knows
+        // it missed events (as a NATS slow consumer is cut off).
+        let (sender, receiver) = mpsc::channel(self.shared.settings.buffer);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let fell_behind = loop {
+                let incoming = tokio::select! {
+                    incoming = subscription.next() => incoming,
+                    () = sender.closed() => return, // the client went away
+                };
+                let Some(mut incoming) = incoming else { return };
+                if incoming.expects_reply() {
+                    // A stream takes events, not requests: it lets a request go
+                    // unanswered, so another responder's reply wins (and with no
+                    // other, the requester hears at once that nobody answered).
+                    continue;
+                }
+                let subject = incoming.subject().to_owned();
+                let event = convert::envelope(&subject, incoming.take_message());
+                match sender.try_send(Ok(event)) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    Err(mpsc::error::TrySendError::Full(_)) => break subject,
+                };
+            };
+            // Unsubscribed first, so nothing waits on this stream any more;
+            // the client reads why after the events it has not read yet.
+            drop(subscription);
+            tracing::warn!(subject = %fell_behind, "grpc: a Subscribe stream fell behind by a full buffer; ended");
+            let behind = Status::resource_exhausted(
+                "this stream fell behind by a full buffer of events and was ended; subscribe again",
+            );
+            let _ = sender.send(Err(behind)).await;
+        });
+        let events = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            let item = receiver.recv().await?;
+            Some((item, receiver))
         });
         Ok(Response::new(Box::pin(events)))
     }
@@ -140,7 +187,7 @@ impl Mesh for Service {
             .map(|ConnectInfo(address)| *address)
             .ok_or_else(|| Status::internal("the caller's address is unknown"))?;
         let theirs = convert::snapshot_in(request.into_inner());
-        match self.0.take_snapshot(theirs, caller).await {
+        match self.shared.take_snapshot(theirs, caller).await {
             Ok(ours) => Ok(Response::new(convert::snapshot_out(&ours))),
             Err(SnapshotRefused::Invalid(reason)) => {
                 Err(status::refusal(wire::STATUS_CODEC_ERROR, reason))

@@ -26,11 +26,17 @@ impl GrpcTransport {
     pub(crate) async fn start(settings: HttpSettings) -> Result<Self> {
         let wire = Wire {
             backend: super::BACKEND,
-            scheme: "http",
+            // gRPC's own form of the address (tonic's `Endpoint`); shown as grpc(s)://.
+            scheme: if settings.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             client: Arc::new(GrpcPeers::new(
                 settings.token.as_deref(),
                 settings.peer_timeout,
                 settings.max_body,
+                settings.tls.as_ref(),
             )?),
             router: super::server::router,
             protocol: Protocol::Http2,
@@ -40,9 +46,13 @@ impl GrpcTransport {
         })
     }
 
-    /// The address peers reach this service at, as `grpc://HOST:PORT`.
+    /// The address peers reach this service at, as `grpc://HOST:PORT` (`grpcs://` with TLS).
     pub fn url(&self) -> String {
-        self.mesh.url().replacen("http://", "grpc://", 1)
+        let url = self.mesh.url();
+        match url.strip_prefix("https://") {
+            Some(address) => format!("grpcs://{address}"),
+            None => url.replacen("http://", "grpc://", 1),
+        }
     }
 }
 

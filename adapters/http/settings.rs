@@ -156,17 +156,7 @@ impl HttpSettings {
         if buffer == 0 {
             return Err(Error::config("option `buffer` must be at least 1"));
         }
-        let tls = match flavor {
-            Flavor::Http => read_tls(url.scheme() == "https", &mut options)?,
-            Flavor::Grpc => {
-                if TLS_OPTIONS.iter().any(|name| options.take(name).is_some()) {
-                    return Err(Error::config(
-                        "grpc:// does not take `tls_*` options yet: terminate TLS in front of the service (a proxy or mesh sidecar), or use https:// for TLS between services",
-                    ));
-                }
-                None
-            }
-        };
+        let tls = read_tls(flavor, url.scheme(), &mut options)?;
         let settings = HttpSettings {
             listen: SocketAddr::new(ip, port),
             peers,
@@ -212,9 +202,6 @@ impl HttpSettings {
     }
 }
 
-/// The `tls_*` options (`https://` only).
-const TLS_OPTIONS: &[&str] = &["tls_cert", "tls_key", "tls_ca", "tls_client_auth"];
-
 /// Which backend's URL is read: the options are the same, the peers' scheme is not.
 #[derive(Clone, Copy)]
 enum Flavor {
@@ -231,26 +218,38 @@ impl Flavor {
         }
     }
 
+    /// The scheme of a service with TLS.
+    fn secure_scheme(self) -> &'static str {
+        match self {
+            Flavor::Http => "https",
+            Flavor::Grpc => "grpcs",
+        }
+    }
+
     /// A peer as the mesh keeps it: `http(s)://HOST:PORT` (gRPC peers are
-    /// written `grpc://HOST:PORT` and kept in tonic's `http://` form).
+    /// written `grpc(s)://HOST:PORT` and kept in tonic's `http(s)://` form).
     fn parse_peer(self, raw: &str) -> Result<String> {
         match self {
             Flavor::Http => parse_peer(raw),
-            Flavor::Grpc => match raw.strip_prefix("grpc://") {
-                Some(address) => parse_peer(&format!("http://{address}")),
-                None => Err(Error::config(format!(
-                    "option `peers`: `{raw}` must be grpc://HOST:PORT"
+            Flavor::Grpc => match (raw.strip_prefix("grpc://"), raw.strip_prefix("grpcs://")) {
+                (Some(address), _) => parse_peer(&format!("http://{address}")),
+                (_, Some(address)) => parse_peer(&format!("https://{address}")),
+                _ => Err(Error::config(format!(
+                    "option `peers`: `{raw}` must be grpc://HOST:PORT or grpcs://HOST:PORT"
                 ))),
             },
         }
     }
 }
 
-/// `https://` needs a certificate and key; `tls_*` options need `https://`.
+/// `https://` (`grpcs://`) needs a certificate and key; `tls_*` options need it.
 fn read_tls(
-    https: bool,
+    flavor: Flavor,
+    scheme: &str,
     options: &mut crate::options::Options,
 ) -> Result<Option<super::tls::HttpTls>> {
+    let secure = flavor.secure_scheme();
+    let https = scheme == secure;
     let cert = options.take("tls_cert");
     let key = options.take("tls_key");
     let ca = options.take("tls_ca");
@@ -259,16 +258,16 @@ fn read_tls(
         .unwrap_or(false);
     if !https {
         if cert.is_some() || key.is_some() || ca.is_some() || client_auth {
-            return Err(Error::config(
-                "options `tls_*` need an https:// URL (https://HOST:PORT?tls_cert=…&tls_key=…)",
-            ));
+            return Err(Error::config(format!(
+                "options `tls_*` need a {secure}:// URL ({secure}://HOST:PORT?tls_cert=…&tls_key=…)",
+            )));
         }
         return Ok(None);
     }
     let (Some(cert), Some(key)) = (cert, key) else {
-        return Err(Error::config(
-            "an https:// service needs `tls_cert` and `tls_key`: the PEM files of its certificate and key",
-        ));
+        return Err(Error::config(format!(
+            "a {secure}:// service needs `tls_cert` and `tls_key`: the PEM files of its certificate and key",
+        )));
     };
     if client_auth && ca.is_none() {
         return Err(Error::config(

@@ -8,6 +8,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls;
 
+use super::listener::Protocol;
 use crate::error::{Error, Result};
 
 /// The files of an `https://` service (options `tls_cert`, `tls_key`, `tls_ca`, `tls_client_auth`).
@@ -72,8 +73,9 @@ fn roots(path: &Path) -> Result<rustls::RootCertStore> {
 }
 
 impl HttpTls {
-    /// The server side: this service's certificate, and the client check for mutual TLS.
-    pub(super) fn acceptor(&self) -> Result<tokio_rustls::TlsAcceptor> {
+    /// The server side: this service's certificate, and the client check for
+    /// mutual TLS; ALPN offers the one HTTP version the server speaks.
+    pub(super) fn acceptor(&self, protocol: Protocol) -> Result<tokio_rustls::TlsAcceptor> {
         let builder = rustls::ServerConfig::builder_with_provider(crypto())
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::config(format!("TLS: {e}")))?;
@@ -97,8 +99,32 @@ impl HttpTls {
                 private_key(&self.key)?,
             )
             .map_err(|e| Error::config(format!("options `tls_cert`/`tls_key`: {e}")))?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![match protocol {
+            Protocol::Http1 => b"http/1.1".to_vec(),
+            // gRPC clients (tonic, grpcio) insist on `h2` by ALPN.
+            Protocol::Http2 => b"h2".to_vec(),
+        }];
         Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
+
+    /// The PEM files a gRPC client presents and trusts: the certificate
+    /// chain, its key, and the CA when given (each checked to hold PEM).
+    #[cfg(feature = "grpc")]
+    pub(crate) fn client_pems(&self) -> Result<(Vec<u8>, Vec<u8>, Option<Vec<u8>>)> {
+        certificates("tls_cert", &self.cert)?;
+        private_key(&self.key)?;
+        let ca = match &self.ca {
+            Some(ca) => {
+                certificates("tls_ca", ca)?;
+                Some(read("tls_ca", ca)?)
+            }
+            None => None,
+        };
+        Ok((
+            read("tls_cert", &self.cert)?,
+            read("tls_key", &self.key)?,
+            ca,
+        ))
     }
 
     /// The client side: trust `ca` only (when given), and present this

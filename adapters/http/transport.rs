@@ -220,7 +220,7 @@ impl HttpTransport {
         let acceptor = settings
             .tls
             .as_ref()
-            .map(|tls| tls.acceptor())
+            .map(|tls| tls.acceptor(wire.protocol))
             .transpose()?;
         let local = LocalRouter::private();
         let shared = Arc::new(Shared {
