@@ -155,8 +155,42 @@ async fn http_responders_answer_every_hostile_request() {
     assert!(report.is_clean(), "{report}");
 }
 
+#[cfg(feature = "grpc")]
+async fn grpc_responders_answer_every_hostile_request() {
+    use switchboard::grpc::proto::{switchboard_client::SwitchboardClient, Envelope};
+
+    let bus = switchboard::connect("grpc://127.0.0.1:0").await.unwrap();
+    let subject = "hostile.double";
+    let running = doubler(&bus, subject).await;
+    let mut client = SwitchboardClient::connect(format!("http://{}", bus.local_address().unwrap()))
+        .await
+        .unwrap();
+    for (index, headers) in hostile_headers(14, 150).into_iter().enumerate() {
+        // Envelope headers are protobuf strings: every hostile value arrives as sent.
+        let envelope = Envelope {
+            subject: subject.into(),
+            headers: headers.iter().cloned().collect(),
+            payload: "21".into(),
+        };
+        let mut request = tonic::Request::new(envelope);
+        request.set_timeout(Duration::from_secs(5));
+        match client.request(request).await {
+            Ok(reply) => assert_eq!(&reply.into_inner().payload[..], b"42", "request {index}"),
+            Err(status) => assert!(
+                status.metadata().contains_key("sb-status"),
+                "request {index} with {headers:?}: {status:?} without sb-status"
+            ),
+        }
+    }
+    still_answers(&bus, subject).await;
+    let report = running.shutdown().await;
+    assert!(report.is_clean(), "{report}");
+}
+
 crate::tests!(
     nats_responders_answer_every_hostile_request,
+    #[cfg(feature = "grpc")]
+    grpc_responders_answer_every_hostile_request,
     #[cfg(feature = "http")]
     http_responders_answer_every_hostile_request,
 );

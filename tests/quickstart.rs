@@ -103,15 +103,27 @@ async fn on_memory() {
     .await;
 }
 
-async fn on_http() {
+/// One port per service, `orders` the seed the others learn the mesh from.
+#[cfg(feature = "http")]
+async fn on_mesh(scheme: &str) {
     let orders = support::free_port();
-    let seed = format!("http://127.0.0.1:{orders}");
+    let seed = format!("{scheme}://127.0.0.1:{orders}");
     let urls = vec![
         ("orders", seed.clone()),
-        ("shipping", format!("http://127.0.0.1:0?peers={seed}")),
-        ("client", format!("http://127.0.0.1:0?peers={seed}")),
+        ("shipping", format!("{scheme}://127.0.0.1:0?peers={seed}")),
+        ("client", format!("{scheme}://127.0.0.1:0?peers={seed}")),
     ];
-    every_style("http", &urls).await;
+    every_style(scheme, &urls).await;
+}
+
+#[cfg(feature = "http")]
+async fn on_http() {
+    on_mesh("http").await;
+}
+
+#[cfg(feature = "grpc")]
+async fn on_grpc() {
+    on_mesh("grpc").await;
 }
 
 async fn on_nats() {
@@ -132,6 +144,8 @@ crate::tests!(
     on_memory,
     #[cfg(feature = "http")]
     on_http,
+    #[cfg(feature = "grpc")]
+    on_grpc,
     #[cfg(feature = "nats")]
     on_nats,
     #[cfg(feature = "kafka")]
