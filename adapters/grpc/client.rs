@@ -80,8 +80,8 @@ impl GrpcPeers {
         let channel = endpoint
             .connect_timeout(self.peer_timeout)
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(self.peer_timeout)
+            // TCP keep-alive finds a vanished peer without HTTP/2 pings on every poll.
+            .tcp_keepalive(Some(Duration::from_secs(30)))
             .connect_lazy();
         self.channels
             .write()

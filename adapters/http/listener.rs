@@ -71,6 +71,10 @@ pub(super) async fn serve(
             _ = crate::drain::stop_requested(&mut stopped) => break,
         };
         let _ = stream.set_nodelay(true);
+        #[cfg(feature = "grpc")]
+        if protocol == Protocol::Http2 {
+            keep_alive(&stream, limits.header_timeout);
+        }
         let connection = Connection {
             http: http.clone(),
             app: app.clone(),
@@ -100,6 +104,19 @@ pub(super) async fn serve(
     graceful.shutdown().await;
 }
 
+/// TCP keep-alive probes after `idle`, every `idle`: an HTTP/2 connection
+/// whose peer vanished is closed by the kernel (after 3 unanswered probes).
+#[cfg(feature = "grpc")]
+fn keep_alive(stream: &tokio::net::TcpStream, idle: Duration) {
+    let probes = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(idle)
+        .with_retries(3);
+    if let Err(err) = socket2::SockRef::from(stream).set_tcp_keepalive(&probes) {
+        tracing::debug!(error = %err, "TCP keep-alive not set");
+    }
+}
+
 /// How connections are served: HTTP/1.1 or HTTP/2, with the limits.
 #[derive(Clone)]
 enum Http {
@@ -122,10 +139,9 @@ impl Http {
             Protocol::Http2 => {
                 let mut http =
                     hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
-                // A silent peer is found by pings; one that stops answering them is dropped.
+                // No HTTP/2 pings (their bookkeeping runs on every poll of the
+                // connection): a vanished peer is found by TCP keep-alive instead.
                 http.timer(TokioTimer::new())
-                    .keep_alive_interval(limits.header_timeout)
-                    .keep_alive_timeout(limits.header_timeout)
                     .max_header_list_size(limits.max_header_bytes as u32)
                     .max_concurrent_streams(1024);
                 Http::Two(http)
