@@ -126,6 +126,7 @@ async fn on_grpc() {
     on_mesh("grpc").await;
 }
 
+#[cfg(feature = "nats")]
 async fn on_nats() {
     let url = support::nats_url();
     let probe = support::connect_or_skip(&url).await.unwrap();
@@ -133,6 +134,7 @@ async fn on_nats() {
     every_style("nats", &same_url(&url)).await;
 }
 
+#[cfg(feature = "kafka")]
 async fn on_kafka() {
     let url = support::kafka_url();
     let probe = support::connect_or_skip(&url).await.unwrap();

@@ -43,9 +43,10 @@ impl GrpcPeers {
             .transpose()?;
         let tls = tls
             .map(|tls| {
-                let (cert, key, ca) = tls.client_pems()?;
-                let config = ClientTlsConfig::new().identity(Identity::from_pem(cert, key));
-                Ok::<_, Error>(match ca {
+                let pems = tls.client_pems()?;
+                let config =
+                    ClientTlsConfig::new().identity(Identity::from_pem(pems.cert, pems.key));
+                Ok::<_, Error>(match pems.ca {
                     Some(ca) => config.ca_certificate(Certificate::from_pem(ca)),
                     None => config.with_webpki_roots(),
                 })

@@ -25,6 +25,14 @@ pub struct HttpTls {
     pub client_auth: bool,
 }
 
+/// What a gRPC client presents (`cert`, `key`) and trusts (`ca`, if given), as PEM.
+#[cfg(feature = "grpc")]
+pub(crate) struct ClientPems {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    pub ca: Option<Vec<u8>>,
+}
+
 fn crypto() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -107,10 +115,9 @@ impl HttpTls {
         Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
     }
 
-    /// The PEM files a gRPC client presents and trusts: the certificate
-    /// chain, its key, and the CA when given (each checked to hold PEM).
+    /// The PEM files a gRPC client presents and trusts, each checked to hold PEM.
     #[cfg(feature = "grpc")]
-    pub(crate) fn client_pems(&self) -> Result<(Vec<u8>, Vec<u8>, Option<Vec<u8>>)> {
+    pub(crate) fn client_pems(&self) -> Result<ClientPems> {
         certificates("tls_cert", &self.cert)?;
         private_key(&self.key)?;
         let ca = match &self.ca {
@@ -120,11 +127,11 @@ impl HttpTls {
             }
             None => None,
         };
-        Ok((
-            read("tls_cert", &self.cert)?,
-            read("tls_key", &self.key)?,
+        Ok(ClientPems {
+            cert: read("tls_cert", &self.cert)?,
+            key: read("tls_key", &self.key)?,
             ca,
-        ))
+        })
     }
 
     /// The client side: trust `ca` only (when given), and present this
