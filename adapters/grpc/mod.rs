@@ -1,6 +1,7 @@
-//! gRPC backend (`grpc://`): every service runs its own gRPC server (tonic,
-//! HTTP/2) serving the contract in `proto/switchboard/v1/`, and calls its peers
-//! over gRPC. Peers and their subscriptions are learned as on `http://`.
+//! gRPC backend (`grpc://`, and `grpcs://` with TLS): every service runs its
+//! own gRPC server (tonic, HTTP/2) serving the contract in
+//! `proto/switchboard/v1/`, and calls its peers over gRPC. Peers and their
+//! subscriptions are learned as on `http://`.
 //!
 //! See `adapters/grpc/docs.md` for the URL options, the status and metadata
 //! mapping (for clients in other languages) and the guarantees.
