@@ -546,6 +546,52 @@ async fn tls_between_services_and_for_clients() {
     assert!(client.request(order()).await.is_ok());
 }
 
+/// A connection that never makes a request (silent, or only the HTTP/2
+/// preface) is closed after `header_timeout`, so strangers cannot hold the
+/// service's connection slots; callers are served meanwhile.
+async fn connections_without_a_request_are_closed() {
+    let (orders, _running) = orders_service("grpc://127.0.0.1:0?header_timeout=1s").await;
+    let address = orders.local_address().unwrap();
+    let mut idle = Vec::new();
+    for preface in [&b""[..], &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..]] {
+        let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+        socket.write_all(preface).await.unwrap();
+        idle.push(socket);
+    }
+    let caller = connect(&format!("grpc://127.0.0.1:0?peers=grpc://{address}"))
+        .await
+        .unwrap();
+    let receipt: Receipt = caller
+        .request_json(
+            "orders.place",
+            &PlaceOrder {
+                item: "a".into(),
+                quantity: 2,
+                unit_cents: 2,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(receipt.total_cents, 4);
+    for (index, mut socket) in idle.into_iter().enumerate() {
+        // Reads until the server closes (the server's SETTINGS frame may come first).
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut buffer = [0u8; 256];
+            loop {
+                match socket.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "idle connection {index} still open after 5 s"
+        );
+    }
+}
+
 /// Misconfigured URLs are clear errors, not a server that half works.
 async fn bad_urls_are_clear_errors() {
     for (url, expected) in [
@@ -573,5 +619,6 @@ crate::tests!(
     oversized_messages_are_refused,
     garbage_on_the_socket_disturbs_nothing,
     tls_between_services_and_for_clients,
+    connections_without_a_request_are_closed,
     bad_urls_are_clear_errors,
 );

@@ -80,6 +80,7 @@ pub(super) async fn serve(
             app: app.clone(),
             remote,
             watcher: graceful.watcher(),
+            first_request_within: limits.header_timeout,
         };
         let tls = tls.clone();
         let handshake_timeout = limits.header_timeout;
@@ -158,9 +159,12 @@ struct Connection {
     app: Router,
     remote: SocketAddr,
     watcher: hyper_util::server::graceful::Watcher,
+    /// HTTP/2: how long a connection may go without its first request.
+    first_request_within: Duration,
 }
 
 impl Connection {
+    #[cfg_attr(not(feature = "grpc"), allow(unused_variables))]
     async fn serve<S>(self, stream: S)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -170,8 +174,12 @@ impl Connection {
             app,
             remote,
             watcher,
+            first_request_within,
         } = self;
+        let requested = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = requested.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            seen.store(true, std::sync::atomic::Ordering::Relaxed);
             // The peer's address, for the snapshot exchange's address check.
             request.extensions_mut().insert(ConnectInfo(remote));
             app.clone().call(request)
@@ -184,9 +192,21 @@ impl Connection {
             }
             #[cfg(feature = "grpc")]
             Http::Two(http) => {
-                watcher
-                    .watch(http.serve_connection(TokioIo::new(stream), service))
-                    .await
+                // hyper's HTTP/2 server has no header timeout: a connection that
+                // sends nothing (or only the preface) would hold its slot for
+                // ever, so one without a request in time is dropped (closed).
+                let serving = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::pin!(serving);
+                tokio::select! {
+                    ended = &mut serving => ended,
+                    () = tokio::time::sleep(first_request_within) => {
+                        if !requested.load(std::sync::atomic::Ordering::Relaxed) {
+                            tracing::debug!(%remote, "no request within header_timeout; connection closed");
+                            return;
+                        }
+                        serving.await
+                    }
+                }
             }
         };
         if let Err(err) = ended {
