@@ -1,26 +1,8 @@
 //! Bearer tokens: reading `Authorization` and comparing secrets, for the
-//! HTTP backend and the GraphQL gateway.
+//! HTTP and gRPC backends and the GraphQL gateway.
 
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
-
-/// The body length a request declares in `Content-Length`, if any: checked
-/// against a limit before a byte of the body is read.
-pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-}
-
-/// Marks a refusal sent before the body was read: the connection closes,
-/// because the unread body would otherwise be read as the next request.
-pub(crate) fn close_after(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
-}
 
 /// Whether `authorization` (an `Authorization` value) is `Bearer TOKEN` with
 /// this token, compared in constant time.

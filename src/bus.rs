@@ -15,11 +15,12 @@ use crate::health::Health;
 use crate::message::Message;
 use crate::observe::{observe, Operation};
 use crate::service::EventPolicy;
-use crate::settings::{RouteDecision, RouteTable, Style, DEFAULT_TRANSPORT};
+use crate::settings::{NoSubscriber, RouteDecision, RouteTable, Style, DEFAULT_TRANSPORT};
 use crate::subject;
 use crate::subscription::Subscription;
 use crate::trace_context;
-use crate::transport::Transport;
+use crate::transport::{Reach, Transport};
+use crate::unrouted::Unrouted;
 use crate::wire;
 
 /// The request timeout used when none is configured.
@@ -30,6 +31,9 @@ struct Resolved<'a> {
     carrier: &'a Carrier,
     style: Style,
     timeout: Duration,
+    on_no_subscriber: NoSubscriber,
+    /// The pattern of the rule that decided, for logs.
+    rule: Option<&'a str>,
 }
 
 /// One configured transport and its default request timeout.
@@ -47,6 +51,11 @@ struct Inner {
     default: Carrier,
     events: EventPolicy,
     handler_concurrency: Option<usize>,
+    /// Events that reached no subscriber, shared by every clone.
+    unrouted: Arc<Unrouted>,
+    /// Where async sends are held until a recipient took them (`[outbox]`).
+    #[cfg(feature = "outbox")]
+    outbox: Option<Arc<crate::outbox::Outbox>>,
 }
 
 /// The handle a service holds: returned by [`connect`](crate::connect) and
@@ -93,6 +102,9 @@ impl Bus {
                 default,
                 events: EventPolicy::default(),
                 handler_concurrency: None,
+                unrouted: Arc::default(),
+                #[cfg(feature = "outbox")]
+                outbox: None,
             }),
         }
     }
@@ -132,6 +144,9 @@ impl Bus {
                 default,
                 events,
                 handler_concurrency,
+                unrouted: Arc::default(),
+                #[cfg(feature = "outbox")]
+                outbox: None,
             }),
         })
     }
@@ -174,9 +189,11 @@ impl Bus {
     }
 
     /// The worst health of the configured transports: connected, degraded
-    /// (reconnecting, circuits open) or closed, for a service's health endpoint.
+    /// (reconnecting, circuits open) or closed, for a service's health
+    /// endpoint. Degraded too for 10 s after an event reached no subscriber.
     pub fn health(&self) -> Health {
-        self.inner
+        let transports = self
+            .inner
             .carriers
             .values()
             .map(|carrier| carrier.transport.health())
@@ -185,7 +202,11 @@ impl Bus {
                 Health::Degraded(_) => 1,
                 Health::Closed => 2,
             })
-            .unwrap_or(Health::Connected)
+            .unwrap_or(Health::Connected);
+        match (transports, self.inner.unrouted.degraded()) {
+            (Health::Connected, Some(why)) => Health::Degraded(why),
+            (health, _) => health,
+        }
     }
 
     /// The default transport's backend name (`memory`, `http`, `nats`, `kafka`).
@@ -211,6 +232,8 @@ impl Bus {
                 carrier: &self.inner.default,
                 style: self.inner.table.default_style(),
                 timeout: self.inner.default.timeout,
+                on_no_subscriber: NoSubscriber::Count,
+                rule: None,
             };
         }
         let decision = self.inner.table.decide(subject_or_pattern);
@@ -220,6 +243,8 @@ impl Bus {
             carrier,
             style: decision.style,
             timeout: decision.timeout.unwrap_or(carrier.timeout),
+            on_no_subscriber: decision.on_no_subscriber,
+            rule: decision.rule,
         }
     }
 
@@ -275,7 +300,7 @@ impl Bus {
                 Ok(Sent::Replied(reply))
             }
             Style::Async => {
-                self.publish_on(route.carrier, subject, message).await?;
+                self.publish_on(&route, subject, message).await?;
                 Ok(Sent::Accepted)
             }
         }
@@ -334,34 +359,124 @@ impl Bus {
     }
 
     /// Publishes an event to every subscriber of `subject`.
+    ///
+    /// An event that reaches no subscriber (on backends that can tell:
+    /// memory, HTTP, gRPC) is counted, logged and shown in
+    /// [`health`](Self::health); with `on_no_subscriber = "error"` on its
+    /// route it fails with [`Error::NoResponders`].
     pub async fn publish(&self, subject: &str, message: Message) -> Result<()> {
-        self.publish_on(self.carrier(subject), subject, message)
+        self.publish_on(&self.resolve(subject), subject, message)
             .await
     }
 
-    async fn publish_on(&self, carrier: &Carrier, subject: &str, message: Message) -> Result<()> {
+    async fn publish_on(
+        &self,
+        route: &Resolved<'_>,
+        subject: &str,
+        message: Message,
+    ) -> Result<()> {
+        let transport = &route.carrier.transport;
         subject::validate(subject)?;
-        check_outgoing(carrier.transport.capabilities(), &message)?;
+        check_outgoing(transport.capabilities(), &message)?;
         let mut message = message;
         let trace = trace_context::propagate(&mut message.headers);
-        let call = carrier.transport.publish(subject, message);
-        observe(
-            Operation::Publish,
-            subject,
-            carrier.transport.capabilities().backend,
-            trace.as_ref(),
-            call,
-        )
-        .await
+        let backend = transport.capabilities().backend;
+        #[cfg(feature = "outbox")]
+        if let Some(outbox) = &self.inner.outbox {
+            // A broker that keeps events for absent consumers needs no outbox.
+            if !transport.redelivers(subject) {
+                let call = outbox.append(subject, message);
+                return observe(Operation::Publish, subject, backend, trace.as_ref(), call).await;
+            }
+        }
+        let call = transport.publish_reaching(subject, message);
+        let reach = observe(Operation::Publish, subject, backend, trace.as_ref(), call).await?;
+        if reach == Reach::Nobody {
+            self.inner
+                .unrouted
+                .record(subject, route.rule.unwrap_or("(default)"), backend);
+            if route.on_no_subscriber == NoSubscriber::Error {
+                return Err(Error::NoResponders {
+                    subject: subject.to_owned(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Publishes a message that may carry reserved headers the service sets
-    /// itself (dead letters); the subject was validated when the service started.
+    /// itself (dead letters); the subject was validated when the service
+    /// started. One that reaches nobody is counted like any other.
     pub(crate) async fn publish_reserved(&self, subject: &str, message: Message) -> Result<()> {
-        self.carrier(subject)
-            .transport
-            .publish(subject, message)
-            .await
+        let route = self.resolve(subject);
+        let transport = &route.carrier.transport;
+        if transport.publish_reaching(subject, message).await? == Reach::Nobody {
+            let backend = transport.capabilities().backend;
+            self.inner
+                .unrouted
+                .record(subject, route.rule.unwrap_or("(default)"), backend);
+        }
+        Ok(())
+    }
+
+    /// How many events published through this bus (and its clones) reached
+    /// no subscriber, on backends that can tell (memory, HTTP, gRPC).
+    pub fn unrouted_total(&self) -> u64 {
+        self.inner.unrouted.total()
+    }
+
+    /// With an `[outbox]`: how many sends it holds (not yet taken by a
+    /// recipient) and how many it dead-lettered after `max_age`; `None` without one.
+    #[cfg(feature = "outbox")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "outbox")))]
+    pub fn outbox_stats(&self) -> Option<crate::outbox::OutboxStats> {
+        self.inner
+            .outbox
+            .as_ref()
+            .map(|outbox| crate::outbox::OutboxStats {
+                pending: outbox.pending(),
+                expired: outbox.expired(),
+            })
+    }
+
+    /// This bus with an outbox: async sends on transports that do not keep
+    /// events for an absent consumer are held in the SQLite file at
+    /// `settings.path` until a recipient took them (see [`crate::outbox`]).
+    /// [`Settings::connect`](crate::Settings::connect) does this for
+    /// `[outbox]`. Fails for a missing `path` or a file that cannot be used.
+    #[cfg(feature = "outbox")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "outbox")))]
+    pub async fn with_outbox(self, settings: &crate::settings::OutboxSettings) -> Result<Bus> {
+        let path = settings
+            .path
+            .as_deref()
+            .ok_or_else(|| Error::config("the outbox needs a `path` for its file"))?;
+        let outbox = crate::outbox::Outbox::open(settings, path, self.outbox_routes()).await?;
+        Ok(self.attach_outbox(outbox))
+    }
+
+    #[cfg(feature = "outbox")]
+    fn attach_outbox(self, outbox: crate::outbox::Outbox) -> Self {
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        inner.outbox = Some(Arc::new(outbox));
+        Bus {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The route table and transports, for the outbox's relay.
+    #[cfg(feature = "outbox")]
+    fn outbox_routes(&self) -> crate::outbox::Routes {
+        let table = self.inner.table.clone();
+        let transports: BTreeMap<String, Arc<dyn Transport>> = self
+            .inner
+            .carriers
+            .iter()
+            .map(|(name, carrier)| (name.clone(), carrier.transport.clone()))
+            .collect();
+        crate::outbox::Routes(Box::new(move |subject| {
+            transports.get(table.decide(subject).transport).cloned()
+        }))
     }
 
     /// Subscribes to a subject or wildcard pattern; every subscriber gets every message.
@@ -408,9 +523,7 @@ impl Bus {
     /// Whether a nacked event on this route's transport comes back.
     pub(crate) fn redelivers(&self, subject_or_pattern: &str) -> bool {
         self.transport_for(subject_or_pattern)
-            .capabilities()
-            .acknowledgements
-            .is_supported()
+            .redelivers(subject_or_pattern)
     }
 
     /// The event policy services on this bus use (from [`Settings`](crate::Settings)).
@@ -462,6 +575,11 @@ impl Bus {
     /// Drains in-flight work and closes every transport; later calls fail
     /// with [`Error::Closed`]. Returns the first error after trying them all.
     pub async fn close(&self) -> Result<()> {
+        // The relay stops first: what it still holds stays in the file for the next start.
+        #[cfg(feature = "outbox")]
+        if let Some(outbox) = &self.inner.outbox {
+            outbox.close().await;
+        }
         let mut first_error = None;
         for carrier in self.inner.carriers.values() {
             if let Err(err) = carrier.transport.close().await {

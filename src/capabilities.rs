@@ -45,6 +45,11 @@ pub struct Capabilities {
     pub ordering: Support,
     /// `ack`/`nack` on received messages lead to redelivery of what was not acknowledged.
     pub acknowledgements: Support,
+    /// An event for a queue group whose members are all away reaches the
+    /// group when one returns: the backend keeps it (Kafka, JetStream), or
+    /// tells the publisher that nobody took it, so an
+    /// [outbox](crate::settings::OutboxSettings) holds it (memory, HTTP, gRPC).
+    pub absent_groups: Support,
     /// The largest payload accepted, in bytes.
     pub max_payload: usize,
 }
@@ -61,6 +66,7 @@ impl Capabilities {
             headers: Support::Yes,
             ordering: Support::Yes,
             acknowledgements: Support::Yes,
+            absent_groups: Support::Yes,
             max_payload,
         }
     }

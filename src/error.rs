@@ -131,11 +131,11 @@ pub enum Error {
     },
 
     /// A payload is larger than the backend accepts.
-    #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
+    #[error("{}", too_large(*size, *limit))]
     PayloadTooLarge {
-        /// The size of the rejected payload in bytes.
+        /// The size of the rejected payload in bytes (0 where the refusing side did not say).
         size: usize,
-        /// The largest payload the backend accepts.
+        /// The largest payload the backend accepts (0 where the refusing side did not say).
         limit: usize,
     },
 
@@ -184,6 +184,16 @@ pub enum Error {
         subject: String,
         /// The configured limit.
         limit: usize,
+    },
+
+    /// The outbox already holds its `max_events` sends; this one was not
+    /// written (kind [`ErrorKind::Overloaded`]).
+    #[error("the outbox already holds {limit} sends (`max_events`); the send to `{subject}` was not accepted")]
+    OutboxFull {
+        /// The subject of the refused send.
+        subject: String,
+        /// The configured `max_events`.
+        limit: u64,
     },
 
     /// Any other failure inside a backend's client library.
@@ -254,7 +264,7 @@ pub enum ErrorKind {
     Usage,
     /// See [`Error::CircuitOpen`].
     CircuitOpen,
-    /// See [`Error::Overloaded`].
+    /// See [`Error::Overloaded`] and [`Error::OutboxFull`].
     Overloaded,
     /// See [`Error::Backend`].
     Backend,
@@ -310,7 +320,7 @@ impl Error {
             Error::Undelivered { .. } => ErrorKind::Undelivered,
             Error::Usage { .. } => ErrorKind::Usage,
             Error::CircuitOpen { .. } => ErrorKind::CircuitOpen,
-            Error::Overloaded { .. } => ErrorKind::Overloaded,
+            Error::Overloaded { .. } | Error::OutboxFull { .. } => ErrorKind::Overloaded,
             Error::Backend { .. } => ErrorKind::Backend,
         }
     }
@@ -376,6 +386,18 @@ impl Error {
         Error::Usage {
             message: message.into(),
         }
+    }
+}
+
+/// The text of [`Error::PayloadTooLarge`]; an unknown size or limit (0) is left out.
+fn too_large(size: usize, limit: usize) -> String {
+    let payload = match size {
+        0 => "payload".to_owned(),
+        size => format!("payload of {size} bytes"),
+    };
+    match limit {
+        0 => format!("{payload} exceeds the responder's limit"),
+        limit => format!("{payload} exceeds the limit of {limit} bytes"),
     }
 }
 

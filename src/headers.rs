@@ -87,6 +87,11 @@ impl Headers {
         self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
+    /// Keeps only the headers for which `keep(name, value)` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
+        self.entries.retain(|(name, value)| keep(name, value));
+    }
+
     /// The number of headers.
     pub fn len(&self) -> usize {
         self.entries.len()

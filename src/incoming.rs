@@ -152,8 +152,7 @@ impl Incoming {
     /// Replies with the wire form of `err` (see [`wire::status_for`]), so the
     /// requester gets the same kind of error.
     pub async fn reply_with(&mut self, err: &Error) -> Result<()> {
-        self.send_reply(wire::error_reply(wire::status_for(err), err.to_string()))
-            .await
+        self.send_reply(wire::error_reply_for(err)).await
     }
 
     /// Sends a reply without the header checks, for replies the crate built itself.

@@ -71,6 +71,8 @@
 //! - `metrics`: counters and histograms through the `metrics` facade.
 //! - `otel`: handler spans join the caller's OpenTelemetry trace (with `tracing-opentelemetry`).
 //! - `graphql`: a GraphQL gateway in front of the bus ([`graphql::Gateway`]).
+//! - `outbox`: async sends held in an embedded SQLite file until a recipient
+//!   took them ([`outbox`], `[outbox]` in the settings).
 //! - `cli`: the `switchboard` command-line tool.
 //! - `conformance`: the behaviour suite every backend must pass
 //!   ([`conformance`]), for adapters written outside this crate.
@@ -83,6 +85,8 @@
 
 #[cfg(any(feature = "http", feature = "graphql"))]
 mod auth;
+#[cfg(any(feature = "http", feature = "graphql"))]
+mod body_limit;
 mod bus;
 mod capabilities;
 pub mod codec;
@@ -110,6 +114,7 @@ pub mod subject;
 mod subscription;
 mod trace_context;
 pub mod transport;
+mod unrouted;
 pub mod wire;
 
 #[cfg(feature = "memory")]
@@ -144,6 +149,10 @@ pub mod conformance;
 #[cfg(feature = "graphql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "graphql")))]
 pub mod graphql;
+
+#[cfg(feature = "outbox")]
+#[cfg_attr(docsrs, doc(cfg(feature = "outbox")))]
+pub mod outbox;
 
 /// W3C trace context carried on every message (`TraceContext`).
 pub mod trace {

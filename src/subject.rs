@@ -79,13 +79,17 @@ fn check_token(subject: &str, token: &str) -> Result<()> {
             "empty token (leading, trailing or double dot)",
         ));
     }
-    if let Some(bad) = token.bytes().find(|b| !is_token_byte(*b)) {
+    // By character, not byte: `é` is named as itself, not as its first UTF-8
+    // byte, and by code point too, which survives ASCII-only error headers.
+    let allowed = |c: char| u8::try_from(c).is_ok_and(is_token_byte);
+    if let Some(bad) = token.chars().find(|c| !allowed(*c)) {
+        let code_point = match bad.is_ascii() {
+            true => String::new(),
+            false => format!(" (U+{:04X})", u32::from(bad)),
+        };
         return Err(invalid(
             subject,
-            format!(
-                "character {:?} is not allowed (use letters, digits, `-`, `_`)",
-                bad as char
-            ),
+            format!("character {bad:?}{code_point} is not allowed (use letters, digits, `-`, `_`)"),
         ));
     }
     Ok(())
@@ -229,6 +233,12 @@ mod tests {
         for bad in ["a.>.b", "a.*x", "a.>>", "", "a..*"] {
             assert!(validate_pattern(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn names_a_non_ascii_character_as_itself() {
+        let err = validate("orders.café").unwrap_err().to_string();
+        assert!(err.contains("character 'é' (U+00E9)"), "{err}");
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct Subscription {
     /// Set by in-process delivery (memory, HTTP): a `Service` route installs
     /// its handler here to answer requests in the caller's task.
     inline: Option<Arc<InlineSlot>>,
+    /// Stops new messages while those already buffered can still be read.
+    stop: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Subscription {
@@ -36,6 +38,36 @@ impl Subscription {
             group,
             stream: Box::pin(stream),
             inline: None,
+            stop: None,
+        }
+    }
+
+    /// Sets how this subscription stops taking new messages while the ones
+    /// the backend already handed it stay readable: after `stop` runs, the
+    /// stream yields what is buffered and then ends (for adapters). A
+    /// [`Service`](crate::Service) uses it at shutdown to handle, return or
+    /// count every message it was given instead of dropping its buffer.
+    pub fn with_stop(mut self, stop: impl FnOnce() + Send + 'static) -> Self {
+        self.stop = Some(Box::new(stop));
+        self
+    }
+
+    /// The stop hook, for a wrapper that re-wraps this subscription's stream.
+    #[cfg(feature = "http")]
+    pub(crate) fn take_stop(&mut self) -> Option<Box<dyn FnOnce() + Send>> {
+        self.stop.take()
+    }
+
+    /// Stops taking new messages (see [`with_stop`](Self::with_stop)); the
+    /// buffered ones remain to be read. `false` if the backend gave no way
+    /// to, and nothing changed.
+    pub fn stop_taking(&mut self) -> bool {
+        match self.stop.take() {
+            Some(stop) => {
+                stop();
+                true
+            }
+            None => false,
         }
     }
 

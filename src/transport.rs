@@ -9,6 +9,20 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::message::Message;
 
+/// Whether a published event reached anyone, from [`Transport::publish_reaching`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reach {
+    /// A live subscriber took it, or a broker that keeps events for its
+    /// consumers (Kafka, a JetStream stream) stored it.
+    Taken,
+    /// No subscriber was there to take it: the event went nowhere.
+    Nobody,
+    /// The backend cannot tell (core NATS drops an event nobody listens to
+    /// without saying so).
+    Unknown,
+}
+
 /// A connection to a messaging backend, offering both communication styles.
 ///
 /// Adapters implement this trait; services use it through [`Bus`](crate::Bus),
@@ -33,6 +47,21 @@ pub trait Transport: Send + Sync + 'static {
     /// per backend is documented in its adapter docs.
     async fn publish(&self, subject: &str, message: Message) -> Result<()>;
 
+    /// Publishes like [`publish`](Self::publish) and says whether anyone
+    /// took the event. The default publishes and answers [`Reach::Unknown`];
+    /// a backend that knows its subscribers answers [`Reach::Nobody`] for an
+    /// event that went nowhere, so the bus counts it and, where the route
+    /// says `on_no_subscriber = "error"`, fails the send. A wrapper forwards it.
+    /// A backend whose capabilities claim
+    /// [`absent_groups`](Capabilities::absent_groups) without keeping events
+    /// itself must answer `Nobody`: an outbox removes what was `Unknown`, and
+    /// the conformance case `outbox_delivers_to_a_group_away_and_back` fails.
+    async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
+        self.publish(subject, message)
+            .await
+            .map(|()| Reach::Unknown)
+    }
+
     /// Subscribes to a subject or pattern, optionally as a member of a queue group.
     ///
     /// Returns only once the subscription is live.
@@ -49,6 +78,16 @@ pub trait Transport: Send + Sync + 'static {
     /// runs its own server (HTTP); `None` elsewhere.
     fn local_address(&self) -> Option<std::net::SocketAddr> {
         None
+    }
+
+    /// Whether an event on `subject_or_pattern` that is nacked (or never
+    /// acknowledged) comes back. The default says what the capabilities
+    /// say for every subject; a transport that stores only some subjects
+    /// (NATS with a JetStream stream) answers per subject, and a wrapper
+    /// forwards the question.
+    fn redelivers(&self, subject_or_pattern: &str) -> bool {
+        let _ = subject_or_pattern;
+        self.capabilities().acknowledgements.is_supported()
     }
 
     /// Whether the transport is connected, degraded or closed. The default

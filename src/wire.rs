@@ -13,6 +13,7 @@
 //! | `sb-status` | responder | present only on error replies: one of the `STATUS_*` values below |
 //! | `sb-error` | responder | the human-readable error message of an error reply |
 //! | `sb-error-code` | responder | on a `handler-error` reply: the handler's machine-readable code, when it gave one |
+//! | `sb-payload-size`, `sb-payload-limit` | responder | on a `payload-too-large` reply: the refused payload's size and the responder's limit, in bytes (each only where the refusing side knew it) |
 //! | `sb-key` | publisher | partition key where the backend has one (Kafka record key); ignored elsewhere |
 //! | `sb-message-id` | publisher | idempotency key: NATS JetStream stores one message per id within the stream's duplicate window (a random id is used when absent); carried as is elsewhere |
 //! | `sb-dead-letter-subject` | service | on a dead-lettered event: the subject it was published to |
@@ -22,6 +23,10 @@
 //! | `traceparent`, `tracestate` | everyone | W3C trace context, see [`TraceContext`](crate::trace::TraceContext) |
 //!
 //! Names starting with `sb-` are reserved: callers may set only `sb-key` and `sb-message-id`.
+//! A request or event received from outside (HTTP, gRPC) keeps only those and
+//! the dead-letter headers; any other `sb-` header a foreign client sent
+//! (`sb-status`, `sb-error`, `sb-reply-to`, …) is dropped before a handler
+//! sees it (see [`drop_foreign_reserved`]).
 //! A reply without `sb-status` is a success. A reply with `sb-status` is turned
 //! into the matching [`Error`] on the requester's side (see [`error_from_reply`]).
 
@@ -45,6 +50,10 @@ pub const STATUS: &str = "sb-status";
 pub const ERROR: &str = "sb-error";
 /// Machine-readable code of a handler's error reply, when the handler gave one.
 pub const ERROR_CODE: &str = "sb-error-code";
+/// On a `payload-too-large` reply: the refused payload's size in bytes.
+pub const PAYLOAD_SIZE: &str = "sb-payload-size";
+/// On a `payload-too-large` reply: the largest payload the responder accepts, in bytes.
+pub const PAYLOAD_LIMIT: &str = "sb-payload-limit";
 /// Idempotency key of a publish (JetStream de-duplicates on it).
 pub const MESSAGE_ID: &str = "sb-message-id";
 /// Partition key for backends that partition (Kafka).
@@ -105,6 +114,43 @@ pub fn handler_error_reply(code: Option<&str>, message: impl Into<String>) -> Me
     reply
 }
 
+/// Drops the reserved headers a caller may not set from a request or event
+/// received from outside, keeping `sb-key`, `sb-message-id` and the
+/// dead-letter headers (which services set on the events they give up on).
+/// A foreign client's `sb-status` or `sb-reply-to` would otherwise reach
+/// the handler as if the transport had set it.
+pub fn drop_foreign_reserved(headers: &mut Headers) {
+    if headers.iter().any(|(name, _)| is_foreign_reserved(name)) {
+        headers.retain(|name, _| !is_foreign_reserved(name));
+    }
+}
+
+fn is_foreign_reserved(name: &str) -> bool {
+    is_reserved(name) && !is_settable(name) && !name.starts_with("sb-dead-letter-")
+}
+
+/// The error reply that carries `err` back to a requester: its `sb-status`,
+/// its text, and for [`Error::PayloadTooLarge`] the sizes as numbers.
+pub fn error_reply_for(err: &Error) -> Message {
+    let mut reply = error_reply(status_for(err), err.to_string());
+    if let Error::PayloadTooLarge { size, limit } = err {
+        with_sizes(&mut reply.headers, Some(*size), Some(*limit));
+    }
+    reply
+}
+
+/// Sets `sb-payload-size` and `sb-payload-limit` where known (non-zero) and
+/// not already set: the refusing side's own figures win.
+pub fn with_sizes(headers: &mut Headers, size: Option<usize>, limit: Option<usize>) {
+    for (name, value) in [(PAYLOAD_SIZE, size), (PAYLOAD_LIMIT, limit)] {
+        if let Some(value) = value.filter(|v| *v > 0) {
+            if !headers.contains(name) {
+                headers.insert(name, value.to_string());
+            }
+        }
+    }
+}
+
 /// The `sb-status` value that carries `err` back to a requester.
 pub fn status_for(err: &Error) -> &'static str {
     match err {
@@ -125,7 +171,11 @@ pub fn error_from_reply(subject: &str, reply: &Message) -> Option<Error> {
         STATUS_CODEC_ERROR => Error::codec(format!("responder rejected the request: {message}")),
         STATUS_NO_RESPONDERS => Error::NoResponders { subject },
         STATUS_PAYLOAD_TOO_LARGE => {
-            Error::PayloadTooLarge { size: 0, limit: 0 }.with_remote_sizes(&message)
+            let number = |name| reply.headers.get(name).and_then(|v| v.parse().ok());
+            Error::PayloadTooLarge {
+                size: number(PAYLOAD_SIZE).unwrap_or(0),
+                limit: number(PAYLOAD_LIMIT).unwrap_or(0),
+            }
         }
         STATUS_TIMEOUT => Error::Timeout {
             subject,
@@ -137,23 +187,6 @@ pub fn error_from_reply(subject: &str, reply: &Message) -> Option<Error> {
             message,
         },
     })
-}
-
-impl Error {
-    /// Reads "payload of N bytes exceeds the limit of M bytes" back into sizes, when present.
-    fn with_remote_sizes(self, message: &str) -> Error {
-        let numbers: Vec<usize> = message
-            .split(|c: char| !c.is_ascii_digit())
-            .filter_map(|s| s.parse().ok())
-            .collect();
-        match numbers.as_slice() {
-            [size, limit, ..] => Error::PayloadTooLarge {
-                size: *size,
-                limit: *limit,
-            },
-            _ => self,
-        }
-    }
 }
 
 /// Replaces characters that are not allowed in header values.
@@ -192,22 +225,45 @@ mod tests {
             ),
         ];
         for (err, kind) in cases {
-            let reply = error_reply(status_for(&err), err.to_string());
+            let reply = error_reply_for(&err);
             let back = error_from_reply("s", &reply).expect("error reply");
             assert_eq!(back.kind(), kind);
         }
-        let too_large = error_from_reply(
-            "s",
-            &error_reply(
-                STATUS_PAYLOAD_TOO_LARGE,
-                "payload of 10 bytes exceeds the limit of 5 bytes",
-            ),
-        );
+        let too_large = error_reply_for(&Error::PayloadTooLarge { size: 10, limit: 5 });
         assert!(matches!(
-            too_large,
+            error_from_reply("s", &too_large),
             Some(Error::PayloadTooLarge { size: 10, limit: 5 })
         ));
+        // Sizes travel as numbers, never read back from text (which may hold an address).
+        let from_text = error_reply(
+            STATUS_PAYLOAD_TOO_LARGE,
+            "HTTP 413 from http://127.0.0.1:7001: payload of 10 bytes exceeds the limit of 5 bytes",
+        );
+        assert!(matches!(
+            error_from_reply("s", &from_text),
+            Some(Error::PayloadTooLarge { size: 0, limit: 0 })
+        ));
         assert!(error_from_reply("s", &Message::new("ok")).is_none());
+    }
+
+    #[test]
+    fn foreign_reserved_headers_are_dropped() {
+        let mut headers = Headers::new();
+        for name in [
+            STATUS,
+            ERROR,
+            REPLY_TO,
+            CORRELATION_ID,
+            KEY,
+            MESSAGE_ID,
+            DEAD_LETTER_ERROR,
+            "tenant",
+        ] {
+            headers.insert(name, "x");
+        }
+        drop_foreign_reserved(&mut headers);
+        let kept: Vec<&str> = headers.iter().map(|(name, _)| name).collect();
+        assert_eq!(kept, [KEY, MESSAGE_ID, DEAD_LETTER_ERROR, "tenant"]);
     }
 
     #[test]

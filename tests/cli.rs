@@ -39,7 +39,14 @@ fn spawn_announced(
 
 /// `reply` in one process, `req` in another; the reply must come back and the responder exit.
 fn round_trip(responder_url: &str, requester_url: &str) {
+    round_trip_announcing(responder_url, requester_url, "answering");
+}
+
+/// [`round_trip`], where the responder's first line must start with
+/// `announcement` (`{subject}` in it stands for the subject used).
+fn round_trip_announcing(responder_url: &str, requester_url: &str, announcement: &str) {
     let subject = format!("cli.{}", support::unique("echo"));
+    let announcement = announcement.replace("{subject}", &subject);
     let (mut responder, _) = spawn_announced(
         &[
             "--url",
@@ -52,7 +59,7 @@ fn round_trip(responder_url: &str, requester_url: &str) {
             "1",
         ],
         Stdio::null(),
-        "answering",
+        &announcement,
     );
     let output = cli(&[
         "--url",
@@ -235,6 +242,17 @@ async fn request_round_trip_on_http() {
     );
 }
 
+/// On gRPC the responder announces its `grpc://` address, which a requester can peer with.
+#[cfg(feature = "grpc")]
+async fn request_round_trip_on_grpc() {
+    let port = support::free_port();
+    round_trip_announcing(
+        &format!("grpc://127.0.0.1:{port}"),
+        &format!("grpc://127.0.0.1:0?peers=grpc://127.0.0.1:{port}"),
+        &format!("answering {{subject}} at grpc://127.0.0.1:{port}"),
+    );
+}
+
 crate::tests!(
     bad_input_fails_with_a_clear_message,
     bench_runs_on_memory,
@@ -247,4 +265,6 @@ crate::tests!(
     request_round_trip_on_kafka,
     #[cfg(feature = "http")]
     request_round_trip_on_http,
+    #[cfg(feature = "grpc")]
+    request_round_trip_on_grpc,
 );

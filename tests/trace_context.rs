@@ -27,6 +27,7 @@ fn router(default: Bus, pattern: &str, other: Bus, style: Style) -> Bus {
             style: Some(style),
             transport: Some("broker".into()),
             timeout: None,
+            on_no_subscriber: Default::default(),
         })
         .unwrap();
     let buses = BTreeMap::from([

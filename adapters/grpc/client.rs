@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::http::mesh::{PeerCalls, Snapshot, DELIVER};
 use crate::http::HttpTls;
 use crate::message::Message;
+use crate::wire;
 
 /// Calls peers over gRPC, with the bearer token on every call.
 pub(super) struct GrpcPeers {
@@ -127,6 +128,7 @@ impl PeerCalls for GrpcPeers {
         timeout: Duration,
     ) -> Result<Message> {
         let mut client = self.switchboard(peer)?;
+        let sent = message.payload.len();
         let request = self.request_of(convert::envelope(subject, message), timeout);
         match tokio::time::timeout(timeout, client.request(request)).await {
             Err(_) => Err(timed_out(subject, timeout)),
@@ -136,7 +138,13 @@ impl PeerCalls for GrpcPeers {
             {
                 Err(timed_out(subject, timeout))
             }
-            Ok(Err(status)) => status::reply_for(status, peer, subject),
+            Ok(Err(status)) => {
+                let mut reply = status::reply_for(status, peer, subject)?;
+                if reply.headers.get(wire::STATUS) == Some(wire::STATUS_PAYLOAD_TOO_LARGE) {
+                    wire::with_sizes(&mut reply.headers, Some(sent), None);
+                }
+                Ok(reply)
+            }
         }
     }
 
@@ -162,9 +170,17 @@ impl PeerCalls for GrpcPeers {
         };
         match status.code() {
             Code::Unauthenticated => Err(status::unauthorized(peer)),
+            // The peer has no subscriber for it any more (its snapshot here is out of date).
+            Code::NotFound => Err(Error::NoResponders {
+                subject: subject.to_owned(),
+            }),
             Code::ResourceExhausted | Code::OutOfRange => Err(Error::PayloadTooLarge {
                 size: message.payload.len(),
-                limit: 0,
+                limit: status
+                    .metadata()
+                    .get(wire::PAYLOAD_LIMIT)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .unwrap_or(0),
             }),
             // Refused connection, or the subscribers' queues full: the mesh retries.
             Code::Unavailable | Code::DeadlineExceeded => Err(Error::Connect {
@@ -206,5 +222,5 @@ impl PeerCalls for GrpcPeers {
 }
 
 fn has_sb_status(status: &tonic::Status) -> bool {
-    status.metadata().contains_key(crate::wire::STATUS)
+    status.metadata().contains_key(wire::STATUS)
 }

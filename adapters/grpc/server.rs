@@ -17,13 +17,19 @@ use super::proto::mesh_server::{Mesh, MeshServer};
 use super::proto::switchboard_server::{Switchboard, SwitchboardServer};
 use super::proto::{self, Accepted, Envelope, SubscribeRequest};
 use super::{convert, status};
+use crate::error::Error;
 use crate::http::mesh::{EventRefused, Shared, SnapshotRefused, DELIVER};
 use crate::{auth, subject, wire};
 
+/// Room for an envelope's subject and headers on top of `max_body`: tonic's
+/// own limit stops only what is far too large, and a payload over `max_body`
+/// is refused here, with its size and the limit as numbers.
+const ENVELOPE_ALLOWANCE: usize = 64 * 1024;
+
 /// The routes of a service: both gRPC services behind the token check, with
-/// the message size limit (`max_body`) both ways.
+/// the message size limit (`max_body` on the payload) both ways.
 pub(super) fn router(shared: Arc<Shared>) -> Router {
-    let max_body = shared.settings.max_body;
+    let max_body = shared.settings.max_body.saturating_add(ENVELOPE_ALLOWANCE);
     let token = shared.settings.token.clone();
     let service = Service {
         shared,
@@ -73,11 +79,27 @@ struct Service {
     streams: Arc<Semaphore>,
 }
 
+impl Service {
+    /// Refuses a payload over `max_body` with RESOURCE_EXHAUSTED, its size and the limit.
+    fn check_size(&self, envelope: &Envelope) -> Result<(), Status> {
+        let limit = self.shared.settings.max_body;
+        if envelope.payload.len() <= limit {
+            return Ok(());
+        }
+        let too_large = Error::PayloadTooLarge {
+            size: envelope.payload.len(),
+            limit,
+        };
+        Err(status::from_error_reply(&wire::error_reply_for(&too_large)))
+    }
+}
+
 #[tonic::async_trait]
 impl Switchboard for Service {
     async fn request(&self, request: Request<Envelope>) -> Result<Response<Envelope>, Status> {
         let timeout = status::grpc_timeout(request.metadata());
         let envelope = request.into_inner();
+        self.check_size(&envelope)?;
         let subject = envelope.subject.clone();
         let message = convert::message(envelope);
         let reply = self.shared.serve_request(&subject, message, timeout).await;
@@ -94,6 +116,7 @@ impl Switchboard for Service {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let envelope = request.into_inner();
+        self.check_size(&envelope)?;
         let subject = envelope.subject.clone();
         match self
             .shared
@@ -107,6 +130,10 @@ impl Switchboard for Service {
             // Transient: a switchboard publisher retries it.
             Err(EventRefused::QueuesFull) => Err(Status::unavailable(
                 "subscribers did not take the event in time (their queues are full)",
+            )),
+            Err(EventRefused::NoSubscriber) => Err(status::refusal(
+                wire::STATUS_NO_RESPONDERS,
+                "no subscriber here takes events on this subject",
             )),
         }
     }

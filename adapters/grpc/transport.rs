@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::http::mesh::{HttpSettings, HttpTransport, Protocol, Wire};
 use crate::message::Message;
 use crate::subscription::Subscription;
-use crate::transport::Transport;
+use crate::transport::{Reach, Transport};
 
 /// A gRPC service: its own tonic server (HTTP/2) for peers and clients in any
 /// language, and gRPC calls to its peers. Peers, subscriptions, fan-out and
@@ -64,6 +64,10 @@ impl Transport for GrpcTransport {
 
     async fn publish(&self, subject: &str, message: Message) -> Result<()> {
         self.mesh.publish(subject, message).await
+    }
+
+    async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
+        self.mesh.publish_reaching(subject, message).await
     }
 
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {

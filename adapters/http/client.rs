@@ -24,12 +24,15 @@ pub(super) struct PeerClient {
     http: reqwest::Client,
     token: Option<String>,
     peer_timeout: Duration,
+    /// The largest reply or snapshot body read from a peer (`max_body`).
+    max_body: usize,
 }
 
 impl PeerClient {
     pub fn new(
         token: Option<String>,
         peer_timeout: Duration,
+        max_body: usize,
         tls: Option<&super::tls::HttpTls>,
     ) -> Result<Self> {
         let mut builder = reqwest::Client::builder()
@@ -47,6 +50,7 @@ impl PeerClient {
             http,
             token,
             peer_timeout,
+            max_body,
         })
     }
 
@@ -68,6 +72,7 @@ impl PeerCalls for PeerClient {
         message: Message,
         timeout: Duration,
     ) -> Result<Message> {
+        let sent = message.payload.len();
         let response = self
             .post(format!("{peer}{REQUESTS}{subject}"))
             .headers(http_wire::http_headers(&message.headers))
@@ -82,10 +87,9 @@ impl PeerCalls for PeerClient {
             .map_err(|e| call_error(peer, subject, timeout, e))?;
         let status = response.status();
         let headers = http_wire::message_headers(response.headers());
-        let body = response
-            .bytes()
+        let body = read_bounded(response, self.max_body, peer)
             .await
-            .map_err(|e| call_error(peer, subject, timeout, e))?;
+            .map_err(|e| e.into_error(peer, subject, timeout))?;
         if status.is_success() {
             return Ok(Message {
                 payload: body,
@@ -95,19 +99,22 @@ impl PeerCalls for PeerClient {
         if status == reqwest::StatusCode::UNAUTHORIZED {
             return Err(unauthorized(peer));
         }
-        if headers.contains(wire::STATUS) {
-            return Ok(Message {
+        let mut reply = if headers.contains(wire::STATUS) {
+            Message {
                 payload: Bytes::new(),
                 headers,
-            });
+            }
+        } else {
+            // Not from a switchboard responder (a proxy, or the framework's own limit): map the status.
+            let status_name =
+                http_wire::status_for_code(status).unwrap_or(wire::STATUS_HANDLER_ERROR);
+            let detail = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+            wire::error_reply(status_name, format!("HTTP {status} from {peer}: {detail}"))
+        };
+        if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE {
+            wire::with_sizes(&mut reply.headers, Some(sent), None);
         }
-        // Not from a switchboard responder (a proxy, or the framework's own limit): map the status.
-        let status_name = http_wire::status_for_code(status).unwrap_or(wire::STATUS_HANDLER_ERROR);
-        let detail = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-        Ok(wire::error_reply(
-            status_name,
-            format!("HTTP {status} from {peer}: {detail}"),
-        ))
+        Ok(reply)
     }
 
     async fn deliver(
@@ -133,10 +140,23 @@ impl PeerCalls for PeerClient {
         if status == reqwest::StatusCode::UNAUTHORIZED {
             return Err(unauthorized(peer));
         }
+        if response
+            .headers()
+            .get(wire::STATUS)
+            .is_some_and(|v| v == wire::STATUS_NO_RESPONDERS)
+        {
+            return Err(Error::NoResponders {
+                subject: subject.to_owned(),
+            });
+        }
         if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE {
+            let limit = response
+                .headers()
+                .get(wire::PAYLOAD_LIMIT)
+                .and_then(|v| v.to_str().ok()?.parse().ok());
             return Err(Error::PayloadTooLarge {
                 size: message.payload.len(),
-                limit: 0,
+                limit: limit.unwrap_or(0),
             });
         }
         let error = Error::backend(BACKEND, format!("{peer} answered HTTP {status}"));
@@ -168,11 +188,62 @@ impl PeerCalls for PeerClient {
                 format!("{peer} answered HTTP {} to a snapshot", response.status()),
             ));
         }
-        response
-            .json::<Snapshot>()
+        let body = read_bounded(response, self.max_body, peer)
             .await
+            .map_err(|e| e.into_error(peer, SUBSCRIPTIONS, self.peer_timeout))?;
+        serde_json::from_slice::<Snapshot>(&body)
             .map_err(|e| Error::codec(format!("snapshot from {peer}: {e}")))
     }
+}
+
+/// Why a peer's body was not read.
+enum BodyError {
+    Call(reqwest::Error),
+    TooLarge(Error),
+}
+
+impl BodyError {
+    fn into_error(self, peer: &str, subject: &str, timeout: Duration) -> Error {
+        match self {
+            BodyError::Call(err) => call_error(peer, subject, timeout, err),
+            BodyError::TooLarge(err) => err,
+        }
+    }
+}
+
+/// Reads a peer's response body, no further than `limit` bytes: a peer (or
+/// a stranger that announced itself as one) cannot make this service buffer
+/// an endless reply.
+async fn read_bounded(
+    mut response: reqwest::Response,
+    limit: usize,
+    peer: &str,
+) -> std::result::Result<Bytes, BodyError> {
+    let too_large = || {
+        BodyError::TooLarge(Error::backend(
+            BACKEND,
+            format!(
+                "{peer} sent a body larger than this service reads ({limit} bytes, `max_body`)"
+            ),
+        ))
+    };
+    if response
+        .content_length()
+        .is_some_and(|size| size > limit as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Call)? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        if body.is_empty() && response.content_length() == Some(chunk.len() as u64) {
+            return Ok(chunk); // the whole body in one piece: no copy
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 fn unauthorized(peer: &str) -> Error {

@@ -15,8 +15,9 @@ use super::directory::Snapshot;
 use super::serving::{EventRefused, SnapshotRefused};
 use super::transport::Shared;
 use super::wire::{self as http_wire, DELIVER, HEALTH, SUBSCRIPTIONS};
+use crate::error::Error;
 use crate::message::Message;
-use crate::{auth, wire};
+use crate::{auth, body_limit, wire};
 
 /// The routes of a service, with its body limit, timeouts and token check.
 /// Every error, including the framework's own (unknown path, wrong method,
@@ -35,7 +36,10 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             settings.server_timeout,
         ))
-        .layer(middleware::map_response(documented_error))
+        .layer(middleware::map_response_with_state(
+            shared.clone(),
+            documented_error,
+        ))
         .with_state(shared)
 }
 
@@ -44,16 +48,15 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
 /// gets `100 Continue`), and the bearer token.
 async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let settings = &shared.settings;
-    let declared = auth::declared_length(request.headers());
-    if declared.is_some_and(|size| size > settings.max_body as u64) {
-        return auth::close_after(error_response(
+    let declared = body_limit::declared_length(request.headers());
+    if let Some(size) = declared.filter(|size| *size > settings.max_body as u64) {
+        let too_large = Error::PayloadTooLarge {
+            size: usize::try_from(size).unwrap_or(usize::MAX),
+            limit: settings.max_body,
+        };
+        return body_limit::close_after(reply_response_with(
             StatusCode::PAYLOAD_TOO_LARGE,
-            wire::STATUS_PAYLOAD_TOO_LARGE,
-            &format!(
-                "the body declares {} bytes; this service accepts at most {} (`max_body`)",
-                declared.unwrap_or_default(),
-                settings.max_body
-            ),
+            wire::error_reply_for(&too_large),
         ));
     }
     if let Some(token) = &settings.token {
@@ -69,7 +72,7 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
 }
 
 /// Gives an error response made by the framework (no `sb-status`) the documented shape.
-async fn documented_error(response: Response) -> Response {
+async fn documented_error(State(shared): State<Arc<Shared>>, response: Response) -> Response {
     let status = response.status();
     if status.is_success() || response.headers().contains_key(wire::STATUS) {
         return response;
@@ -95,7 +98,12 @@ async fn documented_error(response: Response) -> Response {
             "the request failed",
         ),
     };
-    let mut documented = error_response(status, sb_status, message);
+    let mut reply = wire::error_reply(sb_status, message);
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // A body without a declared length stopped at the limit: its size is unknown.
+        wire::with_sizes(&mut reply.headers, None, Some(shared.settings.max_body));
+    }
+    let mut documented = reply_response_with(status, reply);
     for (name, value) in response.headers() {
         if name == header::ALLOW || name == header::CONNECTION {
             documented.headers_mut().insert(name, value.clone());
@@ -145,6 +153,11 @@ async fn handle_event(
             StatusCode::SERVICE_UNAVAILABLE,
             wire::STATUS_TIMEOUT,
             "subscribers did not take the event in time (their queues are full)",
+        ),
+        Err(EventRefused::NoSubscriber) => error_response(
+            StatusCode::NOT_FOUND,
+            wire::STATUS_NO_RESPONDERS,
+            "no subscriber here takes events on this subject",
         ),
     }
 }

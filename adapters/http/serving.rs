@@ -19,6 +19,9 @@ pub(crate) enum EventRefused {
     InvalidSubject(String),
     /// The local subscribers' queues stayed full for `server_timeout`.
     QueuesFull,
+    /// No local subscriber (of those `sb-deliver` names) takes the subject
+    /// any more: the sender's view of this service is out of date.
+    NoSubscriber,
 }
 
 /// Why a snapshot was not taken in.
@@ -33,7 +36,9 @@ pub(crate) enum SnapshotRefused {
 impl Shared {
     /// Answers a request with this service's own responders. The caller's
     /// timeout (the wire's own, else `sb-timeout-ms`) is honoured up to
-    /// `server_timeout`; every failure is an error reply with `sb-status`.
+    /// `server_timeout`, and one already spent is a `timeout` reply; every
+    /// failure is an error reply with `sb-status`. Reserved headers a caller
+    /// may not set are dropped (see [`wire::drop_foreign_reserved`]).
     pub(crate) async fn serve_request(
         &self,
         subject: &str,
@@ -48,6 +53,7 @@ impl Shared {
             .remove(wire::TIMEOUT_MS)
             .and_then(|ms| ms.parse::<u64>().ok())
             .map(Duration::from_millis);
+        wire::drop_foreign_reserved(&mut message.headers);
         let timeout = caller_timeout
             .or(sent_timeout)
             .unwrap_or(self.settings.server_timeout)
@@ -58,7 +64,7 @@ impl Shared {
             .await
         {
             Ok(reply) => reply,
-            Err(err) => wire::error_reply(wire::status_for(&err), err.to_string()),
+            Err(err) => wire::error_reply_for(&err),
         }
     }
 
@@ -67,10 +73,11 @@ impl Shared {
     pub(crate) async fn serve_event(
         &self,
         subject: &str,
-        message: Message,
+        mut message: Message,
         deliver: Option<&str>,
     ) -> Result<(), EventRefused> {
         subject::validate(subject).map_err(|e| EventRefused::InvalidSubject(e.to_string()))?;
+        wire::drop_foreign_reserved(&mut message.headers);
         let chosen = deliver.map(parse_deliver);
         let targets = match &chosen {
             Some((plain, groups)) => Targets::Only {
@@ -83,10 +90,11 @@ impl Shared {
             self.settings.server_timeout,
             self.local.publish(subject, message, targets),
         );
-        queued
-            .await
-            .map(|_delivered| ())
-            .map_err(|_| EventRefused::QueuesFull)
+        match queued.await {
+            Ok(0) => Err(EventRefused::NoSubscriber),
+            Ok(_delivered) => Ok(()),
+            Err(_) => Err(EventRefused::QueuesFull),
+        }
     }
 
     /// Takes in a caller's snapshot and answers with this service's. An

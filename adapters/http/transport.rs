@@ -25,7 +25,7 @@ use crate::error::{DeliveryFailure, Error, Result};
 use crate::local::{LocalRouter, Targets};
 use crate::message::Message;
 use crate::subscription::Subscription;
-use crate::transport::Transport;
+use crate::transport::{Reach, Transport};
 
 /// How services of one backend talk to each other: the HTTP wire, or the gRPC one.
 pub(crate) struct Wire {
@@ -192,6 +192,7 @@ impl HttpTransport {
             client: Arc::new(PeerClient::new(
                 settings.token.clone(),
                 settings.peer_timeout,
+                settings.max_body,
                 settings.tls.as_ref(),
             )?),
             router: server::router,
@@ -333,8 +334,10 @@ impl HttpTransport {
         }
     }
 
-    /// Delivers to every holder at once; a failed holder's groups go to another member.
-    async fn fan_out(&self, subject: &str, message: Message, plan: EventPlan) -> Result<()> {
+    /// Delivers to every holder at once; a failed holder's groups go to another
+    /// member. `Nobody` when every holder answered that it has no subscriber
+    /// any more (this service's view of them was out of date).
+    async fn fan_out(&self, subject: &str, message: Message, plan: EventPlan) -> Result<Reach> {
         let attempts = plan.deliveries.iter().map(|(holder, delivery)| {
             let message = &message;
             async move {
@@ -346,38 +349,52 @@ impl HttpTransport {
             }
         });
         let mut failed = Vec::new();
+        let mut taken = false;
         for (holder, delivery, result) in join_all(attempts).await {
-            let Err(err) = result else { continue };
+            let err = match result {
+                Ok(()) => {
+                    taken = true;
+                    continue;
+                }
+                Err(err) => err,
+            };
             let peer = match holder {
                 Holder::Peer(peer) => peer.clone(),
                 Holder::Local => "local".to_owned(),
             };
-            self.shared.directory.mark_unreachable(&peer);
+            // A peer that answered "no subscriber here" is reachable; only its
+            // snapshot here is stale (it announces the change itself).
+            let gone = matches!(err, Error::NoResponders { .. });
+            if !gone {
+                self.shared.directory.mark_unreachable(&peer);
+            }
             for group in &delivery.groups {
-                if !self
+                if self
                     .fail_over(subject, &message, group, holder, &plan)
                     .await
                 {
+                    taken = true;
+                } else if !gone {
                     failed.push(DeliveryFailure {
                         peer: format!("{peer} (group {})", group.1),
                         reason: err.to_string(),
                     });
                 }
             }
-            if delivery.plain {
+            if delivery.plain && !gone {
                 failed.push(DeliveryFailure {
                     peer,
                     reason: err.to_string(),
                 });
             }
         }
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Undelivered {
+        match (failed.is_empty(), taken) {
+            (true, true) => Ok(Reach::Taken),
+            (true, false) => Ok(Reach::Nobody),
+            (false, _) => Err(Error::Undelivered {
                 subject: subject.to_owned(),
                 failed,
-            })
+            }),
         }
     }
 
@@ -469,15 +486,25 @@ impl Transport for HttpTransport {
     }
 
     async fn publish(&self, subject: &str, message: Message) -> Result<()> {
+        self.publish_reaching(subject, message).await.map(|_| ())
+    }
+
+    /// `Nobody` when neither this service nor any peer it knows subscribes,
+    /// or every peer it sent to had no subscriber any more.
+    async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
         let _in_flight = self.gate.enter()?;
         let (_, local) = self.shared.local.subscriptions();
         let plan = self.shared.directory.plan_event(subject, &local);
+        if plan.deliveries.is_empty() {
+            return Ok(Reach::Nobody);
+        }
         self.fan_out(subject, message, plan).await
     }
 
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {
         let _in_flight = self.gate.enter()?;
-        let subscription = self.shared.subscribe(subject, group).await;
+        let mut subscription = self.shared.subscribe(subject, group).await;
+        let stop = subscription.take_stop();
         let (subject, group) = (
             subscription.subject().to_owned(),
             subscription.group().map(str::to_owned),
@@ -487,11 +514,14 @@ impl Transport for HttpTransport {
             subscription,
             _running: self.running.clone(),
         };
-        let subscription = Subscription::new(subject, group, stream);
-        Ok(match inline {
-            Some(slot) => subscription.with_inline_slot(slot),
-            None => subscription,
-        })
+        let mut subscription = Subscription::new(subject, group, stream);
+        if let Some(slot) = inline {
+            subscription = subscription.with_inline_slot(slot);
+        }
+        if let Some(stop) = stop {
+            subscription = subscription.with_stop(stop);
+        }
+        Ok(subscription)
     }
 
     async fn close(&self) -> Result<()> {

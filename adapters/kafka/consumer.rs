@@ -2,6 +2,7 @@
 //! with offsets committed only up to what the handler acknowledged.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -105,6 +106,9 @@ pub(super) struct Consumed {
     topic: String,
     book: Arc<Mutex<AckBook>>,
     commits: bool,
+    /// Cleared when the pump stops: the consumer no longer fetches, so a
+    /// nack only keeps the record uncommitted (the next consumer reads it).
+    pumping: AtomicBool,
 }
 
 /// Builds a consumer; `group` decides whether offsets are committed.
@@ -146,6 +150,7 @@ pub(super) fn new_consumer(
         topic: topic.to_owned(),
         book,
         commits,
+        pumping: AtomicBool::new(true),
     };
     Ok((Arc::new(consumed), assigned))
 }
@@ -221,9 +226,12 @@ pub(super) struct PumpContext {
     pub buffer: usize,
 }
 
-/// Starts pumping records into a subscription; the pump ends when the
-/// subscription is dropped or `stopped` turns true, then leaves the group
-/// (committing what was acknowledged).
+/// Starts pumping records into a subscription. The pump ends when the
+/// subscription stops taking records ([`Subscription::stop_taking`]), is
+/// dropped, or `stopped` turns true; the records it queued stay readable.
+/// The consumer commits what was acknowledged and leaves its group when the
+/// subscription is dropped, so acknowledgements of records still being
+/// handled at shutdown are committed, not lost.
 pub(super) fn subscription(
     consumed: Arc<Consumed>,
     context: PumpContext,
@@ -231,12 +239,65 @@ pub(super) fn subscription(
     stopped: watch::Receiver<bool>,
 ) -> Subscription {
     let (sender, receiver) = mpsc::channel(context.buffer);
+    let (stop_taking, taking_stopped) = tokio::sync::oneshot::channel();
     let subject = context.subject.to_string();
-    tokio::spawn(pump(consumed, context, sender, stopped));
-    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|incoming| (incoming, receiver))
-    });
-    Subscription::new(subject, group.map(str::to_owned), stream)
+    tokio::spawn(pump(
+        consumed.clone(),
+        context,
+        sender,
+        stopped,
+        taking_stopped,
+    ));
+    let stream = KafkaStream {
+        receiver,
+        _leave: LeaveGroup(Some(consumed)),
+    };
+    Subscription::new(subject, group.map(str::to_owned), stream).with_stop(move || {
+        let _ = stop_taking.send(());
+    })
+}
+
+/// The records a pump queued for one subscription.
+struct KafkaStream {
+    receiver: mpsc::Receiver<Incoming>,
+    _leave: LeaveGroup,
+}
+
+impl futures_core::Stream for KafkaStream {
+    type Item = Incoming;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Incoming>> {
+        self.get_mut().receiver.poll_recv(cx)
+    }
+}
+
+/// Commits what was acknowledged and lets the consumer leave its group once
+/// its subscription is gone (and the pump, which holds it too, has ended).
+struct LeaveGroup(Option<Arc<Consumed>>);
+
+impl Drop for LeaveGroup {
+    fn drop(&mut self) {
+        let Some(consumed) = self.0.take() else {
+            return;
+        };
+        let leave = move || {
+            if consumed.commits {
+                if let Err(err) = consumed.consumer.commit_consumer_state(CommitMode::Sync) {
+                    // Nothing stored since the last commit is reported as an error too.
+                    tracing::debug!(topic = %consumed.topic, error = %err, "kafka: final commit");
+                }
+            }
+            drop(consumed);
+        };
+        // Committing and closing block: off the async threads where there are some.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(leave)),
+            Err(_) => leave(),
+        }
+    }
 }
 
 async fn pump(
@@ -244,10 +305,13 @@ async fn pump(
     context: PumpContext,
     sender: mpsc::Sender<Incoming>,
     mut stopped: watch::Receiver<bool>,
+    mut taking_stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
     loop {
         let received = tokio::select! {
             _ = stop_requested(&mut stopped) => break,
+            _ = &mut taking_stopped => break,
+            () = sender.closed() => break,
             received = consumed.consumer.recv() => received,
         };
         let incoming = match received {
@@ -266,18 +330,18 @@ async fn pump(
                 continue;
             }
         };
+        // A record taken but not queued stays unacknowledged: it is delivered again.
         tokio::select! {
             _ = stop_requested(&mut stopped) => break,
+            _ = &mut taking_stopped => break,
             sent = sender.send(incoming) => if sent.is_err() { break },
         }
     }
-    // Leaving the group blocks (commit, then close): keep it off the async threads.
-    tokio::task::spawn_blocking(move || {
-        if consumed.commits {
-            let _ = consumed.consumer.commit_consumer_state(CommitMode::Sync);
-        }
-        drop(consumed);
-    });
+    // The queue ends after what it holds; the subscription's `LeaveGroup` commits and closes.
+    consumed.pumping.store(false, Ordering::Release);
+    drop(sender);
+    // If the subscription is already gone, this is the last hold: closing blocks.
+    drop(tokio::task::spawn_blocking(move || drop(consumed)));
 }
 
 fn incoming_from(
@@ -377,6 +441,10 @@ impl Acker for KafkaAcker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .rewound(self.partition, self.offset);
+        if !consumed.pumping.load(Ordering::Acquire) {
+            // Uncommitted, and never committed past: it goes to the group's next reader.
+            return Ok(());
+        }
         consumed
             .consumer
             .seek(

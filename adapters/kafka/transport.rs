@@ -17,7 +17,7 @@ use crate::drain::DrainGate;
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::subscription::Subscription;
-use crate::transport::Transport;
+use crate::transport::{Reach, Transport};
 use crate::wire;
 
 /// A connection to a Kafka cluster (or a Kafka-protocol broker such as tansu).
@@ -175,6 +175,11 @@ impl Transport for KafkaTransport {
             self.produce(topic, &message, &key).await
         };
         crate::error::within(subject, self.settings.delivery_timeout, publish).await
+    }
+
+    /// The topic keeps the event for its consumer groups, present or not.
+    async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
+        self.publish(subject, message).await.map(|()| Reach::Taken)
     }
 
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {

@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::local::{LocalRouter, Targets};
 use crate::message::Message;
 use crate::subscription::Subscription;
-use crate::transport::Transport;
+use crate::transport::{Reach, Transport};
 
 /// Default number of messages buffered per subscription before publishers wait.
 pub const DEFAULT_BUFFER: usize = 1024;
@@ -83,9 +83,17 @@ impl Transport for MemoryTransport {
     }
 
     async fn publish(&self, subject: &str, message: Message) -> Result<()> {
+        self.publish_reaching(subject, message).await.map(|_| ())
+    }
+
+    async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
         let _in_flight = self.gate.enter()?;
-        self.router.publish(subject, message, Targets::All).await;
-        Ok(())
+        Ok(
+            match self.router.publish(subject, message, Targets::All).await {
+                0 => Reach::Nobody,
+                _ => Reach::Taken,
+            },
+        )
     }
 
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {

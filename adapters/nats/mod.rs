@@ -5,6 +5,7 @@
 //! delivery guarantees of each mode.
 
 mod convert;
+mod draining;
 mod jetstream;
 mod settings;
 mod slow_consumer;

@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 
 use super::convert::{self, BACKEND};
+use super::draining::DrainingStream;
 use super::jetstream::JetStream;
 use super::settings::NatsSettings;
 use super::slow_consumer::SlowConsumers;
@@ -15,7 +16,7 @@ use crate::drain::DrainGate;
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::subscription::Subscription;
-use crate::transport::Transport;
+use crate::transport::{Reach, Transport};
 
 /// A connection to a NATS server or cluster.
 pub struct NatsTransport {
@@ -95,6 +96,9 @@ impl NatsTransport {
             None => None,
         };
         let mut capabilities = Capabilities::full(BACKEND, client.server_info().max_payload);
+        capabilities.absent_groups = Support::No(
+            "core NATS drops an event nobody listens to without telling the publisher, so neither it nor an outbox can hold it for a group that is away; use JetStream (?jetstream=STREAM) for such subjects",
+        );
         if jetstream.is_none() {
             capabilities.acknowledgements = Support::No(
                 "core NATS is at-most-once; connect with ?jetstream=STREAM for acknowledged, redelivered subscriptions",
@@ -217,6 +221,17 @@ impl Transport for NatsTransport {
             .map_err(|_| self.bounded_publish_error(subject))?
     }
 
+    /// A JetStream stream keeps what it captures; core NATS cannot tell
+    /// whether anyone listened.
+    async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
+        let stored = self
+            .jetstream
+            .as_ref()
+            .is_some_and(|jetstream| jetstream.captures(subject));
+        self.publish(subject, message).await?;
+        Ok(if stored { Reach::Taken } else { Reach::Unknown })
+    }
+
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {
         let _in_flight = self.gate.enter()?;
         if let Some(jetstream) = &self.jetstream {
@@ -234,9 +249,13 @@ impl Transport for NatsTransport {
         }
         .map_err(|e| Error::backend(BACKEND, e))?;
         self.sync_with_server().await?;
-        let client = self.client.clone();
-        let stream = subscriber.map(move |message| convert::incoming(message, &client));
-        Ok(Subscription::new(subject, group.map(str::to_owned), stream))
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let stream = DrainingStream::new(subscriber, stopped, self.client.clone());
+        Ok(
+            Subscription::new(subject, group.map(str::to_owned), stream).with_stop(move || {
+                let _ = stop.send(());
+            }),
+        )
     }
 
     async fn close(&self) -> Result<()> {
@@ -251,6 +270,13 @@ impl Transport for NatsTransport {
                 .map_err(|e| Error::backend(BACKEND, e))?;
         }
         Ok(())
+    }
+
+    /// Only subjects a JetStream stream captures are redelivered; core NATS is at-most-once.
+    fn redelivers(&self, subject_or_pattern: &str) -> bool {
+        self.jetstream
+            .as_ref()
+            .is_some_and(|jetstream| jetstream.covers(subject_or_pattern))
     }
 
     fn capabilities(&self) -> &Capabilities {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchboard::transport::{
-    BackendInfo, Capabilities, ConnectFuture, Endpoint, Subscription, Transport,
+    BackendInfo, Capabilities, ConnectFuture, Endpoint, Reach, Subscription, Transport,
 };
 use switchboard::{Message, Result};
 
@@ -30,6 +30,13 @@ impl Transport for Counting {
     async fn publish(&self, subject: &str, message: Message) -> Result<()> {
         SENT.fetch_add(1, Ordering::Relaxed);
         self.inner.publish(subject, message).await
+    }
+
+    // Saying whether anyone took an event is what lets an outbox hold events
+    // for a group that is away (`Capabilities::absent_groups`).
+    async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
+        SENT.fetch_add(1, Ordering::Relaxed);
+        self.inner.publish_reaching(subject, message).await
     }
 
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {

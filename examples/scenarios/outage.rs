@@ -129,6 +129,7 @@ pub async fn measure(
         transport: None,
         timeout: Some(disruption.caller_timeout().into()),
         graphql: None,
+        on_no_subscriber: None,
     }];
     let mut chain = chain::start(backend, seed, prefix, depth, style).await?;
     let caller = backend

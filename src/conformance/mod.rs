@@ -22,8 +22,11 @@
 //! every trial; otherwise its trials are ignored with the connection error as
 //! the reason.
 
+#[cfg(feature = "outbox")]
+mod outbox;
 mod pubsub;
 mod request_reply;
+mod shutdown;
 mod style_matrix;
 pub mod support;
 mod typed;
@@ -266,6 +269,17 @@ pub fn cases() -> Vec<Case> {
             "shutdown_loses_no_retrying_event",
             always,
             style_matrix::shutdown_loses_nothing
+        ),
+        case!(
+            "shutdown_accounts_for_queued_events",
+            always,
+            shutdown::shutdown_accounts_for_queued_events
+        ),
+        #[cfg(feature = "outbox")]
+        case!(
+            "outbox_delivers_to_a_group_away_and_back",
+            |c| c.absent_groups,
+            outbox::outbox_delivers_to_a_group_away_and_back
         ),
     ]
 }

@@ -51,7 +51,9 @@ use std::time::Duration;
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::ErrorExtensions as _;
+use async_graphql::ParseRequestError;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -63,10 +65,10 @@ use axum::Router;
 pub use schema::{graphql_error, ExposedField};
 pub use typed::Types;
 
-use crate::auth;
 use crate::bus::Bus;
 use crate::error::Result;
 use crate::settings::Settings;
+use crate::{auth, body_limit};
 
 /// The path the router serves: `POST` for queries and mutations, `GET` with a
 /// WebSocket upgrade for subscriptions.
@@ -139,26 +141,47 @@ impl Gateway {
 
 /// Refuses, before any body is read: a declared body over the limit (413) and
 /// a `POST` without the token (401). A WebSocket may instead present the
-/// token in `connection_init`.
+/// token in `connection_init`. A `POST` body is then read up to `max_body`
+/// and no further, so one sent without `Content-Length` (chunked) is bounded too.
 async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    if auth::declared_length(request.headers()).is_some_and(|size| size > shared.max_body as u64) {
-        return auth::close_after(refusal(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            &format!(
-                "the body is larger than this gateway accepts ({} bytes, `max_body`)",
-                shared.max_body
-            ),
-        ));
+    if body_limit::declared_length(request.headers())
+        .is_some_and(|size| size > shared.max_body as u64)
+    {
+        return body_limit::close_after(too_large(shared.max_body));
     }
-    if request.method() == Method::POST && !shared.accepts(auth::authorization(request.headers())) {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    if !shared.accepts(auth::authorization(request.headers())) {
         return auth::challenge(refusal(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "missing or wrong bearer token",
         ));
     }
-    next.run(request).await
+    let (parts, body) = request.into_parts();
+    match body_limit::read_bounded(body, shared.max_body).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(body_limit::BodyRefused::TooLarge) => {
+            body_limit::close_after(too_large(shared.max_body))
+        }
+        Err(body_limit::BodyRefused::Unreadable(reason)) => body_limit::close_after(refusal(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!("the body could not be read: {reason}"),
+        )),
+    }
+}
+
+fn too_large(max_body: usize) -> Response {
+    refusal(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        &format!("the body is larger than this gateway accepts ({max_body} bytes, `max_body`)"),
+    )
 }
 
 impl Shared {
@@ -179,8 +202,38 @@ fn refusal(status: StatusCode, kind: &str, message: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn execute(State(shared): State<Arc<Shared>>, request: GraphQLRequest) -> GraphQLResponse {
+async fn execute(
+    State(shared): State<Arc<Shared>>,
+    request: GraphQLRequest<Malformed>,
+) -> GraphQLResponse {
     shared.schema.execute(request.into_inner()).await.into()
+}
+
+/// A body that is not a GraphQL request: 400 with the same JSON error shape
+/// as every other refusal (async-graphql-axum's own answers with debug text).
+struct Malformed(ParseRequestError);
+
+impl From<ParseRequestError> for Malformed {
+    fn from(err: ParseRequestError) -> Self {
+        Malformed(err)
+    }
+}
+
+impl IntoResponse for Malformed {
+    fn into_response(self) -> Response {
+        match self.0 {
+            ParseRequestError::PayloadTooLarge => refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request is larger than this gateway accepts",
+            ),
+            err => refusal(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("not a GraphQL request: {err}"),
+            ),
+        }
+    }
 }
 
 async fn subscribe(

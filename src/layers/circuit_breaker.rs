@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::message::Message;
 use crate::subscription::Subscription;
-use crate::transport::Transport;
+use crate::transport::{Reach, Transport};
 
 /// When a circuit opens and how it recovers (the `[resilience.circuit_breaker]` table).
 ///
@@ -248,7 +248,12 @@ impl Transport for CircuitBreakerLayer {
     }
 
     async fn publish(&self, subject: &str, message: Message) -> Result<()> {
-        self.guarded(subject, self.inner.publish(subject, message), |outcome| {
+        self.publish_reaching(subject, message).await.map(|_| ())
+    }
+
+    async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
+        let publish = self.inner.publish_reaching(subject, message);
+        self.guarded(subject, publish, |outcome| {
             outcome.as_ref().err().is_some_and(unhealthy)
         })
         .await
@@ -268,6 +273,10 @@ impl Transport for CircuitBreakerLayer {
 
     fn local_address(&self) -> Option<std::net::SocketAddr> {
         self.inner.local_address()
+    }
+
+    fn redelivers(&self, subject_or_pattern: &str) -> bool {
+        self.inner.redelivers(subject_or_pattern)
     }
 
     fn health(&self) -> Health {

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::message::Message;
 use crate::subscription::Subscription;
-use crate::transport::Transport;
+use crate::transport::{Reach, Transport};
 
 /// Lets at most `limit` requests and publishes run at once through this
 /// transport. A call that finds it full waits for a slot: a request for as
@@ -76,8 +76,12 @@ impl Transport for ConcurrencyLimitLayer {
     }
 
     async fn publish(&self, subject: &str, message: Message) -> Result<()> {
+        self.publish_reaching(subject, message).await.map(|_| ())
+    }
+
+    async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
         let _slot = self.slot(subject, self.max_wait).await?;
-        self.inner.publish(subject, message).await
+        self.inner.publish_reaching(subject, message).await
     }
 
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {
@@ -94,6 +98,10 @@ impl Transport for ConcurrencyLimitLayer {
 
     fn local_address(&self) -> Option<std::net::SocketAddr> {
         self.inner.local_address()
+    }
+
+    fn redelivers(&self, subject_or_pattern: &str) -> bool {
+        self.inner.redelivers(subject_or_pattern)
     }
 
     fn health(&self) -> Health {

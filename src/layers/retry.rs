@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::health::Health;
 use crate::message::Message;
 use crate::subscription::Subscription;
-use crate::transport::Transport;
+use crate::transport::{Reach, Transport};
 use crate::wire;
 
 /// When and how often to retry (the `[resilience.retry]` settings table).
@@ -124,9 +124,13 @@ impl Transport for RetryLayer {
     }
 
     async fn publish(&self, subject: &str, message: Message) -> Result<()> {
+        self.publish_reaching(subject, message).await.map(|_| ())
+    }
+
+    async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
         let mut pauses = self.backoff();
         loop {
-            let outcome = self.inner.publish(subject, message.clone()).await;
+            let outcome = self.inner.publish_reaching(subject, message.clone()).await;
             let retry = self.policy.publish
                 && matches!(&outcome, Err(err) if err.kind() == ErrorKind::Connect);
             match (retry, pauses.next()) {
@@ -153,6 +157,10 @@ impl Transport for RetryLayer {
 
     fn local_address(&self) -> Option<std::net::SocketAddr> {
         self.inner.local_address()
+    }
+
+    fn redelivers(&self, subject_or_pattern: &str) -> bool {
+        self.inner.redelivers(subject_or_pattern)
     }
 
     fn health(&self) -> Health {

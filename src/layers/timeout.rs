@@ -11,7 +11,7 @@ use crate::health::Health;
 use crate::message::Message;
 use crate::subject;
 use crate::subscription::Subscription;
-use crate::transport::Transport;
+use crate::transport::{Reach, Transport};
 
 /// Gives requests on matching subjects the configured timeout, in place of
 /// the one the caller passed: operators tune timeouts per subject without a
@@ -56,6 +56,10 @@ impl Transport for TimeoutLayer {
         self.inner.publish(subject, message).await
     }
 
+    async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
+        self.inner.publish_reaching(subject, message).await
+    }
+
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {
         self.inner.subscribe(subject, group).await
     }
@@ -70,6 +74,10 @@ impl Transport for TimeoutLayer {
 
     fn local_address(&self) -> Option<std::net::SocketAddr> {
         self.inner.local_address()
+    }
+
+    fn redelivers(&self, subject_or_pattern: &str) -> bool {
+        self.inner.redelivers(subject_or_pattern)
     }
 
     fn health(&self) -> Health {

@@ -104,7 +104,11 @@ impl LocalRouter {
             hub: self.hub.clone(),
             id,
         };
-        Subscription::new(pattern, group.map(str::to_owned), stream).with_inline_slot(inline)
+        // Leaving the hub drops its end of the queue: what is queued stays readable, then the stream ends.
+        let hub = self.hub.clone();
+        Subscription::new(pattern, group.map(str::to_owned), stream)
+            .with_inline_slot(inline)
+            .with_stop(move || hub.remove(id))
     }
 
     /// Ends every subscription of `owner` once its queued messages are read.
@@ -138,21 +142,37 @@ impl LocalRouter {
         timeout: Duration,
         targets: Targets<'_>,
     ) -> Result<Message> {
+        // A deadline already spent (a caller passing on what little it had
+        // left) is the caller's timeout, not a responder's failure.
+        if timeout.is_zero() {
+            return Err(Error::Timeout {
+                subject: subject.to_owned(),
+                timeout,
+            });
+        }
+        // `None` for a timeout too long to represent: no deadline, not a panic.
+        let deadline = std::time::Instant::now().checked_add(timeout);
+        // A responder skips a request whose deadline passed before it ran:
+        // the caller hears `Timeout`, as it would have a moment later.
+        let unanswered = |what: &str| match deadline {
+            Some(deadline) if std::time::Instant::now() >= deadline => Error::Timeout {
+                subject: subject.to_owned(),
+                timeout,
+            },
+            _ => Error::remote(subject, None, what),
+        };
         let routes = self.hub.routes();
         if let Some((subject_shared, answerer)) = sole_inline_recipient(&routes, subject, targets) {
-            let deadline = std::time::Instant::now().checked_add(timeout);
             let answer = RunsToCompletion::new(answerer.answer(subject_shared, message, deadline));
             let exchange = async {
-                answer.await.ok_or_else(|| {
-                    Error::remote(subject, None, "the responder stopped before answering")
-                })
+                answer
+                    .await
+                    .ok_or_else(|| unanswered("the responder stopped before answering"))
             };
             return crate::error::within(subject, timeout, exchange).await;
         }
         let (sender, receiver) = oneshot::channel();
         let exchange = async {
-            // `None` for a timeout too long to represent: no deadline, not a panic.
-            let deadline = std::time::Instant::now().checked_add(timeout);
             let slot = Arc::new(ReplySlot(Mutex::new(Some(sender)), deadline));
             let delivered = self
                 .deliver(&routes, subject, message, Some(&slot), targets)
@@ -164,13 +184,9 @@ impl LocalRouter {
                     subject: subject.to_owned(),
                 });
             }
-            receiver.await.map_err(|_| {
-                Error::remote(
-                    subject,
-                    None,
-                    "the responder dropped the request without replying",
-                )
-            })
+            receiver
+                .await
+                .map_err(|_| unanswered("the responder dropped the request without replying"))
         };
         crate::error::within(subject, timeout, exchange).await
     }

@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,7 +49,6 @@ pub(super) async fn serve(
 ) {
     // `acquire_many` below counts in u32, and a semaphore has a ceiling.
     let concurrency = concurrency.min(1 << 28);
-    let mut stopping = context.shutdown.watch();
     // Every message being handled, or waiting behind a busy key, holds one
     // permit, whether it came through the queue or inline: the route never
     // has more than `concurrency` messages, so a flood cannot fill memory.
@@ -66,80 +66,187 @@ pub(super) async fn serve(
         }
         _ => None,
     };
-    let mut in_flight: JoinSet<Option<String>> = JoinSet::new();
-    // Events with a key (`sb-key`) run one at a time per key, in arrival
-    // order; each busy key's later events wait here with their permits.
-    let mut keys = KeyedQueue::default();
-    let mut permit: Option<OwnedSemaphorePermit> = None;
-    loop {
-        if stopping.borrow().is_some() {
-            break;
-        }
-        let next = tokio::select! {
-            _ = stopping.changed() => break,
-            Some(finished) = in_flight.join_next(), if !in_flight.is_empty() => {
-                if let Ok(Some(key)) = finished {
-                    let mut route = Running { in_flight: &mut in_flight, context: &context, handler: &handler };
-                    route.next_of_key(&mut keys, key);
-                }
-                continue;
-            }
-            acquired = permits.clone().acquire_owned(), if permit.is_none() => {
-                permit = acquired.ok();
-                continue;
-            }
-            next = subscription.next(), if permit.is_some() => next,
-        };
-        let Some(incoming) = next else { break };
-        let Some(permit) = permit.take() else { break };
-        if concurrency == 1 {
-            // Ordered route: the next message waits for this one.
-            handle(&context, incoming, &handler).await;
-            drop(permit);
-            continue;
-        }
-        let key = match incoming.expects_reply() {
-            true => None,
-            false => incoming.headers().get(wire::KEY).map(str::to_owned),
-        };
-        let held = Held { incoming, permit };
-        let held = match &key {
-            Some(key) => match keys.start_or_wait(key, held) {
-                Some(held) => held,
-                None => continue,
-            },
-            None => held,
-        };
-        let mut route = Running {
-            in_flight: &mut in_flight,
-            context: &context,
-            handler: &handler,
-        };
-        if let Some(Some(key)) = route.start(held, key) {
-            route.next_of_key(&mut keys, key);
-        }
-    }
+    let mut route = RouteLoop {
+        context: &context,
+        handler: &handler,
+        permits: &permits,
+        concurrency,
+        in_flight: JoinSet::new(),
+        keys: KeyedQueue::default(),
+        permit: None,
+    };
+    let mut stopping = context.shutdown.watch();
+    let stop = async move {
+        let _ = stopping.wait_for(Option::is_some).await;
+    };
+    let ended = route.take(&mut subscription, stop).await;
     // New requests go to the (closing) queue from here, and fail there.
     if let Some(slot) = inline {
         slot.remove();
     }
-    drop(subscription);
-    drop(permit);
-    // Messages of busy keys were taken from the subscription: they run too.
-    while let Some(finished) = in_flight.join_next().await {
-        if let Ok(Some(key)) = finished {
-            let mut route = Running {
-                in_flight: &mut in_flight,
-                context: &context,
-                handler: &handler,
-            };
-            route.next_of_key(&mut keys, key);
+    // Where the backend can stop sending while keeping what it already
+    // handed over, that is handled within the grace period, and what is
+    // left after it is returned or counted: never dropped unreported.
+    let held_open = match !ended && subscription.stop_taking() {
+        true => {
+            let grace = context.shutdown.deadline();
+            let deadline = grace.unwrap_or_else(tokio::time::Instant::now);
+            if !route
+                .take(&mut subscription, tokio::time::sleep_until(deadline))
+                .await
+            {
+                route.release_queued(&mut subscription).await;
+            }
+            Some(subscription)
         }
-    }
+        false => {
+            drop(subscription);
+            None
+        }
+    };
+    route.finish().await;
     // Requests answered inline finish too: all permits back means none runs.
     // Closing then fails any still waiting for room, so none starts after the route stopped.
     let _all = permits.acquire_many(concurrency as u32).await;
     permits.close();
+    // Only now, with every acknowledgement made, does a backend that commits
+    // on unsubscribe (Kafka) let go.
+    drop(held_open);
+}
+
+/// One route's loop state: the messages in flight, the keys busy, and the
+/// permit for the next message.
+struct RouteLoop<'a> {
+    context: &'a Arc<RouteContext>,
+    handler: &'a ErasedHandler,
+    permits: &'a Arc<Semaphore>,
+    concurrency: usize,
+    in_flight: JoinSet<Option<String>>,
+    /// Events with a key (`sb-key`) run one at a time per key, in arrival
+    /// order; each busy key's later events wait here with their permits.
+    keys: KeyedQueue,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl RouteLoop<'_> {
+    /// Takes and handles messages until `stop` completes (`false`) or the
+    /// subscription ends (`true`).
+    async fn take(
+        &mut self,
+        subscription: &mut Subscription,
+        stop: impl Future<Output = ()>,
+    ) -> bool {
+        tokio::pin!(stop);
+        loop {
+            let next = tokio::select! {
+                () = &mut stop => return false,
+                Some(finished) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
+                    if let Ok(Some(key)) = finished {
+                        self.next_of_key(key);
+                    }
+                    continue;
+                }
+                acquired = self.permits.clone().acquire_owned(), if self.permit.is_none() => {
+                    self.permit = acquired.ok();
+                    continue;
+                }
+                next = subscription.next(), if self.permit.is_some() => next,
+            };
+            let Some(incoming) = next else { return true };
+            let Some(permit) = self.permit.take() else {
+                return true;
+            };
+            self.dispatch(Held { incoming, permit }).await;
+        }
+    }
+
+    /// Handles one message: in turn on an ordered route, else concurrently,
+    /// behind the running event of its key if it has one.
+    async fn dispatch(&mut self, held: Held) {
+        if self.concurrency == 1 {
+            // Ordered route: the next message waits for this one.
+            handle(self.context, held.incoming, self.handler).await;
+            return;
+        }
+        let key = match held.incoming.expects_reply() {
+            true => None,
+            false => held.incoming.headers().get(wire::KEY).map(str::to_owned),
+        };
+        let held = match &key {
+            Some(key) => match self.keys.start_or_wait(key, held) {
+                Some(held) => held,
+                None => return,
+            },
+            None => held,
+        };
+        if let Some(Some(key)) = self.running().start(held, key) {
+            self.next_of_key(key);
+        }
+    }
+
+    fn running(&mut self) -> Running<'_> {
+        Running {
+            in_flight: &mut self.in_flight,
+            context: self.context,
+            handler: self.handler,
+        }
+    }
+
+    /// Once an event of `key` finished: starts the ones waiting behind it.
+    fn next_of_key(&mut self, key: String) {
+        let mut running = Running {
+            in_flight: &mut self.in_flight,
+            context: self.context,
+            handler: self.handler,
+        };
+        running.next_of_key(&mut self.keys, key);
+    }
+
+    /// Once the grace period is over: what the backend already handed over
+    /// and nobody took goes back to a redelivering backend, or is counted as
+    /// lost. A request left there fails at its caller. The stream ends after
+    /// its buffer once stopped; a short wait covers a stop still on its way,
+    /// and a bound keeps a backend that goes on sending from holding it here.
+    async fn release_queued(&mut self, subscription: &mut Subscription) {
+        const SETTLING: Duration = Duration::from_millis(100);
+        const AT_MOST: Duration = Duration::from_secs(2);
+        let until = tokio::time::Instant::now() + AT_MOST;
+        while tokio::time::Instant::now() < until {
+            let Ok(Some(incoming)) = tokio::time::timeout(SETTLING, subscription.next()).await
+            else {
+                break;
+            };
+            if !incoming.expects_reply() {
+                release(self.context, incoming).await;
+            }
+        }
+    }
+
+    /// Waits for every message in flight, including those of busy keys.
+    async fn finish(&mut self) {
+        self.permit = None;
+        while let Some(finished) = self.in_flight.join_next().await {
+            if let Ok(Some(key)) = finished {
+                self.next_of_key(key);
+            }
+        }
+    }
+}
+
+/// An event the route was given but did not start before the grace period
+/// ended: nacked, so a redelivering backend sends it again; elsewhere lost,
+/// and counted as such.
+async fn release(context: &RouteContext, mut incoming: Incoming) {
+    let subject = incoming.shared_subject();
+    settle(context, &subject, incoming.nack().await);
+    let outcome = match context.redelivers {
+        true => HeldOutcome::Returned,
+        false => {
+            tracing::error!(%subject, service = %context.service, backend = context.backend, "service stopped with the event still queued and the backend does not redeliver; event lost");
+            HeldOutcome::Lost
+        }
+    };
+    context.shutdown.record(outcome);
 }
 
 /// A message taken from the queue, with its place under the route's concurrency limit.
@@ -356,7 +463,7 @@ async fn answer(context: &RouteContext, mut incoming: Incoming, handler: &Erased
     let subject = incoming.shared_subject();
     if incoming.is_expired() {
         skip_expired(context, &subject);
-        settle(&subject, incoming.ack().await);
+        settle(context, &subject, incoming.ack().await);
         return;
     }
     let reply = reply_for(context, &subject, incoming.take_message(), handler).await;
@@ -489,7 +596,7 @@ async fn handle_event(context: &RouteContext, mut incoming: Incoming, handler: &
         if held_at_shutdown {
             context.shutdown.record(HeldOutcome::Completed);
         }
-        settle(&subject, incoming.ack().await);
+        settle(context, &subject, incoming.ack().await);
         return;
     };
     let outcome = give_up(context, &subject, incoming, message, &gave_up).await;
@@ -520,7 +627,7 @@ async fn give_up(
             Ok(()) => {
                 tracing::error!(%subject, service = %context.service, attempts, %reason, dead_letter = %dead_letter_subject, "event dead-lettered");
                 observe::dead_letter(&context.service, &context.route);
-                settle(subject, incoming.ack().await);
+                settle(context, subject, incoming.ack().await);
                 return HeldOutcome::DeadLettered;
             }
             Err(err) => {
@@ -530,10 +637,10 @@ async fn give_up(
     } else if gave_up.undecodable {
         // Redelivery cannot fix a payload; without a dead-letter subject it is logged and dropped.
         tracing::error!(%subject, service = %context.service, %reason, "event payload cannot be decoded and there is no dead-letter subject; dropped");
-        settle(subject, incoming.ack().await);
+        settle(context, subject, incoming.ack().await);
         return HeldOutcome::Lost;
     }
-    settle(subject, incoming.nack().await);
+    settle(context, subject, incoming.nack().await);
     if context.redelivers {
         tracing::error!(%subject, service = %context.service, attempts, %reason, "event handler gave up; nacked for redelivery");
         HeldOutcome::Returned
@@ -569,9 +676,12 @@ pub(super) fn dead_letter(
     letter
 }
 
-fn settle(subject: &str, result: crate::error::Result<()>) {
+/// Reports an acknowledgement the backend refused: the event may come back
+/// though it was handled, so it is counted and makes the shutdown report unclean.
+fn settle(context: &RouteContext, subject: &str, result: crate::error::Result<()>) {
     if let Err(err) = result {
-        tracing::warn!(%subject, error = %err, "could not acknowledge event");
+        tracing::warn!(%subject, service = %context.service, error = %err, "could not acknowledge event");
+        context.shutdown.count_unacknowledged();
     }
 }
 

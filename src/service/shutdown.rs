@@ -11,10 +11,15 @@ use tokio::time::Instant;
 
 /// What [`RunningService::shutdown`] did with the events it still held.
 ///
-/// Requests in flight are always answered before shutdown returns.
-/// `completed`, `dead_lettered` and `returned` count events that were waiting
-/// between retries when shutdown began; `lost` and `expired_requests` count
-/// over the service's whole life.
+/// Requests in flight are always answered before shutdown returns. Events
+/// the transport had already handed the service (its queue) are handled
+/// within the grace period; those still queued after it are `returned` to a
+/// redelivering backend (Kafka) or counted as `lost` (memory, HTTP, gRPC,
+/// core NATS), each logged — never dropped unreported.
+/// `completed` and `dead_lettered` count events that were waiting between
+/// retries when shutdown began; `returned` also counts queued events handed
+/// back; `lost`, `unacknowledged` and `expired_requests` count over the
+/// service's whole life.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -35,11 +40,12 @@ pub struct ShutdownReport {
     pub dead_lettered: usize,
     /// Events handed back to a backend that redelivers them (Kafka, NATS
     /// JetStream): another instance, or this one restarted, gets them again.
+    /// Includes events still queued when the grace period ended.
     pub returned: usize,
     /// Events neither handled, dead-lettered nor returned to a redelivering
     /// backend (no dead-letter subject, or the dead-letter publish failed, on
-    /// a backend without redelivery), over the service's life. Each is also
-    /// logged as an error.
+    /// a backend without redelivery; or still queued when shutdown's grace
+    /// ended), over the service's life. Each is also logged as an error.
     pub lost: usize,
     /// Requests skipped over the service's life because their caller had
     /// already timed out when they arrived (backends that queue requests, such as Kafka).
@@ -48,14 +54,18 @@ pub struct ShutdownReport {
     /// reply address was missing, malformed or gone); each is logged with its
     /// subject, and the route went on serving.
     pub undeliverable_replies: usize,
+    /// Events handled (or dead-lettered) whose acknowledgement the backend
+    /// refused, over the service's life: a redelivering backend may run them
+    /// again. Each is logged.
+    pub unacknowledged: usize,
     /// How long the shutdown took.
     pub took: Duration,
 }
 
 impl ShutdownReport {
-    /// Whether nothing was lost.
+    /// Whether nothing was lost and every handled event was acknowledged.
     pub fn is_clean(&self) -> bool {
-        self.lost == 0
+        self.lost == 0 && self.unacknowledged == 0
     }
 }
 
@@ -63,12 +73,13 @@ impl fmt::Display for ShutdownReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "shut down in {:?}: {} retried event(s) completed, {} dead-lettered, {} returned for redelivery, {} lost; {} expired request(s) skipped, {} reply(ies) undeliverable",
+            "shut down in {:?}: {} retried event(s) completed, {} dead-lettered, {} returned for redelivery, {} lost, {} unacknowledged; {} expired request(s) skipped, {} reply(ies) undeliverable",
             self.took,
             self.completed,
             self.dead_lettered,
             self.returned,
             self.lost,
+            self.unacknowledged,
             self.expired_requests,
             self.undeliverable_replies
         )
@@ -91,6 +102,7 @@ struct Counts {
     lost: AtomicUsize,
     expired: AtomicUsize,
     undeliverable: AtomicUsize,
+    unacknowledged: AtomicUsize,
 }
 
 /// What happened to an event that was held when shutdown began.
@@ -134,6 +146,10 @@ impl Signal {
         self.counts.expired.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn count_unacknowledged(&self) {
+        self.counts.unacknowledged.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn count_undeliverable(&self) {
         self.counts.undeliverable.fetch_add(1, Ordering::Relaxed);
     }
@@ -150,6 +166,7 @@ impl Signal {
             lost: self.counts.lost.load(Ordering::Relaxed),
             expired_requests: self.counts.expired.load(Ordering::Relaxed),
             undeliverable_replies: self.counts.undeliverable.load(Ordering::Relaxed),
+            unacknowledged: self.counts.unacknowledged.load(Ordering::Relaxed),
             took,
         }
     }
@@ -174,10 +191,14 @@ impl RunningService {
         }
     }
 
-    /// Stops taking new messages, answers requests in flight, lets events that
-    /// are being retried finish within the policy's
-    /// [`shutdown_grace`](crate::service::EventPolicy::shutdown_grace), and
-    /// dead-letters the rest; returns what it did.
+    /// Stops taking new messages, answers requests in flight, handles the
+    /// events already queued for it and lets events that are being retried
+    /// finish, both within the policy's
+    /// [`shutdown_grace`](crate::service::EventPolicy::shutdown_grace); then
+    /// dead-letters the retrying ones and returns or counts the queued ones
+    /// left; returns what it did. On Kafka the offsets of everything handled
+    /// or dead-lettered are committed before the consumer leaves its group,
+    /// so a restarted service does not run them again.
     pub async fn shutdown(self) -> ShutdownReport {
         let grace = self.grace;
         self.shutdown_within(grace).await

@@ -2,6 +2,7 @@
 //! environment, through one loader ([`Settings::load`]).
 
 mod graphql;
+pub(crate) mod outbox;
 mod style;
 mod table;
 mod transport;
@@ -18,8 +19,9 @@ use crate::service::EventPolicy;
 
 pub use crate::bus::DEFAULT_REQUEST_TIMEOUT;
 pub use graphql::{GraphqlExposure, GraphqlSettings};
+pub use outbox::OutboxSettings;
 pub use style::Style;
-pub use table::{RouteDecision, RouteRule, RouteTable, DEFAULT_TRANSPORT};
+pub use table::{NoSubscriber, RouteDecision, RouteRule, RouteTable, DEFAULT_TRANSPORT};
 pub use transport::{TransportSettings, DEFAULT_URL};
 
 /// The environment variable holding the default transport's URL
@@ -108,6 +110,10 @@ pub struct Settings {
     /// subjects it exposes is each route's `graphql`).
     #[serde(default)]
     pub graphql: GraphqlSettings,
+    /// Where async sends are held until a recipient took them (feature
+    /// `outbox`; off without a `path`).
+    #[serde(default)]
+    pub outbox: OutboxSettings,
 }
 
 /// One `[[routes]]` entry.
@@ -129,6 +135,9 @@ pub struct RouteSettings {
     /// `graphql`); not exposed when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graphql: Option<GraphqlExposure>,
+    /// What an event that reaches no subscriber does: `count` (default) or `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_no_subscriber: Option<NoSubscriber>,
 }
 
 impl Settings {
@@ -223,6 +232,7 @@ impl Settings {
                     style: route.style,
                     transport: route.transport.clone(),
                     timeout,
+                    on_no_subscriber: route.on_no_subscriber.unwrap_or_default(),
                 })
                 .map_err(|err| Error::config(format!("key `{}`: {err}", key("subjects"))))?;
         }
@@ -260,7 +270,16 @@ impl Settings {
             buses.insert(name.to_owned(), bus);
         }
         let handlers = self.resilience.concurrency.as_ref().map(|c| c.handlers);
-        Bus::routed(table, buses, self.events.clone(), handlers)
+        let bus = Bus::routed(table, buses, self.events.clone(), handlers)?;
+        match &self.outbox.path {
+            None => Ok(bus),
+            #[cfg(feature = "outbox")]
+            Some(_) => bus.with_outbox(&self.outbox).await,
+            #[cfg(not(feature = "outbox"))]
+            Some(_) => Err(Error::config(
+                "`[outbox] path` needs the `outbox` feature of switchboard, which this build does not enable",
+            )),
+        }
     }
 }
 

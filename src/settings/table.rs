@@ -16,6 +16,27 @@ pub struct RouteDecision<'a> {
     pub transport: &'a str,
     /// The request timeout, when the route sets one.
     pub timeout: Option<Duration>,
+    /// What an event that reaches no subscriber does.
+    pub on_no_subscriber: NoSubscriber,
+    /// The pattern of the rule that decided; `None` when no rule matched.
+    pub rule: Option<&'a str>,
+}
+
+/// What an event that reaches no subscriber does (`on_no_subscriber` on a
+/// `[[routes]]` entry), on backends that can tell (memory, HTTP, gRPC; core
+/// NATS cannot, and Kafka and JetStream keep events for their consumers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoSubscriber {
+    /// Accepted as usual, and counted (`switchboard_unrouted_total`), logged
+    /// once per subject per 10 s, and shown in [`Bus::health`](crate::Bus::health).
+    #[default]
+    Count,
+    /// Counted and logged as with `count`, and the send or publish fails with
+    /// [`Error::NoResponders`](crate::Error::NoResponders), so the caller can act.
+    /// With an outbox the send is held instead until a subscriber takes it
+    /// (or `max_age` dead-letters it), so this applies only without one.
+    Error,
 }
 
 /// One row: a subject pattern and what matching subjects get.
@@ -29,6 +50,8 @@ pub struct RouteRule {
     pub transport: Option<String>,
     /// The request timeout for matching subjects, or the transport's default.
     pub timeout: Option<Duration>,
+    /// What an event to a matching subject that reaches no subscriber does.
+    pub on_no_subscriber: NoSubscriber,
 }
 
 /// An ordered list of [`RouteRule`]s with defaults for subjects no rule matches.
@@ -94,6 +117,8 @@ impl RouteTable {
                 .and_then(|r| r.transport.as_deref())
                 .unwrap_or(&self.default_transport),
             timeout: rule.and_then(|r| r.timeout),
+            on_no_subscriber: rule.map(|r| r.on_no_subscriber).unwrap_or_default(),
+            rule: rule.map(|r| r.pattern.as_str()),
         }
     }
 }
@@ -108,6 +133,7 @@ mod tests {
             style,
             transport: transport.map(Into::into),
             timeout: None,
+            on_no_subscriber: NoSubscriber::Count,
         }
     }
 

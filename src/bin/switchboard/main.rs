@@ -20,7 +20,7 @@ use switchboard::{Bus, Message};
 #[derive(Debug, Parser)]
 #[command(name = "switchboard", version, about)]
 struct Cli {
-    /// Backend URL (memory://, http://, nats://, kafka://). Without it the
+    /// Backend URL (memory://, http://, grpc://, nats://, kafka://). Without it the
     /// settings come from the environment like any service's:
     /// SWITCHBOARD_CONFIG, SWITCHBOARD_URL[_<SERVICE>], SWITCHBOARD_STYLE.
     #[arg(long, global = true)]
@@ -138,7 +138,7 @@ fn warn_if_in_process(bus: &Bus) {
     if bus.backend() == "memory" {
         say!(
             "note: memory:// only reaches this same process; \
-             other processes cannot publish or send to it (use nats://, kafka:// or http://)"
+             other processes cannot publish or send to it (use nats://, kafka://, http:// or grpc://)"
         );
     }
 }
@@ -208,7 +208,7 @@ async fn command(bus: &Bus, command: Command) -> Result<(), Box<dyn std::error::
                 .map_err(|err| match (bus.backend(), err.kind()) {
                     ("memory", switchboard::ErrorKind::NoResponders) => format!(
                         "{err}: memory:// only reaches subscribers in this same process; \
-                         to reach another process use nats://, kafka:// or http://"
+                         to reach another process use nats://, kafka://, http:// or grpc://"
                     )
                     .into(),
                     _ => Box::<dyn std::error::Error>::from(err),
@@ -228,7 +228,7 @@ async fn command(bus: &Bus, command: Command) -> Result<(), Box<dyn std::error::
             };
             warn_if_in_process(bus);
             match bus.local_address() {
-                Some(address) => say!("answering {subject} at http://{address}"),
+                Some(address) => say!("answering {subject} at {}://{address}", bus.backend()),
                 None => say!("answering {subject}"),
             }
             let mut answered = 0;

@@ -1,0 +1,90 @@
+//! The outbox's promise on every backend: a queue group that is away gets,
+//! when it returns, every event sent meanwhile — once each.
+
+use std::time::Duration;
+
+use super::support::{ensure, receive, unique_subject, CaseResult, Failure, RECEIVE_WITHIN};
+use super::Fixture;
+use crate::message::Message;
+use crate::settings::OutboxSettings;
+
+/// Events sent while the group is away.
+const EVENTS: u32 = 20;
+
+/// A group subscribes (so the backend knows it), takes one event and goes
+/// away; the client sends `EVENTS` through an outbox; the group comes back
+/// and must get all of them — in order where the backend keeps order — and
+/// nothing twice. Kafka keeps them for the group; memory, HTTP and gRPC
+/// learn that nobody took them, so the outbox holds them.
+pub(super) async fn outbox_delivers_to_a_group_away_and_back(fixture: &dyn Fixture) -> CaseResult {
+    let (server, client) = (fixture.connect().await?, fixture.connect().await?);
+    let subject = unique_subject("outbox-away");
+    let group = subject.rsplit('.').next().unwrap_or("outbox").to_owned();
+    let path = std::env::temp_dir().join(format!("switchboard-{group}.db"));
+    let settings = OutboxSettings {
+        path: Some(path.clone()),
+        ..OutboxSettings::default()
+    };
+    let client = client.with_outbox(&settings).await?;
+    let outcome = away_and_back(&server, &client, &subject, &group).await;
+    let _ = client.close().await;
+    let _ = server.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    outcome
+}
+
+async fn away_and_back(
+    server: &crate::Bus,
+    client: &crate::Bus,
+    subject: &str,
+    group: &str,
+) -> CaseResult {
+    let mut members = server.queue_subscribe(subject, group).await?;
+    client.publish(subject, Message::new("warm-up")).await?;
+    let mut warm_up = receive(&mut members, "the warm-up event").await?;
+    warm_up.ack().await?;
+    drop(members);
+    // The group is away: give the backend (and a mesh's peers) a moment to know.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in 0..EVENTS {
+        client.publish(subject, Message::new(n.to_string())).await?;
+    }
+    let mut members = server.queue_subscribe(subject, group).await?;
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + RECEIVE_WITHIN * 2;
+    while got.len() < EVENTS as usize {
+        let next = tokio::time::timeout_at(deadline, members.next()).await;
+        let Ok(Some(mut incoming)) = next else { break };
+        let text = String::from_utf8_lossy(incoming.payload()).into_owned();
+        incoming.ack().await?;
+        if text != "warm-up" {
+            got.push(
+                text.parse::<u32>()
+                    .map_err(|_| Failure(format!("unexpected event {text:?}")))?,
+            );
+        }
+    }
+    // Anything more would be a duplicate.
+    if let Ok(Some(extra)) = tokio::time::timeout(Duration::from_millis(500), members.next()).await
+    {
+        let text = String::from_utf8_lossy(extra.payload()).into_owned();
+        return Err(Failure(format!(
+            "a duplicate arrived after all {EVENTS}: {text:?}"
+        )));
+    }
+    let mut distinct = got.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    ensure!(
+        distinct == (0..EVENTS).collect::<Vec<_>>() && got.len() == distinct.len(),
+        "the group back got {} of {EVENTS} events ({} distinct): {got:?}",
+        got.len(),
+        distinct.len()
+    );
+    if client.capabilities().ordering.is_supported() {
+        ensure!(got == distinct, "events arrived out of send order: {got:?}");
+    }
+    Ok(())
+}

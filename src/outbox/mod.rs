@@ -1,0 +1,215 @@
+//! The outbox (feature `outbox`): async sends written to an embedded SQLite
+//! file before they count as accepted, then forwarded by a relay that
+//! removes each only once a recipient took it.
+//!
+//! Configured by [`OutboxSettings`] (`[outbox]`
+//! with a `path`). What "accepted" means then: the event is in the file, so
+//! it survives the sending process being killed, a recipient that is away
+//! (no subscriber: held and retried), and a transport that is down (held and
+//! retried). It is delivered at least once — a relay killed between a
+//! delivery and its removal delivers that event again after the restart —
+//! in send order per subject; or, held longer than `max_age`, published to
+//! the `dead_letter` subject with the reason, and counted. A send while
+//! `max_events` are held fails with [`Error::OutboxFull`].
+//!
+//! Only transports that do not keep events for an absent consumer use it
+//! (memory, HTTP, gRPC, core NATS); Kafka and JetStream subjects go straight
+//! to their broker, which keeps them.
+
+mod relay;
+mod store;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::settings::outbox::OutboxSettings;
+pub(crate) use relay::Routes;
+use store::{Entry, Store};
+
+/// Sends waiting for the writer at once; the writer commits them together.
+const WRITE_QUEUE: usize = 4096;
+
+/// The most sends committed in one statement.
+const MAX_BATCH: usize = store::MAX_ROWS;
+
+/// What a bus's outbox holds, from [`Bus::outbox_stats`](crate::Bus::outbox_stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OutboxStats {
+    /// Sends held now: in the file, not yet taken by a recipient.
+    pub pending: u64,
+    /// Sends dead-lettered so far because no recipient took them within `max_age`.
+    pub expired: u64,
+}
+
+/// A bus's outbox: the writer that commits sends and the relay that forwards them.
+pub(crate) struct Outbox {
+    shared: Arc<Shared>,
+    writes: mpsc::Sender<Write>,
+    stop: watch::Sender<bool>,
+    /// The writer and the relay, awaited by [`close`](Self::close).
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// What the writer, the relay and the bus share.
+struct Shared {
+    store: Store,
+    settings: OutboxSettings,
+    /// Events in the file (sends committed, minus events removed).
+    pending: AtomicU64,
+    /// Events dead-lettered because no recipient took them within `max_age`.
+    expired: AtomicU64,
+    /// Wakes the relay when a send was committed.
+    committed: Notify,
+}
+
+/// One send and who waits for its commit.
+struct Write {
+    entry: Entry,
+    done: oneshot::Sender<Result<()>>,
+}
+
+impl Outbox {
+    /// Opens the file of `settings.path` and starts the writer and the relay,
+    /// which forwards through `routes`. Fails at once for a file that cannot
+    /// be opened, is not a database, or is held by another process.
+    pub(crate) async fn open(
+        settings: &OutboxSettings,
+        path: &Path,
+        routes: Routes,
+    ) -> Result<Outbox> {
+        let store = Store::open(path).await?;
+        let pending = store.count().await?;
+        let shared = Arc::new(Shared {
+            store,
+            settings: settings.clone(),
+            pending: AtomicU64::new(pending),
+            expired: AtomicU64::new(0),
+            committed: Notify::new(),
+        });
+        if pending > 0 {
+            tracing::info!(path = %path.display(), pending, "outbox: forwarding events held from before");
+        }
+        let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        let (stop, stopped) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(write(shared.clone(), queue, stopped.clone())),
+            tokio::spawn(relay::run(shared.clone(), routes, stopped)),
+        ];
+        Ok(Outbox {
+            shared,
+            writes,
+            stop,
+            tasks: std::sync::Mutex::new(tasks),
+        })
+    }
+
+    /// Writes one send; returns once it is in the file.
+    pub(crate) async fn append(&self, subject: &str, message: Message) -> Result<()> {
+        let limit = self.shared.settings.max_events;
+        if self.shared.pending.load(Ordering::Relaxed) >= limit {
+            return Err(Error::OutboxFull {
+                subject: subject.to_owned(),
+                limit,
+            });
+        }
+        let (done, committed) = oneshot::channel();
+        let entry = Entry {
+            subject: subject.to_owned(),
+            message,
+            created_ms: now_ms(),
+        };
+        self.writes
+            .send(Write { entry, done })
+            .await
+            .map_err(|_| Error::Closed)?;
+        committed.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Events held now.
+    pub(crate) fn pending(&self) -> u64 {
+        self.shared.pending.load(Ordering::Relaxed)
+    }
+
+    /// Events dead-lettered so far because nobody took them within `max_age`.
+    pub(crate) fn expired(&self) -> u64 {
+        self.shared.expired.load(Ordering::Relaxed)
+    }
+
+    /// Stops the relay after the event in hand and the writer after the
+    /// batch in hand, then closes the file: what is held stays for the next
+    /// start. Sends after this fail with [`Error::Closed`].
+    pub(crate) async fn close(&self) {
+        self.stop.send_replace(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
+        self.shared.store.close().await;
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        // The relay stops after the event in hand; what is held stays in the file.
+        self.stop.send_replace(true);
+    }
+}
+
+/// Commits sends as they come, all waiting ones in one transaction: one
+/// sender pays one commit per send, many senders share theirs.
+async fn write(
+    shared: Arc<Shared>,
+    mut queue: mpsc::Receiver<Write>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut batch: Vec<Write> = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let received = tokio::select! {
+            received = queue.recv_many(&mut batch, MAX_BATCH) => received,
+            _ = stopped.wait_for(|stop| *stop) => 0,
+        };
+        if received == 0 {
+            break;
+        }
+        let entries: Vec<Entry> = batch
+            .iter_mut()
+            .map(|write| Entry {
+                subject: std::mem::take(&mut write.entry.subject),
+                message: std::mem::take(&mut write.entry.message),
+                created_ms: write.entry.created_ms,
+            })
+            .collect();
+        let outcome = shared.store.append(&entries).await;
+        if outcome.is_ok() {
+            shared
+                .pending
+                .fetch_add(entries.len() as u64, Ordering::Relaxed);
+            shared.committed.notify_one();
+        } else if let Err(err) = &outcome {
+            tracing::error!(error = %err, sends = entries.len(), "outbox: could not write sends; they were refused");
+        }
+        for write in batch.drain(..) {
+            let _ = write.done.send(match &outcome {
+                Ok(()) => Ok(()),
+                Err(err) => Err(Error::backend("outbox", err.to_string())),
+            });
+        }
+    }
+    // Sends still queued are refused (their callers get `Closed`), never half-written.
+    queue.close();
+}
+
+fn now_ms() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}

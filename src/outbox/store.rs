@@ -1,0 +1,182 @@
+//! The outbox's SQLite file: one table of pending events in send order.
+//!
+//! WAL with `synchronous = NORMAL`: a committed send survives the process
+//! being killed (the write is in the operating system's hands), without an
+//! fsync per send; `locking_mode = EXCLUSIVE` keeps a second process off the
+//! file, since two relays would deliver every event twice.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqliteLockingMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+
+use crate::error::{Error, Result};
+use crate::headers::Headers;
+use crate::message::Message;
+
+/// The most rows one statement writes or removes (SQLite allows 32,766
+/// bound values; an insert binds 4 per row).
+pub(super) const MAX_ROWS: usize = 512;
+
+/// One event waiting for a recipient.
+pub(super) struct Pending {
+    pub seq: i64,
+    pub subject: String,
+    pub message: Message,
+    /// When it was sent, in milliseconds since the Unix epoch.
+    pub created_ms: i64,
+}
+
+/// An event on its way into the file.
+pub(super) struct Entry {
+    pub subject: String,
+    pub message: Message,
+    pub created_ms: i64,
+}
+
+/// The open file.
+#[derive(Clone)]
+pub(super) struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if missing) the file at `path` and takes it for this
+    /// process; a file another process holds, one that is not a database, or
+    /// a directory that cannot be written is a clear error here.
+    pub async fn open(path: &Path) -> Result<Store> {
+        let failed = |err: sqlx::Error| match err {
+            sqlx::Error::Database(db) if db.message().contains("locked") => Error::config(format!(
+                "outbox store {} is in use by another process (one process per outbox file)",
+                path.display()
+            )),
+            other => Error::config(format!("outbox store {}: {other}", path.display())),
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|err| {
+                Error::config(format!("outbox store {}: {err}", parent.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .locking_mode(SqliteLockingMode::Exclusive)
+            .busy_timeout(Duration::from_millis(500));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(failed)?;
+        // Writing at once takes the exclusive lock and checks the file is a database.
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS switchboard_outbox (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                subject TEXT NOT NULL,
+                headers BLOB NOT NULL,
+                payload BLOB NOT NULL,
+                created_ms INTEGER NOT NULL
+            )",
+        )
+        .execute(&pool)
+        .await
+        .map_err(failed)?;
+        Ok(Store { pool })
+    }
+
+    /// Appends `entries` (at most [`MAX_ROWS`]) in order, as one statement:
+    /// all or none, and one round trip to the database thread.
+    pub async fn append(&self, entries: &[Entry]) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO switchboard_outbox (subject, headers, payload, created_ms) VALUES {}",
+            vec!["(?, ?, ?, ?)"; entries.len()].join(", ")
+        );
+        let mut insert = sqlx::query(&sql);
+        for entry in entries {
+            insert = insert
+                .bind(entry.subject.as_str())
+                .bind(encode_headers(&entry.message.headers))
+                .bind(entry.message.payload.as_ref())
+                .bind(entry.created_ms);
+        }
+        insert.execute(&self.pool).await.map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Up to `limit` pending events after `after`, oldest first.
+    pub async fn after(&self, after: i64, limit: u32) -> Result<Vec<Pending>> {
+        let rows = sqlx::query(
+            "SELECT seq, subject, headers, payload, created_ms FROM switchboard_outbox
+             WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.iter().map(pending_from).collect()
+    }
+
+    /// Removes delivered (or dead-lettered) events, as one statement per
+    /// [`MAX_ROWS`] of them.
+    pub async fn remove(&self, seqs: &[i64]) -> Result<()> {
+        for chunk in seqs.chunks(MAX_ROWS) {
+            let sql = format!(
+                "DELETE FROM switchboard_outbox WHERE seq IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut delete = sqlx::query(&sql);
+            for seq in chunk {
+                delete = delete.bind(seq);
+            }
+            delete.execute(&self.pool).await.map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    /// How many events are pending.
+    pub async fn count(&self) -> Result<u64> {
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM switchboard_outbox")
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(store_error)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// Closes the file (what is committed stays).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn store_error(err: sqlx::Error) -> Error {
+    Error::backend("outbox", err)
+}
+
+/// Headers as the JSON array of `[name, value]` pairs.
+fn encode_headers(headers: &Headers) -> Vec<u8> {
+    let pairs: Vec<(&str, &str)> = headers.iter().collect();
+    serde_json::to_vec(&pairs).unwrap_or_else(|_| b"[]".to_vec())
+}
+
+fn pending_from(row: &sqlx::sqlite::SqliteRow) -> Result<Pending> {
+    let headers: Vec<u8> = row.try_get("headers").map_err(store_error)?;
+    let pairs: Vec<(String, String)> = serde_json::from_slice(&headers)
+        .map_err(|err| Error::codec(format!("outbox: a stored event's headers: {err}")))?;
+    let mut message = Message::new(row.try_get::<Vec<u8>, _>("payload").map_err(store_error)?);
+    for (name, value) in pairs {
+        message.headers.insert(name, value);
+    }
+    Ok(Pending {
+        seq: row.try_get("seq").map_err(store_error)?,
+        subject: row.try_get("subject").map_err(store_error)?,
+        message,
+        created_ms: row.try_get("created_ms").map_err(store_error)?,
+    })
+}

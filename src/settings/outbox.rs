@@ -1,0 +1,46 @@
+//! The `[outbox]` section: where async sends are kept until a recipient took them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The `[outbox]` section (feature `outbox`): with a `path`, every async send
+/// (`send` on an async route, and `publish`) on a transport that does not
+/// keep events for an absent consumer (memory, HTTP, gRPC, core NATS) is
+/// first written to an embedded SQLite file there, then forwarded by a
+/// background relay, and removed only once a recipient took it. Without a
+/// `path` (the default) sends go straight to the transport: at most once.
+///
+/// ```toml
+/// [outbox]
+/// path = "data/outbox.db"            # created if missing; one process per file
+/// max_events = 100000                # a send beyond fails with `Error::OutboxFull`
+/// max_age = "24h"                    # held longer, it is dead-lettered
+/// dead_letter = "dead-letter.outbox" # where expired events go, with the reason
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxSettings {
+    /// The SQLite file; the outbox is off without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// The most events held at once (default 100,000).
+    pub max_events: u64,
+    /// How long an event may wait for a recipient before it is dead-lettered (default 24 h).
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// The subject expired events are published to, with `sb-dead-letter-*` headers.
+    pub dead_letter: String,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        OutboxSettings {
+            path: None,
+            max_events: 100_000,
+            max_age: Duration::from_secs(24 * 3600),
+            dead_letter: "dead-letter.outbox".to_owned(),
+        }
+    }
+}
