@@ -2,6 +2,7 @@
 //! GraphQL gateway: a declared size is refused before a byte is read, and an
 //! undeclared (chunked) one is read no further than the limit.
 
+#[cfg(feature = "graphql")]
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
@@ -25,6 +26,7 @@ pub(crate) fn close_after(mut response: Response) -> Response {
 }
 
 /// Why a body was not read to its end.
+#[cfg(feature = "graphql")]
 #[derive(Debug)]
 pub(crate) enum BodyRefused {
     /// It grew past the limit; reading stopped there.
@@ -35,6 +37,7 @@ pub(crate) enum BodyRefused {
 
 /// Reads `body` whole, stopping with [`BodyRefused::TooLarge`] as soon as it
 /// grows past `limit` bytes, whether or not it declared its length.
+#[cfg(feature = "graphql")]
 pub(crate) async fn read_bounded(body: Body, limit: usize) -> Result<Bytes, BodyRefused> {
     axum::body::to_bytes(body, limit).await.map_err(|err| {
         // `to_bytes` reports the limit as `http_body_util::LengthLimitError` under axum's error.

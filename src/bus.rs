@@ -526,6 +526,27 @@ impl Bus {
             .redelivers(subject_or_pattern)
     }
 
+    /// The memory of handled message ids for a service's route whose table
+    /// rule sets `dedup`; `None` without one. The ids live in the outbox's
+    /// file, so a route with `dedup` on a bus without an outbox is an error.
+    pub(crate) fn dedup_for(
+        &self,
+        service: &str,
+        route: &str,
+    ) -> Result<Option<Arc<crate::service::Dedup>>> {
+        let Some(window) = self.inner.table.decide(route).dedup else {
+            return Ok(None);
+        };
+        #[cfg(feature = "outbox")]
+        if let Some(outbox) = &self.inner.outbox {
+            return Ok(Some(outbox.dedup(service, route, window)));
+        }
+        let _ = window;
+        Err(Error::config(format!(
+            "service `{service}`, route `{route}`: `dedup` keeps the ids of handled events in the outbox's file; configure `[outbox]` with a `path` (feature `outbox`)"
+        )))
+    }
+
     /// The event policy services on this bus use (from [`Settings`](crate::Settings)).
     pub fn event_policy(&self) -> &EventPolicy {
         &self.inner.events

@@ -26,6 +26,13 @@ pub trait Acker: Send + 'static {
     async fn ack(self: Box<Self>) -> Result<()>;
     /// The message was not handled; deliver it again.
     async fn nack(self: Box<Self>) -> Result<()>;
+
+    /// Where the backend keeps this delivery, the same each time it is
+    /// delivered again (a Kafka record's partition and offset); `None` by
+    /// default. Deduplication uses it for events that carry no message id.
+    fn position(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A message received from a [`Subscription`](crate::transport::Subscription).
@@ -52,6 +59,11 @@ impl Incoming {
             acker: None,
             deadline: None,
         }
+    }
+
+    /// Where the backend keeps this delivery, if it says (see [`Acker::position`]).
+    pub fn position(&self) -> Option<String> {
+        self.acker.as_ref().and_then(|acker| acker.position())
     }
 
     /// Sets when the requester stops waiting (for adapters whose backend can

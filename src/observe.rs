@@ -167,6 +167,14 @@ pub(crate) fn undeliverable_reply(service: &str, route: &str) {
     let _ = (service, route);
 }
 
+/// Counts an event skipped because its message id was handled within the route's dedup window.
+pub(crate) fn duplicate(service: &str, route: &str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("switchboard_duplicates_skipped_total", "service" => service.to_owned(), "route" => route.to_owned())
+        .increment(1);
+    let _ = (service, route);
+}
+
 /// Counts a request skipped because its caller had already timed out.
 pub(crate) fn expired(service: &str, route: &str) {
     #[cfg(feature = "metrics")]

@@ -3,7 +3,8 @@
 //! sender killed with SIGKILL loses nothing it accepted (this binary runs
 //! copies of itself as the sender and the later relay); expired events are
 //! dead-lettered with the reason; a full outbox refuses; a bad store file
-//! is a clear error at start.
+//! is a clear error at start. Deduplication by message id keeps its ids in
+//! the same file: across a restart, for its window, and not without a file.
 
 mod support;
 
@@ -292,6 +293,138 @@ async fn bad_store_files_fail_at_start() {
     again.close().await.unwrap();
 }
 
+/// Settings with `orders.place` async and deduplicated for `window` on
+/// `hub`, with an outbox at `path` (`None`: no `[outbox]`).
+fn dedup_settings(hub: &str, path: Option<&Path>, window: &str) -> Settings {
+    let outbox = path.map_or(String::new(), |path| {
+        format!("[outbox]\npath = \"{}\"\n", path.display())
+    });
+    Settings::from_toml(&format!(
+        r#"
+        [transports.default]
+        url = "{hub}"
+
+        [[routes]]
+        subjects = "orders.place"
+        style = "async"
+        dedup = "{window}"
+
+        {outbox}
+        "#
+    ))
+    .unwrap()
+}
+
+async fn record(
+    n: u32,
+    switchboard::handler::State(seen): switchboard::handler::State<
+        tokio::sync::mpsc::UnboundedSender<u32>,
+    >,
+) {
+    let _ = seen.send(n);
+}
+
+/// Starts a deduplicating `orders` service; returns it and what it handles.
+async fn dedup_service(
+    bus: &Bus,
+) -> (
+    switchboard::service::RunningService,
+    tokio::sync::mpsc::UnboundedReceiver<u32>,
+) {
+    let (seen_tx, seen) = tokio::sync::mpsc::unbounded_channel();
+    let running = switchboard::Service::new("orders", bus.clone())
+        .state(seen_tx)
+        .on_ordered("orders.place", record)
+        .start()
+        .await
+        .unwrap();
+    (running, seen)
+}
+
+/// Publishes `n` with message id `id`.
+async fn publish_with_id(bus: &Bus, n: u32, id: &str) {
+    let message = Message::json(&n).unwrap().with_id(id);
+    bus.publish("orders.place", message).await.unwrap();
+}
+
+/// Receives what the service handled until `last` arrived (10 s at most).
+async fn handled_until(
+    seen: &mut tokio::sync::mpsc::UnboundedReceiver<u32>,
+    last: u32,
+) -> Vec<u32> {
+    let mut got = Vec::new();
+    while got.last() != Some(&last) {
+        match tokio::time::timeout(Duration::from_secs(10), seen.recv()).await {
+            Ok(Some(n)) => got.push(n),
+            _ => break,
+        }
+    }
+    got
+}
+
+/// A message id handled before the service (and its bus) restarted is
+/// still known after it: the second delivery is skipped and counted.
+async fn dedup_remembers_ids_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let hub = hub();
+    let bus = dedup_settings(&hub, Some(&path), "10m")
+        .connect()
+        .await
+        .unwrap();
+    let (running, mut seen) = dedup_service(&bus).await;
+    publish_with_id(&bus, 1, "order-1").await;
+    assert_eq!(handled_until(&mut seen, 1).await, [1]);
+    let report = running.shutdown().await;
+    assert!(report.is_clean(), "{report}");
+    bus.close().await.unwrap();
+
+    let bus = dedup_settings(&hub, Some(&path), "10m")
+        .connect()
+        .await
+        .unwrap();
+    let (running, mut seen) = dedup_service(&bus).await;
+    publish_with_id(&bus, 1, "order-1").await;
+    publish_with_id(&bus, 2, "order-2").await;
+    assert_eq!(handled_until(&mut seen, 2).await, [2]);
+    let report = running.shutdown().await;
+    assert_eq!(report.duplicates_skipped, 1, "{report}");
+    bus.close().await.unwrap();
+}
+
+/// Past its window an id is forgotten: the same id runs again.
+async fn dedup_forgets_ids_after_its_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = dedup_settings(&hub(), Some(&dir.path().join("outbox.db")), "300ms")
+        .connect()
+        .await
+        .unwrap();
+    let (running, mut seen) = dedup_service(&bus).await;
+    publish_with_id(&bus, 1, "order-1").await;
+    publish_with_id(&bus, 2, "order-1").await;
+    publish_with_id(&bus, 3, "order-3").await;
+    assert_eq!(handled_until(&mut seen, 3).await, [1, 3]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    publish_with_id(&bus, 4, "order-1").await;
+    assert_eq!(handled_until(&mut seen, 4).await, [4]);
+    let report = running.shutdown().await;
+    assert_eq!(report.duplicates_skipped, 1, "{report}");
+    bus.close().await.unwrap();
+}
+
+/// A route with `dedup` and no outbox to keep the ids: the service does not start.
+async fn dedup_without_an_outbox_is_refused_at_start() {
+    let bus = dedup_settings(&hub(), None, "10m").connect().await.unwrap();
+    let err = switchboard::Service::new("orders", bus.clone())
+        .on("orders.place", |_: u32| async {})
+        .start()
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err}");
+    assert!(err.to_string().contains("[outbox]"), "{err}");
+}
+
 fn main() -> std::process::ExitCode {
     if let Ok(role) = std::env::var(ROLE) {
         let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -314,6 +447,15 @@ fn main() -> std::process::ExitCode {
         }),
         libtest_mimic::Trial::test("bad_store_files_fail_at_start", || {
             support::run_trial(bad_store_files_fail_at_start).map(|_| ())
+        }),
+        libtest_mimic::Trial::test("dedup_remembers_ids_across_a_restart", || {
+            support::run_trial(dedup_remembers_ids_across_a_restart).map(|_| ())
+        }),
+        libtest_mimic::Trial::test("dedup_forgets_ids_after_its_window", || {
+            support::run_trial(dedup_forgets_ids_after_its_window).map(|_| ())
+        }),
+        libtest_mimic::Trial::test("dedup_without_an_outbox_is_refused_at_start", || {
+            support::run_trial(dedup_without_an_outbox_is_refused_at_start).map(|_| ())
         }),
     ];
     libtest_mimic::run(&arguments, trials).exit_code()

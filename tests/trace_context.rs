@@ -28,6 +28,7 @@ fn router(default: Bus, pattern: &str, other: Bus, style: Style) -> Bus {
             transport: Some("broker".into()),
             timeout: None,
             on_no_subscriber: Default::default(),
+            dedup: None,
         })
         .unwrap();
     let buses = BTreeMap::from([

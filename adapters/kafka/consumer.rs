@@ -455,6 +455,11 @@ impl Acker for KafkaAcker {
             )
             .map_err(|e| Error::backend(BACKEND, e))
     }
+
+    /// Partition and offset: a redelivered record has the same.
+    fn position(&self) -> Option<String> {
+        Some(format!("kafka:{}:{}", self.partition, self.offset))
+    }
 }
 
 #[cfg(test)]

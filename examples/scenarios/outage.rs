@@ -130,6 +130,7 @@ pub async fn measure(
         timeout: Some(disruption.caller_timeout().into()),
         graphql: None,
         on_no_subscriber: None,
+        dedup: None,
     }];
     let mut chain = chain::start(backend, seed, prefix, depth, style).await?;
     let caller = backend

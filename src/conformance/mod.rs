@@ -23,6 +23,8 @@
 //! the reason.
 
 #[cfg(feature = "outbox")]
+mod dedup;
+#[cfg(feature = "outbox")]
 mod outbox;
 mod pubsub;
 mod request_reply;
@@ -280,6 +282,12 @@ pub fn cases() -> Vec<Case> {
             "outbox_delivers_to_a_group_away_and_back",
             |c| c.absent_groups,
             outbox::outbox_delivers_to_a_group_away_and_back
+        ),
+        #[cfg(feature = "outbox")]
+        case!(
+            "dedup_runs_the_handler_once_per_message_id",
+            always,
+            dedup::dedup_runs_the_handler_once_per_message_id
         ),
     ]
 }

@@ -15,7 +15,14 @@
 //! Only transports that do not keep events for an absent consumer use it
 //! (memory, HTTP, gRPC, core NATS); Kafka and JetStream subjects go straight
 //! to their broker, which keeps them.
+//!
+//! The same file keeps the message ids that services on this bus handled on
+//! routes with `dedup = "10m"` (see `RouteRule::dedup`), so a second
+//! delivery of an event — this relay forwarding it again after a crash, a
+//! Kafka or JetStream redelivery — does not run its handler again. Every
+//! send the outbox holds gets an `sb-message-id` if it has none.
 
+mod dedup;
 mod relay;
 mod store;
 
@@ -30,6 +37,8 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::settings::outbox::OutboxSettings;
+use crate::wire;
+pub(crate) use dedup::{Begun, Claim, Dedup};
 pub(crate) use relay::Routes;
 use store::{Entry, Store};
 
@@ -111,7 +120,9 @@ impl Outbox {
         })
     }
 
-    /// Writes one send; returns once it is in the file.
+    /// Writes one send; returns once it is in the file. A send without a
+    /// message id gets one here, so a receiving route's dedup recognises it
+    /// if the relay forwards it twice (after a crash between delivery and removal).
     pub(crate) async fn append(&self, subject: &str, message: Message) -> Result<()> {
         let limit = self.shared.settings.max_events;
         if self.shared.pending.load(Ordering::Relaxed) >= limit {
@@ -119,6 +130,10 @@ impl Outbox {
                 subject: subject.to_owned(),
                 limit,
             });
+        }
+        let mut message = message;
+        if message.headers.get(wire::MESSAGE_ID).is_none() {
+            message.headers.insert(wire::MESSAGE_ID, new_message_id());
         }
         let (done, committed) = oneshot::channel();
         let entry = Entry {
@@ -131,6 +146,12 @@ impl Outbox {
             .await
             .map_err(|_| Error::Closed)?;
         committed.await.map_err(|_| Error::Closed)?
+    }
+
+    /// The memory of handled message ids for `route` of `service`, kept in
+    /// this outbox's file for `window`.
+    pub(crate) fn dedup(&self, service: &str, route: &str, window: Duration) -> Arc<Dedup> {
+        dedup::for_route(&self.shared.store, service, route, window)
     }
 
     /// Events held now.
@@ -205,6 +226,11 @@ async fn write(
     }
     // Sends still queued are refused (their callers get `Closed`), never half-written.
     queue.close();
+}
+
+/// A random id for a send: 128 bits from the thread-local generator, as hex.
+fn new_message_id() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
 fn now_ms() -> i64 {

@@ -86,6 +86,17 @@ impl Store {
         .execute(&pool)
         .await
         .map_err(failed)?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS switchboard_dedup (
+                route TEXT NOT NULL,
+                id TEXT NOT NULL,
+                expires_ms INTEGER NOT NULL,
+                PRIMARY KEY (route, id)
+            ) WITHOUT ROWID",
+        )
+        .execute(&pool)
+        .await
+        .map_err(failed)?;
         Ok(Store { pool })
     }
 
@@ -137,6 +148,44 @@ impl Store {
             delete.execute(&self.pool).await.map_err(store_error)?;
         }
         Ok(())
+    }
+
+    /// Whether `id` was handled on `route` and is remembered past `now_ms`.
+    pub async fn handled(&self, route: &str, id: &str, now_ms: i64) -> Result<bool> {
+        let found = sqlx::query(
+            "SELECT 1 FROM switchboard_dedup WHERE route = ? AND id = ? AND expires_ms > ?",
+        )
+        .bind(route)
+        .bind(id)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(found.is_some())
+    }
+
+    /// Remembers that `id` was handled on `route` until `expires_ms`.
+    pub async fn remember(&self, route: &str, id: &str, expires_ms: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO switchboard_dedup (route, id, expires_ms) VALUES (?, ?, ?)",
+        )
+        .bind(route)
+        .bind(id)
+        .bind(expires_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Forgets every id remembered no later than `now_ms`; how many.
+    pub async fn forget_expired(&self, now_ms: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM switchboard_dedup WHERE expires_ms <= ?")
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(done.rows_affected())
     }
 
     /// How many events are pending.

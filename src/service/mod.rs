@@ -1,5 +1,6 @@
 //! Services: handlers registered by subject, each serving requests and events alike, run until shutdown.
 
+mod dedup;
 mod event_policy;
 mod serve;
 mod shutdown;
@@ -16,6 +17,7 @@ use crate::handler::{Context, Handler, HandlerFuture, StateMap};
 use crate::message::Message;
 use crate::subject;
 
+pub(crate) use dedup::Dedup;
 pub use event_policy::{EventPolicy, DEFAULT_DEAD_LETTER, DEFAULT_SHUTDOWN_GRACE};
 pub use shutdown::{RunningService, ShutdownReport};
 
@@ -194,7 +196,9 @@ impl Service {
                 .bus
                 .serve_subscription(&route.subject, &self.name)
                 .await?;
+            let dedup = self.bus.dedup_for(&self.name, &route.subject)?;
             let context = Arc::new(serve::RouteContext {
+                dedup,
                 service: self.name.clone(),
                 backend: self.bus.backend_for(&route.subject),
                 redelivers: self.bus.redelivers(&route.subject),

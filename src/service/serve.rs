@@ -12,6 +12,7 @@ use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use super::dedup::{self, Begun, Dedup};
 use super::shutdown::{HeldOutcome, Signal};
 use super::{ErasedHandler, EventPolicy};
 use crate::bus::Bus;
@@ -39,6 +40,8 @@ pub(super) struct RouteContext {
     pub(super) shutdown: Signal,
     /// Whether a nacked event comes back (Kafka, JetStream).
     pub(super) redelivers: bool,
+    /// The route's memory of handled message ids (`dedup` in the route table).
+    pub(super) dedup: Option<Arc<Dedup>>,
 }
 
 pub(super) async fn serve(
@@ -536,6 +539,22 @@ struct GaveUp {
 
 async fn handle_event(context: &RouteContext, mut incoming: Incoming, handler: &ErasedHandler) {
     let subject = incoming.shared_subject();
+    let claim = match (
+        &context.dedup,
+        context.dedup.as_ref().and(dedup::delivery_id(&incoming)),
+    ) {
+        (Some(dedup), Some(id)) => match dedup.begin(&id).await {
+            Begun::Handled => {
+                tracing::debug!(%subject, service = %context.service, id, "event already handled (dedup); skipped");
+                observe::duplicate(&context.service, &context.route);
+                context.shutdown.count_duplicate();
+                settle(context, &subject, incoming.ack().await);
+                return;
+            }
+            Begun::Fresh(claim) => Some(claim),
+        },
+        _ => None,
+    };
     let message = incoming.take_message();
     let (parent, trace) = incoming_trace(&message);
     let mut stopping = context.shutdown.watch();
@@ -596,10 +615,14 @@ async fn handle_event(context: &RouteContext, mut incoming: Incoming, handler: &
         if held_at_shutdown {
             context.shutdown.record(HeldOutcome::Completed);
         }
+        // Remembered before the acknowledgement: a redelivery after it is skipped.
+        if let Some(claim) = claim {
+            claim.handled().await;
+        }
         settle(context, &subject, incoming.ack().await);
         return;
     };
-    let outcome = give_up(context, &subject, incoming, message, &gave_up).await;
+    let outcome = give_up(context, &subject, incoming, message, &gave_up, claim).await;
     if gave_up.at_shutdown || held_at_shutdown || matches!(outcome, HeldOutcome::Lost) {
         context.shutdown.record(outcome);
     }
@@ -612,6 +635,7 @@ async fn give_up(
     mut incoming: Incoming,
     message: Message,
     gave_up: &GaveUp,
+    claim: Option<dedup::Claim<'_>>,
 ) -> HeldOutcome {
     let GaveUp {
         reason, attempts, ..
@@ -627,6 +651,10 @@ async fn give_up(
             Ok(()) => {
                 tracing::error!(%subject, service = %context.service, attempts, %reason, dead_letter = %dead_letter_subject, "event dead-lettered");
                 observe::dead_letter(&context.service, &context.route);
+                // Dead-lettered is final: a redelivery is not dead-lettered twice.
+                if let Some(claim) = claim {
+                    claim.handled().await;
+                }
                 settle(context, subject, incoming.ack().await);
                 return HeldOutcome::DeadLettered;
             }

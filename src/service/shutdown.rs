@@ -18,8 +18,8 @@ use tokio::time::Instant;
 /// core NATS), each logged — never dropped unreported.
 /// `completed` and `dead_lettered` count events that were waiting between
 /// retries when shutdown began; `returned` also counts queued events handed
-/// back; `lost`, `unacknowledged` and `expired_requests` count over the
-/// service's whole life.
+/// back; `lost`, `unacknowledged`, `expired_requests` and
+/// `duplicates_skipped` count over the service's whole life.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -50,6 +50,10 @@ pub struct ShutdownReport {
     /// Requests skipped over the service's life because their caller had
     /// already timed out when they arrived (backends that queue requests, such as Kafka).
     pub expired_requests: usize,
+    /// Events acknowledged without running the handler over the service's
+    /// life, because a route with `dedup` had handled their message id
+    /// within its window (a second delivery of the same event).
+    pub duplicates_skipped: usize,
     /// Replies that could not be sent over the service's life (the caller's
     /// reply address was missing, malformed or gone); each is logged with its
     /// subject, and the route went on serving.
@@ -73,7 +77,7 @@ impl fmt::Display for ShutdownReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "shut down in {:?}: {} retried event(s) completed, {} dead-lettered, {} returned for redelivery, {} lost, {} unacknowledged; {} expired request(s) skipped, {} reply(ies) undeliverable",
+            "shut down in {:?}: {} retried event(s) completed, {} dead-lettered, {} returned for redelivery, {} lost, {} unacknowledged; {} expired request(s) skipped, {} duplicate(s) skipped, {} reply(ies) undeliverable",
             self.took,
             self.completed,
             self.dead_lettered,
@@ -81,6 +85,7 @@ impl fmt::Display for ShutdownReport {
             self.lost,
             self.unacknowledged,
             self.expired_requests,
+            self.duplicates_skipped,
             self.undeliverable_replies
         )
     }
@@ -101,6 +106,7 @@ struct Counts {
     returned: AtomicUsize,
     lost: AtomicUsize,
     expired: AtomicUsize,
+    duplicates: AtomicUsize,
     undeliverable: AtomicUsize,
     unacknowledged: AtomicUsize,
 }
@@ -146,6 +152,10 @@ impl Signal {
         self.counts.expired.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn count_duplicate(&self) {
+        self.counts.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn count_unacknowledged(&self) {
         self.counts.unacknowledged.fetch_add(1, Ordering::Relaxed);
     }
@@ -165,6 +175,7 @@ impl Signal {
             returned: self.counts.returned.load(Ordering::Relaxed),
             lost: self.counts.lost.load(Ordering::Relaxed),
             expired_requests: self.counts.expired.load(Ordering::Relaxed),
+            duplicates_skipped: self.counts.duplicates.load(Ordering::Relaxed),
             undeliverable_replies: self.counts.undeliverable.load(Ordering::Relaxed),
             unacknowledged: self.counts.unacknowledged.load(Ordering::Relaxed),
             took,

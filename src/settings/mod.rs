@@ -138,6 +138,10 @@ pub struct RouteSettings {
     /// What an event that reaches no subscriber does: `count` (default) or `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_no_subscriber: Option<NoSubscriber>,
+    /// How long services remember the message ids of events they handled on
+    /// these subjects, skipping a second delivery (`10m`); needs `[outbox]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<String>,
 }
 
 impl Settings {
@@ -218,6 +222,12 @@ impl Settings {
                 .as_deref()
                 .map(|t| crate::options::parse_duration(&key("timeout"), t))
                 .transpose()?;
+            let dedup = route
+                .dedup
+                .as_deref()
+                .map(|window| crate::options::parse_duration(&key("dedup"), window))
+                .transpose()?;
+
             if let Some(name) = &route.transport {
                 if name != DEFAULT_TRANSPORT && !self.transports.contains_key(name) {
                     return Err(Error::config(format!(
@@ -233,6 +243,7 @@ impl Settings {
                     transport: route.transport.clone(),
                     timeout,
                     on_no_subscriber: route.on_no_subscriber.unwrap_or_default(),
+                    dedup,
                 })
                 .map_err(|err| Error::config(format!("key `{}`: {err}", key("subjects"))))?;
         }

@@ -18,6 +18,9 @@ pub struct RouteDecision<'a> {
     pub timeout: Option<Duration>,
     /// What an event that reaches no subscriber does.
     pub on_no_subscriber: NoSubscriber,
+    /// How long a handled event's message id is remembered, so a second
+    /// delivery of it is skipped; `None`: no deduplication.
+    pub dedup: Option<Duration>,
     /// The pattern of the rule that decided; `None` when no rule matched.
     pub rule: Option<&'a str>,
 }
@@ -52,6 +55,10 @@ pub struct RouteRule {
     pub timeout: Option<Duration>,
     /// What an event to a matching subject that reaches no subscriber does.
     pub on_no_subscriber: NoSubscriber,
+    /// Services handling matching subjects skip an event whose message id
+    /// they handled within this window (`dedup = "10m"`; needs an outbox to
+    /// keep the ids, see [`crate::outbox`]).
+    pub dedup: Option<Duration>,
 }
 
 /// An ordered list of [`RouteRule`]s with defaults for subjects no rule matches.
@@ -118,6 +125,7 @@ impl RouteTable {
                 .unwrap_or(&self.default_transport),
             timeout: rule.and_then(|r| r.timeout),
             on_no_subscriber: rule.map(|r| r.on_no_subscriber).unwrap_or_default(),
+            dedup: rule.and_then(|r| r.dedup),
             rule: rule.map(|r| r.pattern.as_str()),
         }
     }
@@ -134,6 +142,7 @@ mod tests {
             transport: transport.map(Into::into),
             timeout: None,
             on_no_subscriber: NoSubscriber::Count,
+            dedup: None,
         }
     }
 
