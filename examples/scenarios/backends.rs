@@ -1,6 +1,9 @@
 //! The backends a scenario runs on, and how each service of a scenario connects.
 
-use switchboard::settings::{RouteSettings, TransportSettings};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use switchboard::settings::{OutboxSettings, RouteSettings, TransportSettings};
 use switchboard::{Bus, Settings, Style};
 
 /// One backend the runner measures.
@@ -14,6 +17,8 @@ pub struct Backend {
     pub prefix: String,
     /// The styles it runs chains in (durable NATS serves no requests on stream subjects).
     pub styles: &'static [Style],
+    /// Where each service's `[outbox]` file goes, for the `+outbox` rows.
+    outbox: Option<PathBuf>,
 }
 
 impl Backend {
@@ -24,6 +29,7 @@ impl Backend {
             url: format!("memory://{prefix}"),
             prefix: prefix.to_owned(),
             styles: &[Style::Sync, Style::Async],
+            outbox: None,
         }];
         if cfg!(feature = "http") {
             all.push(Backend {
@@ -31,6 +37,7 @@ impl Backend {
                 url: "http://127.0.0.1:0".into(),
                 prefix: prefix.to_owned(),
                 styles: &[Style::Sync, Style::Async],
+                outbox: None,
             });
         }
         if cfg!(feature = "grpc") {
@@ -39,6 +46,7 @@ impl Backend {
                 url: "grpc://127.0.0.1:0".into(),
                 prefix: prefix.to_owned(),
                 styles: &[Style::Sync, Style::Async],
+                outbox: None,
             });
         }
         if cfg!(feature = "nats") {
@@ -47,6 +55,7 @@ impl Backend {
                 url: "nats://127.0.0.1:4222".into(),
                 prefix: prefix.to_owned(),
                 styles: &[Style::Sync, Style::Async],
+                outbox: None,
             });
             // Durable mode: a JetStream stream captures this backend's subjects. They
             // get their own prefix: a core request to a subject a stream captures is
@@ -62,6 +71,7 @@ impl Backend {
                 ),
                 prefix: durable,
                 styles: &[Style::Async],
+                outbox: None,
             });
         }
         if cfg!(feature = "kafka") {
@@ -71,6 +81,7 @@ impl Backend {
                 url: "kafka://127.0.0.1:9092?fetch_wait=1ms".into(),
                 prefix: prefix.to_owned(),
                 styles: &[Style::Sync, Style::Async],
+                outbox: None,
             });
         }
         all
@@ -88,12 +99,63 @@ impl Backend {
             url,
             prefix,
             styles,
+            outbox: None,
+        }
+    }
+
+    /// This backend with every service's async sends held in an outbox file
+    /// under `dir` (async only), for a backend that keeps nothing for an
+    /// absent consumer; `None` for the others (JetStream and Kafka keep
+    /// events themselves).
+    pub fn with_outbox(&self, dir: &Path) -> Option<Backend> {
+        let name = match self.name {
+            "memory" => "memory+outbox",
+            "http" => "http+outbox",
+            "grpc" => "grpc+outbox",
+            "nats" => "nats+outbox",
+            _ => return None,
+        };
+        Some(Backend {
+            name,
+            url: self.url.clone(),
+            prefix: format!("{}o", self.prefix),
+            styles: &[Style::Async],
+            outbox: Some(dir.to_owned()),
+        })
+    }
+
+    /// Whether every service's async sends go through an outbox (the `+outbox` rows).
+    pub fn has_outbox(&self) -> bool {
+        self.outbox.is_some()
+    }
+
+    /// What an accepted async send means here: held in an `outbox` file,
+    /// stored by the `broker` (JetStream, Kafka), or `at-most-once`.
+    pub fn delivery_mode(&self) -> &'static str {
+        match (self.outbox.is_some(), self.name) {
+            (true, _) => "outbox",
+            (false, "nats-js" | "kafka") => "broker",
+            (false, _) => "at-most-once",
+        }
+    }
+
+    /// The URL a service (or a process of its own) connects with: for HTTP
+    /// and gRPC, with the seed as its peer.
+    pub fn service_url(&self, seed: &Bus) -> String {
+        match seed.local_address() {
+            Some(address) => {
+                let scheme = self.url.split("://").next().unwrap_or("http");
+                format!("{}?peers={scheme}://{address}", self.url)
+            }
+            None => self.url.clone(),
         }
     }
 
     /// Connects the runner's own router; for HTTP and gRPC it is the seed the services learn peers from.
     pub async fn seed(&self, style: Style) -> switchboard::Result<Bus> {
-        self.settings(&self.url, style, Vec::new()).connect().await
+        self.settings(&self.url, "seed", style, Vec::new())
+            .connect()
+            .await
     }
 
     /// Connects a service's bus: same backend, the given style, optional routes.
@@ -104,22 +166,36 @@ impl Backend {
         style: Style,
         routes: Vec<RouteSettings>,
     ) -> switchboard::Result<Bus> {
-        let url = match seed.local_address() {
-            Some(address) => {
-                let scheme = self.url.split("://").next().unwrap_or("http");
-                format!("{}?peers={scheme}://{address}", self.url)
-            }
-            None => self.url.clone(),
-        };
+        let url = self.service_url(seed);
         tracing::debug!(service = name, %url, "connecting");
-        self.settings(&url, style, routes).connect().await
+        self.settings(&url, name, style, routes).connect().await
     }
 
-    fn settings(&self, url: &str, style: Style, routes: Vec<RouteSettings>) -> Settings {
+    fn settings(
+        &self,
+        url: &str,
+        name: &str,
+        style: Style,
+        routes: Vec<RouteSettings>,
+    ) -> Settings {
+        // A file per connection: a restarted service in a scenario gets a
+        // new bus, and one process holds each file.
+        static FILES: AtomicU64 = AtomicU64::new(0);
+        let outbox = match &self.outbox {
+            Some(dir) => OutboxSettings {
+                path: Some(dir.join(format!(
+                    "{name}-{}.db",
+                    FILES.fetch_add(1, Ordering::Relaxed)
+                ))),
+                ..OutboxSettings::default()
+            },
+            None => OutboxSettings::default(),
+        };
         Settings {
             style,
             transports: [("default".to_owned(), TransportSettings::new(url))].into(),
             routes,
+            outbox,
             ..Settings::default()
         }
     }

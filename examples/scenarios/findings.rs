@@ -63,9 +63,16 @@ pub fn findings(chain: &[Value], outage: &[Value], capacity: &[Value]) -> Vec<Fi
             spread(&r#async, "caller_errors"),
             spread(&r#async, "lost"),
         ) {
+            // The same outage with the outbox, where the runner measured it.
+            let with_outbox = outage
+                .iter()
+                .find(|r| r["backend"] == format!("{backend}+outbox").as_str())
+                .and_then(|row| spread(row, "lost"))
+                .map(|lost| format!(" (with the outbox: lost {})", count(&lost)))
+                .unwrap_or_default();
             let caveat = match lost.max > 0.0 {
                 true => format!(
-                    "; but async lost {} accepted job(s) on this backend, which does not keep events for a stopped consumer",
+                    "; but async lost {} accepted job(s) on this backend, which does not keep events for a stopped consumer{with_outbox}",
                     count(&lost)
                 ),
                 false => "; async lost nothing".into(),

@@ -8,7 +8,13 @@
 //!    rising rates until it saturates, p50/p99 latency counted from when each
 //!    job was due, completed rate per step, and the highest rate kept up with;
 //! 5. node loss: the outage's chain of three on three-node NATS and Kafka
-//!    clusters (started here) with one node killed mid-run and restarted.
+//!    clusters (started here) with one node killed mid-run and restarted;
+//! 6. the outage again in the async style with every service's sends in an
+//!    outbox (`memory+outbox`, …), on the backends that keep nothing for an
+//!    absent consumer;
+//! 7. the sender killed: a process of its own sending async events is
+//!    SIGKILLed after 200 accepted and restarted: what it accepted and lost,
+//!    with and without an outbox.
 //!
 //! ```text
 //! cargo run --release --example scenarios --all-features              # every backend, 5 runs
@@ -20,7 +26,7 @@
 //! the median with its min–max over the runs, and compared pairs whose ranges
 //! overlap are listed, so no conclusion is drawn from noise. Prints Markdown
 //! tables and writes `results.json`, `chain.csv`, `outage.csv`, `fanout.csv`,
-//! `load.csv`, `capacity.csv`, `node_loss.csv`, `chain-latency.svg` and `load-latency.svg`
+//! `load.csv`, `capacity.csv`, `node_loss.csv`, `sender_kill.csv`, `chain-latency.svg` and `load-latency.svg`
 //! (with min–max error bars) into `--out` (default
 //! `target/scenarios`), with the whole report as one self-contained
 //! `report.html` (Findings, chart, tables, machine, command) and `report.md`;
@@ -35,6 +41,7 @@ mod node_loss;
 mod outage;
 mod page;
 mod report;
+mod sender_kill;
 mod spread;
 // The cluster tests' helpers: the node-loss scenario starts the same clusters.
 #[path = "../../tests/support/mod.rs"]
@@ -113,6 +120,15 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if std::env::var_os(sender_kill::ROLE).is_some() {
+        return match sender_kill::run_sender().await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("sender: {err}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let mut args = Args::parse();
     if args.quick {
         (args.runs, args.messages, args.max_depth) = (2, 10, 2);
@@ -190,6 +206,17 @@ async fn run(args: Args) -> Result<(), BoxError> {
         eprintln!("skipping node loss on the {reason}");
     }
     let on_clusters = clusters.backends(&format!("{run_id}n"));
+    // The same outage with every service's async sends in an outbox, on the
+    // backends that keep nothing for an absent consumer: its `lost` column
+    // is the outbox's promise, next to the at-most-once rows without it.
+    let outbox_dir = tempfile::tempdir()?;
+    let with_outbox: Vec<Backend> = match cfg!(feature = "outbox") {
+        true => backends
+            .iter()
+            .filter_map(|b| b.with_outbox(outbox_dir.path()))
+            .collect(),
+        false => Vec::new(),
+    };
     let steps: usize = args.runs
         * (backends
             .iter()
@@ -198,7 +225,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
             + on_clusters
                 .iter()
                 .map(|c| c.backend.styles.len())
-                .sum::<usize>());
+                .sum::<usize>()
+            + with_outbox.len()
+            + sender_kill::backends(&backends, &with_outbox).len());
     let progress = ProgressBar::new(steps as u64).with_style(ProgressStyle::with_template(
         "{bar:40} {pos}/{len} {elapsed} {msg}",
     )?);
@@ -271,6 +300,40 @@ async fn run(args: Args) -> Result<(), BoxError> {
             seed.close().await?;
             progress.inc(1);
         }
+        for backend in &with_outbox {
+            point += 1;
+            let at = |what: &str| format!("run {run}/{}: {} {what}", args.runs, backend.name);
+            progress.set_message(at("async outage"));
+            let seed = backend.seed(Style::Async).await?;
+            let prefix = format!("{}.p{point}", backend.prefix);
+            let disruption = outage::Disruption::MiddleService;
+            let row = outage::measure(
+                backend,
+                &seed,
+                &prefix,
+                Style::Async,
+                args.outage,
+                disruption,
+            )
+            .await
+            .map_err(|err| at(&format!("async outage: {err}")))?;
+            results.outage.push(row);
+            seed.close().await?;
+            progress.inc(1);
+        }
+        for backend in sender_kill::backends(&backends, &with_outbox) {
+            point += 1;
+            let at = |what: &str| format!("run {run}/{}: {} {what}", args.runs, backend.name);
+            progress.set_message(at("sender killed"));
+            let seed = backend.seed(Style::Async).await?;
+            let prefix = format!("{}.p{point}", backend.prefix);
+            let row = sender_kill::measure(&backend, &seed, &prefix)
+                .await
+                .map_err(|err| at(&format!("sender killed: {err}")))?;
+            results.sender_kill.push(row);
+            seed.close().await?;
+            progress.inc(1);
+        }
         for on in &on_clusters {
             let backend = &on.backend;
             let at = |what: String| format!("run {run}/{}: {} {what}", args.runs, backend.name);
@@ -328,7 +391,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     page::write(&args.out, &summary, &charts, &command)?;
     println!(
         "wrote {}/report.html, report.md, results.json, chain.csv, outage.csv, fanout.csv, \
-         load.csv, capacity.csv, node_loss.csv, chain-latency.svg, load-latency.svg",
+         load.csv, capacity.csv, node_loss.csv, sender_kill.csv, chain-latency.svg, load-latency.svg",
         args.out.display()
     );
     Ok(())

@@ -13,6 +13,7 @@ use crate::fanout::FanoutRow;
 use crate::findings::{self, Finding};
 use crate::load::{CapacityRow, LoadRow};
 use crate::outage::OutageRow;
+use crate::sender_kill::SenderKillRow;
 use crate::spread::{self, Spread};
 
 /// Everything one run measured.
@@ -24,6 +25,7 @@ pub struct Results {
     pub load: Vec<LoadRow>,
     pub capacity: Vec<CapacityRow>,
     pub node_loss: Vec<OutageRow>,
+    pub sender_kill: Vec<SenderKillRow>,
 }
 
 /// Every run, summarized point by point (see [`spread`](crate::spread)).
@@ -38,6 +40,7 @@ pub struct Summary {
     pub load: Vec<Value>,
     pub capacity: Vec<Value>,
     pub node_loss: Vec<Value>,
+    pub sender_kill: Vec<Value>,
     /// Clusters the node-loss scenario could not start (outside CI), and why.
     pub node_loss_skipped: Vec<String>,
     /// Compared pairs whose ranges overlap over the runs.
@@ -64,6 +67,8 @@ impl Summary {
             spread::summarize(&runs.iter().map(|r| &r.capacity[..]).collect::<Vec<_>>())?;
         let node_loss =
             spread::summarize(&runs.iter().map(|r| &r.node_loss[..]).collect::<Vec<_>>())?;
+        let sender_kill =
+            spread::summarize(&runs.iter().map(|r| &r.sender_kill[..]).collect::<Vec<_>>())?;
         let overlaps = match runs.len() {
             1 => Vec::new(),
             _ => spread::overlaps(&chain, &fanout),
@@ -79,6 +84,7 @@ impl Summary {
             load,
             capacity,
             node_loss,
+            sender_kill,
             node_loss_skipped,
             overlaps,
             findings,
@@ -144,7 +150,7 @@ pub struct Section<'a> {
 }
 
 /// The report's tables, in order.
-pub fn sections(summary: &Summary) -> [Section<'_>; 7] {
+pub fn sections(summary: &Summary) -> [Section<'_>; 8] {
     use Unit::{Count, Millis, Ms, Percent, Text};
     [
         Section {
@@ -250,6 +256,19 @@ pub fn sections(summary: &Summary) -> [Section<'_>; 7] {
                 ("caller errors (first run)", "errors_seen", Text),
             ],
         },
+        Section {
+            title: "Sender killed (SIGKILL after 200 accepted async sends, restarted for 50 more)",
+            rows: &summary.sender_kill,
+            columns: &[
+                ("backend", "backend", Text),
+                ("accepted means", "mode", Text),
+                ("accepted", "accepted", Count),
+                ("received", "received", Count),
+                ("lost", "lost", Count),
+                ("duplicates", "duplicates", Count),
+                ("held in the file at restart", "held_at_restart", Count),
+            ],
+        },
     ]
 }
 
@@ -301,7 +320,7 @@ pub fn tables(summary: &Summary) -> String {
 }
 
 /// Writes `results.json` and the CSV files (`chain`, `outage`, `fanout`,
-/// `load`, `capacity`, `node_loss`) into `dir`.
+/// `load`, `capacity`, `node_loss`, `sender_kill`) into `dir`.
 pub fn write_files(dir: &Path, summary: &Summary) -> Result<(), BoxError> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(
@@ -314,6 +333,7 @@ pub fn write_files(dir: &Path, summary: &Summary) -> Result<(), BoxError> {
     write_csv(&dir.join("load.csv"), &summary.load)?;
     write_csv(&dir.join("capacity.csv"), &summary.capacity)?;
     write_csv(&dir.join("node_loss.csv"), &summary.node_loss)?;
+    write_csv(&dir.join("sender_kill.csv"), &summary.sender_kill)?;
     Ok(())
 }
 
