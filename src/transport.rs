@@ -23,6 +23,27 @@ pub enum Reach {
     Unknown,
 }
 
+/// A queue group as a delivery addresses it: the subject or pattern it
+/// subscribed to, and its name (a [`Service`](crate::Service)'s name).
+pub type GroupAddress = (String, String);
+
+/// Who took an event sent with [`Transport::publish_to`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recipients {
+    /// Whether a plain (group-less) subscriber took it.
+    pub plain: bool,
+    /// The queue groups one of whose members took it.
+    pub groups: Vec<GroupAddress>,
+}
+
+impl Recipients {
+    /// Who took it: `plain` subscribers or not, and these `groups`.
+    pub fn new(plain: bool, groups: Vec<GroupAddress>) -> Self {
+        Recipients { plain, groups }
+    }
+}
+
 /// A connection to a messaging backend, offering both communication styles.
 ///
 /// Adapters implement this trait; services use it through [`Bus`](crate::Bus),
@@ -60,6 +81,35 @@ pub trait Transport: Send + Sync + 'static {
         self.publish(subject, message)
             .await
             .map(|()| Reach::Unknown)
+    }
+
+    /// The queue groups subscribed now, anywhere this transport sees, whose
+    /// pattern matches `subject`; `None` when the backend cannot tell (the
+    /// default). With [`publish_to`](Self::publish_to), an outbox uses it to
+    /// remember groups and hold events for one that is away. A wrapper
+    /// forwards it.
+    fn live_groups(&self, subject: &str) -> Option<Vec<GroupAddress>> {
+        let _ = subject;
+        None
+    }
+
+    /// Delivers an event to the plain subscribers of `subject` if `plain`,
+    /// and to one member of each of `groups` (no other group), and says who
+    /// took it. The default refuses with [`Error::Unsupported`](crate::Error::Unsupported);
+    /// a backend that answers [`live_groups`](Self::live_groups) implements
+    /// it. A wrapper forwards it.
+    async fn publish_to(
+        &self,
+        subject: &str,
+        message: Message,
+        plain: bool,
+        groups: &[GroupAddress],
+    ) -> Result<Recipients> {
+        let _ = (subject, message, plain, groups);
+        Err(crate::error::Error::Unsupported {
+            backend: self.capabilities().backend,
+            what: "publishing to chosen queue groups".into(),
+        })
     }
 
     /// Subscribes to a subject or pattern, optionally as a member of a queue group.

@@ -253,6 +253,63 @@ async fn request_round_trip_on_grpc() {
     );
 }
 
+/// `outbox groups` lists what an outbox file remembers; `outbox forget`
+/// forgets a group; a missing file or unknown group is a clear failure.
+#[cfg(feature = "outbox")]
+async fn outbox_groups_are_listed_and_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let settings = switchboard::settings::OutboxSettings {
+        path: Some(path.clone()),
+        ..Default::default()
+    };
+    let hub = format!("memory://{}", support::unique("cli-outbox"));
+    let bus = switchboard::connect(&hub)
+        .await
+        .unwrap()
+        .with_outbox(&settings)
+        .await
+        .unwrap();
+    let mut billing = bus
+        .queue_subscribe("orders.placed", "billing")
+        .await
+        .unwrap();
+    bus.publish("orders.placed", switchboard::Message::new("1"))
+        .await
+        .unwrap();
+    support::next_within(&mut billing, Duration::from_secs(10))
+        .await
+        .expect("billing takes the event");
+    // The relay writes the group it saw at the end of its pass.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    bus.close().await.unwrap();
+    let file = path.to_str().unwrap();
+
+    let listed = cli(&["outbox", "groups", file]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(
+        text.starts_with("billing on orders.placed: last seen "),
+        "{text}"
+    );
+    assert!(text.contains("0 event(s) held"), "{text}");
+
+    let forgot = cli(&["outbox", "forget", file, "billing"]);
+    assert!(forgot.status.success(), "{forgot:?}");
+    let listed = cli(&["outbox", "groups", file]);
+    assert!(listed.stdout.is_empty(), "{listed:?}");
+    let again = cli(&["outbox", "forget", file, "billing"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("remembers no queue group `billing`"));
+    let missing = cli(&[
+        "outbox",
+        "groups",
+        dir.path().join("nope.db").to_str().unwrap(),
+    ]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no outbox file at"));
+}
+
 crate::tests!(
     bad_input_fails_with_a_clear_message,
     bench_runs_on_memory,
@@ -267,4 +324,6 @@ crate::tests!(
     request_round_trip_on_http,
     #[cfg(feature = "grpc")]
     request_round_trip_on_grpc,
+    #[cfg(feature = "outbox")]
+    outbox_groups_are_listed_and_forgotten,
 );

@@ -425,6 +425,99 @@ async fn dedup_without_an_outbox_is_refused_at_start() {
     assert!(err.to_string().contains("[outbox]"), "{err}");
 }
 
+/// Receives numbered events on `subscription` until `count` came (10 s at most).
+async fn numbers(
+    subscription: &mut switchboard::transport::Subscription,
+    count: usize,
+) -> Vec<u32> {
+    receive(subscription, count).await
+}
+
+/// A queue group seen before a restart is remembered in the file: after
+/// the restart, while it is away and another group takes the events, they
+/// are held for it and arrive when it returns.
+async fn a_group_is_remembered_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let hub = hub();
+    let members = switchboard::connect(&hub).await.unwrap();
+    let mut audit = members
+        .queue_subscribe("orders.place", "audit")
+        .await
+        .unwrap();
+    let mut billing = members
+        .queue_subscribe("orders.place", "billing")
+        .await
+        .unwrap();
+    let bus = settings(&hub, &path, "").connect().await.unwrap();
+    send_numbered(&bus, 0..1).await;
+    assert_eq!(numbers(&mut audit, 1).await, [0]);
+    assert_eq!(numbers(&mut billing, 1).await, [0]);
+    wait_until_empty(&bus).await;
+    bus.close().await.unwrap();
+    drop(billing);
+
+    let bus = settings(&hub, &path, "").connect().await.unwrap();
+    send_numbered(&bus, 1..6).await;
+    assert_eq!(numbers(&mut audit, 5).await, [1, 2, 3, 4, 5]);
+    assert_eq!(bus.outbox_stats().unwrap().pending, 5, "held for billing");
+    let mut billing = members
+        .queue_subscribe("orders.place", "billing")
+        .await
+        .unwrap();
+    assert_eq!(numbers(&mut billing, 5).await, [1, 2, 3, 4, 5]);
+    wait_until_empty(&bus).await;
+    assert!(
+        support::next_within(&mut audit, Duration::from_millis(300))
+            .await
+            .is_none(),
+        "audit got an event twice"
+    );
+    bus.close().await.unwrap();
+}
+
+/// A queue group not seen for `forget_after` is forgotten: what was held
+/// for it is dead-lettered with the reason, and counted.
+async fn a_forgotten_group_gets_its_events_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub();
+    let members = switchboard::connect(&hub).await.unwrap();
+    let mut audit = members
+        .queue_subscribe("orders.place", "audit")
+        .await
+        .unwrap();
+    let billing = members
+        .queue_subscribe("orders.place", "billing")
+        .await
+        .unwrap();
+    let bus = settings(
+        &hub,
+        &dir.path().join("outbox.db"),
+        "forget_after = \"300ms\"",
+    )
+    .connect()
+    .await
+    .unwrap();
+    let mut dead_letters = members.subscribe("dead-letter.outbox").await.unwrap();
+    send_numbered(&bus, 0..1).await;
+    assert_eq!(numbers(&mut audit, 1).await, [0]);
+    drop(billing);
+    send_numbered(&bus, 1..2).await;
+    assert_eq!(numbers(&mut audit, 1).await, [1]);
+    let letter = support::next_within(&mut dead_letters, Duration::from_secs(10))
+        .await
+        .expect("the event held for the forgotten group is dead-lettered");
+    assert_eq!(letter.payload(), b"1");
+    let why = letter.headers().get("sb-dead-letter-error").unwrap();
+    assert!(
+        why.contains("billing") && why.contains("forget_after"),
+        "{why}"
+    );
+    wait_until_empty(&bus).await;
+    assert_eq!(bus.outbox_stats().unwrap().expired, 1);
+    bus.close().await.unwrap();
+}
+
 fn main() -> std::process::ExitCode {
     if let Ok(role) = std::env::var(ROLE) {
         let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -447,6 +540,12 @@ fn main() -> std::process::ExitCode {
         }),
         libtest_mimic::Trial::test("bad_store_files_fail_at_start", || {
             support::run_trial(bad_store_files_fail_at_start).map(|_| ())
+        }),
+        libtest_mimic::Trial::test("a_group_is_remembered_across_a_restart", || {
+            support::run_trial(a_group_is_remembered_across_a_restart).map(|_| ())
+        }),
+        libtest_mimic::Trial::test("a_forgotten_group_gets_its_events_dead_lettered", || {
+            support::run_trial(a_forgotten_group_gets_its_events_dead_lettered).map(|_| ())
         }),
         libtest_mimic::Trial::test("dedup_remembers_ids_across_a_restart", || {
             support::run_trial(dedup_remembers_ids_across_a_restart).map(|_| ())

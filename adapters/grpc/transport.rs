@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::http::mesh::{HttpSettings, HttpTransport, Protocol, Wire};
 use crate::message::Message;
 use crate::subscription::Subscription;
-use crate::transport::{Reach, Transport};
+use crate::transport::{GroupAddress, Reach, Recipients, Transport};
 
 /// A gRPC service: its own tonic server (HTTP/2) for peers and clients in any
 /// language, and gRPC calls to its peers. Peers, subscriptions, fan-out and
@@ -68,6 +68,20 @@ impl Transport for GrpcTransport {
 
     async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
         self.mesh.publish_reaching(subject, message).await
+    }
+
+    fn live_groups(&self, subject: &str) -> Option<Vec<GroupAddress>> {
+        self.mesh.live_groups(subject)
+    }
+
+    async fn publish_to(
+        &self,
+        subject: &str,
+        message: Message,
+        plain: bool,
+        groups: &[GroupAddress],
+    ) -> Result<Recipients> {
+        self.mesh.publish_to(subject, message, plain, groups).await
     }
 
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {

@@ -106,6 +106,19 @@ pub(super) enum Trust {
     OwnAddressOnly,
 }
 
+impl EventPlan {
+    /// Keeps plain subscribers only if `plain`, and only the queue groups in `groups`.
+    pub fn restrict(&mut self, plain: bool, groups: &[(String, String)]) {
+        self.group_holders.retain(|key, _| groups.contains(key));
+        for delivery in self.deliveries.values_mut() {
+            delivery.plain &= plain;
+            delivery.groups.retain(|key| groups.contains(key));
+        }
+        self.deliveries
+            .retain(|_, delivery| delivery.plain || !delivery.groups.is_empty());
+    }
+}
+
 /// Why a snapshot was not taken in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Refused {
@@ -277,6 +290,11 @@ impl Directory {
                 .push(key.clone());
         }
         plan
+    }
+
+    /// The queue groups of `plan`: those subscribed somewhere, here or at a peer.
+    pub fn groups_of(plan: &EventPlan) -> Vec<(String, String)> {
+        plan.group_holders.keys().cloned().collect()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Peer>> {

@@ -25,7 +25,7 @@ use crate::error::{DeliveryFailure, Error, Result};
 use crate::local::{LocalRouter, Targets};
 use crate::message::Message;
 use crate::subscription::Subscription;
-use crate::transport::{Reach, Transport};
+use crate::transport::{GroupAddress, Reach, Recipients, Transport};
 
 /// How services of one backend talk to each other: the HTTP wire, or the gRPC one.
 pub(crate) struct Wire {
@@ -306,38 +306,54 @@ impl HttpTransport {
         }))
     }
 
+    /// Delivers to one holder; who took it. A peer that accepted took all
+    /// of its delivery; here, each subscription's own answer counts.
     async fn deliver(
         &self,
         subject: &str,
         message: &Message,
         holder: &Holder,
         delivery: &Delivery,
-    ) -> Result<()> {
+    ) -> Result<Recipients> {
         match holder {
             Holder::Local => {
                 let targets = Targets::Only {
                     plain: delivery.plain,
                     groups: &delivery.groups,
                 };
-                self.shared
+                let taken = self
+                    .shared
                     .local
-                    .publish(subject, message.clone(), targets)
+                    .publish_to(subject, message.clone(), targets)
                     .await;
-                Ok(())
+                match taken.plain || !taken.groups.is_empty() {
+                    true => Ok(taken),
+                    // Unsubscribed since the plan was made: like a peer's "no subscriber here".
+                    false => Err(Error::NoResponders {
+                        subject: subject.to_owned(),
+                    }),
+                }
             }
             Holder::Peer(peer) => {
                 let deliver = http_wire::format_deliver(delivery.plain, &delivery.groups);
                 self.shared
                     .deliver_to_peer(peer, subject, message, &deliver)
-                    .await
+                    .await?;
+                Ok(Recipients::new(delivery.plain, delivery.groups.clone()))
             }
         }
     }
 
     /// Delivers to every holder at once; a failed holder's groups go to another
-    /// member. `Nobody` when every holder answered that it has no subscriber
-    /// any more (this service's view of them was out of date).
-    async fn fan_out(&self, subject: &str, message: Message, plan: EventPlan) -> Result<Reach> {
+    /// member. Says who took it, and which deliveries failed (a holder that
+    /// answered it has no subscriber any more is not a failure: this
+    /// service's view of it was out of date).
+    async fn fan_out(
+        &self,
+        subject: &str,
+        message: Message,
+        plan: EventPlan,
+    ) -> (Recipients, Vec<DeliveryFailure>) {
         let attempts = plan.deliveries.iter().map(|(holder, delivery)| {
             let message = &message;
             async move {
@@ -349,11 +365,21 @@ impl HttpTransport {
             }
         });
         let mut failed = Vec::new();
-        let mut taken = false;
+        let mut taken = Recipients::default();
         for (holder, delivery, result) in join_all(attempts).await {
             let err = match result {
-                Ok(()) => {
-                    taken = true;
+                Ok(took) => {
+                    taken.plain |= took.plain;
+                    // A group whose member here left since the plan was made goes to another member.
+                    for group in delivery.groups.iter().filter(|g| !took.groups.contains(g)) {
+                        if self
+                            .fail_over(subject, &message, group, holder, &plan)
+                            .await
+                        {
+                            taken.groups.push(group.clone());
+                        }
+                    }
+                    taken.groups.extend(took.groups);
                     continue;
                 }
                 Err(err) => err,
@@ -362,8 +388,6 @@ impl HttpTransport {
                 Holder::Peer(peer) => peer.clone(),
                 Holder::Local => "local".to_owned(),
             };
-            // A peer that answered "no subscriber here" is reachable; only its
-            // snapshot here is stale (it announces the change itself).
             let gone = matches!(err, Error::NoResponders { .. });
             if !gone {
                 self.shared.directory.mark_unreachable(&peer);
@@ -373,7 +397,7 @@ impl HttpTransport {
                     .fail_over(subject, &message, group, holder, &plan)
                     .await
                 {
-                    taken = true;
+                    taken.groups.push(group.clone());
                 } else if !gone {
                     failed.push(DeliveryFailure {
                         peer: format!("{peer} (group {})", group.1),
@@ -388,14 +412,7 @@ impl HttpTransport {
                 });
             }
         }
-        match (failed.is_empty(), taken) {
-            (true, true) => Ok(Reach::Taken),
-            (true, false) => Ok(Reach::Nobody),
-            (false, _) => Err(Error::Undelivered {
-                subject: subject.to_owned(),
-                failed,
-            }),
-        }
+        (taken, failed)
     }
 
     async fn fail_over(
@@ -498,7 +515,45 @@ impl Transport for HttpTransport {
         if plan.deliveries.is_empty() {
             return Ok(Reach::Nobody);
         }
-        self.fan_out(subject, message, plan).await
+        let (taken, failed) = self.fan_out(subject, message, plan).await;
+        match (failed.is_empty(), taken.plain || !taken.groups.is_empty()) {
+            (true, true) => Ok(Reach::Taken),
+            (true, false) => Ok(Reach::Nobody),
+            (false, _) => Err(Error::Undelivered {
+                subject: subject.to_owned(),
+                failed,
+            }),
+        }
+    }
+
+    /// The queue groups this service and the peers it knows subscribe with.
+    fn live_groups(&self, subject: &str) -> Option<Vec<GroupAddress>> {
+        let (_, local) = self.shared.local.subscriptions();
+        let plan = self.shared.directory.plan_event(subject, &local);
+        Some(Directory::groups_of(&plan))
+    }
+
+    /// Delivers only to the chosen recipients; a failed delivery leaves its
+    /// groups out of the answer (the caller holds the event for them).
+    async fn publish_to(
+        &self,
+        subject: &str,
+        message: Message,
+        plain: bool,
+        groups: &[GroupAddress],
+    ) -> Result<Recipients> {
+        let _in_flight = self.gate.enter()?;
+        let (_, local) = self.shared.local.subscriptions();
+        let mut plan = self.shared.directory.plan_event(subject, &local);
+        plan.restrict(plain, groups);
+        if plan.deliveries.is_empty() {
+            return Ok(Recipients::default());
+        }
+        let (taken, failed) = self.fan_out(subject, message, plan).await;
+        for failure in &failed {
+            tracing::debug!(%subject, peer = %failure.peer, reason = %failure.reason, "delivery to a chosen recipient failed");
+        }
+        Ok(taken)
     }
 
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {

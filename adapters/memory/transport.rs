@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::local::{LocalRouter, Targets};
 use crate::message::Message;
 use crate::subscription::Subscription;
-use crate::transport::{Reach, Transport};
+use crate::transport::{GroupAddress, Reach, Recipients, Transport};
 
 /// Default number of messages buffered per subscription before publishers wait.
 pub const DEFAULT_BUFFER: usize = 1024;
@@ -94,6 +94,22 @@ impl Transport for MemoryTransport {
                 _ => Reach::Taken,
             },
         )
+    }
+
+    fn live_groups(&self, subject: &str) -> Option<Vec<GroupAddress>> {
+        Some(self.router.live_groups(subject))
+    }
+
+    async fn publish_to(
+        &self,
+        subject: &str,
+        message: Message,
+        plain: bool,
+        groups: &[GroupAddress],
+    ) -> Result<Recipients> {
+        let _in_flight = self.gate.enter()?;
+        let targets = Targets::Only { plain, groups };
+        Ok(self.router.publish_to(subject, message, targets).await)
     }
 
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {

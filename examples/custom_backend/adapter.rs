@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchboard::transport::{
-    BackendInfo, Capabilities, ConnectFuture, Endpoint, Reach, Subscription, Transport,
+    BackendInfo, Capabilities, ConnectFuture, Endpoint, GroupAddress, Reach, Recipients,
+    Subscription, Transport,
 };
 use switchboard::{Message, Result};
 
@@ -37,6 +38,21 @@ impl Transport for Counting {
     async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
         SENT.fetch_add(1, Ordering::Relaxed);
         self.inner.publish_reaching(subject, message).await
+    }
+
+    fn live_groups(&self, subject: &str) -> Option<Vec<GroupAddress>> {
+        self.inner.live_groups(subject)
+    }
+
+    async fn publish_to(
+        &self,
+        subject: &str,
+        message: Message,
+        plain: bool,
+        groups: &[GroupAddress],
+    ) -> Result<Recipients> {
+        SENT.fetch_add(1, Ordering::Relaxed);
+        self.inner.publish_to(subject, message, plain, groups).await
     }
 
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {

@@ -285,6 +285,12 @@ pub fn cases() -> Vec<Case> {
         ),
         #[cfg(feature = "outbox")]
         case!(
+            "outbox_holds_events_for_a_group_away_while_another_takes_them",
+            |c| c.absent_groups,
+            outbox::outbox_holds_events_for_a_group_away_while_another_takes_them
+        ),
+        #[cfg(feature = "outbox")]
+        case!(
             "dedup_runs_the_handler_once_per_message_id",
             always,
             dedup::dedup_runs_the_handler_once_per_message_id

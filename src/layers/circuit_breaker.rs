@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::message::Message;
 use crate::subscription::Subscription;
-use crate::transport::{Reach, Transport};
+use crate::transport::{GroupAddress, Reach, Recipients, Transport};
 
 /// When a circuit opens and how it recovers (the `[resilience.circuit_breaker]` table).
 ///
@@ -253,6 +253,24 @@ impl Transport for CircuitBreakerLayer {
 
     async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
         let publish = self.inner.publish_reaching(subject, message);
+        self.guarded(subject, publish, |outcome| {
+            outcome.as_ref().err().is_some_and(unhealthy)
+        })
+        .await
+    }
+
+    fn live_groups(&self, subject: &str) -> Option<Vec<GroupAddress>> {
+        self.inner.live_groups(subject)
+    }
+
+    async fn publish_to(
+        &self,
+        subject: &str,
+        message: Message,
+        plain: bool,
+        groups: &[GroupAddress],
+    ) -> Result<Recipients> {
+        let publish = self.inner.publish_to(subject, message, plain, groups);
         self.guarded(subject, publish, |outcome| {
             outcome.as_ref().err().is_some_and(unhealthy)
         })

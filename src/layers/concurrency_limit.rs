@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::message::Message;
 use crate::subscription::Subscription;
-use crate::transport::{Reach, Transport};
+use crate::transport::{GroupAddress, Reach, Recipients, Transport};
 
 /// Lets at most `limit` requests and publishes run at once through this
 /// transport. A call that finds it full waits for a slot: a request for as
@@ -82,6 +82,21 @@ impl Transport for ConcurrencyLimitLayer {
     async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
         let _slot = self.slot(subject, self.max_wait).await?;
         self.inner.publish_reaching(subject, message).await
+    }
+
+    fn live_groups(&self, subject: &str) -> Option<Vec<GroupAddress>> {
+        self.inner.live_groups(subject)
+    }
+
+    async fn publish_to(
+        &self,
+        subject: &str,
+        message: Message,
+        plain: bool,
+        groups: &[GroupAddress],
+    ) -> Result<Recipients> {
+        let _slot = self.slot(subject, self.max_wait).await?;
+        self.inner.publish_to(subject, message, plain, groups).await
     }
 
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {

@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::health::Health;
 use crate::message::Message;
 use crate::subscription::Subscription;
-use crate::transport::{Reach, Transport};
+use crate::transport::{GroupAddress, Reach, Recipients, Transport};
 use crate::wire;
 
 /// When and how often to retry (the `[resilience.retry]` settings table).
@@ -141,6 +141,20 @@ impl Transport for RetryLayer {
                 _ => return outcome,
             }
         }
+    }
+
+    fn live_groups(&self, subject: &str) -> Option<Vec<GroupAddress>> {
+        self.inner.live_groups(subject)
+    }
+
+    async fn publish_to(
+        &self,
+        subject: &str,
+        message: Message,
+        plain: bool,
+        groups: &[GroupAddress],
+    ) -> Result<Recipients> {
+        self.inner.publish_to(subject, message, plain, groups).await
     }
 
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {

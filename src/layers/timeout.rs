@@ -11,7 +11,7 @@ use crate::health::Health;
 use crate::message::Message;
 use crate::subject;
 use crate::subscription::Subscription;
-use crate::transport::{Reach, Transport};
+use crate::transport::{GroupAddress, Reach, Recipients, Transport};
 
 /// Gives requests on matching subjects the configured timeout, in place of
 /// the one the caller passed: operators tune timeouts per subject without a
@@ -58,6 +58,20 @@ impl Transport for TimeoutLayer {
 
     async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
         self.inner.publish_reaching(subject, message).await
+    }
+
+    fn live_groups(&self, subject: &str) -> Option<Vec<GroupAddress>> {
+        self.inner.live_groups(subject)
+    }
+
+    async fn publish_to(
+        &self,
+        subject: &str,
+        message: Message,
+        plain: bool,
+        groups: &[GroupAddress],
+    ) -> Result<Recipients> {
+        self.inner.publish_to(subject, message, plain, groups).await
     }
 
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::incoming::{Incoming, Responder};
 use crate::message::Message;
 use crate::subscription::Subscription;
+use crate::transport::{GroupAddress, Recipients};
 pub(crate) use hub::Interest;
 use hub::{Group, Hub, Member, Routes};
 use inline::RunsToCompletion;
@@ -130,7 +131,34 @@ impl LocalRouter {
     /// Waits while a subscriber's queue is full (backpressure).
     pub async fn publish(&self, subject: &str, message: Message, targets: Targets<'_>) -> usize {
         let routes = self.hub.routes();
-        self.deliver(&routes, subject, message, None, targets).await
+        self.deliver(&routes, subject, message, None, targets, None)
+            .await
+    }
+
+    /// [`publish`](Self::publish), saying who took it.
+    pub async fn publish_to(
+        &self,
+        subject: &str,
+        message: Message,
+        targets: Targets<'_>,
+    ) -> Recipients {
+        let routes = self.hub.routes();
+        let mut taken = Recipients::default();
+        self.deliver(&routes, subject, message, None, targets, Some(&mut taken))
+            .await;
+        taken
+    }
+
+    /// The queue groups subscribed here whose pattern matches `subject`.
+    pub fn live_groups(&self, subject: &str) -> Vec<GroupAddress> {
+        let routes = self.hub.routes();
+        let mut groups = Vec::new();
+        for target in routes.matching(subject) {
+            for group in &target.groups {
+                groups.push((target.pattern.to_string(), group.name.to_string()));
+            }
+        }
+        groups
     }
 
     /// Sends a request to the chosen local subscribers and waits up to `timeout`
@@ -175,7 +203,7 @@ impl LocalRouter {
         let exchange = async {
             let slot = Arc::new(ReplySlot(Mutex::new(Some(sender)), deadline));
             let delivered = self
-                .deliver(&routes, subject, message, Some(&slot), targets)
+                .deliver(&routes, subject, message, Some(&slot), targets, None)
                 .await;
             // From here only the responders hold the slot: if they all drop it, the receiver wakes.
             drop(slot);
@@ -198,6 +226,7 @@ impl LocalRouter {
         message: Message,
         reply: Option<&Arc<ReplySlot>>,
         targets: Targets<'_>,
+        mut taken: Option<&mut Recipients>,
     ) -> usize {
         let mut delivered = 0;
         let mut wildcard_subject: Option<Arc<str>> = None;
@@ -226,6 +255,9 @@ impl LocalRouter {
                 for member in &target.plain {
                     if member.queue.send(incoming()).await.is_ok() {
                         delivered += 1;
+                        if let Some(taken) = taken.as_deref_mut() {
+                            taken.plain = true;
+                        }
                     }
                 }
             }
@@ -236,6 +268,10 @@ impl LocalRouter {
             for group in chosen {
                 if send_to_group(group, incoming()).await {
                     delivered += 1;
+                    if let Some(taken) = taken.as_deref_mut() {
+                        let address = (target.pattern.to_string(), group.name.to_string());
+                        taken.groups.push(address);
+                    }
                 }
             }
         }

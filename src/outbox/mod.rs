@@ -58,6 +58,101 @@ pub struct OutboxStats {
     pub expired: u64,
 }
 
+/// A queue group an outbox file remembers, from [`remembered_groups`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RememberedGroup {
+    /// The subject or pattern the group subscribed to.
+    pub pattern: String,
+    /// The group's name (a [`Service`](crate::Service)'s name).
+    pub name: String,
+    /// When it was last seen subscribed, in milliseconds since the Unix epoch.
+    pub seen_ms: i64,
+    /// Events the file holds for it.
+    pub held: u64,
+}
+
+/// The queue groups the outbox file at `path` remembers, with what it holds
+/// for each. The file must not be in use (a running bus holds it).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> switchboard::Result<()> {
+/// use switchboard::settings::OutboxSettings;
+///
+/// let path = std::env::temp_dir().join(format!("sb-groups-doc-{}.db", std::process::id()));
+/// let settings = OutboxSettings { path: Some(path.clone()), ..OutboxSettings::default() };
+/// let bus = switchboard::connect("memory://groups-doc").await?.with_outbox(&settings).await?;
+/// let _billing = bus.queue_subscribe("orders.placed", "billing").await?;
+/// bus.publish("orders.placed", switchboard::Message::new("1")).await?;
+/// # tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+/// bus.close().await?;
+/// let groups = switchboard::outbox::remembered_groups(&path).await?;
+/// assert_eq!(groups[0].name, "billing");
+/// # for suffix in ["", "-wal", "-shm"] { let _ = std::fs::remove_file(format!("{}{suffix}", path.display())); }
+/// # Ok(()) }
+/// ```
+pub async fn remembered_groups(path: &Path) -> Result<Vec<RememberedGroup>> {
+    let store = open_existing(path).await?;
+    let outcome = async {
+        let held: std::collections::HashMap<_, u64> = store.backlog().await?.into_iter().fold(
+            std::collections::HashMap::new(),
+            |mut held, ((_, group), count)| {
+                *held.entry(group).or_default() += count;
+                held
+            },
+        );
+        let mut groups: Vec<RememberedGroup> = store
+            .groups()
+            .await?
+            .into_iter()
+            .map(|(group, seen_ms)| RememberedGroup {
+                held: held.get(&group).copied().unwrap_or(0),
+                pattern: group.0,
+                name: group.1,
+                seen_ms,
+            })
+            .collect();
+        groups.sort_by(|a, b| (&a.name, &a.pattern).cmp(&(&b.name, &b.pattern)));
+        Ok(groups)
+    }
+    .await;
+    store.close().await;
+    outcome
+}
+
+/// Forgets the queue group `name` (on every pattern) in the outbox file at
+/// `path`, for a service that is gone for good: the next bus to open the
+/// file dead-letters what was held for it, with the reason. Returns how many
+/// (pattern, group) entries were forgotten. The file must not be in use.
+pub async fn forget_group(path: &Path, name: &str) -> Result<usize> {
+    let store = open_existing(path).await?;
+    let outcome = async {
+        let mut forgotten = 0;
+        for (group, _) in store.groups().await? {
+            if group.1 == name {
+                store.forget_group(&group).await?;
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
+    }
+    .await;
+    store.close().await;
+    outcome
+}
+
+/// Opens an outbox file that must exist already (a typo is not a new file).
+async fn open_existing(path: &Path) -> Result<Store> {
+    if !path.is_file() {
+        return Err(Error::config(format!(
+            "no outbox file at {}",
+            path.display()
+        )));
+    }
+    Store::open(path).await
+}
+
 /// A bus's outbox: the writer that commits sends and the relay that forwards them.
 pub(crate) struct Outbox {
     shared: Arc<Shared>,
@@ -140,6 +235,7 @@ impl Outbox {
             subject: subject.to_owned(),
             message,
             created_ms: now_ms(),
+            group: None,
         };
         self.writes
             .send(Write { entry, done })
@@ -206,6 +302,7 @@ async fn write(
                 subject: std::mem::take(&mut write.entry.subject),
                 message: std::mem::take(&mut write.entry.message),
                 created_ms: write.entry.created_ms,
+                group: None,
             })
             .collect();
         let outcome = shared.store.append(&entries).await;

@@ -1,6 +1,12 @@
 //! The relay: forwards held events in send order, removes each once a
 //! recipient took it, holds back a subject nobody takes (retrying with a
 //! growing pause), and dead-letters what waited longer than `max_age`.
+//!
+//! Where the transport tells which queue groups are subscribed (memory,
+//! HTTP, gRPC), the relay remembers every group it sees, in the file. An
+//! event's first delivery goes to the plain subscribers and every known
+//! group; the groups it missed get a copy each, held in the file for that
+//! group alone and forwarded, in send order, when a member is back.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -10,10 +16,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::store::Pending;
+use super::store::{Entry, Pending};
 use super::{now_ms, Shared};
 use crate::error::{Error, Result};
-use crate::transport::{Reach, Transport};
+use crate::subject;
+use crate::transport::{GroupAddress, Reach, Transport};
 use crate::wire;
 
 /// Events read from the file per step.
@@ -38,23 +45,65 @@ impl Routes {
     }
 }
 
-/// What one pass updates: subjects held back, and events delivered but not yet removed.
-struct Progress<'a> {
-    held: &'a mut HashMap<String, Held>,
-    delivered: &'a mut HashSet<i64>,
-}
+/// A held-back line of events: a subject's first deliveries (`None`), or
+/// what a subject holds for one queue group.
+type Line = (String, Option<GroupAddress>);
 
-/// A subject held back: when to try again, and how many tries failed.
+/// A line held back: when to try again, and how many tries failed.
 struct Held {
     until: Instant,
     failures: u32,
 }
 
+/// A remembered queue group: when it was last seen subscribed, and when that was last written.
+struct Seen {
+    seen_ms: i64,
+    written_ms: i64,
+}
+
+/// Write a group's "seen" time at most this often.
+const SEEN_WRITE_EVERY_MS: i64 = 60_000;
+
+/// What the relay keeps between passes.
+struct State {
+    held: HashMap<Line, Held>,
+    /// Events delivered whose removal failed (a full disk, say): removal is
+    /// retried, and they are never delivered a second time by this process.
+    delivered: HashSet<i64>,
+    /// Queue groups seen subscribed (also in the file).
+    groups: HashMap<GroupAddress, Seen>,
+    /// Events held per (subject, group): while a group has any, later events
+    /// of the subject queue up behind them for it (its order).
+    backlog: HashMap<(String, GroupAddress), u64>,
+}
+
 pub(super) async fn run(shared: Arc<Shared>, routes: Routes, mut stopped: watch::Receiver<bool>) {
-    let mut held: HashMap<String, Held> = HashMap::new();
-    // Events delivered whose removal failed (a full disk, say): removal is
-    // retried, and they are never delivered a second time by this process.
-    let mut delivered: HashSet<i64> = HashSet::new();
+    let mut state = State {
+        held: HashMap::new(),
+        delivered: HashSet::new(),
+        groups: HashMap::new(),
+        backlog: HashMap::new(),
+    };
+    match shared.store.groups().await {
+        Ok(groups) => {
+            for (group, seen_ms) in groups {
+                let seen = Seen {
+                    seen_ms,
+                    written_ms: seen_ms,
+                };
+                state.groups.insert(group, seen);
+            }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "outbox: could not read the remembered queue groups")
+        }
+    }
+    match shared.store.backlog().await {
+        Ok(backlog) => state.backlog.extend(backlog),
+        Err(err) => {
+            tracing::error!(error = %err, "outbox: could not read what is held per queue group")
+        }
+    }
     // Events up to here were looked at: a new send only needs a look at what
     // came after, so a long-held backlog is not read again for every send.
     let mut seen_through = 0;
@@ -64,11 +113,10 @@ pub(super) async fn run(shared: Arc<Shared>, routes: Routes, mut stopped: watch:
             return;
         }
         let start = if full { 0 } else { seen_through };
-        let progress = Progress {
-            held: &mut held,
-            delivered: &mut delivered,
-        };
-        let next_retry = match pass(&shared, &routes, progress, &stopped, start).await {
+        if full {
+            forget_unseen_groups(&shared, &mut state).await;
+        }
+        let next_retry = match pass(&shared, &routes, &mut state, &stopped, start).await {
             Ok((next_retry, last)) => {
                 seen_through = seen_through.max(last);
                 next_retry
@@ -78,6 +126,7 @@ pub(super) async fn run(shared: Arc<Shared>, routes: Routes, mut stopped: watch:
                 Some(Instant::now() + MAX_PAUSE)
             }
         };
+        write_seen_groups(&shared, &mut state).await;
         let wake = next_retry.unwrap_or_else(|| Instant::now() + IDLE_CHECK);
         full = tokio::select! {
             () = shared.committed.notified() => false,
@@ -93,22 +142,59 @@ pub(super) async fn run(shared: Arc<Shared>, routes: Routes, mut stopped: watch:
     }
 }
 
+/// Forgets the queue groups not seen for `forget_after`; what is held for
+/// them is dead-lettered as the relay reaches it.
+async fn forget_unseen_groups(shared: &Shared, state: &mut State) {
+    let window = i64::try_from(shared.settings.forget_after.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = now_ms().saturating_sub(window);
+    let stale: Vec<GroupAddress> = state
+        .groups
+        .iter()
+        .filter(|(_, seen)| seen.seen_ms < cutoff)
+        .map(|(group, _)| group.clone())
+        .collect();
+    for group in stale {
+        match shared.store.forget_group(&group).await {
+            Ok(()) => {
+                tracing::warn!(group = %group.1, pattern = %group.0, "outbox: queue group not seen within forget_after; forgotten");
+                state.groups.remove(&group);
+            }
+            Err(err) => tracing::error!(error = %err, "outbox: could not forget a queue group"),
+        }
+    }
+}
+
+/// Writes when groups were last seen, at most once a minute per group.
+async fn write_seen_groups(shared: &Shared, state: &mut State) {
+    for (group, seen) in &mut state.groups {
+        if seen.seen_ms - seen.written_ms < SEEN_WRITE_EVERY_MS && seen.written_ms != 0 {
+            continue;
+        }
+        match shared.store.remember_group(group, seen.seen_ms).await {
+            Ok(()) => seen.written_ms = seen.seen_ms,
+            Err(err) => {
+                tracing::error!(error = %err, "outbox: could not remember a queue group");
+                return;
+            }
+        }
+    }
+}
+
 /// One pass over the events after `start` (all of them when 0): forwards
-/// what it can, in order per subject. Held-back subjects are retried only in
+/// what it can, in order per line. Held-back lines are retried only in
 /// a full pass, which sees their oldest event first. Returns when the
-/// earliest held-back subject may be tried again, and the last event seen.
+/// earliest held-back line may be tried again, and the last event seen.
 async fn pass(
     shared: &Shared,
     routes: &Routes,
-    progress: Progress<'_>,
+    state: &mut State,
     stopped: &watch::Receiver<bool>,
     start: i64,
 ) -> Result<(Option<Instant>, i64)> {
-    let Progress { held, delivered } = progress;
     let full = start == 0;
     let mut after = start;
-    // Subjects held back in this pass: their later events wait too (order).
-    let mut waiting: HashSet<String> = HashSet::new();
+    // Lines held back in this pass: their later events wait too (order).
+    let mut waiting: HashSet<Line> = HashSet::new();
     loop {
         let page = shared.store.after(after, PAGE).await?;
         let Some(last) = page.last() else { break };
@@ -118,27 +204,29 @@ async fn pass(
             if *stopped.borrow() {
                 break;
             }
-            if waiting.contains(&event.subject) {
+            let line = (event.subject.clone(), event.group.clone());
+            if waiting.contains(&line) {
                 continue;
             }
-            if let Some(hold) = held.get(&event.subject) {
+            if let Some(hold) = state.held.get(&line) {
                 if !full || Instant::now() < hold.until {
-                    waiting.insert(event.subject.clone());
+                    waiting.insert(line);
                     continue;
                 }
             }
             let seq = event.seq;
-            if delivered.contains(&seq) {
+            if state.delivered.contains(&seq) {
                 done.push(seq);
                 continue;
             }
-            match forward(shared, routes, event).await {
+            match forward(shared, routes, state, event).await {
                 Forwarded::Done => {
-                    delivered.insert(seq);
+                    state.delivered.insert(seq);
                     done.push(seq);
                 }
-                Forwarded::HoldBack(subject) => {
-                    let hold = held.entry(subject.clone()).or_insert(Held {
+                Forwarded::Split => {}
+                Forwarded::HoldBack => {
+                    let hold = state.held.entry(line.clone()).or_insert(Held {
                         until: Instant::now(),
                         failures: 0,
                     });
@@ -147,14 +235,14 @@ async fn pass(
                         .saturating_mul(1 << hold.failures.min(6).saturating_sub(1))
                         .min(MAX_PAUSE);
                     hold.until = Instant::now() + pause;
-                    waiting.insert(subject);
+                    waiting.insert(line);
                 }
             }
         }
         if !done.is_empty() {
             shared.store.remove(&done).await?;
             for seq in &done {
-                delivered.remove(seq);
+                state.delivered.remove(seq);
             }
             shared
                 .pending
@@ -164,49 +252,183 @@ async fn pass(
             break;
         }
     }
-    // Subjects that went through (or have nothing left) are no longer held back.
+    // Lines that went through (or have nothing left) are no longer held back.
     if full {
-        held.retain(|subject, _| waiting.contains(subject));
+        state.held.retain(|line, _| waiting.contains(line));
     }
-    Ok((held.values().map(|hold| hold.until).min(), after))
+    Ok((state.held.values().map(|hold| hold.until).min(), after))
 }
 
 enum Forwarded {
     /// Delivered, or dead-lettered: remove it.
     Done,
-    /// Nobody took it, or the transport failed: hold the subject back.
-    HoldBack(String),
+    /// Delivered to some, and replaced in the file by its copies held for
+    /// the queue groups that missed it.
+    Split,
+    /// Nobody took it, or the transport failed: hold its line back.
+    HoldBack,
 }
 
-async fn forward(shared: &Shared, routes: &Routes, event: Pending) -> Forwarded {
+async fn forward(shared: &Shared, routes: &Routes, state: &mut State, event: Pending) -> Forwarded {
     let age_ms = now_ms().saturating_sub(event.created_ms);
     let max_age = &shared.settings.max_age;
     let Some(transport) = routes.transport(&event.subject) else {
         // The route table changed between runs and names a transport no longer configured.
-        return expire(
-            shared,
-            routes,
-            event,
-            "its route names a transport that is not configured",
-        )
-        .await;
+        let reason = "its route names a transport that is not configured";
+        return give_up(shared, routes, state, event, reason).await;
     };
     if u128::try_from(age_ms).unwrap_or(0) > max_age.as_millis() {
-        let reason = format!("no recipient took it within max_age ({max_age:?})");
-        return expire(shared, routes, event, &reason).await;
+        let reason = match &event.group {
+            Some((pattern, name)) => format!(
+                "queue group `{name}` (on `{pattern}`) did not take it within max_age ({max_age:?})"
+            ),
+            None => format!("no recipient took it within max_age ({max_age:?})"),
+        };
+        return give_up(shared, routes, state, event, &reason).await;
+    }
+    if let Some(group) = event.group.clone() {
+        return forward_to_group(shared, routes, state, transport.as_ref(), event, group).await;
     }
     let subject = event.subject.clone();
-    match transport
-        .publish_reaching(&event.subject, event.message)
+    let Some(live) = transport.live_groups(&subject) else {
+        return match transport.publish_reaching(&subject, event.message).await {
+            Ok(Reach::Taken | Reach::Unknown) => Forwarded::Done,
+            Ok(Reach::Nobody) => Forwarded::HoldBack,
+            Err(err) => {
+                tracing::debug!(%subject, error = %err, "outbox: forwarding failed; held for a retry");
+                Forwarded::HoldBack
+            }
+        };
+    };
+    let now = now_ms();
+    for group in live {
+        state
+            .groups
+            .entry(group)
+            .or_insert(Seen {
+                seen_ms: now,
+                written_ms: 0,
+            })
+            .seen_ms = now;
+    }
+    // Every group known for the subject; one with events already held for
+    // it gets this one held too, behind them.
+    let known: Vec<GroupAddress> = state
+        .groups
+        .keys()
+        .filter(|(pattern, _)| subject::matches(pattern, &subject))
+        .cloned()
+        .collect();
+    let queued = |group: &GroupAddress| {
+        state
+            .backlog
+            .get(&(subject.clone(), group.clone()))
+            .is_some_and(|held| *held > 0)
+    };
+    let targets: Vec<GroupAddress> = known.iter().filter(|g| !queued(g)).cloned().collect();
+    let taken = match transport
+        .publish_to(&subject, event.message.clone(), true, &targets)
         .await
     {
-        Ok(Reach::Taken | Reach::Unknown) => Forwarded::Done,
-        Ok(Reach::Nobody) => Forwarded::HoldBack(subject),
+        Ok(taken) => taken,
         Err(err) => {
             tracing::debug!(%subject, error = %err, "outbox: forwarding failed; held for a retry");
-            Forwarded::HoldBack(subject)
+            return Forwarded::HoldBack;
+        }
+    };
+    let missed: Vec<GroupAddress> = known
+        .into_iter()
+        .filter(|group| !taken.groups.contains(group))
+        .collect();
+    match (missed.is_empty(), taken.plain || !taken.groups.is_empty()) {
+        (true, true) => return Forwarded::Done,
+        (true, false) => return Forwarded::HoldBack,
+        (false, _) => {}
+    }
+    let copies: Vec<Entry> = missed
+        .iter()
+        .map(|group| Entry {
+            subject: subject.clone(),
+            message: event.message.clone(),
+            created_ms: event.created_ms,
+            group: Some(group.clone()),
+        })
+        .collect();
+    if let Err(err) = shared.store.split(event.seq, &copies).await {
+        // Nothing changed in the file; the groups that took it would get it
+        // again, so this process remembers it as delivered to them only by
+        // retrying the whole event later.
+        tracing::error!(%subject, error = %err, "outbox: could not hold an event for the queue groups that are away");
+        return Forwarded::HoldBack;
+    }
+    shared
+        .pending
+        .fetch_add(copies.len() as u64 - 1, Ordering::Relaxed);
+    for group in missed {
+        tracing::debug!(%subject, group = %group.1, "outbox: queue group away; event held for it");
+        *state.backlog.entry((subject.clone(), group)).or_insert(0) += 1;
+    }
+    Forwarded::Split
+}
+
+/// Forwards an event held for one queue group, to that group only.
+async fn forward_to_group(
+    shared: &Shared,
+    routes: &Routes,
+    state: &mut State,
+    transport: &dyn Transport,
+    event: Pending,
+    group: GroupAddress,
+) -> Forwarded {
+    if !state.groups.contains_key(&group) {
+        let reason = format!(
+            "queue group `{}` (on `{}`) was forgotten: not seen within forget_after ({:?})",
+            group.1, group.0, shared.settings.forget_after
+        );
+        return give_up(shared, routes, state, event, &reason).await;
+    }
+    let subject = event.subject.clone();
+    let outcome = transport
+        .publish_to(&subject, event.message, false, std::slice::from_ref(&group))
+        .await;
+    match outcome {
+        Ok(taken) if taken.groups.contains(&group) => {
+            if let Some(seen) = state.groups.get_mut(&group) {
+                seen.seen_ms = now_ms();
+            }
+            drop_from_backlog(state, &subject, &group);
+            Forwarded::Done
+        }
+        Ok(_) => Forwarded::HoldBack,
+        Err(err) => {
+            tracing::debug!(%subject, group = %group.1, error = %err, "outbox: forwarding to a queue group failed; held for a retry");
+            Forwarded::HoldBack
         }
     }
+}
+
+fn drop_from_backlog(state: &mut State, subject: &str, group: &GroupAddress) {
+    let key = (subject.to_owned(), group.clone());
+    if let Some(held) = state.backlog.get_mut(&key) {
+        *held = held.saturating_sub(1);
+        if *held == 0 {
+            state.backlog.remove(&key);
+        }
+    }
+}
+
+/// An event that will not be delivered: dead-lettered with `reason`.
+async fn give_up(
+    shared: &Shared,
+    routes: &Routes,
+    state: &mut State,
+    event: Pending,
+    reason: &str,
+) -> Forwarded {
+    if let Some(group) = &event.group {
+        drop_from_backlog(state, &event.subject, group);
+    }
+    expire(shared, routes, event, reason).await
 }
 
 /// Publishes an event nobody took in time to the dead-letter subject, with

@@ -17,9 +17,10 @@ use sqlx::Row;
 use crate::error::{Error, Result};
 use crate::headers::Headers;
 use crate::message::Message;
+use crate::transport::GroupAddress;
 
 /// The most rows one statement writes or removes (SQLite allows 32,766
-/// bound values; an insert binds 4 per row).
+/// bound values; an insert binds 6 per row).
 pub(super) const MAX_ROWS: usize = 512;
 
 /// One event waiting for a recipient.
@@ -29,6 +30,8 @@ pub(super) struct Pending {
     pub message: Message,
     /// When it was sent, in milliseconds since the Unix epoch.
     pub created_ms: i64,
+    /// `None` until its first delivery; then the queue group it is still held for.
+    pub group: Option<GroupAddress>,
 }
 
 /// An event on its way into the file.
@@ -36,6 +39,8 @@ pub(super) struct Entry {
     pub subject: String,
     pub message: Message,
     pub created_ms: i64,
+    /// The queue group it is held for, after a first delivery that missed it.
+    pub group: Option<GroupAddress>,
 }
 
 /// The open file.
@@ -86,6 +91,33 @@ impl Store {
         .execute(&pool)
         .await
         .map_err(failed)?;
+        // Files written before events were held per queue group lack its columns.
+        let columns: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info('switchboard_outbox')")
+                .fetch_all(&pool)
+                .await
+                .map_err(failed)?;
+        if !columns.iter().any(|name| name == "group_pattern") {
+            for column in ["group_pattern", "group_name"] {
+                sqlx::query(&format!(
+                    "ALTER TABLE switchboard_outbox ADD COLUMN {column} TEXT"
+                ))
+                .execute(&pool)
+                .await
+                .map_err(failed)?;
+            }
+        }
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS switchboard_groups (
+                pattern TEXT NOT NULL,
+                name TEXT NOT NULL,
+                seen_ms INTEGER NOT NULL,
+                PRIMARY KEY (pattern, name)
+            ) WITHOUT ROWID",
+        )
+        .execute(&pool)
+        .await
+        .map_err(failed)?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS switchboard_dedup (
                 route TEXT NOT NULL,
@@ -103,27 +135,102 @@ impl Store {
     /// Appends `entries` (at most [`MAX_ROWS`]) in order, as one statement:
     /// all or none, and one round trip to the database thread.
     pub async fn append(&self, entries: &[Entry]) -> Result<()> {
-        let sql = format!(
-            "INSERT INTO switchboard_outbox (subject, headers, payload, created_ms) VALUES {}",
-            vec!["(?, ?, ?, ?)"; entries.len()].join(", ")
-        );
-        let mut insert = sqlx::query(&sql);
-        for entry in entries {
-            insert = insert
-                .bind(entry.subject.as_str())
-                .bind(encode_headers(&entry.message.headers))
-                .bind(entry.message.payload.as_ref())
-                .bind(entry.created_ms);
-        }
-        insert.execute(&self.pool).await.map_err(store_error)?;
+        let sql = insert_sql(entries.len());
+        insert(&sql, entries)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
         Ok(())
+    }
+
+    /// Replaces the event `seq` by `entries` (its copies held for the queue
+    /// groups its first delivery missed), all or nothing.
+    pub async fn split(&self, seq: i64, entries: &[Entry]) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        for chunk in entries.chunks(MAX_ROWS) {
+            let sql = insert_sql(chunk.len());
+            insert(&sql, chunk)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
+        sqlx::query("DELETE FROM switchboard_outbox WHERE seq = ?")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    /// The queue groups remembered, with when each was last seen.
+    pub async fn groups(&self) -> Result<Vec<(GroupAddress, i64)>> {
+        let rows = sqlx::query("SELECT pattern, name, seen_ms FROM switchboard_groups")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                let group = (
+                    row.try_get("pattern").map_err(store_error)?,
+                    row.try_get("name").map_err(store_error)?,
+                );
+                Ok((group, row.try_get("seen_ms").map_err(store_error)?))
+            })
+            .collect()
+    }
+
+    /// Remembers `group` as seen at `seen_ms`.
+    pub async fn remember_group(&self, group: &GroupAddress, seen_ms: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO switchboard_groups (pattern, name, seen_ms) VALUES (?, ?, ?)",
+        )
+        .bind(group.0.as_str())
+        .bind(group.1.as_str())
+        .bind(seen_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Forgets `group`.
+    pub async fn forget_group(&self, group: &GroupAddress) -> Result<()> {
+        sqlx::query("DELETE FROM switchboard_groups WHERE pattern = ? AND name = ?")
+            .bind(group.0.as_str())
+            .bind(group.1.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// How many events are held per (subject, queue group).
+    pub async fn backlog(&self) -> Result<Vec<((String, GroupAddress), u64)>> {
+        let rows = sqlx::query(
+            "SELECT subject, group_pattern, group_name, COUNT(*) AS held FROM switchboard_outbox
+             WHERE group_name IS NOT NULL GROUP BY subject, group_pattern, group_name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                let subject: String = row.try_get("subject").map_err(store_error)?;
+                let group = (
+                    row.try_get("group_pattern").map_err(store_error)?,
+                    row.try_get("group_name").map_err(store_error)?,
+                );
+                let held: i64 = row.try_get("held").map_err(store_error)?;
+                Ok(((subject, group), u64::try_from(held).unwrap_or(0)))
+            })
+            .collect()
     }
 
     /// Up to `limit` pending events after `after`, oldest first.
     pub async fn after(&self, after: i64, limit: u32) -> Result<Vec<Pending>> {
         let rows = sqlx::query(
-            "SELECT seq, subject, headers, payload, created_ms FROM switchboard_outbox
-             WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, subject, headers, payload, created_ms, group_pattern, group_name
+             FROM switchboard_outbox WHERE seq > ? ORDER BY seq LIMIT ?",
         )
         .bind(after)
         .bind(i64::from(limit))
@@ -204,6 +311,35 @@ impl Store {
     }
 }
 
+/// The statement inserting `rows` events.
+fn insert_sql(rows: usize) -> String {
+    format!(
+        "INSERT INTO switchboard_outbox (subject, headers, payload, created_ms, group_pattern, group_name) VALUES {}",
+        vec!["(?, ?, ?, ?, ?, ?)"; rows].join(", ")
+    )
+}
+
+type Statement<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// [`insert_sql`] with `entries` (at most [`MAX_ROWS`]) bound, in order.
+fn insert<'q>(sql: &'q str, entries: &'q [Entry]) -> Statement<'q> {
+    let mut insert = sqlx::query(sql);
+    for entry in entries {
+        let (pattern, name) = match &entry.group {
+            Some((pattern, name)) => (Some(pattern.as_str()), Some(name.as_str())),
+            None => (None, None),
+        };
+        insert = insert
+            .bind(entry.subject.as_str())
+            .bind(encode_headers(&entry.message.headers))
+            .bind(entry.message.payload.as_ref())
+            .bind(entry.created_ms)
+            .bind(pattern)
+            .bind(name);
+    }
+    insert
+}
+
 fn store_error(err: sqlx::Error) -> Error {
     Error::backend("outbox", err)
 }
@@ -227,5 +363,14 @@ fn pending_from(row: &sqlx::sqlite::SqliteRow) -> Result<Pending> {
         subject: row.try_get("subject").map_err(store_error)?,
         message,
         created_ms: row.try_get("created_ms").map_err(store_error)?,
+        group: match (
+            row.try_get::<Option<String>, _>("group_pattern")
+                .map_err(store_error)?,
+            row.try_get::<Option<String>, _>("group_name")
+                .map_err(store_error)?,
+        ) {
+            (Some(pattern), Some(name)) => Some((pattern, name)),
+            _ => None,
+        },
     })
 }

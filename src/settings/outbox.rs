@@ -18,7 +18,16 @@ use serde::{Deserialize, Serialize};
 /// max_events = 100000                # a send beyond fails with `Error::OutboxFull`
 /// max_age = "24h"                    # held longer, it is dead-lettered
 /// dead_letter = "dead-letter.outbox" # where expired events go, with the reason
+/// forget_after = "24h"               # a queue group not seen this long is forgotten
 /// ```
+///
+/// On memory, HTTP and gRPC the outbox also remembers every queue group (a
+/// [`Service`](crate::Service)'s name) it has seen subscribed to a subject,
+/// in the same file: an event for a group whose every member is away is
+/// held for that group — while the groups that are there get it at once —
+/// and delivered to it, in send order, when a member returns. A group not
+/// seen for `forget_after` is forgotten; what was held for it is
+/// dead-lettered with the reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboxSettings {
@@ -32,6 +41,10 @@ pub struct OutboxSettings {
     pub max_age: Duration,
     /// The subject expired events are published to, with `sb-dead-letter-*` headers.
     pub dead_letter: String,
+    /// How long a queue group may go unseen before it is forgotten and what
+    /// was held for it dead-lettered (default 24 h).
+    #[serde(with = "humantime_serde")]
+    pub forget_after: Duration,
 }
 
 impl Default for OutboxSettings {
@@ -41,6 +54,7 @@ impl Default for OutboxSettings {
             max_events: 100_000,
             max_age: Duration::from_secs(24 * 3600),
             dead_letter: "dead-letter.outbox".to_owned(),
+            forget_after: Duration::from_secs(24 * 3600),
         }
     }
 }

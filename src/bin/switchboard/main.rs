@@ -6,6 +6,8 @@
 //! switchboard --url kafka://127.0.0.1:9092 sub 'orders.*'           # print events
 //! switchboard --url kafka://127.0.0.1:9092 pub orders.placed '{"id":1}'
 //! switchboard --url http://127.0.0.1:0 bench --mode request         # rates against itself
+//! switchboard outbox groups data/outbox.db                           # queue groups an outbox remembers
+//! switchboard outbox forget data/outbox.db billing                   # forget a service gone for good
 //! ```
 
 mod bench;
@@ -32,8 +34,28 @@ struct Cli {
     command: Command,
 }
 
+/// What to do with an outbox file (feature `outbox`; the service using it must be stopped).
+#[derive(Debug, Subcommand)]
+enum OutboxCommand {
+    /// List the queue groups the file remembers, when each was last seen, and what it holds for each.
+    Groups {
+        /// The outbox's SQLite file (`[outbox] path`).
+        path: std::path::PathBuf,
+    },
+    /// Forget a queue group (a service gone for good): the next start dead-letters what was held for it.
+    Forget {
+        /// The outbox's SQLite file (`[outbox] path`).
+        path: std::path::PathBuf,
+        /// The group's name (the service's name).
+        group: String,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Inspect or edit an outbox file (no backend is contacted).
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
     /// Publish an event.
     Pub {
         /// Subject to publish to.
@@ -124,6 +146,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    if let Command::Outbox(command) = cli.command {
+        return outbox(command).await;
+    }
     let bus = match &cli.url {
         Some(url) => switchboard::connect(url).await?,
         None => switchboard::Settings::load(&cli.service)?.connect().await?,
@@ -131,6 +156,40 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let outcome = command(&bus, cli.command).await;
     bus.close().await?;
     outcome
+}
+
+#[cfg(feature = "outbox")]
+async fn outbox(command: OutboxCommand) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        OutboxCommand::Groups { path } => {
+            for group in switchboard::outbox::remembered_groups(&path).await? {
+                let seen = std::time::UNIX_EPOCH
+                    + Duration::from_millis(u64::try_from(group.seen_ms).unwrap_or(0));
+                println!(
+                    "{} on {}: last seen {}, {} event(s) held",
+                    group.name,
+                    group.pattern,
+                    humantime::format_rfc3339_seconds(seen),
+                    group.held
+                );
+            }
+        }
+        OutboxCommand::Forget { path, group } => {
+            let forgotten = switchboard::outbox::forget_group(&path, &group).await?;
+            if forgotten == 0 {
+                return Err(
+                    format!("{} remembers no queue group `{group}`", path.display()).into(),
+                );
+            }
+            say!("forgot `{group}` on {forgotten} subject pattern(s); what was held for it is dead-lettered at the next start");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "outbox"))]
+async fn outbox(_: OutboxCommand) -> Result<(), Box<dyn std::error::Error>> {
+    Err("this switchboard was built without the `outbox` feature".into())
 }
 
 /// memory:// is one process's bus: a `sub` or `reply` there hears only itself.
@@ -263,6 +322,7 @@ async fn command(bus: &Bus, command: Command) -> Result<(), Box<dyn std::error::
             }
         }
         Command::Bench(args) => bench::run(bus, args).await?,
+        Command::Outbox(command) => outbox(command).await?,
     }
     Ok(())
 }
