@@ -257,7 +257,10 @@ impl Bus {
     /// A sync route waits for the reply (up to the route's timeout, else the
     /// transport's) and returns [`Sent::Replied`], or the handler's error. An
     /// async route publishes and returns [`Sent::Accepted`] once the backend
-    /// has accepted the event. Flipping the route changes no code.
+    /// has accepted the event. Flipping the route changes no code. Use it for
+    /// commands; a caller that needs the answer uses
+    /// [`request_json`](Self::request_json), or sends to a route marked
+    /// `query = true`, which stays request/reply whatever the configured style.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]

@@ -29,6 +29,7 @@ fn router(default: Bus, pattern: &str, other: Bus, style: Style) -> Bus {
             timeout: None,
             on_no_subscriber: Default::default(),
             dedup: None,
+            query: false,
         })
         .unwrap();
     let buses = BTreeMap::from([

@@ -131,6 +131,7 @@ pub async fn measure(
         graphql: None,
         on_no_subscriber: None,
         dedup: None,
+        query: None,
     }];
     let mut chain = chain::start(backend, seed, prefix, depth, style).await?;
     let caller = backend

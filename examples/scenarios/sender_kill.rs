@@ -227,6 +227,7 @@ pub async fn run_sender() -> Result<(), BoxError> {
             graphql: None,
             on_no_subscriber: None,
             dedup: None,
+            query: None,
         }],
         outbox: OutboxSettings {
             path: outbox,

@@ -61,6 +61,7 @@ async fn once_per_id(
         timeout: None,
         on_no_subscriber: NoSubscriber::Count,
         dedup: Some(Duration::from_secs(60)),
+        query: false,
     })?;
     let settings = OutboxSettings {
         path: Some(path.to_owned()),

@@ -142,6 +142,11 @@ pub struct RouteSettings {
     /// these subjects, skipping a second delivery (`10m`); needs `[outbox]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedup: Option<String>,
+    /// `true`: these subjects are queries, always request/reply, whatever
+    /// the top-level `style` or `SWITCHBOARD_STYLE` says (`style = "async"`
+    /// with it is an error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<bool>,
 }
 
 impl Settings {
@@ -244,6 +249,7 @@ impl Settings {
                     timeout,
                     on_no_subscriber: route.on_no_subscriber.unwrap_or_default(),
                     dedup,
+                    query: route.query.unwrap_or(false),
                 })
                 .map_err(|err| Error::config(format!("key `{}`: {err}", key("subjects"))))?;
         }
@@ -322,6 +328,26 @@ mod tests {
         transport = "fast"
         timeout = "800ms"
     "#;
+
+    #[test]
+    fn a_query_route_stays_sync_when_the_default_flips() {
+        let settings = Settings::from_toml(
+            "style = \"async\"\n[[routes]]\nsubjects = \"reports.*\"\nquery = true",
+        )
+        .unwrap();
+        let table = settings.route_table().unwrap();
+        assert_eq!(table.decide("reports.count").style, Style::Sync);
+        assert_eq!(table.decide("orders.place").style, Style::Async);
+        let err = Settings::from_toml(
+            "[[routes]]\nsubjects = \"reports.*\"\nquery = true\nstyle = \"async\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("routes[0].subjects") && err.contains("is a query"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn parses_routes_and_defaults() {

@@ -59,6 +59,27 @@ pub struct RouteRule {
     /// they handled within this window (`dedup = "10m"`; needs an outbox to
     /// keep the ids, see [`crate::outbox`]).
     pub dedup: Option<Duration>,
+    /// Matching subjects are queries: their callers need the answer, so they
+    /// are always request/reply, whatever `style` the table's default or a
+    /// global flip (`SWITCHBOARD_STYLE=async`) gives.
+    pub query: bool,
+}
+
+impl RouteRule {
+    /// A rule for `pattern` that decides nothing yet: the table's style and
+    /// transport, the transport's timeout, `on_no_subscriber = "count"`, no
+    /// dedup, not a query.
+    pub fn new(pattern: impl Into<String>) -> Self {
+        RouteRule {
+            pattern: pattern.into(),
+            style: None,
+            transport: None,
+            timeout: None,
+            on_no_subscriber: NoSubscriber::Count,
+            dedup: None,
+            query: false,
+        }
+    }
 }
 
 /// An ordered list of [`RouteRule`]s with defaults for subjects no rule matches.
@@ -88,9 +109,16 @@ impl RouteTable {
         }
     }
 
-    /// Appends a rule; fails if its pattern is not a valid subject pattern.
+    /// Appends a rule; fails if its pattern is not a valid subject pattern,
+    /// or it is a query with `style` async.
     pub fn push(&mut self, rule: RouteRule) -> Result<()> {
         subject::validate_pattern(&rule.pattern)?;
+        if rule.query && rule.style == Some(Style::Async) {
+            return Err(crate::error::Error::config(format!(
+                "`{}` is a query (its callers need the answer), so it cannot be async; drop `style` or `query`",
+                rule.pattern
+            )));
+        }
         self.rules.push(rule);
         Ok(())
     }
@@ -119,7 +147,10 @@ impl RouteTable {
             .iter()
             .find(|rule| subject::covers(&rule.pattern, subject_or_pattern));
         RouteDecision {
-            style: rule.and_then(|r| r.style).unwrap_or(self.default_style),
+            style: match rule {
+                Some(rule) if rule.query => Style::Sync,
+                _ => rule.and_then(|r| r.style).unwrap_or(self.default_style),
+            },
             transport: rule
                 .and_then(|r| r.transport.as_deref())
                 .unwrap_or(&self.default_transport),
@@ -137,13 +168,30 @@ mod tests {
 
     fn rule(pattern: &str, style: Option<Style>, transport: Option<&str>) -> RouteRule {
         RouteRule {
-            pattern: pattern.into(),
             style,
             transport: transport.map(Into::into),
-            timeout: None,
-            on_no_subscriber: NoSubscriber::Count,
-            dedup: None,
+            ..RouteRule::new(pattern)
         }
+    }
+
+    #[test]
+    fn a_query_stays_sync_whatever_the_default_style() {
+        let mut table = RouteTable::new(Style::Async);
+        table
+            .push(RouteRule {
+                query: true,
+                ..RouteRule::new("stats.*")
+            })
+            .unwrap();
+        assert_eq!(table.decide("stats.count").style, Style::Sync);
+        assert_eq!(table.decide("orders.place").style, Style::Async);
+        let async_query = RouteRule {
+            query: true,
+            style: Some(Style::Async),
+            ..RouteRule::new("stats.*")
+        };
+        let err = table.push(async_query).unwrap_err();
+        assert!(err.to_string().contains("is a query"), "{err}");
     }
 
     #[test]
