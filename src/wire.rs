@@ -66,6 +66,12 @@ pub const DEAD_LETTER_ERROR: &str = "sb-dead-letter-error";
 pub const DEAD_LETTER_ATTEMPTS: &str = "sb-dead-letter-attempts";
 /// On a dead-lettered event: the service that gave up on it.
 pub const DEAD_LETTER_SERVICE: &str = "sb-dead-letter-service";
+/// On a dead-lettered event: the code of the handler's last rejection, if it had one.
+pub const DEAD_LETTER_CODE: &str = "sb-dead-letter-code";
+/// On a dead-lettered event: `final` when the handler refused it for good
+/// (no retries), `retries` when its attempts ran out, `shutdown` when the
+/// service stopped while retrying it.
+pub const DEAD_LETTER_CAUSE: &str = "sb-dead-letter-cause";
 
 /// The media type the JSON helpers use.
 pub const JSON: &str = "application/json";

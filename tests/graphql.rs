@@ -56,7 +56,9 @@ async fn start_services(
             Ok::<_, String>(json!({ "left": 3 }))
         })
         .on("catalog.fail", |_: Value| async move {
-            Err::<Value, _>("the catalog is closed".to_owned())
+            Err::<Value, _>(
+                switchboard::handler::Rejection::new("the catalog is closed").with_code("closed"),
+            )
         })
         .on("orders.place", move |order: Value| {
             let placed = placed.clone();
@@ -152,6 +154,7 @@ async fn queries_and_mutations_reach_the_services() {
     assert_eq!(status, 200);
     let error = &answer["errors"][0];
     assert_eq!(error["extensions"]["kind"], "remote", "{answer}");
+    assert_eq!(error["extensions"]["code"], "closed", "{answer}");
     assert!(error["message"]
         .as_str()
         .unwrap()

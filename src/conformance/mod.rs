@@ -268,6 +268,11 @@ pub fn cases() -> Vec<Case> {
             style_matrix::async_routes
         ),
         case!(
+            "final_refusal_is_dead_lettered_at_once",
+            always,
+            style_matrix::final_refusal_is_dead_lettered_at_once
+        ),
+        case!(
             "shutdown_loses_no_retrying_event",
             always,
             style_matrix::shutdown_loses_nothing

@@ -11,7 +11,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::support::{
     ensure, expect_kind, receive as next_within, unique_subject, CaseResult, Failure,
-    RECEIVE_WITHIN,
+    RECEIVE_WITHIN, SILENCE_FOR,
 };
 use super::Fixture;
 use crate::bus::{Bus, Sent};
@@ -194,6 +194,85 @@ pub(super) async fn async_routes(fixture: &dyn Fixture) -> CaseResult {
         let _ = server.close().await;
         let _ = client.close().await;
     }
+    Ok(())
+}
+
+/// Refuses for good: marked permanent.
+async fn permanent_handler(order: Order, State(seen): State<Seen>) -> Result<(), Rejection> {
+    let _ = seen.send(order.id);
+    Err(Rejection::new("order cancelled")
+        .with_code("cancelled")
+        .permanent())
+}
+
+/// Refuses with a code the service's policy lists as final.
+async fn final_code_handler(order: Order, State(seen): State<Seen>) -> Result<(), Rejection> {
+    let _ = seen.send(order.id);
+    Err(Rejection::new("too many items").with_code("quantity_over_limit"))
+}
+
+/// A final refusal — a rejection marked permanent, or one whose code the
+/// policy lists in `final_codes` — is not retried: the handler runs once and
+/// the event is dead-lettered at once with its code and `cause: final`.
+pub(super) async fn final_refusal_is_dead_lettered_at_once(fixture: &dyn Fixture) -> CaseResult {
+    let (server, client) = (fixture.connect().await?, fixture.connect().await?);
+    let client = caller(client, Style::Async)?;
+    let base = unique_subject("final-refusal");
+    let (permanent, coded) = (format!("{base}.permanent"), format!("{base}.coded"));
+    let name = unique_service("final");
+    let mut dead_letters = server.subscribe(&format!("dead-letter.{name}")).await?;
+    let (seen_tx, mut seen) = unbounded_channel::<u64>();
+    let policy = EventPolicy::default()
+        .max_attempts(5)
+        .final_codes(["quantity_over_limit"]);
+    let running = Service::new(name, server.clone())
+        .state(seen_tx)
+        .event_policy(policy)
+        .on(&permanent, permanent_handler)
+        .on(&coded, final_code_handler)
+        .start()
+        .await?;
+    for (subject, id) in [(&permanent, 21), (&coded, 22)] {
+        let sent: Sent<()> = client.send(subject, &Order { id }).await?;
+        ensure!(sent.is_accepted(), "async route answered {sent:?}");
+    }
+    let mut letters = BTreeMap::new();
+    for _ in 0..2 {
+        let letter = next_within(&mut dead_letters, "a finally refused event").await?;
+        let headers = letter.headers();
+        let subject = headers
+            .get(wire::DEAD_LETTER_SUBJECT)
+            .unwrap_or_default()
+            .to_owned();
+        let fields = [
+            wire::DEAD_LETTER_ATTEMPTS,
+            wire::DEAD_LETTER_CODE,
+            wire::DEAD_LETTER_CAUSE,
+        ]
+        .map(|name| headers.get(name).unwrap_or_default().to_owned());
+        letters.insert(subject, fields);
+    }
+    for (subject, code) in [(&permanent, "cancelled"), (&coded, "quantity_over_limit")] {
+        let fields = letters.get(subject.as_str());
+        ensure!(
+            fields.is_some_and(|f| f == &["1".to_owned(), code.to_owned(), "final".to_owned()]),
+            "dead letter of {subject}: (attempts, code, cause) = {fields:?}, expected (1, {code}, final)"
+        );
+    }
+    // Each handler ran once: a retry would have come within 100 ms.
+    let mut runs = Vec::new();
+    while let Ok(Some(id)) = tokio::time::timeout(SILENCE_FOR, seen.recv()).await {
+        runs.push(id);
+    }
+    runs.sort_unstable();
+    ensure!(
+        runs == [21, 22],
+        "the handlers ran for {runs:?}, expected once each for 21 and 22"
+    );
+    let report = running.shutdown().await;
+    ensure!(report.is_clean(), "{report}");
+    let _ = server.close().await;
+    let _ = client.close().await;
     Ok(())
 }
 

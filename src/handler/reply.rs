@@ -22,12 +22,17 @@ use crate::message::Message;
 /// let rejection = Rejection::new("only 2 left").with_code("out_of_stock");
 /// assert_eq!(rejection.code(), Some("out_of_stock"));
 /// assert_eq!(rejection.to_string(), "only 2 left");
+///
+/// // A refusal retrying cannot change: an event is dead-lettered at once.
+/// let refusal = Rejection::new("over the limit").with_code("quantity_over_limit").permanent();
+/// assert!(refusal.is_permanent());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     message: String,
     code: Option<String>,
     undecodable: bool,
+    permanent: bool,
 }
 
 impl Rejection {
@@ -37,7 +42,23 @@ impl Rejection {
             message: message.into(),
             code: None,
             undecodable: false,
+            permanent: false,
         }
+    }
+
+    /// Marks the refusal final: an event is not retried but dead-lettered at
+    /// once (`sb-dead-letter-cause: final`), or, without a dead-letter
+    /// subject, acknowledged and counted as lost. A request gets the error
+    /// reply as always. Codes listed in [`EventPolicy::final_codes`](crate::service::EventPolicy::final_codes)
+    /// are final without this.
+    pub fn permanent(mut self) -> Self {
+        self.permanent = true;
+        self
+    }
+
+    /// Whether the handler marked the refusal final ([`permanent`](Self::permanent)).
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
     }
 
     /// Sets the machine-readable code (printable ASCII; other characters become `?`).
@@ -66,6 +87,7 @@ impl Rejection {
             message: err.to_string(),
             code: None,
             undecodable: true,
+            permanent: false,
         }
     }
 }
@@ -97,6 +119,7 @@ impl From<Error> for Rejection {
                 message: message.clone(),
                 code: code.clone(),
                 undecodable: false,
+                permanent: false,
             },
             _ => Rejection::new(err.to_string()).with_code(err.kind().as_str()),
         }

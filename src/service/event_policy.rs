@@ -17,7 +17,13 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// max_attempts = 5                     # handler runs per event, retries included
 /// dead_letter = "dead-letter.{service}" # "" turns dead-lettering off
 /// shutdown_grace = "10s"               # how long shutdown lets retrying events finish
+/// final_codes = ["quantity_over_limit"] # rejection codes retrying cannot change
 /// ```
+///
+/// A handler's refusal is final — the event is dead-lettered at its first
+/// failure, with `sb-dead-letter-cause: final` — when the handler marks it
+/// [`permanent`](crate::handler::Rejection::permanent) or its code is in
+/// `final_codes`, as for a payload that does not decode.
 ///
 /// On [`RunningService::shutdown`](crate::service::RunningService::shutdown),
 /// an event waiting between retries keeps being retried until
@@ -40,6 +46,9 @@ pub struct EventPolicy {
     /// events that are being retried finish before dead-lettering them.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Rejection codes that are final: an event refused with one is not
+    /// retried but dead-lettered at once.
+    pub final_codes: Vec<String>,
 }
 
 impl Default for EventPolicy {
@@ -48,6 +57,7 @@ impl Default for EventPolicy {
             max_attempts: 5,
             dead_letter: Some(DEFAULT_DEAD_LETTER.to_owned()),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            final_codes: Vec::new(),
         }
     }
 }
@@ -69,6 +79,26 @@ impl EventPolicy {
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
         self
+    }
+
+    /// The policy treating rejections with any of `codes` as final (no retries).
+    pub fn final_codes<I, S>(mut self, codes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.final_codes = codes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether a rejection ends the event's handling at once: it is marked
+    /// permanent, its code is listed as final, or its payload did not decode.
+    pub(crate) fn is_final(&self, rejection: &crate::handler::Rejection) -> bool {
+        rejection.is_permanent()
+            || rejection.is_undecodable()
+            || rejection
+                .code()
+                .is_some_and(|code| self.final_codes.iter().any(|c| c == code))
     }
 
     /// The policy that nacks given-up events instead of dead-lettering them.

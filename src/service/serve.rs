@@ -531,8 +531,12 @@ pub(super) fn retry_pause(failures: u32) -> Duration {
 /// Why an event's handling ended without success.
 struct GaveUp {
     reason: String,
+    /// The last rejection's code, if it had one.
+    code: Option<String>,
     attempts: u32,
-    undecodable: bool,
+    /// Retrying cannot help: the payload did not decode, or the handler
+    /// refused for good (a permanent rejection or a final code).
+    is_final: bool,
     /// Shutdown's grace ran out before the retries did.
     at_shutdown: bool,
 }
@@ -578,14 +582,17 @@ async fn handle_event(context: &RouteContext, mut incoming: Incoming, handler: &
             Err(rejection) => rejection,
         };
         let reason = rejection.message().to_owned();
-        if rejection.is_undecodable() || attempts >= context.policy.max_attempts {
+        let is_final = context.policy.is_final(&rejection);
+        if is_final || attempts >= context.policy.max_attempts {
             break Some(GaveUp {
                 reason,
+                code: rejection.code().map(str::to_owned),
                 attempts,
-                undecodable: rejection.is_undecodable(),
+                is_final,
                 at_shutdown: false,
             });
         }
+        let rejection_code = rejection.code().map(str::to_owned);
         tracing::warn!(%subject, service = %context.service, attempts, %reason, "event handler failed; retrying");
         observe::redelivery(&context.service, &context.route);
         // Wait before the next attempt; a shutdown whose grace ends first stops the retries.
@@ -605,8 +612,9 @@ async fn handle_event(context: &RouteContext, mut incoming: Incoming, handler: &
         if out_of_grace {
             break Some(GaveUp {
                 reason: format!("service shut down while retrying: {reason}"),
+                code: rejection_code,
                 attempts,
-                undecodable: false,
+                is_final: false,
                 at_shutdown: true,
             });
         }
@@ -642,7 +650,7 @@ async fn give_up(
     } = gave_up;
     let attempts = *attempts;
     if let Some(dead_letter_subject) = &context.dead_letter {
-        let letter = dead_letter(&context.service, subject, message, reason, attempts);
+        let letter = dead_letter(&context.service, subject, message, gave_up);
         match context
             .bus
             .publish_reserved(dead_letter_subject, letter)
@@ -662,9 +670,10 @@ async fn give_up(
                 tracing::error!(%subject, service = %context.service, error = %err, "could not dead-letter event");
             }
         }
-    } else if gave_up.undecodable {
-        // Redelivery cannot fix a payload; without a dead-letter subject it is logged and dropped.
-        tracing::error!(%subject, service = %context.service, %reason, "event payload cannot be decoded and there is no dead-letter subject; dropped");
+    } else if gave_up.is_final {
+        // Redelivery cannot change a payload or a final refusal; without a
+        // dead-letter subject it is logged and counted as lost.
+        tracing::error!(%subject, service = %context.service, %reason, code = gave_up.code.as_deref().unwrap_or(""), "event refused for good (final) and there is no dead-letter subject; dropped");
         settle(context, subject, incoming.ack().await);
         return HeldOutcome::Lost;
     }
@@ -680,7 +689,24 @@ async fn give_up(
 
 /// The event as it goes to the dead-letter subject: the original payload and
 /// headers, plus why and where it failed.
-pub(super) fn dead_letter(
+fn dead_letter(service: &str, subject: &str, message: Message, gave_up: &GaveUp) -> Message {
+    let mut letter = dead_letter_of(service, subject, message, &gave_up.reason, gave_up.attempts);
+    if let Some(code) = &gave_up.code {
+        letter
+            .headers
+            .insert(wire::DEAD_LETTER_CODE, wire::sanitize_header_value(code));
+    }
+    let cause = match (gave_up.is_final, gave_up.at_shutdown) {
+        (true, _) => "final",
+        (false, true) => "shutdown",
+        (false, false) => "retries",
+    };
+    letter.headers.insert(wire::DEAD_LETTER_CAUSE, cause);
+    letter
+}
+
+/// The dead letter's payload, user headers, and where and why it failed.
+pub(super) fn dead_letter_of(
     service: &str,
     subject: &str,
     message: Message,
@@ -738,7 +764,7 @@ mod tests {
         let message = Message::new("x")
             .with_header("tenant", "a")
             .with_header(wire::CORRELATION_ID, "c1");
-        let letter = dead_letter("orders", "orders.placed", message, "bad\nthing", 5);
+        let letter = dead_letter_of("orders", "orders.placed", message, "bad\nthing", 5);
         assert_eq!(&letter.payload[..], b"x");
         assert_eq!(letter.headers.get("tenant"), Some("a"));
         assert_eq!(letter.headers.get(wire::CORRELATION_ID), None);
