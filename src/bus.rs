@@ -287,7 +287,7 @@ impl Bus {
         Resp: DeserializeOwned,
     {
         match self.send_message(subject, Message::json(payload)?).await? {
-            Sent::Replied(reply) => Ok(Sent::Replied(reply.decode_json()?)),
+            Sent::Replied(reply) => Ok(Sent::Replied(decode_reply(subject, &reply)?)),
             Sent::Accepted => Ok(Sent::Accepted),
         }
     }
@@ -567,7 +567,7 @@ impl Bus {
         Resp: DeserializeOwned,
     {
         let reply = self.request(subject, Message::json(request)?).await?;
-        reply.decode_json()
+        decode_reply(subject, &reply)
     }
 
     /// Sends `request` as JSON and decodes the JSON reply, waiting up to `timeout`.
@@ -584,7 +584,7 @@ impl Bus {
         let reply = self
             .request_with_timeout(subject, Message::json(request)?, timeout)
             .await?;
-        reply.decode_json()
+        decode_reply(subject, &reply)
     }
 
     /// Publishes `event` as JSON.
@@ -612,6 +612,18 @@ impl Bus {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// Decodes a JSON reply; an error says it was the reply to `subject` that
+/// did not decode (the request was handled, with whatever effects it had).
+fn decode_reply<T: DeserializeOwned>(subject: &str, reply: &Message) -> Result<T> {
+    reply.decode_json().map_err(|err| match err {
+        Error::Codec { message, source } => Error::Codec {
+            message: format!("the reply to `{subject}` (the request was handled): {message}"),
+            source,
+        },
+        other => other,
+    })
 }
 
 fn check_outgoing(capabilities: &Capabilities, message: &Message) -> Result<()> {

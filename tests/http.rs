@@ -391,3 +391,19 @@ async fn a_killed_peer_is_reported_the_rest_keep_working_and_it_receives_again_w
     assert_eq!(c_rx.recv().await.unwrap(), 3);
     drop(b_again);
 }
+
+/// Two services given one address: the second fails at start with a
+/// `Connect` error that names the setting giving each service its own port.
+#[tokio::test]
+async fn a_port_in_use_names_the_setting_to_change() {
+    let first = connect("http://127.0.0.1:0").await.unwrap();
+    let taken = first.local_address().unwrap();
+    let err = connect(&format!("http://{taken}")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("cannot listen") && text.contains("[services.NAME] url"),
+        "{text}"
+    );
+    first.close().await.unwrap();
+}

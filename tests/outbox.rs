@@ -143,6 +143,25 @@ async fn child(role: &str) {
         .unwrap();
     let mut out = std::io::stdout();
     match role {
+        "fill" => {
+            // 1 KiB orders until the file cannot grow: the send that fails says
+            // why, and every one accepted before it is in the file.
+            let order = "x".repeat(1024);
+            for n in 0u32.. {
+                match bus.send::<_, ()>("orders.place", &(n, &order)).await {
+                    Ok(sent) => {
+                        assert!(sent.is_accepted());
+                        writeln!(out, "{n}").unwrap();
+                    }
+                    Err(err) => {
+                        writeln!(out, "refused {:?}: {err}", err.kind()).unwrap();
+                        break;
+                    }
+                }
+            }
+            out.flush().unwrap();
+            let _ = bus.close().await;
+        }
         "send" => {
             for n in 0u32.. {
                 let sent: Sent<()> = bus.send("orders.place", &n).await.unwrap();
@@ -156,12 +175,80 @@ async fn child(role: &str) {
             while let Some(incoming) =
                 support::next_within(&mut orders, Duration::from_secs(3)).await
             {
-                let n: u32 = serde_json::from_slice(incoming.payload()).unwrap();
+                // A plain number, or a (number, padding) pair from the "fill" role.
+                let n = serde_json::from_slice::<u32>(incoming.payload())
+                    .or_else(|_| {
+                        serde_json::from_slice::<(u32, String)>(incoming.payload()).map(|(n, _)| n)
+                    })
+                    .unwrap();
                 writeln!(out, "{n}").unwrap();
             }
             out.flush().unwrap();
         }
     }
+}
+
+/// A full disk: a sender whose file may not grow past 256 KiB (`ulimit -f`,
+/// with SIGXFSZ ignored, so a write fails as on a full disk) gets a clear
+/// error for the send that does not fit, not a panic; every send accepted
+/// before it is delivered by the next process that opens the file.
+async fn a_full_disk_refuses_the_send_and_keeps_what_was_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let hub = hub();
+    let exe = std::env::current_exe().unwrap();
+    let filled = Command::new("bash")
+        .args([
+            "-c",
+            "trap '' XFSZ; ulimit -f 256; exec \"$0\"",
+            exe.to_str().unwrap(),
+        ])
+        .env(ROLE, "fill")
+        .env(FILE, &path)
+        .env(HUB, &hub)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&filled.stdout).into_owned();
+    assert!(
+        filled.status.success(),
+        "the filling sender failed: {filled:?}"
+    );
+    let (accepted, refusal): (Vec<&str>, Vec<&str>) = printed
+        .lines()
+        .partition(|line| !line.starts_with("refused"));
+    let accepted: BTreeSet<u32> = accepted.iter().map(|n| n.parse().unwrap()).collect();
+    assert_eq!(refusal.len(), 1, "{printed}");
+    assert!(
+        refusal[0].contains("full")
+            || refusal[0].contains("too large")
+            || refusal[0].contains("I/O"),
+        "the refusal says why: {}",
+        refusal[0]
+    );
+    assert!(accepted.len() > 10, "{printed}");
+    let relay = Command::new(exe)
+        .env(ROLE, "relay")
+        .env(FILE, &path)
+        .env(HUB, &hub)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .unwrap();
+    assert!(relay.status.success());
+    let received: BTreeSet<u32> = String::from_utf8(relay.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| line.parse().unwrap())
+        .collect();
+    let lost: Vec<&u32> = accepted.difference(&received).collect();
+    eprintln!(
+        "{} sends accepted before the file was full ({}); {} delivered after",
+        accepted.len(),
+        refusal[0],
+        received.len()
+    );
+    assert!(lost.is_empty(), "accepted sends lost: {lost:?}");
 }
 
 /// A sender killed with SIGKILL mid-stream: everything it had accepted is
@@ -532,6 +619,13 @@ fn main() -> std::process::ExitCode {
         libtest_mimic::Trial::test("a_sender_killed_mid_stream_loses_nothing", || {
             support::run_trial(a_sender_killed_mid_stream_loses_nothing).map(|_| ())
         }),
+        libtest_mimic::Trial::test(
+            "a_full_disk_refuses_the_send_and_keeps_what_was_accepted",
+            || {
+                support::run_trial(a_full_disk_refuses_the_send_and_keeps_what_was_accepted)
+                    .map(|_| ())
+            },
+        ),
         libtest_mimic::Trial::test("an_event_nobody_takes_in_time_is_dead_lettered", || {
             support::run_trial(an_event_nobody_takes_in_time_is_dead_lettered).map(|_| ())
         }),

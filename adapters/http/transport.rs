@@ -206,9 +206,19 @@ impl HttpTransport {
         let backend = wire.backend;
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
-            .map_err(|e| Error::Connect {
-                url: format!("{}://{}", wire.scheme, settings.listen),
-                source: format!("cannot listen: {e}").into(),
+            .map_err(|e| {
+                // Two services given one URL: say which setting makes them differ.
+                let hint = match e.kind() {
+                    std::io::ErrorKind::AddrInUse => format!(
+                        "; another process (or another service of this one) listens on {}: give each service its own port with `[services.NAME] url` in the settings file or SWITCHBOARD_URL_<SERVICE>, or port 0 for any free one",
+                        settings.listen
+                    ),
+                    _ => String::new(),
+                };
+                Error::Connect {
+                    url: format!("{}://{}", wire.scheme, settings.listen),
+                    source: format!("cannot listen: {e}{hint}").into(),
+                }
             })?;
         let local_address = listener
             .local_addr()

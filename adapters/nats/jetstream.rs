@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 
 use super::convert::{self, BACKEND};
 use super::settings::JetStreamSettings;
+use super::settling::SettlingStream;
 use crate::error::{Error, Result};
 use crate::incoming::{Acker, Incoming};
 use crate::message::Message;
@@ -177,7 +178,13 @@ impl JetStream {
                 }
             }
         });
-        Ok(Subscription::new(pattern, group.map(str::to_owned), stream))
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let stream = SettlingStream::new(Box::pin(stream), stopped);
+        Ok(
+            Subscription::new(pattern, group.map(str::to_owned), stream).with_stop(move || {
+                let _ = stop.send(());
+            }),
+        )
     }
 }
 

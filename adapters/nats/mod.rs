@@ -8,6 +8,7 @@ mod convert;
 mod draining;
 mod jetstream;
 mod settings;
+mod settling;
 mod slow_consumer;
 mod transport;
 

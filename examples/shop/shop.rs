@@ -322,6 +322,56 @@ async fn query<T: serde::de::DeserializeOwned>(bus: &Bus, subject: &str) -> swit
     bus.request_json(subject, &()).await
 }
 
+/// Places `orders` one after another through `client` (each waits for its
+/// `orders.settled` event) and returns the report the three services give.
+pub async fn place_and_report(
+    client: &Bus,
+    orders: &[PlaceOrder],
+) -> Result<ShopReport, Box<dyn std::error::Error + Send + Sync>> {
+    let mut settled = client.subscribe("orders.settled").await?;
+    for order in orders {
+        tracing::info!(service = "client", order_id = order.order_id, style = %client.route("orders.place").style, "placing order");
+        forward(client, "orders.place", order)
+            .await
+            .map_err(|err| format!("orders.place: {err}"))?;
+        // Wait for this order to be final before the next: the result must not depend on timing.
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(30), settled.next())
+                .await
+                .map_err(|_| format!("order {} never settled", order.order_id))?
+                .ok_or("the orders.settled subscription ended")?;
+            let settle: Settle = next.decode_json()?;
+            if settle.order_id == order.order_id {
+                break;
+            }
+        }
+    }
+    Ok(ShopReport {
+        orders: query(client, "orders.report").await?,
+        stock: query(client, "inventory.report").await?,
+        balances: query(client, "payments.report").await?,
+    })
+}
+
+/// Waits until every service answers its report query (a mesh client has
+/// learned where they are), up to `within`.
+pub async fn wait_for_services(client: &Bus, within: Duration) -> switchboard::Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    for subject in ["orders.report", "inventory.report", "payments.report"] {
+        loop {
+            match client
+                .request_json::<_, serde_json::Value>(subject, &())
+                .await
+            {
+                Ok(_) => break,
+                Err(err) if tokio::time::Instant::now() >= deadline => return Err(err),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Starts the three services, places `orders` one after another (each waits
 /// for its `orders.settled` event), and returns the report. `settings` gives
 /// each service's settings by name (`orders`, `inventory`, `payments`, `client`).
@@ -337,31 +387,7 @@ pub async fn run(
     let inventory_service = start_inventory(inventory_bus.clone()).await?;
     let payments_service = start_payments(payments_bus.clone()).await?;
 
-    let mut settled = client.subscribe("orders.settled").await?;
-    for order in orders {
-        tracing::info!(service = "client", order_id = order.order_id, style = %client.route("orders.place").style, "placing order");
-        forward(&client, "orders.place", order)
-            .await
-            .map_err(|err| format!("orders.place: {err}"))?;
-        // Wait for this order to be final before the next: the result must not depend on timing.
-        loop {
-            let next = tokio::time::timeout(Duration::from_secs(30), settled.next())
-                .await
-                .map_err(|_| format!("order {} never settled", order.order_id))?
-                .ok_or("the orders.settled subscription ended")?;
-            let settle: Settle = next.decode_json()?;
-            if settle.order_id == order.order_id {
-                break;
-            }
-        }
-    }
-
-    let report = ShopReport {
-        orders: query(&client, "orders.report").await?,
-        stock: query(&client, "inventory.report").await?,
-        balances: query(&client, "payments.report").await?,
-    };
-    drop(settled);
+    let report = place_and_report(&client, orders).await?;
     for service in [orders_service, inventory_service, payments_service] {
         let shutdown: ShutdownReport = service.shutdown().await;
         if !shutdown.is_clean() {

@@ -83,7 +83,12 @@ pub(super) async fn codec_error(fixture: &dyn Fixture) -> CaseResult {
     // A reply that does not fit the caller's type is a codec error on the caller's side.
     let mismatch: Result<Vec<String>, Error> =
         client.request_json(&subject, &GetOrder { id: 1 }).await;
-    expect_kind(mismatch, ErrorKind::Codec, "reply of the wrong shape")?;
+    let err = expect_kind(mismatch, ErrorKind::Codec, "reply of the wrong shape")?;
+    ensure!(
+        err.to_string()
+            .contains(&format!("the reply to `{subject}`")),
+        "a reply that does not decode says so: {err}"
+    );
     running.shutdown().await;
     Ok(())
 }

@@ -314,10 +314,15 @@ async fn write(
         } else if let Err(err) = &outcome {
             tracing::error!(error = %err, sends = entries.len(), "outbox: could not write sends; they were refused");
         }
+        // Every waiting sender gets the same failure (`Error` is not `Clone`);
+        // its cause once, not the backend prefix twice.
+        let failure = outcome.as_ref().err().map(|err| {
+            std::error::Error::source(err).map_or_else(|| err.to_string(), ToString::to_string)
+        });
         for write in batch.drain(..) {
-            let _ = write.done.send(match &outcome {
-                Ok(()) => Ok(()),
-                Err(err) => Err(Error::backend("outbox", err.to_string())),
+            let _ = write.done.send(match &failure {
+                None => Ok(()),
+                Some(reason) => Err(Error::backend("outbox", reason.clone())),
             });
         }
     }

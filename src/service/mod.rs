@@ -4,6 +4,7 @@ mod dedup;
 mod event_policy;
 mod serve;
 mod shutdown;
+mod signal;
 
 use std::fmt;
 use std::future::Future;
@@ -20,6 +21,7 @@ use crate::subject;
 pub(crate) use dedup::Dedup;
 pub use event_policy::{EventPolicy, DEFAULT_DEAD_LETTER, DEFAULT_SHUTDOWN_GRACE};
 pub use shutdown::{RunningService, ShutdownReport};
+pub use signal::run_until_signal;
 
 /// Messages one route handles at once unless [`Service::concurrency`] says otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 256;

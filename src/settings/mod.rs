@@ -68,7 +68,8 @@ pub const STYLE_ENV: &str = "SWITCHBOARD_STYLE";
 /// ```
 ///
 /// [`Settings::load`] reads the file named by `SWITCHBOARD_CONFIG` (if set),
-/// then applies `SWITCHBOARD_URL` (or `SWITCHBOARD_URL_<SERVICE>`) to the
+/// applies the service's `[services.NAME]` table (see [`ServiceSettings`]),
+/// then `SWITCHBOARD_URL_<SERVICE>` or else `SWITCHBOARD_URL` to the
 /// `default` transport and `SWITCHBOARD_STYLE` to the default style. With
 /// nothing set, everything runs in-process (`memory://`), sync.
 ///
@@ -114,6 +115,35 @@ pub struct Settings {
     /// `outbox`; off without a `path`).
     #[serde(default)]
     pub outbox: OutboxSettings,
+    /// Settings of one service each (`[services.orders]`), applied by
+    /// [`Settings::load`] for the service it loads; the environment still
+    /// overrides them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, ServiceSettings>,
+}
+
+/// One `[services.NAME]` table: what differs for the service called `NAME`
+/// when several share one settings file.
+///
+/// ```toml
+/// [services.orders]
+/// url = "http://127.0.0.1:7001?peers=http://127.0.0.1:7002"
+/// outbox = { path = "data/orders-outbox.db" }
+///
+/// [services.billing]
+/// url = "http://127.0.0.1:7002?peers=http://127.0.0.1:7001"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSettings {
+    /// The `default` transport's URL for this service (an HTTP or gRPC
+    /// service needs a port of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// This service's outbox, instead of the top-level `[outbox]` (one
+    /// process per outbox file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<OutboxSettings>,
 }
 
 /// One `[[routes]]` entry.
@@ -193,6 +223,18 @@ impl Settings {
                 .map_err(|err| Error::config(format!("{CONFIG_ENV}: {}", config_message(err))))?,
             None => Settings::default(),
         };
+        if let Some(own) = settings.services.get(service).cloned() {
+            if let Some(url) = own.url {
+                settings
+                    .transports
+                    .entry(DEFAULT_TRANSPORT.to_owned())
+                    .or_default()
+                    .url = url;
+            }
+            if let Some(outbox) = own.outbox {
+                settings.outbox = outbox;
+            }
+        }
         let service_var = format!(
             "{URL_ENV}_{}",
             service.to_ascii_uppercase().replace('-', "_")
@@ -328,6 +370,58 @@ mod tests {
         transport = "fast"
         timeout = "800ms"
     "#;
+
+    #[test]
+    fn a_service_takes_its_own_table_and_the_environment_still_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchboard.toml");
+        std::fs::write(
+            &path,
+            r#"
+            [transports.default]
+            url = "memory://shared"
+
+            [services.orders]
+            url = "http://127.0.0.1:7001"
+            outbox = { path = "data/orders.db" }
+
+            [services.billing]
+            url = "http://127.0.0.1:7002"
+            "#,
+        )
+        .unwrap();
+        let file = path.to_str().unwrap().to_owned();
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            let file = file.clone();
+            move |name: &str| match name {
+                CONFIG_ENV => Some(file.clone()),
+                _ => pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string()),
+            }
+        };
+        let url = |settings: &Settings| settings.transports[DEFAULT_TRANSPORT].url.clone();
+        let orders = Settings::load_with("orders", env(&[])).unwrap();
+        assert_eq!(url(&orders), "http://127.0.0.1:7001");
+        assert_eq!(
+            orders.outbox.path.as_deref(),
+            Some(std::path::Path::new("data/orders.db"))
+        );
+        let billing = Settings::load_with("billing", env(&[])).unwrap();
+        assert_eq!(url(&billing), "http://127.0.0.1:7002");
+        assert_eq!(billing.outbox.path, None);
+        let other = Settings::load_with("shipping", env(&[])).unwrap();
+        assert_eq!(url(&other), "memory://shared");
+        let overridden = Settings::load_with(
+            "orders",
+            env(&[("SWITCHBOARD_URL_ORDERS", "http://127.0.0.1:7009")]),
+        )
+        .unwrap();
+        assert_eq!(url(&overridden), "http://127.0.0.1:7009");
+        let unknown = Settings::from_toml("[services.orders]\nport = 1").unwrap_err();
+        assert!(unknown.to_string().contains("port"), "{unknown}");
+    }
 
     #[test]
     fn a_query_route_stays_sync_when_the_default_flips() {
