@@ -5,7 +5,7 @@ report.html and report.md (with Findings and both charts), results.json
 one line per point), and the two SVG charts (XML documents); with a second
 argument, that every backend it lists ran; and that the durable settings'
 async outage rows lost nothing in any run (memory, HTTP and gRPC with the
-outbox, JetStream, Kafka), with a `+outbox` row for each of memory, HTTP,
+outbox, Kafka), with a `+outbox` row for each of memory, HTTP,
 gRPC and core NATS that ran (core NATS with an outbox is shown, not held to
 it: the server drops what nobody listens to). Usage: check-scenario-outputs.py DIR [BACKEND,...]"""
 
@@ -70,7 +70,10 @@ outbox_rows = {row["backend"]: row for row in results["outage"] if row["backend"
 for backend in ["memory", "http", "grpc", "nats"]:
     if backend in backends and f"{backend}+outbox" not in outbox_rows:
         fail(f"no {backend}+outbox outage row")
-durable = {"memory+outbox", "http+outbox", "grpc+outbox", "nats-js", "kafka"}
+# JetStream is left out: a message a stopping consumer had already fetched is
+# redelivered only after `ack_wait` (30 s), past the outage's patience, so its
+# loss column can count such a late event (see adapters/nats/docs.md).
+durable = {"memory+outbox", "http+outbox", "grpc+outbox", "kafka"}
 for row in results["outage"]:
     if row["backend"] in durable and row["style"] == "async":
         if row["lost"]["max"] != 0 or row["accepted"]["min"] < 1:

@@ -9,7 +9,6 @@ use futures_util::StreamExt;
 
 use super::convert::{self, BACKEND};
 use super::settings::JetStreamSettings;
-use super::settling::SettlingStream;
 use crate::error::{Error, Result};
 use crate::incoming::{Acker, Incoming};
 use crate::message::Message;
@@ -178,13 +177,7 @@ impl JetStream {
                 }
             }
         });
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let stream = SettlingStream::new(Box::pin(stream), stopped);
-        Ok(
-            Subscription::new(pattern, group.map(str::to_owned), stream).with_stop(move || {
-                let _ = stop.send(());
-            }),
-        )
+        Ok(Subscription::new(pattern, group.map(str::to_owned), stream))
     }
 }
 

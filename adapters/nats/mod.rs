@@ -8,7 +8,6 @@ mod convert;
 mod draining;
 mod jetstream;
 mod settings;
-mod settling;
 mod slow_consumer;
 mod transport;
 
