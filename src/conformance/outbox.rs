@@ -53,28 +53,7 @@ async fn away_and_back(
         client.publish(subject, Message::new(n.to_string())).await?;
     }
     let mut members = server.queue_subscribe(subject, group).await?;
-    let mut got = Vec::new();
-    let deadline = tokio::time::Instant::now() + RECEIVE_WITHIN * 2;
-    while got.len() < EVENTS as usize {
-        let next = tokio::time::timeout_at(deadline, members.next()).await;
-        let Ok(Some(mut incoming)) = next else { break };
-        let text = String::from_utf8_lossy(incoming.payload()).into_owned();
-        incoming.ack().await?;
-        if text != "warm-up" {
-            got.push(
-                text.parse::<u32>()
-                    .map_err(|_| Failure(format!("unexpected event {text:?}")))?,
-            );
-        }
-    }
-    // Anything more would be a duplicate.
-    if let Ok(Some(extra)) = tokio::time::timeout(Duration::from_millis(500), members.next()).await
-    {
-        let text = String::from_utf8_lossy(extra.payload()).into_owned();
-        return Err(Failure(format!(
-            "a duplicate arrived after all {EVENTS}: {text:?}"
-        )));
-    }
+    let got = numbered(&mut members, "the group back").await?;
     let mut distinct = got.clone();
     distinct.sort_unstable();
     distinct.dedup();

@@ -355,9 +355,8 @@ async fn forward(shared: &Shared, routes: &Routes, state: &mut State, event: Pen
         })
         .collect();
     if let Err(err) = shared.store.split(event.seq, &copies).await {
-        // Nothing changed in the file; the groups that took it would get it
-        // again, so this process remembers it as delivered to them only by
-        // retrying the whole event later.
+        // Nothing changed in the file: the whole event is retried later, so
+        // the groups that took it now get it again (at least once).
         tracing::error!(%subject, error = %err, "outbox: could not hold an event for the queue groups that are away");
         return Forwarded::HoldBack;
     }

@@ -543,11 +543,13 @@ struct GaveUp {
 
 async fn handle_event(context: &RouteContext, mut incoming: Incoming, handler: &ErasedHandler) {
     let subject = incoming.shared_subject();
-    let claim = match (
-        &context.dedup,
-        context.dedup.as_ref().and(dedup::delivery_id(&incoming)),
-    ) {
-        (Some(dedup), Some(id)) => match dedup.begin(&id).await {
+    // The id is looked up only on a route with dedup: no work per event elsewhere.
+    let dedup_id = context
+        .dedup
+        .as_ref()
+        .and_then(|dedup| Some((dedup, dedup::delivery_id(&incoming)?)));
+    let claim = match dedup_id {
+        Some((dedup, id)) => match dedup.begin(&id).await {
             Begun::Handled => {
                 tracing::debug!(%subject, service = %context.service, id, "event already handled (dedup); skipped");
                 observe::duplicate(&context.service, &context.route);
@@ -557,7 +559,7 @@ async fn handle_event(context: &RouteContext, mut incoming: Incoming, handler: &
             }
             Begun::Fresh(claim) => Some(claim),
         },
-        _ => None,
+        None => None,
     };
     let message = incoming.take_message();
     let (parent, trace) = incoming_trace(&message);
