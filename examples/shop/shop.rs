@@ -7,9 +7,16 @@
 //! ```text
 //! client ─orders.place─▶ orders ─inventory.reserve─▶ inventory ─payments.charge─▶ payments
 //!                          ▲                            │   ▲                          │
-//!                          └──────── orders.settle ─────┘   └──── inventory.release ───┤
+//!                          ├──────── orders.settle ─────┘   └──── inventory.release ───┤
+//!                          │   (out of stock; or declined, once the stock is back)     │
 //!                          └──────────────────────── orders.settle ────────────────────┘
+//!                                                     (confirmed)
 //! ```
+//!
+//! A declined payment is settled by `inventory` after it has put the stock
+//! back, not by `payments`: in the asynchronous style nothing orders two
+//! events on different subjects, so settling first would let the next order
+//! see the stock still taken.
 //!
 //! `orders` publishes `orders.settled` once an order is final; queries
 //! (`*.report`) are always requests, since a query needs its answer.
@@ -232,10 +239,19 @@ async fn reserve_stock(
     forward(&bus, "payments.charge", &charge).await
 }
 
-async fn release_stock(release: Release, State(stock): State<Stock>) -> Json<Ack> {
+/// Puts a declined order's stock back, then settles the order as declined.
+async fn release_stock(
+    release: Release,
+    State(stock): State<Stock>,
+    State(bus): State<Bus>,
+) -> Result<Ack, Rejection> {
     tracing::info!(service = "inventory", order_id = release.order_id, item = %release.item, "stock released");
     *stock.0.lock().unwrap().entry(release.item).or_default() += release.quantity;
-    Json(Ack)
+    let settle = Settle {
+        order_id: release.order_id,
+        status: OrderStatus::Rejected("payment declined".into()),
+    };
+    forward(&bus, "orders.settle", &settle).await
 }
 
 async fn list_stock(_: (), State(stock): State<Stock>) -> Json<BTreeMap<String, u32>> {
@@ -280,20 +296,18 @@ async fn charge(
         paid,
         "charge"
     );
-    let status = if paid {
-        OrderStatus::Confirmed
-    } else {
+    if !paid {
+        // `inventory` settles the order once the stock is back.
         let release = Release {
             order_id: charge.order_id,
             item: charge.item,
             quantity: charge.quantity,
         };
-        forward(&bus, "inventory.release", &release).await?;
-        OrderStatus::Rejected("payment declined".into())
-    };
+        return forward(&bus, "inventory.release", &release).await;
+    }
     let settle = Settle {
         order_id: charge.order_id,
-        status,
+        status: OrderStatus::Confirmed,
     };
     forward(&bus, "orders.settle", &settle).await
 }
