@@ -50,8 +50,11 @@ pub enum Error {
 
     /// The responder's handler failed; `message` is the handler's own error
     /// text and `code` the machine-readable code it gave, if any (see
-    /// [`handler::Rejection`](crate::handler::Rejection)).
-    #[error("handler for `{subject}` failed: {message}{}", code.as_deref().map(|c| format!(" (code `{c}`)")).unwrap_or_default())]
+    /// [`handler::Rejection`](crate::handler::Rejection)). `origin` names the
+    /// service and subject whose handler refused first: across hops (a
+    /// handler passing on a refusal it got with `?`) that is the one further
+    /// down, not the one this caller called.
+    #[error("{}", remote_text(subject, origin.as_deref(), code.as_deref(), message))]
     Remote {
         /// The subject of the failed request.
         subject: String,
@@ -59,6 +62,8 @@ pub enum Error {
         code: Option<String>,
         /// The error message the handler returned.
         message: String,
+        /// Who refused, when the responder said (switchboard responders do).
+        origin: Option<Box<Origin>>,
     },
 
     /// A payload could not be encoded or decoded, here or at the responder.
@@ -205,6 +210,37 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+}
+
+/// The service and subject whose handler refused a request (see [`Error::Remote`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The refusing service's name.
+    pub service: String,
+    /// The subject its handler refused.
+    pub subject: String,
+}
+
+fn remote_text(
+    subject: &str,
+    origin: Option<&Origin>,
+    code: Option<&str>,
+    message: &str,
+) -> String {
+    let code = code.map(|c| format!(" (code `{c}`)")).unwrap_or_default();
+    match origin {
+        None => format!("handler for `{subject}` failed: {message}{code}"),
+        Some(origin) if origin.subject == subject => {
+            format!(
+                "handler for `{subject}` at `{}` failed: {message}{code}",
+                origin.service
+            )
+        }
+        Some(origin) => format!(
+            "handler for `{}` at `{}` failed: {message}{code}; passed on through `{subject}`",
+            origin.subject, origin.service
+        ),
+    }
 }
 
 /// One subscriber that did not accept an event (see [`Error::Undelivered`]).
@@ -362,6 +398,7 @@ impl Error {
             subject: subject.into(),
             code,
             message: message.into(),
+            origin: None,
         }
     }
 
@@ -371,6 +408,38 @@ impl Error {
             Error::Remote { code, .. } => code.as_deref(),
             _ => None,
         }
+    }
+
+    /// Who refused, for an [`Error::Remote`] whose responder said.
+    ///
+    /// ```
+    /// use switchboard::{error_detail::Origin, Error};
+    ///
+    /// let err = Error::remote("orders.place", Some("quantity_over_limit".into()), "at most 10")
+    ///     .with_origin("billing", "billing.charge");
+    /// assert_eq!(err.origin().map(|o| o.service.as_str()), Some("billing"));
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "handler for `billing.charge` at `billing` failed: at most 10 \
+    ///      (code `quantity_over_limit`); passed on through `orders.place`"
+    /// );
+    /// ```
+    pub fn origin(&self) -> Option<&Origin> {
+        match self {
+            Error::Remote { origin, .. } => origin.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Sets who refused, on an [`Error::Remote`]; other errors are returned unchanged.
+    pub fn with_origin(mut self, service: impl Into<String>, subject: impl Into<String>) -> Self {
+        if let Error::Remote { origin, .. } = &mut self {
+            *origin = Some(Box::new(Origin {
+                service: service.into(),
+                subject: subject.into(),
+            }));
+        }
+        self
     }
 
     /// Builds an [`Error::Backend`] from a client library's error.

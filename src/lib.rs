@@ -161,7 +161,7 @@ pub mod trace {
 
 /// Error details beyond [`Error`] and [`ErrorKind`].
 pub mod error_detail {
-    pub use crate::error::{BoxError, DeliveryFailure};
+    pub use crate::error::{BoxError, DeliveryFailure, Origin};
 }
 
 pub use bus::{Bus, Sent};

@@ -13,6 +13,7 @@
 //! | `sb-status` | responder | present only on error replies: one of the `STATUS_*` values below |
 //! | `sb-error` | responder | the human-readable error message of an error reply |
 //! | `sb-error-code` | responder | on a `handler-error` reply: the handler's machine-readable code, when it gave one |
+//! | `sb-error-service`, `sb-error-subject` | responder | on a `handler-error` reply: the service and subject whose handler refused first — across hops, the one further down that the replying handler passed the refusal on from |
 //! | `sb-payload-size`, `sb-payload-limit` | responder | on a `payload-too-large` reply: the refused payload's size and the responder's limit, in bytes (each only where the refusing side knew it) |
 //! | `sb-key` | publisher | partition key where the backend has one (Kafka record key); ignored elsewhere |
 //! | `sb-message-id` | publisher | idempotency key: NATS JetStream stores one message per id within the stream's duplicate window (a random id is used when absent); carried as is elsewhere |
@@ -30,7 +31,7 @@
 //! A reply without `sb-status` is a success. A reply with `sb-status` is turned
 //! into the matching [`Error`] on the requester's side (see [`error_from_reply`]).
 
-use crate::error::Error;
+use crate::error::{Error, Origin};
 use crate::headers::Headers;
 use crate::message::Message;
 
@@ -50,6 +51,10 @@ pub const STATUS: &str = "sb-status";
 pub const ERROR: &str = "sb-error";
 /// Machine-readable code of a handler's error reply, when the handler gave one.
 pub const ERROR_CODE: &str = "sb-error-code";
+/// On a `handler-error` reply: the service whose handler refused first.
+pub const ERROR_SERVICE: &str = "sb-error-service";
+/// On a `handler-error` reply: the subject whose handler refused first.
+pub const ERROR_SUBJECT: &str = "sb-error-subject";
 /// On a `payload-too-large` reply: the refused payload's size in bytes.
 pub const PAYLOAD_SIZE: &str = "sb-payload-size";
 /// On a `payload-too-large` reply: the largest payload the responder accepts, in bytes.
@@ -109,13 +114,23 @@ pub fn error_reply(status: &str, message: impl Into<String>) -> Message {
     }
 }
 
-/// Builds a handler's error reply with an optional machine-readable `code`.
-pub fn handler_error_reply(code: Option<&str>, message: impl Into<String>) -> Message {
+/// Builds a handler's error reply with an optional machine-readable `code`
+/// and the service and subject that refused first (`origin`).
+pub fn handler_error_reply(
+    code: Option<&str>,
+    message: impl Into<String>,
+    origin: Option<&Origin>,
+) -> Message {
     let mut reply = error_reply(STATUS_HANDLER_ERROR, message);
     if let Some(code) = code {
         reply
             .headers
             .insert(ERROR_CODE, sanitize_header_value(code));
+    }
+    if let Some(origin) = origin {
+        let headers = &mut reply.headers;
+        headers.insert(ERROR_SERVICE, sanitize_header_value(&origin.service));
+        headers.insert(ERROR_SUBJECT, sanitize_header_value(&origin.subject));
     }
     reply
 }
@@ -174,7 +189,11 @@ pub fn error_from_reply(subject: &str, reply: &Message) -> Option<Error> {
     let message = reply.headers.get(ERROR).unwrap_or("").to_owned();
     let subject = subject.to_owned();
     Some(match status {
-        STATUS_CODEC_ERROR => Error::codec(format!("responder rejected the request: {message}")),
+        STATUS_CODEC_ERROR => {
+            // A responder's text may already start with the prefix this error prints.
+            let message = message.strip_prefix("codec error: ").unwrap_or(&message);
+            Error::codec(format!("responder rejected the request: {message}"))
+        }
         STATUS_NO_RESPONDERS => Error::NoResponders { subject },
         STATUS_PAYLOAD_TOO_LARGE => {
             let number = |name| reply.headers.get(name).and_then(|v| v.parse().ok());
@@ -191,6 +210,16 @@ pub fn error_from_reply(subject: &str, reply: &Message) -> Option<Error> {
             subject,
             code: reply.headers.get(ERROR_CODE).map(str::to_owned),
             message,
+            origin: match (
+                reply.headers.get(ERROR_SERVICE),
+                reply.headers.get(ERROR_SUBJECT),
+            ) {
+                (Some(service), Some(subject)) => Some(Box::new(Origin {
+                    service: service.to_owned(),
+                    subject: subject.to_owned(),
+                })),
+                _ => None,
+            },
         },
     })
 }
@@ -284,8 +313,20 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        let coded = handler_error_reply(Some("out_of_stock"), "no tea");
+        let origin = Origin {
+            service: "inventory".into(),
+            subject: "inventory.reserve".into(),
+        };
+        let coded = handler_error_reply(Some("out_of_stock"), "no tea", Some(&origin));
         let err = error_from_reply("orders.place", &coded).unwrap();
         assert_eq!(err.code(), Some("out_of_stock"));
+        assert_eq!(err.origin(), Some(&origin));
+        let undecodable = error_reply(STATUS_CODEC_ERROR, "codec error: expected a number");
+        assert_eq!(
+            error_from_reply("orders.place", &undecodable)
+                .unwrap()
+                .to_string(),
+            "codec error: responder rejected the request: expected a number"
+        );
     }
 }

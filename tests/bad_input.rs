@@ -169,4 +169,142 @@ async fn bad_input_gets_typed_errors_and_disturbs_nothing() {
     }
 }
 
-crate::tests!(bad_input_gets_typed_errors_and_disturbs_nothing,);
+/// The common failure of every error kind, each reached the way a user
+/// reaches it, prints each prefix (`invalid configuration:`, `codec error:`,
+/// `handler for`, …) at most once.
+async fn error_texts_say_each_prefix_once() {
+    use switchboard::{connect, handler::Rejection, Error, Settings};
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad_style = dir.path().join("bad-style.toml");
+    std::fs::write(&bad_style, "style = \"sometimes\"\n").unwrap();
+    let bad_route = dir.path().join("bad-route.toml");
+    std::fs::write(
+        &bad_route,
+        "[[routes]]\nsubjects = \"a..b\"\nstyle = \"async\"\n",
+    )
+    .unwrap();
+    let load = |name: &'static str, value: String| {
+        Settings::load_with("orders", move |key| (key == name).then(|| value.clone()))
+            .expect_err("bad settings")
+    };
+    let mut errors: Vec<(&str, Error)> = vec![
+        (
+            "style variable",
+            load("SWITCHBOARD_STYLE", "sometimes".into()),
+        ),
+        (
+            "style in a file",
+            load("SWITCHBOARD_CONFIG", bad_style.display().to_string()),
+        ),
+        (
+            "route in a file",
+            load("SWITCHBOARD_CONFIG", bad_route.display().to_string()),
+        ),
+        (
+            "missing file",
+            load("SWITCHBOARD_CONFIG", "/nonexistent/switchboard.toml".into()),
+        ),
+        ("malformed URL", connect("nats//x").await.unwrap_err()),
+        (
+            "unknown scheme",
+            connect("carrier-pigeon://x").await.unwrap_err(),
+        ),
+        (
+            "bad option",
+            connect("memory://x?no_such_option=1").await.unwrap_err(),
+        ),
+    ];
+
+    let bus = connect(&format!("memory://{}", support::unique("prefixes")))
+        .await
+        .unwrap();
+    let service = Service::new("orders", bus.clone())
+        .on("prefix.count", |n: u32| async move { Ok::<_, Rejection>(n) })
+        .on("prefix.refuse", |_: u32| async move {
+            Err::<u32, _>(Rejection::new("not today").with_code("closed"))
+        })
+        .state(bus.clone())
+        .on(
+            "prefix.pass-on",
+            |n: u32, switchboard::handler::State(bus): switchboard::handler::State<Bus>| async move {
+                let n: u32 = bus.request_json("prefix.refuse", &n).await?;
+                Ok::<_, Rejection>(n)
+            },
+        )
+        .on(
+            "prefix.nobody",
+            |n: u32, switchboard::handler::State(bus): switchboard::handler::State<Bus>| async move {
+                let n: u32 = bus.request_json("prefix.unserved", &n).await?;
+                Ok::<_, Rejection>(n)
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    let request = |subject: &'static str, payload: serde_json::Value| {
+        let bus = bus.clone();
+        async move {
+            bus.request_json::<_, u32>(subject, &payload)
+                .await
+                .expect_err(subject)
+        }
+    };
+    errors.push((
+        "undecodable request",
+        request("prefix.count", "x".into()).await,
+    ));
+    errors.push(("refusal", request("prefix.refuse", 1.into()).await));
+    errors.push((
+        "refusal passed on",
+        request("prefix.pass-on", 1.into()).await,
+    ));
+    errors.push((
+        "no responders passed on",
+        request("prefix.nobody", 1.into()).await,
+    ));
+    errors.push(("no responders", request("prefix.unserved", 1.into()).await));
+    let reply_mismatch = bus
+        .request_json::<_, String>("prefix.count", &1)
+        .await
+        .unwrap_err();
+    errors.push(("reply of the wrong type", reply_mismatch));
+    errors.push((
+        "invalid subject",
+        bus.publish("a..b", Message::new("x")).await.unwrap_err(),
+    ));
+    let mut bad_header = Message::new("x");
+    bad_header.headers.insert("bad name", "x");
+    let header = bus.publish("prefix.count", bad_header).await;
+    errors.push(("invalid header", header.unwrap_err()));
+    service.shutdown().await;
+    bus.close().await.unwrap();
+    errors.push(("closed", request("prefix.count", 1.into()).await));
+
+    let prefixes = [
+        "invalid configuration:",
+        "codec error:",
+        "handler for",
+        "cannot connect to",
+        "invalid subject",
+        "invalid header",
+        "no responders for",
+        "transport is closed",
+        "unknown URL scheme",
+    ];
+    for (case, err) in &errors {
+        let text = err.to_string();
+        for prefix in prefixes {
+            assert!(
+                text.matches(prefix).count() <= 1,
+                "{case}: `{prefix}` printed twice in: {text}"
+            );
+        }
+        eprintln!("{case}: {text}");
+    }
+}
+
+crate::tests!(
+    bad_input_gets_typed_errors_and_disturbs_nothing,
+    error_texts_say_each_prefix_once,
+);

@@ -155,6 +155,8 @@ async fn queries_and_mutations_reach_the_services() {
     let error = &answer["errors"][0];
     assert_eq!(error["extensions"]["kind"], "remote", "{answer}");
     assert_eq!(error["extensions"]["code"], "closed", "{answer}");
+    assert_eq!(error["extensions"]["service"], "catalog", "{answer}");
+    assert_eq!(error["extensions"]["subject"], "catalog.fail", "{answer}");
     assert!(error["message"]
         .as_str()
         .unwrap()

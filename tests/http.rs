@@ -407,3 +407,96 @@ async fn a_port_in_use_names_the_setting_to_change() {
     );
     first.close().await.unwrap();
 }
+
+/// What a test's own thread logged at WARN and above.
+#[derive(Clone, Default)]
+struct Warnings(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Warnings {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Warnings {
+    /// Captures WARN and above on this thread (a current-thread runtime runs
+    /// every task of the test here) until the guard is dropped.
+    fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Two peers that each subscribed, closed in either order: a service that
+/// closes tells its peers it is leaving, so nothing is logged at WARN. A peer
+/// that vanishes without closing is still reported, once. Both mesh backends.
+#[tokio::test]
+async fn a_normal_close_logs_no_warning_and_a_vanished_peer_is_reported() {
+    let warnings = Warnings::default();
+    let _capture = warnings.capture();
+    let schemes = [
+        "http",
+        #[cfg(feature = "grpc")]
+        "grpc",
+    ];
+    for scheme in schemes {
+        let pair = || async {
+            let seed = connect(&format!("{scheme}://127.0.0.1:0")).await.unwrap();
+            let seed_address = seed.local_address().unwrap();
+            let other = connect(&format!(
+                "{scheme}://127.0.0.1:0?peers={scheme}://{seed_address}"
+            ))
+            .await
+            .unwrap();
+            (seed, other)
+        };
+        for seed_closes_first in [true, false] {
+            let (seed, other) = pair().await;
+            let _a = seed.subscribe("quiet.a").await.unwrap();
+            let _b = other.subscribe("quiet.b").await.unwrap();
+            let (first, second) = match seed_closes_first {
+                true => (seed, other),
+                false => (other, seed),
+            };
+            first.close().await.unwrap();
+            second.close().await.unwrap();
+        }
+        assert_eq!(warnings.text(), "", "a normal close is quiet on {scheme}");
+
+        let (seed, other) = pair().await;
+        let vanished = other.local_address().unwrap();
+        let _a = seed.subscribe("quiet.a").await.unwrap();
+        let b = other.subscribe("quiet.b").await.unwrap();
+        drop((b, other));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tokio::net::TcpStream::connect(vanished).await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "{scheme}: a dropped peer kept its port"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        seed.close().await.unwrap();
+        let text = std::mem::take(&mut *warnings.0.lock().unwrap());
+        let text = String::from_utf8_lossy(&text);
+        assert_eq!(
+            text.matches("peer unreachable").count(),
+            1,
+            "a peer gone without a word is news on {scheme}: {text}"
+        );
+        assert!(text.contains(&vanished.port().to_string()), "{text}");
+    }
+}

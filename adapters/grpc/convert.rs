@@ -50,6 +50,7 @@ pub(super) fn snapshot_out(snapshot: &Snapshot) -> proto::Snapshot {
             })
             .collect(),
         peers: snapshot.peers.clone(),
+        leaving: snapshot.leaving,
     }
 }
 
@@ -67,5 +68,6 @@ pub(super) fn snapshot_in(snapshot: proto::Snapshot) -> Snapshot {
             })
             .collect(),
         peers: snapshot.peers,
+        leaving: snapshot.leaving,
     }
 }

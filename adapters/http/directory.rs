@@ -34,6 +34,9 @@ pub(crate) struct Snapshot {
     /// The peers the service knows, so a service configured with one seed learns the rest.
     #[serde(default)]
     pub peers: Vec<String>,
+    /// The service is closing: a normal stop, not an outage.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leaving: bool,
 }
 
 impl Snapshot {
@@ -43,6 +46,7 @@ impl Snapshot {
         incarnation: u64,
         (generation, interests): (u64, Vec<Interest>),
         peers: Vec<String>,
+        leaving: bool,
     ) -> Self {
         Snapshot {
             service: service.to_owned(),
@@ -56,6 +60,7 @@ impl Snapshot {
                 })
                 .collect(),
             peers,
+            leaving,
         }
     }
 }
@@ -71,6 +76,8 @@ struct Peer {
     /// Configured peers are never forgotten; learned ones are, once long unreachable.
     configured: bool,
     failures: u32,
+    /// Said it was closing: failing to reach it is expected, not news.
+    left: bool,
 }
 
 /// Who receives a delivery: this service or a peer (by base URL).
@@ -188,6 +195,10 @@ impl Directory {
             return Ok(());
         }
         let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
+        if snapshot.leaving {
+            Self::leave(&mut peers, snapshot);
+            return Ok(());
+        }
         let mut learned = peers.values().filter(|peer| !peer.configured).count();
         if !peers.contains_key(&snapshot.service) {
             if learned >= self.max_learned {
@@ -209,6 +220,7 @@ impl Directory {
         let peer = peers.entry(snapshot.service).or_default();
         peer.reachable = true;
         peer.failures = 0;
+        peer.left = false;
         let version = (snapshot.incarnation, snapshot.generation);
         if peer.version.is_none_or(|known| known < version) {
             peer.version = Some(version);
@@ -217,9 +229,36 @@ impl Directory {
         Ok(())
     }
 
+    /// A peer said it is closing: a learned one is forgotten, a configured one
+    /// keeps no subscriptions and is retried quietly until it is back. A
+    /// leaving peer this service never knew is not learned.
+    fn leave(peers: &mut BTreeMap<String, Peer>, snapshot: Snapshot) {
+        let Some(peer) = peers.get_mut(&snapshot.service) else {
+            return;
+        };
+        // Only the incarnation this service knows may leave: a restarted peer's
+        // old news, or a stranger without that number, changes nothing.
+        let version = (snapshot.incarnation, snapshot.generation);
+        if peer
+            .version
+            .is_none_or(|(incarnation, _)| incarnation != snapshot.incarnation)
+        {
+            return;
+        }
+        if !peer.configured {
+            peers.remove(&snapshot.service);
+            return;
+        }
+        peer.version = Some(version);
+        peer.subscriptions.clear();
+        peer.reachable = false;
+        peer.left = true;
+    }
+
     /// Records that a peer did not answer; it is tried again at the next sync,
     /// and a learned (not configured) peer that keeps failing is forgotten.
-    /// True for the first failure in a row, so the caller can say so once.
+    /// True for the first failure in a row of a peer that did not say it was
+    /// leaving, so the caller can say so once.
     pub fn mark_unreachable(&self, url: &str) -> bool {
         let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
         let Some(peer) = peers.get_mut(url) else {
@@ -227,7 +266,7 @@ impl Directory {
         };
         peer.reachable = false;
         peer.failures += 1;
-        let first = peer.failures == 1;
+        let first = peer.failures == 1 && !peer.left;
         if !peer.configured && peer.failures >= FORGET_AFTER_FAILURES {
             peers.remove(url);
         }
@@ -324,7 +363,50 @@ mod tests {
                 })
                 .collect(),
             peers: vec![],
+            leaving: false,
         }
+    }
+
+    #[test]
+    fn a_leaving_peer_is_quiet_and_strangers_cannot_make_one_leave() {
+        let dir = Directory::new("http://me".into(), &["http://a".into()], 10);
+        dir.merge(snapshot("http://a", 7, 1, &[("x", None)]), Trust::Full)
+            .unwrap();
+        dir.merge(snapshot("http://b", 3, 1, &[("x", None)]), Trust::Full)
+            .unwrap();
+        let mut forged = snapshot("http://a", 8, 9, &[]);
+        forged.leaving = true;
+        dir.merge(forged, Trust::OwnAddressOnly).unwrap();
+        assert_eq!(
+            dir.responders("x").len(),
+            2,
+            "another incarnation's leave is ignored"
+        );
+
+        let mut leaving = snapshot("http://a", 7, 2, &[]);
+        leaving.leaving = true;
+        dir.merge(leaving, Trust::Full).unwrap();
+        assert_eq!(dir.responders("x"), ["http://b"]);
+        assert!(
+            !dir.mark_unreachable("http://a"),
+            "a peer that left is not news"
+        );
+        let mut leaving = snapshot("http://b", 3, 2, &[]);
+        leaving.leaving = true;
+        dir.merge(leaving, Trust::Full).unwrap();
+        assert_eq!(
+            dir.peers(),
+            ["http://a"],
+            "a learned peer that left is forgotten"
+        );
+
+        dir.merge(snapshot("http://a", 8, 0, &[("x", None)]), Trust::Full)
+            .unwrap();
+        assert_eq!(dir.responders("x"), ["http://a"], "back after a restart");
+        assert!(
+            dir.mark_unreachable("http://a"),
+            "an outage after that is news again"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `HttpTransport`: a service with its own web server, calling its peers over HTTP.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     client: Arc<dyn PeerCalls>,
     /// The newest local generation every reachable peer has been told about.
     announced: AtomicU64,
+    /// Set by `close`: snapshots from here on tell peers this service is leaving.
+    leaving: AtomicBool,
 }
 
 impl Shared {
@@ -63,6 +65,7 @@ impl Shared {
             self.incarnation,
             self.local.subscriptions(),
             self.directory.peers(),
+            self.leaving.load(Ordering::SeqCst),
         )
     }
 
@@ -243,6 +246,7 @@ impl HttpTransport {
             incarnation: incarnation(),
             self_url,
             announced: AtomicU64::new(0),
+            leaving: AtomicBool::new(false),
             settings,
         });
         let (shutdown, stopped) = watch::channel(false);
@@ -592,6 +596,8 @@ impl Transport for HttpTransport {
     async fn close(&self) -> Result<()> {
         if self.gate.close().await {
             self.shared.local.remove_owner(self.shared.owner);
+            // Peers forget this service instead of warning that it is unreachable.
+            self.shared.leaving.store(true, Ordering::SeqCst);
             self.shared.announce().await;
             self.running.stop();
             let server = self.server.lock().unwrap_or_else(|e| e.into_inner()).take();

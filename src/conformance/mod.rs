@@ -237,6 +237,11 @@ pub fn cases() -> Vec<Case> {
             typed::handler_error
         ),
         case!(
+            "refusal_names_its_origin_across_hops",
+            |c| c.request_reply,
+            typed::refusal_names_its_origin_across_hops
+        ),
+        case!(
             "typed_handler_panic_answered",
             |c| c.request_reply,
             typed::handler_panic

@@ -115,6 +115,73 @@ pub(super) async fn handler_error(fixture: &dyn Fixture) -> CaseResult {
     Ok(())
 }
 
+/// A refusal two hops down reaches the caller naming the service and subject
+/// that refused, with its code, not the service in the middle that passed it on.
+pub(super) async fn refusal_names_its_origin_across_hops(fixture: &dyn Fixture) -> CaseResult {
+    let (front_bus, back_bus, client) = (
+        fixture.connect().await?,
+        fixture.connect().await?,
+        fixture.connect().await?,
+    );
+    let (front, back) = (unique_subject("hop-front"), unique_subject("hop-back"));
+    let back_running = Service::new("billing", back_bus)
+        .on(&back, |quantity: u32| async move {
+            match quantity {
+                q if q > 10 => Err(crate::handler::Rejection::new(format!("{q} is over 10"))
+                    .with_code("quantity_over_limit")),
+                q => Ok(q),
+            }
+        })
+        .start()
+        .await?;
+    let calls = front_bus.clone();
+    let back_subject = back.clone();
+    let front_running = Service::new("orders", front_bus)
+        .on(&front, move |quantity: u32| {
+            let (bus, back) = (calls.clone(), back_subject.clone());
+            async move {
+                let charged: u32 = bus.request_json(&back, &quantity).await?;
+                Ok::<_, crate::handler::Rejection>(charged)
+            }
+        })
+        .start()
+        .await?;
+    let within = Duration::from_secs(10);
+    let passed_on: Result<u32, Error> = client
+        .request_json_with_timeout(&front, &11u32, within)
+        .await;
+    let err = expect_kind(passed_on, ErrorKind::Remote, "a refusal two hops down")?;
+    let origin = err
+        .origin()
+        .map(|o| (o.service.as_str(), o.subject.as_str()));
+    ensure!(
+        origin == Some(("billing", back.as_str())) && err.code() == Some("quantity_over_limit"),
+        "the refusal names `billing` on `{back}` and its code: {err:?}"
+    );
+    let text = err.to_string();
+    ensure!(
+        text == format!("handler for `{back}` at `billing` failed: 11 is over 10 (code `quantity_over_limit`); passed on through `{front}`"),
+        "error text: {text}"
+    );
+    let direct: Result<u32, Error> = client
+        .request_json_with_timeout(&back, &12u32, within)
+        .await;
+    let err = expect_kind(direct, ErrorKind::Remote, "a refusal one hop down")?;
+    ensure!(
+        err.to_string().starts_with(&format!(
+            "handler for `{back}` at `billing` failed: 12 is over 10"
+        )),
+        "error text: {err}"
+    );
+    let fine: u32 = client
+        .request_json_with_timeout(&front, &3u32, within)
+        .await?;
+    ensure!(fine == 3, "a request within the limit came back as {fine}");
+    front_running.shutdown().await;
+    back_running.shutdown().await;
+    Ok(())
+}
+
 pub(super) async fn handler_panic(fixture: &dyn Fixture) -> CaseResult {
     let (server, client) = (fixture.connect().await?, fixture.connect().await?);
     let subject = unique_subject("typed-panic");

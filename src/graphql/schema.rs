@@ -351,15 +351,21 @@ fn events_field(bus: &Bus, field: &ExposedField, typed: bool) -> SubscriptionFie
 
 /// A switchboard error as a GraphQL error: the message, with the error kind
 /// (`timeout`, `no_responders`, `remote`, …), whether a retry may succeed,
-/// and the handler's rejection code when it gave one, in `extensions`.
+/// the handler's rejection code when it gave one, and who refused
+/// (`service`, `subject`: the handler that refused first), in `extensions`.
 pub fn graphql_error(err: Error) -> async_graphql::Error {
     let (kind, retryable) = (err.kind().as_str(), err.is_retryable());
     let code = err.code().map(str::to_owned);
+    let origin = err.origin().cloned();
     async_graphql::Error::new(err.to_string()).extend_with(move |_, extensions| {
         extensions.set("kind", kind);
         extensions.set("retryable", retryable);
         if let Some(code) = &code {
             extensions.set("code", code.as_str());
+        }
+        if let Some(origin) = &origin {
+            extensions.set("service", origin.service.as_str());
+            extensions.set("subject", origin.subject.as_str());
         }
     })
 }

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Origin};
 use crate::message::Message;
 
 /// A handler's error: a message for people and an optional machine-readable
@@ -33,6 +33,7 @@ pub struct Rejection {
     code: Option<String>,
     undecodable: bool,
     permanent: bool,
+    origin: Option<Origin>,
 }
 
 impl Rejection {
@@ -43,6 +44,7 @@ impl Rejection {
             code: None,
             undecodable: false,
             permanent: false,
+            origin: None,
         }
     }
 
@@ -77,17 +79,29 @@ impl Rejection {
         self.code.as_deref()
     }
 
+    /// Who refused first, when this rejection passes on a refusal the handler
+    /// got from a call of its own (`?` on an [`Error::Remote`] that named it).
+    pub fn origin(&self) -> Option<&Origin> {
+        self.origin.as_ref()
+    }
+
     /// Whether the payload could not be decoded (retrying cannot help).
     pub fn is_undecodable(&self) -> bool {
         self.undecodable
     }
 
     pub(crate) fn undecodable(err: Error) -> Self {
+        let message = match err {
+            // The reply's status already says it is a codec error.
+            Error::Codec { message, .. } => message,
+            other => other.to_string(),
+        };
         Rejection {
-            message: err.to_string(),
+            message,
             code: None,
             undecodable: true,
             permanent: false,
+            origin: None,
         }
     }
 }
@@ -113,13 +127,20 @@ impl From<&str> for Rejection {
 impl From<Error> for Rejection {
     /// A switchboard error from a call the handler made: its message, and its
     /// kind as the code, so a caller upstream can tell a timeout from a refusal.
+    /// A refusal passed on keeps its code and who refused first.
     fn from(err: Error) -> Self {
-        match &err {
-            Error::Remote { code, message, .. } => Rejection {
-                message: message.clone(),
-                code: code.clone(),
+        match err {
+            Error::Remote {
+                code,
+                message,
+                origin,
+                ..
+            } => Rejection {
+                message,
+                code,
                 undecodable: false,
                 permanent: false,
+                origin: origin.map(|origin| *origin),
             },
             _ => Rejection::new(err.to_string()).with_code(err.kind().as_str()),
         }

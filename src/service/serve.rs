@@ -16,7 +16,7 @@ use super::dedup::{self, Begun, Dedup};
 use super::shutdown::{HeldOutcome, Signal};
 use super::{ErasedHandler, EventPolicy};
 use crate::bus::Bus;
-use crate::error::ErrorKind;
+use crate::error::{ErrorKind, Origin};
 use crate::handler::{Context, Rejection, StateMap};
 use crate::incoming::Incoming;
 use crate::local::InlineAnswer;
@@ -455,11 +455,24 @@ async fn run_observed(
     .await
 }
 
-fn rejection_reply(rejection: &Rejection) -> Message {
-    match rejection.is_undecodable() {
-        true => wire::error_reply(wire::STATUS_CODEC_ERROR, rejection.message()),
-        false => wire::handler_error_reply(rejection.code(), rejection.message()),
+/// The error reply for a handler's rejection, naming who refused first: the
+/// service further down that the rejection came from, or this one.
+fn rejection_reply(context: &RouteContext, subject: &str, rejection: &Rejection) -> Message {
+    if rejection.is_undecodable() {
+        return wire::error_reply(wire::STATUS_CODEC_ERROR, rejection.message());
     }
+    let here;
+    let origin = match rejection.origin() {
+        Some(origin) => origin,
+        None => {
+            here = Origin {
+                service: context.service.clone(),
+                subject: subject.to_owned(),
+            };
+            &here
+        }
+    };
+    wire::handler_error_reply(rejection.code(), rejection.message(), Some(origin))
 }
 
 async fn answer(context: &RouteContext, mut incoming: Incoming, handler: &ErasedHandler) {
@@ -516,7 +529,7 @@ async fn reply_for(
             if rejection.message().starts_with("handler panicked") {
                 tracing::error!(%subject, service = %context.service, "{}", rejection.message());
             }
-            rejection_reply(&rejection)
+            rejection_reply(context, subject, &rejection)
         }
     }
 }

@@ -252,7 +252,7 @@ impl Settings {
         if let Some(style) = env(STYLE_ENV).filter(|s| !s.trim().is_empty()) {
             settings.style = style
                 .parse()
-                .map_err(|err| Error::config(format!("{STYLE_ENV}: {err}")))?;
+                .map_err(|err| Error::config(format!("{STYLE_ENV}: {}", config_message(err))))?;
         }
         settings.route_table()?;
         Ok(settings)

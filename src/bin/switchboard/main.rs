@@ -109,6 +109,9 @@ enum Command {
         /// Exit after answering this many requests.
         #[arg(long)]
         count: Option<u64>,
+        /// Print no line per request (failures to reply are still printed).
+        #[arg(long, short = 'q')]
+        quiet: bool,
     },
     /// Measure request/reply or publish/subscribe rates against the URL.
     Bench(bench::BenchArgs),
@@ -279,6 +282,7 @@ async fn command(bus: &Bus, command: Command) -> Result<(), Box<dyn std::error::
             fixed,
             group,
             count,
+            quiet,
         } => {
             let mut subscription = if bus.capabilities().queue_groups.is_supported() {
                 bus.queue_subscribe(&subject, &group).await?
@@ -307,12 +311,14 @@ async fn command(bus: &Bus, command: Command) -> Result<(), Box<dyn std::error::
                 // address) is reported; the responder goes on answering others.
                 answered += 1;
                 // One line per request, as `nats reply` does: what came in and what went out.
-                say!(
-                    "[#{answered}] {} ({} B in, {} B out)",
-                    incoming.subject(),
-                    incoming.payload().len(),
-                    reply.payload.len()
-                );
+                if !quiet {
+                    say!(
+                        "[#{answered}] {} ({} B in, {} B out)",
+                        incoming.subject(),
+                        incoming.payload().len(),
+                        reply.payload.len()
+                    );
+                }
                 if let Err(err) = incoming.reply(reply).await {
                     say!("reply on `{}` not delivered: {err}", incoming.subject());
                 }
