@@ -28,7 +28,7 @@ pub trait Acker: Send + 'static {
     async fn nack(self: Box<Self>) -> Result<()>;
 
     /// Where the backend keeps this delivery, the same each time it is
-    /// delivered again (a Kafka record's partition and offset); `None` by
+    /// delivered again (a Kafka record's topic, partition and offset); `None` by
     /// default. Deduplication uses it for events that carry no message id.
     fn position(&self) -> Option<String> {
         None

@@ -692,6 +692,121 @@ async fn forged_reply_addresses_do_not_stop_a_responder() {
     );
 }
 
+/// A pattern subscription is a regex subscription: a plain one sees what is
+/// published from now on to the topics that exist and everything on topics
+/// created later; a group's members share every matching topic, a new group
+/// starting at `offset_reset` (earliest). Each event exactly once, nothing
+/// from a topic one token too deep.
+async fn pattern_subscriptions_see_new_topics_and_each_event_once() {
+    let options = "?pattern_refresh=500ms";
+    let Some(publisher) = broker(options).await else {
+        return;
+    };
+    let base = unique("pattern");
+    let old = format!("{base}.old");
+    publisher
+        .publish(&old, Message::new("old-1"))
+        .await
+        .unwrap();
+
+    let pattern = format!("{base}.*");
+    let plain_bus = broker(options).await.unwrap();
+    let mut plain = plain_bus.subscribe(&pattern).await.unwrap();
+    let members = [
+        broker(options).await.unwrap(),
+        broker(options).await.unwrap(),
+    ];
+    let mut first = members[0].queue_subscribe(&pattern, "audit").await.unwrap();
+    // A new group starts at the beginning of the topics that match. The first
+    // member handles what is there before the second joins: a record fetched
+    // but not acknowledged when its partition moves is delivered again
+    // (at-least-once), which this test would count as a duplicate.
+    let mut before = next_within(&mut first, Duration::from_secs(30))
+        .await
+        .expect("a new group reads a matching topic from its beginning");
+    assert_eq!(before.payload(), b"old-1");
+    before.ack().await.unwrap();
+    let mut second = members[1].queue_subscribe(&pattern, "audit").await.unwrap();
+
+    publisher
+        .publish(&old, Message::new("old-2"))
+        .await
+        .unwrap();
+    let mut published = vec!["old-2".to_owned()];
+    for i in 0..30 {
+        let payload = format!("new-{i}");
+        let subject = format!("{base}.new{}", i % 3);
+        publisher
+            .publish(&subject, Message::new(payload.clone()))
+            .await
+            .unwrap();
+        published.push(payload);
+    }
+    publisher
+        .publish(&format!("{base}.too.deep"), Message::new("deep"))
+        .await
+        .unwrap();
+
+    let expected_plain: BTreeSet<String> = published.iter().cloned().collect();
+    let expected_group = expected_plain.clone();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut plain_seen, mut group_seen) = (Vec::new(), Vec::new());
+    while (plain_seen.len() < expected_plain.len() || group_seen.len() < expected_group.len())
+        && Instant::now() < deadline
+    {
+        tokio::select! {
+            Some(incoming) = plain.next() => {
+                plain_seen.push(String::from_utf8_lossy(incoming.payload()).into_owned());
+            }
+            Some(mut incoming) = first.next() => {
+                group_seen.push(String::from_utf8_lossy(incoming.payload()).into_owned());
+                incoming.ack().await.unwrap();
+            }
+            Some(mut incoming) = second.next() => {
+                group_seen.push(String::from_utf8_lossy(incoming.payload()).into_owned());
+                incoming.ack().await.unwrap();
+            }
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    // Anything further would be a duplicate or a wrong match.
+    let quiet_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < quiet_until {
+        tokio::select! {
+            Some(incoming) = plain.next() => plain_seen.push(String::from_utf8_lossy(incoming.payload()).into_owned()),
+            Some(incoming) = first.next() => group_seen.push(String::from_utf8_lossy(incoming.payload()).into_owned()),
+            Some(incoming) = second.next() => group_seen.push(String::from_utf8_lossy(incoming.payload()).into_owned()),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    for (who, seen, expected) in [
+        ("plain", &plain_seen, &expected_plain),
+        ("group", &group_seen, &expected_group),
+    ] {
+        let unique_seen: BTreeSet<String> = seen.iter().cloned().collect();
+        let missing: Vec<_> = expected.difference(&unique_seen).collect();
+        let extra: Vec<_> = unique_seen.difference(expected).collect();
+        let duplicates: Vec<_> = {
+            let mut counted = BTreeMap::<&String, usize>::new();
+            for payload in seen {
+                *counted.entry(payload).or_default() += 1;
+            }
+            counted.into_iter().filter(|(_, n)| *n > 1).collect()
+        };
+        assert!(
+            missing.is_empty() && extra.is_empty() && duplicates.is_empty(),
+            "{who}: {} missing {missing:?}, {} not expected {extra:?}, duplicated {duplicates:?}",
+            missing.len(),
+            extra.len()
+        );
+    }
+    drop((plain, first, second));
+    for bus in [publisher, plain_bus, members[0].clone(), members[1].clone()] {
+        bus.close().await.unwrap();
+    }
+}
+
 crate::tests!(
     an_unacknowledged_event_is_delivered_again_after_a_restart,
     a_nacked_event_is_delivered_again_at_once,
@@ -705,4 +820,5 @@ crate::tests!(
     broker_gap_resuming_inside_a_record_batch,
     a_request_that_expired_while_the_responder_was_down_is_not_executed,
     forged_reply_addresses_do_not_stop_a_responder,
+    pattern_subscriptions_see_new_topics_and_each_event_once,
 );

@@ -33,12 +33,15 @@ struct PartitionAcks {
     stored: i64,
 }
 
+/// One partition of one topic (a pattern subscription reads several topics).
+type TopicPartition = (Arc<str>, i32);
+
 /// Acknowledgement bookkeeping of one consumer, per partition.
 #[derive(Default)]
-struct AckBook(HashMap<i32, PartitionAcks>);
+struct AckBook(HashMap<TopicPartition, PartitionAcks>);
 
 impl AckBook {
-    fn delivered(&mut self, partition: i32, offset: i64) {
+    fn delivered(&mut self, partition: TopicPartition, offset: i64) {
         let acks = self.0.entry(partition).or_insert_with(|| PartitionAcks {
             highest: offset - 1,
             stored: offset - 1,
@@ -49,8 +52,8 @@ impl AckBook {
     }
 
     /// Records an ack; returns the offset up to which everything is now acknowledged, if it moved.
-    fn acknowledged(&mut self, partition: i32, offset: i64) -> Option<i64> {
-        let acks = self.0.get_mut(&partition)?;
+    fn acknowledged(&mut self, partition: &TopicPartition, offset: i64) -> Option<i64> {
+        let acks = self.0.get_mut(partition)?;
         if !acks.outstanding.remove(&offset) {
             return None;
         }
@@ -65,8 +68,8 @@ impl AckBook {
     }
 
     /// Forgets deliveries from `offset` on: they will be delivered again.
-    fn rewound(&mut self, partition: i32, offset: i64) {
-        if let Some(acks) = self.0.get_mut(&partition) {
+    fn rewound(&mut self, partition: &TopicPartition, offset: i64) {
+        if let Some(acks) = self.0.get_mut(partition) {
             acks.outstanding.retain(|o| *o < offset);
             acks.highest = acks.highest.min(offset - 1);
         }
@@ -103,7 +106,11 @@ impl ConsumerContext for RebalanceWatch {
 /// A consumer and its bookkeeping, shared by its pump task and its ackers.
 pub(super) struct Consumed {
     pub consumer: StreamConsumer<RebalanceWatch>,
+    /// The topic, or for a pattern subscription the pattern.
     topic: String,
+    /// A pattern subscription: records of switchboard's own reply topics and
+    /// Kafka's internal ones are passed over.
+    pattern: bool,
     book: Arc<Mutex<AckBook>>,
     commits: bool,
     /// Cleared when the pump stops: the consumer no longer fetches, so a
@@ -111,13 +118,17 @@ pub(super) struct Consumed {
     pumping: AtomicBool,
 }
 
-/// Builds a consumer; `group` decides whether offsets are committed.
+/// Builds a consumer; `group` decides whether offsets are committed. For a
+/// pattern (`topic` holding `*` or `>`), the consumer looks for new matching
+/// topics every `pattern_refresh`, and a plain one starts new topics at their
+/// beginning (the existing ones are placed at their end by [`commit_at_end`]).
 pub(super) fn new_consumer(
     settings: &KafkaSettings,
     group_id: &str,
     commits: bool,
     topic: &str,
 ) -> Result<(Arc<Consumed>, watch::Receiver<u64>)> {
+    let pattern = crate::subject::is_pattern(topic);
     let mut config = settings.client_config();
     config
         .set("group.id", group_id)
@@ -139,6 +150,19 @@ pub(super) fn new_consumer(
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "1000")
         .set("enable.partition.eof", "false");
+    if pattern {
+        config.set(
+            "topic.metadata.refresh.interval.ms",
+            settings.pattern_refresh.as_millis().max(1).to_string(),
+        );
+        // A topic that starts to match adds its partitions without taking the
+        // others away (an eager rebalance would start them over from their
+        // committed offsets, which a plain subscription never moves).
+        config.set("partition.assignment.strategy", "cooperative-sticky");
+        if !commits {
+            config.set("auto.offset.reset", "earliest");
+        }
+    }
     let (assignments, assigned) = watch::channel(0);
     let book = Arc::new(Mutex::new(AckBook::default()));
     let context = RebalanceWatch { assignments };
@@ -148,6 +172,7 @@ pub(super) fn new_consumer(
     let consumed = Consumed {
         consumer,
         topic: topic.to_owned(),
+        pattern,
         book,
         commits,
         pumping: AtomicBool::new(true),
@@ -213,6 +238,77 @@ pub(super) async fn assign_at_end(consumed: &Arc<Consumed>, timeout: Duration) -
         consumer
             .assign(&assignment)
             .map_err(|e| Error::backend(BACKEND, e))
+    })
+    .await
+    .map_err(|e| Error::backend(BACKEND, e))?
+}
+
+/// The existing topics `consumed`'s pattern matches, with their partitions.
+pub(super) async fn matching_topics(
+    consumed: &Arc<Consumed>,
+    timeout: Duration,
+) -> Result<Vec<(String, Vec<i32>)>> {
+    let consumed = consumed.clone();
+    tokio::task::spawn_blocking(move || {
+        let pattern = consumed.topic.as_str();
+        let metadata = consumed
+            .consumer
+            .fetch_metadata(None, timeout)
+            .map_err(|e| Error::backend(BACKEND, format!("metadata for `{pattern}`: {e}")))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|topic| {
+                crate::subject::matches(pattern, topic.name())
+                    && !super::topics::is_reserved(topic.name())
+            })
+            .map(|topic| {
+                let partitions = topic.partitions().iter().map(|p| p.id()).collect();
+                (topic.name().to_owned(), partitions)
+            })
+            .collect())
+    })
+    .await
+    .map_err(|e| Error::backend(BACKEND, e))?
+}
+
+/// Commits the current end of every partition of `topics` for `consumed`'s
+/// group of one: its pattern subscription then sees what is published from
+/// now on to those topics, and everything on a topic created later (which
+/// starts at its beginning).
+pub(super) async fn commit_at_end(
+    consumed: &Arc<Consumed>,
+    topics: Vec<(String, Vec<i32>)>,
+    timeout: Duration,
+) -> Result<()> {
+    let consumed = consumed.clone();
+    tokio::task::spawn_blocking(move || {
+        let consumer = &consumed.consumer;
+        let pattern = consumed.topic.as_str();
+        let mut ends = TopicPartitionList::new();
+        for (name, partitions) in &topics {
+            for &partition in partitions {
+                let (_, high) = consumer
+                    .fetch_watermarks(name, partition, timeout)
+                    .map_err(|e| {
+                        Error::backend(
+                            BACKEND,
+                            format!("offsets of `{name}` partition {partition}: {e}"),
+                        )
+                    })?;
+                ends.add_partition_offset(name, partition, Offset::Offset(high))
+                    .map_err(|e| Error::backend(BACKEND, e))?;
+            }
+        }
+        if ends.count() > 0 {
+            consumer.commit(&ends, CommitMode::Sync).map_err(|e| {
+                Error::backend(
+                    BACKEND,
+                    format!("placing `{pattern}` at the end of its topics: {e}"),
+                )
+            })?;
+        }
+        Ok(())
     })
     .await
     .map_err(|e| Error::backend(BACKEND, e))?
@@ -316,12 +412,16 @@ async fn pump(
         };
         let incoming = match received {
             Ok(record) => {
-                let (partition, offset) = (record.partition(), record.offset());
+                if consumed.pattern && super::topics::is_reserved(record.topic()) {
+                    continue;
+                }
+                let topic: Arc<str> = Arc::from(record.topic());
+                let (partition, offset) = ((topic, record.partition()), record.offset());
                 consumed
                     .book
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .delivered(partition, offset);
+                    .delivered(partition.clone(), offset);
                 incoming_from(&record, &consumed, &context, partition, offset)
             }
             Err(err) => {
@@ -348,7 +448,7 @@ fn incoming_from(
     record: &rdkafka::message::BorrowedMessage<'_>,
     consumed: &Arc<Consumed>,
     context: &PumpContext,
-    partition: i32,
+    partition: TopicPartition,
     offset: i64,
 ) -> Incoming {
     let mut message = convert::message_from(record);
@@ -359,7 +459,7 @@ fn incoming_from(
         .headers
         .remove(wire::TIMEOUT_MS)
         .and_then(|timeout| request_deadline(record, &timeout));
-    let subject: Arc<str> = Arc::from(record.topic());
+    let subject = partition.0.clone();
     let mut incoming = Incoming::new(subject, message).with_acker(Box::new(KafkaAcker {
         consumed: Arc::downgrade(consumed),
         partition,
@@ -400,7 +500,7 @@ fn request_deadline(record: &impl rdkafka::Message, timeout_ms: &str) -> Option<
 /// before it is acknowledged too; a nack rewinds the partition to it.
 struct KafkaAcker {
     consumed: Weak<Consumed>,
-    partition: i32,
+    partition: TopicPartition,
     offset: i64,
 }
 
@@ -419,16 +519,13 @@ impl Acker for KafkaAcker {
             .book
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .acknowledged(self.partition, self.offset);
+            .acknowledged(&self.partition, self.offset);
         if let (true, Some(offset)) = (consumed.commits, done_through) {
             // librdkafka commits `offset + 1`, the next record to read. A partition
             // revoked meanwhile refuses the store: its new owner reads the record again.
-            if let Err(err) =
-                consumed
-                    .consumer
-                    .store_offset(&consumed.topic, self.partition, offset)
-            {
-                tracing::debug!(partition = self.partition, offset, error = %err, "kafka: offset not stored");
+            let (topic, partition) = &self.partition;
+            if let Err(err) = consumed.consumer.store_offset(topic, *partition, offset) {
+                tracing::debug!(%topic, partition, offset, error = %err, "kafka: offset not stored");
             }
         }
         Ok(())
@@ -440,7 +537,7 @@ impl Acker for KafkaAcker {
             .book
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .rewound(self.partition, self.offset);
+            .rewound(&self.partition, self.offset);
         if !consumed.pumping.load(Ordering::Acquire) {
             // Uncommitted, and never committed past: it goes to the group's next reader.
             return Ok(());
@@ -448,17 +545,18 @@ impl Acker for KafkaAcker {
         consumed
             .consumer
             .seek(
-                &consumed.topic,
-                self.partition,
+                &self.partition.0,
+                self.partition.1,
                 Offset::Offset(self.offset),
                 Duration::ZERO,
             )
             .map_err(|e| Error::backend(BACKEND, e))
     }
 
-    /// Partition and offset: a redelivered record has the same.
+    /// Topic, partition and offset: a redelivered record has the same.
     fn position(&self) -> Option<String> {
-        Some(format!("kafka:{}:{}", self.partition, self.offset))
+        let (topic, partition) = &self.partition;
+        Some(format!("kafka:{topic}:{partition}:{}", self.offset))
     }
 }
 
@@ -466,36 +564,44 @@ impl Acker for KafkaAcker {
 mod tests {
     use super::*;
 
+    fn p(partition: i32) -> TopicPartition {
+        (Arc::from("orders"), partition)
+    }
+
     #[test]
     fn commits_only_what_is_acknowledged_without_gaps() {
         let mut book = AckBook::default();
         for offset in 10..15 {
-            book.delivered(0, offset);
+            book.delivered(p(0), offset);
         }
-        assert_eq!(book.acknowledged(0, 11), None, "10 is still open");
-        assert_eq!(book.acknowledged(0, 10), Some(11));
+        assert_eq!(book.acknowledged(&p(0), 11), None, "10 is still open");
+        assert_eq!(book.acknowledged(&p(0), 10), Some(11));
         assert_eq!(
-            book.acknowledged(0, 10),
+            book.acknowledged(&p(0), 10),
             None,
             "a second ack changes nothing"
         );
-        assert_eq!(book.acknowledged(0, 14), None);
-        assert_eq!(book.acknowledged(0, 12), Some(12));
-        assert_eq!(book.acknowledged(0, 13), Some(14));
-        assert_eq!(book.acknowledged(7, 1), None, "unknown partition");
+        assert_eq!(book.acknowledged(&p(0), 14), None);
+        assert_eq!(book.acknowledged(&p(0), 12), Some(12));
+        assert_eq!(book.acknowledged(&p(0), 13), Some(14));
+        assert_eq!(book.acknowledged(&p(7), 1), None, "unknown partition");
     }
 
     #[test]
     fn a_rewind_forgets_later_deliveries() {
         let mut book = AckBook::default();
         for offset in 0..5 {
-            book.delivered(3, offset);
+            book.delivered(p(3), offset);
         }
-        assert_eq!(book.acknowledged(3, 0), Some(0));
-        book.rewound(3, 2);
-        assert_eq!(book.acknowledged(3, 3), None, "3 will be delivered again");
-        book.delivered(3, 2);
-        assert_eq!(book.acknowledged(3, 1), Some(1));
-        assert_eq!(book.acknowledged(3, 2), Some(2));
+        assert_eq!(book.acknowledged(&p(3), 0), Some(0));
+        book.rewound(&p(3), 2);
+        assert_eq!(
+            book.acknowledged(&p(3), 3),
+            None,
+            "3 will be delivered again"
+        );
+        book.delivered(p(3), 2);
+        assert_eq!(book.acknowledged(&p(3), 1), Some(1));
+        assert_eq!(book.acknowledged(&p(3), 2), Some(2));
     }
 }

@@ -20,6 +20,7 @@ pub const OPTIONS: &[&str] = &[
     "connect_timeout",
     "assignment_timeout",
     "fetch_wait",
+    "pattern_refresh",
     "linger",
     "max_payload",
     "buffer",
@@ -41,6 +42,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default longest time the broker holds a fetch waiting for data.
 pub const DEFAULT_FETCH_WAIT: Duration = Duration::from_millis(10);
+/// Default bound on how long a pattern subscription takes to see a topic created after it.
+pub const DEFAULT_PATTERN_REFRESH: Duration = Duration::from_secs(2);
 /// Default largest payload (librdkafka's default `message.max.bytes`).
 pub const DEFAULT_MAX_PAYLOAD: usize = 1_000_000;
 /// Default number of messages queued per subscription before fetching pauses.
@@ -81,6 +84,9 @@ pub struct KafkaSettings {
     pub assignment_timeout: Duration,
     /// Broker-side wait of a fetch (`fetch_wait`, librdkafka `fetch.wait.max.ms`).
     pub fetch_wait: Duration,
+    /// How often a pattern subscription looks for new matching topics
+    /// (`pattern_refresh`, librdkafka `topic.metadata.refresh.interval.ms`).
+    pub pattern_refresh: Duration,
     /// Producer batching delay (`linger`, librdkafka `linger.ms`).
     pub linger: Duration,
     /// Largest payload accepted (`max_payload`).
@@ -197,6 +203,9 @@ impl KafkaSettings {
             fetch_wait: options
                 .take_duration("fetch_wait")?
                 .unwrap_or(DEFAULT_FETCH_WAIT),
+            pattern_refresh: options
+                .take_duration("pattern_refresh")?
+                .unwrap_or(DEFAULT_PATTERN_REFRESH),
             linger: match options.take("linger").as_deref() {
                 Some("0") | Some("0ms") => Duration::ZERO,
                 Some(raw) => crate::options::parse_duration("linger", raw)?,

@@ -21,6 +21,28 @@ pub(super) fn topic_for(subject: &str) -> &str {
     subject
 }
 
+/// The librdkafka regex subscription for a subject pattern: `*` is one token
+/// (`[^.]+`), `>` one or more (`.+`), everything else literal, anchored at
+/// both ends (`orders.*` → `^orders\.[^.]+$`).
+pub(super) fn pattern_regex(pattern: &str) -> String {
+    let tokens: Vec<String> = pattern
+        .split('.')
+        .map(|token| match token {
+            "*" => "[^.]+".to_owned(),
+            ">" => ".+".to_owned(),
+            // Subject characters are letters, digits, `-` and `_`: none is special in a regex.
+            literal => literal.to_owned(),
+        })
+        .collect();
+    format!("^{}$", tokens.join("\\."))
+}
+
+/// Topics a pattern subscription passes over: switchboard's per-connection
+/// reply topics and Kafka's internal ones (`__consumer_offsets`, …).
+pub(super) fn is_reserved(topic: &str) -> bool {
+    topic.starts_with("sb-replies-") || topic.starts_with("__")
+}
+
 /// Creates topics on first use (brokers such as tansu do not auto-create them)
 /// and remembers which exist, so the check costs nothing after the first call.
 pub(super) struct Topics {
@@ -116,5 +138,19 @@ impl Topics {
             .unwrap_or_else(|e| e.into_inner())
             .remove(topic);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_become_anchored_regexes_that_match_what_the_pattern_matches() {
+        assert_eq!(pattern_regex("orders.*"), "^orders\\.[^.]+$");
+        assert_eq!(pattern_regex("dead-letter.>"), "^dead-letter\\..+$");
+        assert_eq!(pattern_regex("a.*.c_d"), "^a\\.[^.]+\\.c_d$");
+        assert!(is_reserved("sb-replies-switchboard-1-2") && is_reserved("__consumer_offsets"));
+        assert!(!is_reserved("orders.placed"));
     }
 }

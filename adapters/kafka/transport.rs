@@ -53,10 +53,7 @@ impl KafkaTransport {
         super::probe::reach_brokers(&settings).await?;
         let mut capabilities = Capabilities::full(BACKEND, settings.max_payload);
         capabilities.no_responders = Support::No(
-            "Kafka cannot tell whether anyone consumes a topic: a request nobody serves ends in Error::Timeout",
-        );
-        capabilities.wildcards = Support::No(
-            "Kafka subscribes to topics; a pattern only sees topics that exist and picks up new ones after a metadata refresh, so delivery right after subscribe cannot be promised",
+            "Kafka cannot tell whether anyone consumes a topic (a plain subscriber reads without a consumer group, and asking the group coordinators would cost broker round trips on every request): a request nobody serves ends in Error::Timeout",
         );
         let transport = KafkaTransport {
             topics: Topics::new(&settings)?,
@@ -71,6 +68,60 @@ impl KafkaTransport {
         };
         tracing::debug!(elapsed = ?started.elapsed(), "kafka: connected");
         Ok(transport)
+    }
+
+    /// A pattern subscription: a librdkafka regex subscription in a consumer
+    /// group (the caller's, or one of its own placed at the end of every
+    /// matching topic), which finds topics created later within `pattern_refresh`.
+    async fn subscribe_pattern(&self, pattern: &str, group: Option<&str>) -> Result<Subscription> {
+        let prefix = &self.settings.group_prefix;
+        let group_id = match group {
+            Some(group) => format!("{prefix}{group}.{pattern}"),
+            None => {
+                let n = self.next_plain.fetch_add(1, Ordering::Relaxed);
+                format!("{prefix}sb-plain-{}-{n}", self.connection_id)
+            }
+        };
+        let (consumed, mut assigned) =
+            consumer::new_consumer(&self.settings, &group_id, group.is_some(), pattern)?;
+        let timeout = self.settings.assignment_timeout;
+        let existing = consumer::matching_topics(&consumed, timeout).await?;
+        let matches_now = !existing.is_empty();
+        if group.is_none() {
+            consumer::commit_at_end(&consumed, existing, timeout).await?;
+        }
+        {
+            use rdkafka::consumer::Consumer as _;
+            consumed
+                .consumer
+                .subscribe(&[&super::topics::pattern_regex(pattern)])
+                .map_err(|e| Error::backend(BACKEND, e))?;
+        }
+        let context = PumpContext {
+            subject: pattern.into(),
+            producer: self.producer.clone(),
+            delivery_timeout: self.settings.delivery_timeout,
+            buffer: self.settings.buffer,
+        };
+        let subscription = consumer::subscription(consumed, context, group, self.stop.subscribe());
+        // Committed ends (or a new group's `offset_reset`) fix where reading
+        // starts. A member of a group that already has matching topics waits
+        // for its share, as a topic subscription does, so members subscribed
+        // one after another do not pass partitions between them mid-read.
+        if group.is_some() && matches_now {
+            let first_assignment = async { assigned.wait_for(|n| *n > 0).await.is_ok() };
+            if tokio::time::timeout(timeout, first_assignment)
+                .await
+                .is_err()
+            {
+                return Err(Error::backend(
+                    BACKEND,
+                    format!("consumer group `{group_id}` got no partition assignment within {timeout:?}"),
+                ));
+            }
+        }
+        tracing::debug!(%group_id, %pattern, "kafka: pattern subscription");
+        Ok(subscription)
     }
 
     async fn produce(&self, topic: &str, message: &Message, key: &str) -> Result<()> {
@@ -184,6 +235,9 @@ impl Transport for KafkaTransport {
 
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {
         let _in_flight = self.gate.enter()?;
+        if crate::subject::is_pattern(subject) {
+            return self.subscribe_pattern(subject, group).await;
+        }
         let topic = topic_for(subject);
         self.topics.ensure(topic).await?;
         let prefix = &self.settings.group_prefix;
