@@ -411,15 +411,27 @@ impl Bus {
     /// itself (dead letters); the subject was validated when the service
     /// started. One that reaches nobody is counted like any other.
     pub(crate) async fn publish_reserved(&self, subject: &str, message: Message) -> Result<()> {
+        self.publish_reserved_reach(subject, message)
+            .await
+            .map(|_| ())
+    }
+
+    /// [`publish_reserved`](Self::publish_reserved), saying whom it reached.
+    pub(crate) async fn publish_reserved_reach(
+        &self,
+        subject: &str,
+        message: Message,
+    ) -> Result<Reach> {
         let route = self.resolve(subject);
         let transport = &route.carrier.transport;
-        if transport.publish_reaching(subject, message).await? == Reach::Nobody {
+        let reach = transport.publish_reaching(subject, message).await?;
+        if reach == Reach::Nobody {
             let backend = transport.capabilities().backend;
             self.inner
                 .unrouted
                 .record(subject, route.rule.unwrap_or("(default)"), backend);
         }
-        Ok(())
+        Ok(reach)
     }
 
     /// How many events published through this bus (and its clones) reached

@@ -73,6 +73,8 @@
 //! - `graphql`: a GraphQL gateway in front of the bus ([`graphql::Gateway`]).
 //! - `outbox`: async sends held in an embedded SQLite file until a recipient
 //!   took them ([`outbox`], `[outbox]` in the settings).
+//! - `dead-letters`: dead letters kept in an embedded SQLite file, listed and
+//!   replayed ([`dead_letters`], `switchboard dead-letters`).
 //! - `cli`: the `switchboard` command-line tool.
 //! - `conformance`: the behaviour suite every backend must pass
 //!   ([`conformance`]), for adapters written outside this crate.
@@ -153,6 +155,10 @@ pub mod graphql;
 #[cfg(feature = "outbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "outbox")))]
 pub mod outbox;
+
+#[cfg(feature = "dead-letters")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dead-letters")))]
+pub mod dead_letters;
 
 /// W3C trace context carried on every message (`TraceContext`).
 pub mod trace {

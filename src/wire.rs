@@ -21,6 +21,8 @@
 //! | `sb-dead-letter-error` | service | on a dead-lettered event: the handler's last error |
 //! | `sb-dead-letter-attempts` | service | on a dead-lettered event: how many times the handler ran |
 //! | `sb-dead-letter-service` | service | on a dead-lettered event: the service that gave up on it |
+//! | `sb-dead-letter-code`, `sb-dead-letter-cause` | service | on a dead-lettered event: the rejection's code; `final`, `retries` or `shutdown` |
+//! | `sb-dead-letter-replayed` | dead-letter store | on a replayed event: the id the dead letter had in the store |
 //! | `traceparent`, `tracestate` | everyone | W3C trace context, see [`TraceContext`](crate::trace::TraceContext) |
 //!
 //! Names starting with `sb-` are reserved: callers may set only `sb-key` and `sb-message-id`.

@@ -310,6 +310,137 @@ async fn outbox_groups_are_listed_and_forgotten() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no outbox file at"));
 }
 
+/// `dead-letters keep` in its own process keeps what a service gives up on;
+/// `list` and `show` print it with its code and cause; `replay` sends it
+/// back to the (fixed) service and empties the store; `purge` of an id not
+/// kept fails. Against NATS, each command its own process.
+#[cfg(all(feature = "nats", feature = "dead-letters"))]
+async fn dead_letters_are_kept_listed_and_replayed_across_processes() {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    let url = support::nats_url();
+    if !reachable(&url).await {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("dead-letters.db");
+    let store = store.to_str().unwrap();
+    let name = support::unique("cli-dl");
+    let subject = format!("{name}.place");
+    let pattern = format!("dead-letter.{name}");
+    let (mut keeper, mut log) = spawn_announced(
+        &[
+            "--url",
+            &url,
+            "dead-letters",
+            "keep",
+            "--store",
+            store,
+            "--pattern",
+            &pattern,
+            "--count",
+            "1",
+        ],
+        Stdio::null(),
+        "keeping dead letters",
+    );
+    let bus = switchboard::connect(&url).await.unwrap();
+    let fixed = Arc::new(AtomicBool::new(false));
+    let handled = Arc::new(AtomicU32::new(0));
+    let service = {
+        let (fixed, handled) = (fixed.clone(), handled.clone());
+        switchboard::Service::new(&name, bus.clone())
+            .on(&subject, move |quantity: u32| {
+                let (fixed, handled) = (fixed.clone(), handled.clone());
+                async move {
+                    if !fixed.load(Ordering::SeqCst) {
+                        return Err(switchboard::handler::Rejection::new("too many")
+                            .with_code("quantity_over_limit")
+                            .permanent());
+                    }
+                    handled.fetch_add(quantity, Ordering::SeqCst);
+                    Ok(())
+                }
+            })
+            .start()
+            .await
+            .unwrap()
+    };
+    bus.publish_json(&subject, &42u32).await.unwrap();
+    let (status, said) = tokio::task::spawn_blocking(move || {
+        let mut said = String::new();
+        std::io::Read::read_to_string(&mut log, &mut said).unwrap();
+        (keeper.wait().unwrap(), said)
+    })
+    .await
+    .unwrap();
+    assert!(
+        status.success() && said.contains("kept 1 dead letter(s); 0 could not be kept"),
+        "keep: {said}"
+    );
+
+    let list = cli(&["dead-letters", "list", "--store", store]);
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    for part in [
+        subject.as_str(),
+        "attempts=1",
+        "code=quantity_over_limit",
+        "cause=final",
+        "too many",
+    ] {
+        assert!(listed.contains(part), "`{part}` in: {listed}");
+    }
+    let id = listed.split('\t').next().unwrap().to_owned();
+    let show = cli(&["dead-letters", "show", "--store", store, &id]);
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        shown.contains("payload (2 bytes): 42") && shown.contains(&format!("service: {name}")),
+        "{shown}"
+    );
+
+    fixed.store(true, Ordering::SeqCst);
+    let replay = cli(&[
+        "--url",
+        &url,
+        "dead-letters",
+        "replay",
+        "--store",
+        store,
+        &id,
+    ]);
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while handled.load(Ordering::SeqCst) != 42 {
+        assert!(
+            Instant::now() < deadline,
+            "the replayed event was not handled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let list = cli(&["dead-letters", "list", "--store", store]);
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout),
+        "",
+        "replayed ones leave the store"
+    );
+    let purge = cli(&["dead-letters", "purge", "--store", store, &id]);
+    assert!(!purge.status.success());
+    assert!(String::from_utf8_lossy(&purge.stderr).contains(&format!("no dead letter {id}")));
+    assert!(service.shutdown().await.is_clean());
+    bus.close().await.unwrap();
+}
+
 crate::tests!(
     bad_input_fails_with_a_clear_message,
     bench_runs_on_memory,
@@ -326,4 +457,6 @@ crate::tests!(
     request_round_trip_on_grpc,
     #[cfg(feature = "outbox")]
     outbox_groups_are_listed_and_forgotten,
+    #[cfg(all(feature = "nats", feature = "dead-letters"))]
+    dead_letters_are_kept_listed_and_replayed_across_processes,
 );

@@ -8,9 +8,13 @@
 //! switchboard --url http://127.0.0.1:0 bench --mode request         # rates against itself
 //! switchboard outbox groups data/outbox.db                           # queue groups an outbox remembers
 //! switchboard outbox forget data/outbox.db billing                   # forget a service gone for good
+//! switchboard --url nats://127.0.0.1:4222 dead-letters keep --store dl.db   # keep dead letters
+//! switchboard dead-letters list --store dl.db                        # what was given up on, and why
+//! switchboard --url nats://127.0.0.1:4222 dead-letters replay --store dl.db 3
 //! ```
 
 mod bench;
+mod dead_letters;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -56,6 +60,9 @@ enum Command {
     /// Inspect or edit an outbox file (no backend is contacted).
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Keep dead letters in a store, list, show, replay or purge them.
+    #[command(subcommand)]
+    DeadLetters(dead_letters::DeadLettersCommand),
     /// Publish an event.
     Pub {
         /// Subject to publish to.
@@ -149,14 +156,17 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    if let Command::Outbox(command) = cli.command {
-        return outbox(command).await;
-    }
-    let bus = match &cli.url {
-        Some(url) => switchboard::connect(url).await?,
-        None => switchboard::Settings::load(&cli.service)?.connect().await?,
+    let connect = async || match &cli.url {
+        Some(url) => switchboard::connect(url).await,
+        None => switchboard::Settings::load(&cli.service)?.connect().await,
     };
-    let outcome = command(&bus, cli.command).await;
+    let command = match cli.command {
+        Command::Outbox(command) => return outbox(command).await,
+        Command::DeadLetters(command) => return dead_letters::run(command, connect).await,
+        command => command,
+    };
+    let bus = connect().await?;
+    let outcome = self::command(&bus, command).await;
     bus.close().await?;
     outcome
 }
@@ -329,6 +339,10 @@ async fn command(bus: &Bus, command: Command) -> Result<(), Box<dyn std::error::
         }
         Command::Bench(args) => bench::run(bus, args).await?,
         Command::Outbox(command) => outbox(command).await?,
+        Command::DeadLetters(command) => {
+            let bus = bus.clone();
+            dead_letters::run(command, async move || Ok(bus)).await?
+        }
     }
     Ok(())
 }

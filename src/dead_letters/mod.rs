@@ -1,0 +1,343 @@
+//! Dead letters kept in an embedded SQLite file, listed, inspected, replayed
+//! and purged (feature `dead-letters`; `switchboard dead-letters` on the
+//! command line).
+//!
+//! A service publishes each event it gives up on to its dead-letter subject
+//! (`dead-letter.{service}` by default) with the reason in `sb-dead-letter-*`
+//! headers. A [`Keeper`] subscribes to those subjects (`dead-letter.>`, in
+//! the queue group `switchboard-dead-letters`, so several keepers share the
+//! work) and writes each into a [`DeadLetterStore`] before acknowledging it,
+//! on every backend: on Kafka and JetStream the broker keeps dead letters
+//! while no keeper runs, on the others the outbox does for a keeper that has
+//! been seen. [`DeadLetterStore::replay`] publishes a dead letter's event to
+//! its original subject again, as a new event (its handler's attempts start
+//! over) marked `sb-dead-letter-replayed: ID`, and removes it from the store
+//! only once the backend accepted it.
+//!
+//! ```no_run
+//! # async fn demo() -> switchboard::Result<()> {
+//! use switchboard::dead_letters::{DeadLetterStore, DEFAULT_PATTERN};
+//!
+//! let bus = switchboard::connect("nats://127.0.0.1:4222").await?;
+//! let store = DeadLetterStore::open("dead-letters.db").await?;
+//! let keeper = store.keep(&bus, DEFAULT_PATTERN).await?;
+//! // … later, from any process that opens the same file:
+//! for letter in store.list().await? {
+//!     println!("{} {} after {} attempts: {}", letter.id, letter.subject, letter.attempts, letter.error);
+//! }
+//! if let Some(first) = store.list().await?.first() {
+//!     store.replay(&bus, first.id).await?;
+//! }
+//! let report = keeper.stop().await;
+//! println!("kept {} dead letters", report.kept);
+//! # Ok(()) }
+//! ```
+
+mod store;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::bus::Bus;
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::subscription::Subscription;
+use crate::transport::Reach;
+use crate::wire;
+use store::Store;
+
+/// The subjects a keeper takes by default: every service's default dead-letter subject.
+pub const DEFAULT_PATTERN: &str = "dead-letter.>";
+
+/// The queue group keepers share, so each dead letter is kept once.
+pub const KEEPER_GROUP: &str = "switchboard-dead-letters";
+
+/// On a replayed event: the id the dead letter had in the store.
+pub const REPLAYED: &str = "sb-dead-letter-replayed";
+
+/// One dead letter: the event a service gave up on, and why.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct DeadLetter {
+    /// Its id in the store (0 before it is kept).
+    pub id: i64,
+    /// The subject the event was published to, where a replay sends it.
+    pub subject: String,
+    /// The dead-letter subject it arrived on.
+    pub arrived_on: String,
+    /// The service that gave up on it.
+    pub service: String,
+    /// The handler's last error.
+    pub error: String,
+    /// The code of the handler's last rejection, if it gave one.
+    pub code: Option<String>,
+    /// Why it was given up: `final`, `retries`, `shutdown` or `expired` (outbox), when said.
+    pub cause: Option<String>,
+    /// How many times the handler ran.
+    pub attempts: u32,
+    /// How many times this event (same subject and `sb-message-id`) was dead-lettered.
+    pub times: u64,
+    /// When it was first kept, in milliseconds since the Unix epoch.
+    pub first_ms: i64,
+    /// When it was last kept, in milliseconds since the Unix epoch.
+    pub last_ms: i64,
+    /// The original event: its payload and its own headers.
+    pub message: Message,
+}
+
+impl DeadLetter {
+    /// Reads a dead letter as it arrived on `arrived_on`. Nothing is refused:
+    /// a message without `sb-dead-letter-subject` (not sent by a service) is
+    /// kept with an empty subject and that said as its error, and one whose
+    /// subject is not valid is kept as it is; replaying either fails with a
+    /// clear error and leaves it kept.
+    pub fn from_message(arrived_on: &str, message: &Message) -> DeadLetter {
+        let headers = &message.headers;
+        let subject = headers.get(wire::DEAD_LETTER_SUBJECT).unwrap_or("");
+        let error = match headers.get(wire::DEAD_LETTER_ERROR) {
+            Some(error) => error.to_owned(),
+            None if subject.is_empty() => format!(
+                "not a dead letter: no `{}` header",
+                wire::DEAD_LETTER_SUBJECT
+            ),
+            None => String::new(),
+        };
+        let mut original = Message::new(message.payload.clone());
+        for (name, value) in headers.iter() {
+            if !name.starts_with("sb-dead-letter-") {
+                original.headers.insert(name, value);
+            }
+        }
+        let now = now_ms();
+        DeadLetter {
+            id: 0,
+            subject: subject.to_owned(),
+            arrived_on: arrived_on.to_owned(),
+            service: headers
+                .get(wire::DEAD_LETTER_SERVICE)
+                .unwrap_or("")
+                .to_owned(),
+            error,
+            code: headers.get(wire::DEAD_LETTER_CODE).map(str::to_owned),
+            cause: headers.get(wire::DEAD_LETTER_CAUSE).map(str::to_owned),
+            attempts: headers
+                .get(wire::DEAD_LETTER_ATTEMPTS)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+            times: 1,
+            first_ms: now,
+            last_ms: now,
+            message: original,
+        }
+    }
+}
+
+/// Dead letters kept in an SQLite file (created if missing). Several
+/// processes may open one file: a keeper writing, the command line reading.
+#[derive(Clone)]
+pub struct DeadLetterStore {
+    store: Store,
+}
+
+impl DeadLetterStore {
+    /// Opens the store at `path`; a file that is not a database, or a
+    /// directory that cannot be written, is an [`Error::InvalidConfig`] naming it.
+    pub async fn open(path: impl AsRef<Path>) -> Result<DeadLetterStore> {
+        Ok(DeadLetterStore {
+            store: Store::open(path.as_ref()).await?,
+        })
+    }
+
+    /// Starts keeping the dead letters published to `pattern` on `bus` (in
+    /// the queue group [`KEEPER_GROUP`]) until [`Keeper::stop`]. Each is in
+    /// the file before it is acknowledged (see [`DeadLetter::from_message`]
+    /// for messages that are not quite dead letters).
+    pub async fn keep(&self, bus: &Bus, pattern: &str) -> Result<Keeper> {
+        let subscription = if bus.capabilities().queue_groups.is_supported() {
+            bus.queue_subscribe(pattern, KEEPER_GROUP).await?
+        } else {
+            bus.subscribe(pattern).await?
+        };
+        let counts = Arc::new(KeeperCounts::default());
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(keep(
+            self.store.clone(),
+            subscription,
+            counts.clone(),
+            stopped,
+        ));
+        Ok(Keeper {
+            task,
+            stop: Some(stop),
+            counts,
+        })
+    }
+
+    /// Every dead letter kept, oldest first.
+    pub async fn list(&self) -> Result<Vec<DeadLetter>> {
+        self.store.list().await
+    }
+
+    /// The dead letter with this id, if it is kept.
+    pub async fn get(&self, id: i64) -> Result<Option<DeadLetter>> {
+        self.store.get(id).await
+    }
+
+    /// Publishes dead letter `id`'s event to its original subject, marked
+    /// [`REPLAYED`], and removes it from the store once the backend accepted
+    /// it. It stays kept if the publish fails (an invalid subject, a
+    /// transport that is down) or, on backends that can tell, reached no
+    /// subscriber; an id not kept is an [`Error::Usage`].
+    pub async fn replay(&self, bus: &Bus, id: i64) -> Result<()> {
+        let letter = self
+            .store
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::usage(format!("no dead letter {id} in the store")))?;
+        // A forged letter may name anything: check it as any publish would.
+        crate::subject::validate(&letter.subject)?;
+        let mut event = letter.message.clone();
+        event.headers.insert(REPLAYED, id.to_string());
+        match bus.publish_reserved_reach(&letter.subject, event).await? {
+            Reach::Nobody => Err(Error::NoResponders {
+                subject: letter.subject,
+            }),
+            _ => {
+                self.store.remove(id).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes dead letter `id` without replaying it; whether it was kept.
+    pub async fn purge(&self, id: i64) -> Result<bool> {
+        self.store.remove(id).await
+    }
+
+    /// Removes every dead letter; how many there were.
+    pub async fn purge_all(&self) -> Result<u64> {
+        self.store.remove_all().await
+    }
+
+    /// Closes the file (after a keeper using it stopped).
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+}
+
+#[derive(Default)]
+struct KeeperCounts {
+    kept: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// A running keeper, from [`DeadLetterStore::keep`].
+pub struct Keeper {
+    task: JoinHandle<()>,
+    stop: Option<oneshot::Sender<()>>,
+    counts: Arc<KeeperCounts>,
+}
+
+/// What a keeper did, from [`Keeper::stop`] or [`Keeper::report`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeeperReport {
+    /// Dead letters written to the store.
+    pub kept: u64,
+    /// Dead letters the store could not take (each was nacked: where the
+    /// backend redelivers, it comes back; elsewhere it is lost and logged).
+    pub failed: u64,
+}
+
+impl Keeper {
+    /// What it did so far.
+    pub fn report(&self) -> KeeperReport {
+        KeeperReport {
+            kept: self.counts.kept.load(Ordering::Relaxed),
+            failed: self.counts.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops taking dead letters, keeps the ones already received, and reports.
+    pub async fn stop(mut self) -> KeeperReport {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+        self.report()
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// How long a keeper that cannot stop its subscription's intake waits for
+/// quiet before it lets go.
+const QUIET: Duration = Duration::from_millis(200);
+
+async fn keep(
+    store: Store,
+    mut subscription: Subscription,
+    counts: Arc<KeeperCounts>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            next = subscription.next() => match next {
+                Some(incoming) => keep_one(&store, incoming, &counts).await,
+                None => return,
+            },
+        }
+    }
+    // What was received stays kept: stop the intake, then read to the end.
+    let drained = subscription.stop_taking();
+    loop {
+        let within = if drained {
+            Duration::from_secs(10)
+        } else {
+            QUIET
+        };
+        match tokio::time::timeout(within, subscription.next()).await {
+            Ok(Some(incoming)) => keep_one(&store, incoming, &counts).await,
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+async fn keep_one(store: &Store, mut incoming: crate::incoming::Incoming, counts: &KeeperCounts) {
+    let letter = DeadLetter::from_message(incoming.subject(), incoming.message());
+    let message_id = incoming.headers().get(wire::MESSAGE_ID).map(str::to_owned);
+    match store.record(&letter, message_id.as_deref()).await {
+        Ok(_) => {
+            counts.kept.fetch_add(1, Ordering::Relaxed);
+            if let Err(err) = incoming.ack().await {
+                tracing::warn!(subject = %incoming.subject(), error = %err, "dead letters: kept, but not acknowledged; it may be kept again");
+            }
+        }
+        Err(err) => {
+            // Not in the file: where the backend redelivers, it comes back.
+            tracing::error!(subject = %incoming.subject(), error = %err, "dead letters: could not keep a dead letter");
+            counts.failed.fetch_add(1, Ordering::Relaxed);
+            let _ = incoming.nack().await;
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
