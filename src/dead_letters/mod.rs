@@ -7,9 +7,11 @@
 //! headers. A [`Keeper`] subscribes to those subjects (`dead-letter.>`, in
 //! the queue group `switchboard-dead-letters`, so several keepers share the
 //! work) and writes each into a [`DeadLetterStore`] before acknowledging it,
-//! on every backend: on Kafka and JetStream the broker keeps dead letters
-//! while no keeper runs, on the others the outbox does for a keeper that has
-//! been seen. [`DeadLetterStore::replay`] publishes a dead letter's event to
+//! on every backend. On Kafka and JetStream the broker keeps dead letters
+//! while no keeper runs; on memory, HTTP, gRPC and core NATS a dead letter
+//! published while no keeper runs is not kept (memory, HTTP and gRPC count
+//! it in [`Bus::unrouted_total`](crate::Bus::unrouted_total)), so run the
+//! keeper alongside the services there. [`DeadLetterStore::replay`] publishes a dead letter's event to
 //! its original subject again, as a new event (its handler's attempts start
 //! over) marked `sb-dead-letter-replayed: ID`, and removes it from the store
 //! only once the backend accepted it.
