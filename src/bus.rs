@@ -32,6 +32,8 @@ struct Resolved<'a> {
     style: Style,
     timeout: Duration,
     on_no_subscriber: NoSubscriber,
+    /// `fallback = "async"`: a sync send no responder could take is published instead.
+    fallback_async: bool,
     /// The pattern of the rule that decided, for logs.
     rule: Option<&'a str>,
 }
@@ -53,6 +55,8 @@ struct Inner {
     handler_concurrency: Option<usize>,
     /// Events that reached no subscriber, shared by every clone.
     unrouted: Arc<Unrouted>,
+    /// Sync sends published instead (`fallback = "async"`), shared by every clone.
+    deferred: Arc<std::sync::atomic::AtomicU64>,
     /// Where async sends are held until a recipient took them (`[outbox]`).
     #[cfg(feature = "outbox")]
     outbox: Option<Arc<crate::outbox::Outbox>>,
@@ -103,6 +107,7 @@ impl Bus {
                 events: EventPolicy::default(),
                 handler_concurrency: None,
                 unrouted: Arc::default(),
+                deferred: Arc::default(),
                 #[cfg(feature = "outbox")]
                 outbox: None,
             }),
@@ -145,6 +150,7 @@ impl Bus {
                 events,
                 handler_concurrency,
                 unrouted: Arc::default(),
+                deferred: Arc::default(),
                 #[cfg(feature = "outbox")]
                 outbox: None,
             }),
@@ -233,6 +239,7 @@ impl Bus {
                 style: self.inner.table.default_style(),
                 timeout: self.inner.default.timeout,
                 on_no_subscriber: NoSubscriber::Count,
+                fallback_async: false,
                 rule: None,
             };
         }
@@ -244,6 +251,7 @@ impl Bus {
             style: decision.style,
             timeout: decision.timeout.unwrap_or(carrier.timeout),
             on_no_subscriber: decision.on_no_subscriber,
+            fallback_async: decision.fallback_async,
             rule: decision.rule,
         }
     }
@@ -289,6 +297,7 @@ impl Bus {
         match self.send_message(subject, Message::json(payload)?).await? {
             Sent::Replied(reply) => Ok(Sent::Replied(decode_reply(subject, &reply)?)),
             Sent::Accepted => Ok(Sent::Accepted),
+            Sent::Deferred(deferred) => Ok(Sent::Deferred(deferred)),
         }
     }
 
@@ -296,6 +305,18 @@ impl Bus {
     pub async fn send_message(&self, subject: &str, message: Message) -> Result<Sent<Message>> {
         let route = self.resolve(subject);
         match route.style {
+            Style::Sync if route.fallback_async => {
+                // Kept for the fallback; a clone shares the payload's bytes.
+                let command = message.clone();
+                match self
+                    .request_on(route.carrier, subject, message, route.timeout)
+                    .await
+                {
+                    Ok(reply) => Ok(Sent::Replied(reply)),
+                    Err(err) if deferrable(&err) => self.defer(&route, subject, command, err).await,
+                    Err(err) => Err(err),
+                }
+            }
             Style::Sync => {
                 let reply = self
                     .request_on(route.carrier, subject, message, route.timeout)
@@ -307,6 +328,92 @@ impl Bus {
                 Ok(Sent::Accepted)
             }
         }
+    }
+
+    /// Publishes a sync command no responder could take, for a responder to
+    /// handle when it is back: through the outbox, or to a broker that keeps
+    /// events. With neither, the command would be lost, so the caller gets
+    /// `unreached` back (and a warning says what to configure).
+    async fn defer(
+        &self,
+        route: &Resolved<'_>,
+        subject: &str,
+        mut command: Message,
+        unreached: Error,
+    ) -> Result<Sent<Message>> {
+        if !self.holds_for_absent(route, subject) {
+            tracing::warn!(%subject, error = %unreached, "`fallback = \"async\"` has nowhere a deferred command could wait (no [outbox], or a backend that cannot tell nobody took an event); the error is returned instead");
+            return Err(unreached);
+        }
+        let id = match command.headers.get(wire::MESSAGE_ID) {
+            Some(id) => id.to_owned(),
+            None => {
+                let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+                command.headers.insert(wire::MESSAGE_ID, id.clone());
+                id
+            }
+        };
+        command.headers.insert(wire::DEFERRED_ID, id.clone());
+        self.publish_checked(route, subject, command).await?;
+        self.inner
+            .deferred
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(%subject, %id, error = %unreached, "sync send deferred: published for the responder to handle when back");
+        Ok(Sent::Deferred(Deferred {
+            id,
+            outcomes: deferred_outcomes(subject),
+        }))
+    }
+
+    /// Whether an event published on this route waits for a recipient that is
+    /// away: the transport keeps it (Kafka, JetStream), or the outbox does on
+    /// a transport that tells it nobody took the event (memory, HTTP, gRPC;
+    /// not core NATS).
+    fn holds_for_absent(&self, route: &Resolved<'_>, subject: &str) -> bool {
+        let transport = &route.carrier.transport;
+        if transport.redelivers(subject) {
+            return true;
+        }
+        #[cfg(feature = "outbox")]
+        if self.inner.outbox.is_some() {
+            return transport.capabilities().absent_groups.is_supported();
+        }
+        false
+    }
+
+    /// Fails for a route with `fallback = "async"` whose transport does not
+    /// keep events for an absent responder when there is no outbox: its
+    /// deferred commands would have nowhere to wait.
+    pub(crate) fn check_fallbacks(&self) -> Result<()> {
+        for (index, rule) in self.inner.table.rules().iter().enumerate() {
+            if rule.fallback != Some(Style::Async) {
+                continue;
+            }
+            let route = self.resolve(&rule.pattern);
+            if !self.holds_for_absent(&route, &rule.pattern) {
+                let capabilities = route.carrier.transport.capabilities();
+                let why = match capabilities.absent_groups.reason() {
+                    Some(reason) => format!("{} cannot hold it: {reason}", capabilities.backend),
+                    None => format!(
+                        "add an [outbox]: {} does not keep events for an absent responder",
+                        capabilities.backend
+                    ),
+                };
+                return Err(Error::config(format!(
+                    "routes[{index}] (`{}`): `fallback = \"async\"` needs somewhere a deferred command waits; {why}",
+                    rule.pattern
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// How many sync sends were published instead (`fallback = "async"`)
+    /// through this bus and its clones.
+    pub fn deferred_total(&self) -> u64 {
+        self.inner
+            .deferred
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sends a request and waits for its reply, up to the route's timeout (else the transport's).
@@ -378,9 +485,19 @@ impl Bus {
         subject: &str,
         message: Message,
     ) -> Result<()> {
-        let transport = &route.carrier.transport;
         subject::validate(subject)?;
-        check_outgoing(transport.capabilities(), &message)?;
+        check_outgoing(route.carrier.transport.capabilities(), &message)?;
+        self.publish_checked(route, subject, message).await
+    }
+
+    /// [`publish_on`](Self::publish_on) for a subject and message already checked.
+    async fn publish_checked(
+        &self,
+        route: &Resolved<'_>,
+        subject: &str,
+        message: Message,
+    ) -> Result<()> {
+        let transport = &route.carrier.transport;
         let mut message = message;
         let trace = trace_context::propagate(&mut message.headers);
         let backend = transport.capabilities().backend;
@@ -692,19 +809,110 @@ pub enum Sent<T> {
     Replied(T),
     /// Async route: the backend accepted the event; the handler runs later.
     Accepted,
+    /// Sync route with `fallback = "async"` whose responder could not be
+    /// reached: the command was published instead, and its outcome will be
+    /// published to [`Deferred::outcomes`] once a responder handled it.
+    Deferred(Deferred),
 }
 
 impl<T> Sent<T> {
-    /// The reply, if the route was sync.
+    /// The reply, if the route was sync and answered.
     pub fn reply(self) -> Option<T> {
         match self {
             Sent::Replied(reply) => Some(reply),
-            Sent::Accepted => None,
+            Sent::Accepted | Sent::Deferred(_) => None,
         }
     }
 
-    /// Whether the call was published rather than answered.
+    /// Whether the call was published rather than answered (async, or deferred).
     pub fn is_accepted(&self) -> bool {
-        matches!(self, Sent::Accepted)
+        !matches!(self, Sent::Replied(_))
     }
+
+    /// The deferral, if a sync send was published instead.
+    pub fn deferred(&self) -> Option<&Deferred> {
+        match self {
+            Sent::Deferred(deferred) => Some(deferred),
+            _ => None,
+        }
+    }
+}
+
+/// A sync command published instead of answered ([`Sent::Deferred`]).
+///
+/// When a responder handles it, the service publishes the outcome to
+/// `outcomes` (`deferred.SUBJECT`): the handler's reply, or, when it refused
+/// for good (the command was dead-lettered), an empty message with
+/// `sb-deferred-error`, `sb-deferred-code` and `sb-deferred-service`; both
+/// with `sb-deferred-id` set to `id`. Read one with [`Deferred::outcome`]:
+///
+/// ```no_run
+/// # async fn demo(bus: switchboard::Bus) -> switchboard::Result<()> {
+/// use switchboard::{Deferred, Sent};
+///
+/// let mut outcomes = bus.subscribe("deferred.orders.place").await?;
+/// if let Sent::Deferred(deferred) = bus.send::<_, u32>("orders.place", &7).await? {
+///     while let Some(incoming) = outcomes.next().await {
+///         if let Some((id, outcome)) = Deferred::outcome(&incoming) {
+///             if id == deferred.id {
+///                 println!("handled later: {:?}", outcome.map(|m| m.payload));
+///                 break;
+///             }
+///         }
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deferred {
+    /// The command's `sb-message-id`, repeated as `sb-deferred-id` on its outcome.
+    pub id: String,
+    /// The subject its outcome is published to: `deferred.` and the command's subject.
+    pub outcomes: String,
+}
+
+impl Deferred {
+    /// Reads a message published to an outcomes subject: the deferred
+    /// command's id, and the handler's reply or error (an
+    /// [`Error::Remote`] naming who refused, for a refusal). `None` for a
+    /// message without `sb-deferred-id`.
+    pub fn outcome(incoming: &crate::incoming::Incoming) -> Option<(String, Result<Message>)> {
+        let message = incoming.message();
+        let headers = &message.headers;
+        let id = headers.get(wire::DEFERRED_ID)?.to_owned();
+        let subject = incoming
+            .subject()
+            .strip_prefix(DEFERRED_PREFIX)
+            .unwrap_or(incoming.subject());
+        let outcome = match headers.get(wire::DEFERRED_ERROR) {
+            Some(error) => {
+                let code = headers.get(wire::DEFERRED_CODE).map(str::to_owned);
+                let err = Error::remote(subject, code, error);
+                Err(match headers.get(wire::DEFERRED_SERVICE) {
+                    Some(service) => err.with_origin(service, subject),
+                    None => err,
+                })
+            }
+            None => Ok(message.clone()),
+        };
+        Some((id, outcome))
+    }
+}
+
+/// Outcomes of deferred commands go to this prefix and the command's subject.
+const DEFERRED_PREFIX: &str = "deferred.";
+
+/// Where the outcome of a deferred command on `subject` is published.
+pub(crate) fn deferred_outcomes(subject: &str) -> String {
+    format!("{DEFERRED_PREFIX}{subject}")
+}
+
+/// Failures that happen before any handler could have run: a sync send with
+/// `fallback = "async"` publishes the command instead. A timeout or a
+/// handler's error may come after the handler ran, so they are returned.
+fn deferrable(err: &Error) -> bool {
+    matches!(
+        err.kind(),
+        crate::ErrorKind::NoResponders | crate::ErrorKind::Connect | crate::ErrorKind::CircuitOpen
+    )
 }

@@ -170,7 +170,7 @@ pub mod error_detail {
     pub use crate::error::{BoxError, DeliveryFailure, Origin};
 }
 
-pub use bus::{Bus, Sent};
+pub use bus::{Bus, Deferred, Sent};
 pub use connect::connect;
 pub use error::{Error, ErrorKind, Result};
 pub use message::Message;

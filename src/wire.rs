@@ -17,6 +17,8 @@
 //! | `sb-payload-size`, `sb-payload-limit` | responder | on a `payload-too-large` reply: the refused payload's size and the responder's limit, in bytes (each only where the refusing side knew it) |
 //! | `sb-key` | publisher | partition key where the backend has one (Kafka record key); ignored elsewhere |
 //! | `sb-message-id` | publisher | idempotency key: NATS JetStream stores one message per id within the stream's duplicate window (a random id is used when absent); carried as is elsewhere |
+//! | `sb-deferred-id` | requester, service | on a sync command published instead of sent (`fallback = "async"`), and on its outcome published to `deferred.SUBJECT`: the command's id |
+//! | `sb-deferred-error`, `sb-deferred-code`, `sb-deferred-service` | service | on the outcome of a deferred command its handler refused: the error, the rejection's code, the service |
 //! | `sb-dead-letter-subject` | service | on a dead-lettered event: the subject it was published to |
 //! | `sb-dead-letter-error` | service | on a dead-lettered event: the handler's last error |
 //! | `sb-dead-letter-attempts` | service | on a dead-lettered event: how many times the handler ran |
@@ -65,6 +67,15 @@ pub const PAYLOAD_LIMIT: &str = "sb-payload-limit";
 pub const MESSAGE_ID: &str = "sb-message-id";
 /// Partition key for backends that partition (Kafka).
 pub const KEY: &str = "sb-key";
+/// On a deferred command (a sync send published instead, `fallback = "async"`)
+/// and on its outcome: the command's id.
+pub const DEFERRED_ID: &str = "sb-deferred-id";
+/// On a deferred command's outcome that is a refusal: the handler's error message.
+pub const DEFERRED_ERROR: &str = "sb-deferred-error";
+/// On a refused deferred command's outcome: the rejection's code, if it had one.
+pub const DEFERRED_CODE: &str = "sb-deferred-code";
+/// On a refused deferred command's outcome: the service that refused.
+pub const DEFERRED_SERVICE: &str = "sb-deferred-service";
 /// On a dead-lettered event: the subject the event was first published to.
 pub const DEAD_LETTER_SUBJECT: &str = "sb-dead-letter-subject";
 /// On a dead-lettered event: the handler's last error.
@@ -138,8 +149,9 @@ pub fn handler_error_reply(
 }
 
 /// Drops the reserved headers a caller may not set from a request or event
-/// received from outside, keeping `sb-key`, `sb-message-id` and the
-/// dead-letter headers (which services set on the events they give up on).
+/// received from outside, keeping `sb-key`, `sb-message-id`, and the
+/// dead-letter and deferred-outcome headers (`sb-dead-letter-*`,
+/// `sb-deferred-*`), which services set on events they publish.
 /// A foreign client's `sb-status` or `sb-reply-to` would otherwise reach
 /// the handler as if the transport had set it.
 pub fn drop_foreign_reserved(headers: &mut Headers) {
@@ -149,7 +161,10 @@ pub fn drop_foreign_reserved(headers: &mut Headers) {
 }
 
 fn is_foreign_reserved(name: &str) -> bool {
-    is_reserved(name) && !is_settable(name) && !name.starts_with("sb-dead-letter-")
+    is_reserved(name)
+        && !is_settable(name)
+        && !name.starts_with("sb-dead-letter-")
+        && !name.starts_with("sb-deferred-")
 }
 
 /// The error reply that carries `err` back to a requester: its `sb-status`,

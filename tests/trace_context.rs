@@ -23,13 +23,9 @@ fn router(default: Bus, pattern: &str, other: Bus, style: Style) -> Bus {
     let mut table = RouteTable::new(Style::Sync);
     table
         .push(RouteRule {
-            pattern: pattern.into(),
             style: Some(style),
             transport: Some("broker".into()),
-            timeout: None,
-            on_no_subscriber: Default::default(),
-            dedup: None,
-            query: false,
+            ..RouteRule::new(pattern)
         })
         .unwrap();
     let buses = BTreeMap::from([

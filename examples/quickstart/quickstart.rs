@@ -128,6 +128,13 @@ pub async fn run(
             println!("async: order accepted; its outcome travels on as events");
             None
         }
+        Sent::Deferred(deferred) => {
+            println!(
+                "sync, responder away: order {} published instead; its outcome goes to {}",
+                deferred.id, deferred.outcomes
+            );
+            None
+        }
     };
 
     let empty = PlaceOrder {

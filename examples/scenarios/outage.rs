@@ -132,6 +132,7 @@ pub async fn measure(
         on_no_subscriber: None,
         dedup: None,
         query: None,
+        fallback: None,
     }];
     let mut chain = chain::start(backend, seed, prefix, depth, style).await?;
     let caller = backend

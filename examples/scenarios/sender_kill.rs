@@ -228,6 +228,7 @@ pub async fn run_sender() -> Result<(), BoxError> {
             on_no_subscriber: None,
             dedup: None,
             query: None,
+            fallback: None,
         }],
         outbox: OutboxSettings {
             path: outbox,

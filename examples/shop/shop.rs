@@ -151,7 +151,8 @@ struct Balances(Shared<BTreeMap<String, u32>>);
 async fn forward(bus: &Bus, subject: &str, payload: &impl Serialize) -> Result<Ack, Rejection> {
     match bus.send::<_, Ack>(subject, payload).await? {
         Sent::Replied(ack) => Ok(ack),
-        Sent::Accepted => Ok(Ack),
+        // Published (async route, or a sync one whose responder was away): handled later.
+        Sent::Accepted | Sent::Deferred(_) => Ok(Ack),
     }
 }
 

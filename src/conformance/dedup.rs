@@ -62,6 +62,7 @@ async fn once_per_id(
         on_no_subscriber: NoSubscriber::Count,
         dedup: Some(Duration::from_secs(60)),
         query: false,
+        fallback: None,
     })?;
     let settings = OutboxSettings {
         path: Some(path.to_owned()),

@@ -25,6 +25,8 @@
 #[cfg(feature = "outbox")]
 mod dedup;
 #[cfg(feature = "outbox")]
+mod fallback;
+#[cfg(feature = "outbox")]
 mod outbox;
 mod pubsub;
 mod request_reply;
@@ -286,6 +288,15 @@ pub fn cases() -> Vec<Case> {
             "shutdown_accounts_for_queued_events",
             always,
             shutdown::shutdown_accounts_for_queued_events
+        ),
+        #[cfg(feature = "outbox")]
+        case!(
+            "sync_send_defers_while_the_responder_is_away",
+            |c| match c.no_responders {
+                Support::Yes => c.absent_groups,
+                no => no,
+            },
+            fallback::sync_send_defers_while_the_responder_is_away
         ),
         #[cfg(feature = "outbox")]
         case!(

@@ -244,10 +244,18 @@ fn call_field(bus: &Bus, field: &ExposedField, types: &Types, shapes: &Arc<Shape
                     (Sent::Replied(reply), false) => {
                         Ok(Some(FieldValue::value(Value::from_json(reply)?)))
                     }
-                    (Sent::Accepted, true) => Ok(None),
+                    (Sent::Accepted | Sent::Deferred(_), true) => Ok(None),
                     (Sent::Accepted, false) => Ok(Some(FieldValue::value(Value::from_json(
                         serde_json::json!({ "accepted": true }),
                     )?))),
+                    // A sync mutation whose responder is away, published instead.
+                    (Sent::Deferred(deferred), false) => Ok(Some(FieldValue::value(
+                        Value::from_json(serde_json::json!({
+                            "accepted": true,
+                            "deferred": deferred.id,
+                            "outcomes": deferred.outcomes,
+                        }))?,
+                    ))),
                 }
             })
         },

@@ -576,6 +576,9 @@ async fn handle_event(context: &RouteContext, mut incoming: Incoming, handler: &
     };
     let message = incoming.take_message();
     let (parent, trace) = incoming_trace(&message);
+    // A sync command published instead of sent: its outcome is published back.
+    let deferred = message.headers.get(wire::DEFERRED_ID).map(str::to_owned);
+    let mut reply = None;
     let mut stopping = context.shutdown.watch();
     // Set once this event has waited to retry while the service was stopping.
     let mut held_at_shutdown = false;
@@ -593,7 +596,10 @@ async fn handle_event(context: &RouteContext, mut incoming: Incoming, handler: &
         )
         .await;
         let rejection = match outcome {
-            Ok(_) => break None,
+            Ok(answer) => {
+                reply = Some(answer);
+                break None;
+            }
             Err(rejection) => rejection,
         };
         let reason = rejection.message().to_owned();
@@ -642,12 +648,38 @@ async fn handle_event(context: &RouteContext, mut incoming: Incoming, handler: &
         if let Some(claim) = claim {
             claim.handled().await;
         }
+        if let (Some(id), Some(reply)) = (deferred, reply) {
+            publish_outcome(context, &subject, id, reply).await;
+        }
         settle(context, &subject, incoming.ack().await);
         return;
     };
     let outcome = give_up(context, &subject, incoming, message, &gave_up, claim).await;
+    if let (Some(id), HeldOutcome::DeadLettered | HeldOutcome::Lost) = (deferred, &outcome) {
+        let mut refusal = Message::new(bytes::Bytes::new());
+        let headers = &mut refusal.headers;
+        headers.insert(
+            wire::DEFERRED_ERROR,
+            wire::sanitize_header_value(&gave_up.reason),
+        );
+        headers.insert(wire::DEFERRED_SERVICE, context.service.as_str());
+        if let Some(code) = &gave_up.code {
+            headers.insert(wire::DEFERRED_CODE, wire::sanitize_header_value(code));
+        }
+        publish_outcome(context, &subject, id, refusal).await;
+    }
     if gave_up.at_shutdown || held_at_shutdown || matches!(outcome, HeldOutcome::Lost) {
         context.shutdown.record(outcome);
+    }
+}
+
+/// Publishes a deferred command's outcome (its reply, or its refusal as an
+/// error reply) to `deferred.SUBJECT`, marked with the command's id.
+async fn publish_outcome(context: &RouteContext, subject: &str, id: String, mut outcome: Message) {
+    outcome.headers.insert(wire::DEFERRED_ID, id);
+    let outcomes = crate::bus::deferred_outcomes(subject);
+    if let Err(err) = context.bus.publish_reserved(&outcomes, outcome).await {
+        tracing::warn!(%subject, service = %context.service, error = %err, "could not publish a deferred command's outcome");
     }
 }
 

@@ -177,6 +177,11 @@ pub struct RouteSettings {
     /// with it is an error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<bool>,
+    /// `"async"`: a sync send that cannot reach a responder publishes the
+    /// command as an event instead ([`Sent::Deferred`](crate::Sent::Deferred));
+    /// needs `[outbox]` where the transport does not keep events itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Style>,
 }
 
 impl Settings {
@@ -292,8 +297,15 @@ impl Settings {
                     on_no_subscriber: route.on_no_subscriber.unwrap_or_default(),
                     dedup,
                     query: route.query.unwrap_or(false),
+                    fallback: route.fallback,
                 })
-                .map_err(|err| Error::config(format!("key `{}`: {err}", key("subjects"))))?;
+                .map_err(|err| {
+                    Error::config(format!(
+                        "key `{}`: {}",
+                        key("subjects"),
+                        config_message(err)
+                    ))
+                })?;
         }
         Ok(table)
     }
@@ -330,15 +342,17 @@ impl Settings {
         }
         let handlers = self.resilience.concurrency.as_ref().map(|c| c.handlers);
         let bus = Bus::routed(table, buses, self.events.clone(), handlers)?;
-        match &self.outbox.path {
-            None => Ok(bus),
+        let bus = match &self.outbox.path {
+            None => bus,
             #[cfg(feature = "outbox")]
-            Some(_) => bus.with_outbox(&self.outbox).await,
+            Some(_) => bus.with_outbox(&self.outbox).await?,
             #[cfg(not(feature = "outbox"))]
-            Some(_) => Err(Error::config(
+            Some(_) => return Err(Error::config(
                 "`[outbox] path` needs the `outbox` feature of switchboard, which this build does not enable",
             )),
-        }
+        };
+        bus.check_fallbacks()?;
+        Ok(bus)
     }
 }
 
@@ -421,6 +435,43 @@ mod tests {
         assert_eq!(url(&overridden), "http://127.0.0.1:7009");
         let unknown = Settings::from_toml("[services.orders]\nport = 1").unwrap_err();
         assert!(unknown.to_string().contains("port"), "{unknown}");
+    }
+
+    #[tokio::test]
+    async fn a_fallback_route_needs_somewhere_to_wait_and_a_sync_style() {
+        let fallback = |extra: &str| {
+            Settings::from_toml(&format!(
+                "[transports.default]\nurl = \"memory://fallback-doc\"\n[[routes]]\nsubjects = \"orders.*\"\nfallback = \"async\"\n{extra}"
+            ))
+        };
+        let table = fallback("").unwrap().route_table().unwrap();
+        assert!(table.decide("orders.place").fallback_async);
+        assert!(!table.decide("stock.count").fallback_async);
+        for (extra, says) in [
+            ("query = true", "cannot fall back to async"),
+            ("style = \"async\"", "already async"),
+        ] {
+            let err = fallback(extra).unwrap_err().to_string();
+            assert!(
+                err.contains(says) && err.matches("invalid configuration").count() == 1,
+                "{err}"
+            );
+        }
+        let err = Settings::from_toml("[[routes]]\nsubjects = \"a\"\nfallback = \"sync\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("can only be \"async\""), "{err}");
+        // Memory without an outbox would lose a deferred command: refused at connect.
+        let err = fallback("")
+            .unwrap()
+            .connect()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("routes[0]") && err.contains("add an [outbox]"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct RouteDecision<'a> {
     /// How long a handled event's message id is remembered, so a second
     /// delivery of it is skipped; `None`: no deduplication.
     pub dedup: Option<Duration>,
+    /// A sync send that cannot reach a responder goes out as an event instead.
+    pub fallback_async: bool,
     /// The pattern of the rule that decided; `None` when no rule matched.
     pub rule: Option<&'a str>,
 }
@@ -63,6 +65,11 @@ pub struct RouteRule {
     /// are always request/reply, whatever `style` the table's default or a
     /// global flip (`SWITCHBOARD_STYLE=async`) gives.
     pub query: bool,
+    /// `Some(Style::Async)` (`fallback = "async"`): a sync `send` that cannot
+    /// reach a responder (no responders, cannot connect, circuit open —
+    /// never once the handler may have run) publishes the command as an
+    /// event instead and returns [`Sent::Deferred`](crate::Sent::Deferred).
+    pub fallback: Option<Style>,
 }
 
 impl RouteRule {
@@ -78,6 +85,7 @@ impl RouteRule {
             on_no_subscriber: NoSubscriber::Count,
             dedup: None,
             query: false,
+            fallback: None,
         }
     }
 }
@@ -119,6 +127,25 @@ impl RouteTable {
                 rule.pattern
             )));
         }
+        match (rule.fallback, rule.style, rule.query) {
+            (Some(Style::Sync), ..) => {
+                return Err(crate::error::Error::config(format!(
+                    "`{}`: `fallback` can only be \"async\"",
+                    rule.pattern
+                )))
+            }
+            (Some(Style::Async), _, true) => return Err(crate::error::Error::config(format!(
+                "`{}` is a query (its callers need the answer), so it cannot fall back to async",
+                rule.pattern
+            ))),
+            (Some(Style::Async), Some(Style::Async), _) => {
+                return Err(crate::error::Error::config(format!(
+                    "`{}` is already async; `fallback = \"async\"` is for sync routes",
+                    rule.pattern
+                )))
+            }
+            _ => {}
+        }
         self.rules.push(rule);
         Ok(())
     }
@@ -157,6 +184,7 @@ impl RouteTable {
             timeout: rule.and_then(|r| r.timeout),
             on_no_subscriber: rule.map(|r| r.on_no_subscriber).unwrap_or_default(),
             dedup: rule.and_then(|r| r.dedup),
+            fallback_async: rule.is_some_and(|r| r.fallback == Some(Style::Async)),
             rule: rule.map(|r| r.pattern.as_str()),
         }
     }
