@@ -358,6 +358,7 @@ impl Bus {
         self.inner
             .deferred
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::observe::deferred(subject);
         tracing::debug!(%subject, %id, error = %unreached, "sync send deferred: published for the responder to handle when back");
         Ok(Sent::Deferred(Deferred {
             id,

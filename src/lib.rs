@@ -42,6 +42,7 @@
 //! match bus.send::<_, String>("orders.place", &order).await? {
 //!     Sent::Replied(receipt) => assert_eq!(receipt, "placed 2 x tea"), // route is sync
 //!     Sent::Accepted => {}                                             // route is async
+//!     Sent::Deferred(_) => {} // sync with `fallback = "async"`, responder away
 //! }
 //!
 //! assert!(orders.shutdown().await.is_clean());

@@ -8,6 +8,9 @@
 //!
 //! and, for handled events (labelled with `service` and `route`):
 //! - `switchboard_redeliveries_total`, `switchboard_dead_letters_total` (counters)
+//!
+//! and `switchboard_deferred_total{subject}`: sync sends published instead
+//! (`fallback = "async"`).
 
 use std::future::Future;
 use std::time::Instant;
@@ -149,6 +152,13 @@ pub(crate) fn redelivery(service: &str, route: &str) {
     metrics::counter!("switchboard_redeliveries_total", "service" => service.to_owned(), "route" => route.to_owned())
         .increment(1);
     let _ = (service, route);
+}
+
+/// Counts a sync send published instead (`fallback = "async"`), by subject.
+pub(crate) fn deferred(subject: &str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("switchboard_deferred_total", "subject" => subject.to_owned()).increment(1);
+    let _ = subject;
 }
 
 /// Counts an event sent to the dead-letter subject.

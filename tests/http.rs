@@ -73,7 +73,8 @@ async fn plain_http_clients_get_json_replies_and_meaningful_statuses() {
     assert_eq!(failed.headers()["sb-status"], "handler-error");
     assert_eq!(
         failed.json::<serde_json::Value>().await.unwrap(),
-        json!({ "status": "handler-error", "error": "no such order" })
+        json!({ "status": "handler-error", "error": "no such order",
+                "service": "orders", "subject": "orders.get" })
     );
 
     let bad = raw.post(&url).body("{not json").send().await.unwrap();

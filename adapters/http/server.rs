@@ -203,10 +203,7 @@ fn reply_response(reply: Message) -> Response {
         *response.headers_mut() = headers;
         return response;
     }
-    let body = http_wire::error_body(
-        reply.headers.get(wire::STATUS).unwrap_or_default(),
-        reply.headers.get(wire::ERROR).unwrap_or_default(),
-    );
+    let body = http_wire::error_body(&reply);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(wire::JSON));
     (status, headers, body).into_response()
 }

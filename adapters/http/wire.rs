@@ -102,9 +102,25 @@ pub(super) fn status_for_code(code: StatusCode) -> Option<&'static str> {
     }
 }
 
-/// The JSON body of an error response, for clients that read bodies rather than headers.
-pub(super) fn error_body(status: &str, message: &str) -> String {
-    serde_json::json!({ "status": status, "error": message }).to_string()
+/// The JSON body of an error response, for clients that read bodies rather
+/// than headers: `status` and `error`, and for a handler's refusal its
+/// `code` and who refused (`service`, `subject`) where the reply says.
+pub(super) fn error_body(reply: &crate::message::Message) -> String {
+    let headers = &reply.headers;
+    let mut body = serde_json::json!({
+        "status": headers.get(wire::STATUS).unwrap_or_default(),
+        "error": headers.get(wire::ERROR).unwrap_or_default(),
+    });
+    for (field, header) in [
+        ("code", wire::ERROR_CODE),
+        ("service", wire::ERROR_SERVICE),
+        ("subject", wire::ERROR_SUBJECT),
+    ] {
+        if let Some(value) = headers.get(header) {
+            body[field] = value.into();
+        }
+    }
+    body.to_string()
 }
 
 /// Parses `sb-deliver` into (plain, [(pattern, group)]).

@@ -134,10 +134,12 @@ impl RouteTable {
                     rule.pattern
                 )))
             }
-            (Some(Style::Async), _, true) => return Err(crate::error::Error::config(format!(
+            (Some(Style::Async), _, true) => {
+                return Err(crate::error::Error::config(format!(
                 "`{}` is a query (its callers need the answer), so it cannot fall back to async",
                 rule.pattern
-            ))),
+            )))
+            }
             (Some(Style::Async), Some(Style::Async), _) => {
                 return Err(crate::error::Error::config(format!(
                     "`{}` is already async; `fallback = \"async\"` is for sync routes",
