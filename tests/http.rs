@@ -475,6 +475,19 @@ async fn a_normal_close_logs_no_warning_and_a_vanished_peer_is_reported() {
             first.close().await.unwrap();
             second.close().await.unwrap();
         }
+        // Three: `b` learns of `a` from the seed's list only, and `a` closes
+        // without knowing `b`: `b` trying `a` at its own close is not news.
+        let (seed, a) = pair().await;
+        let _a = a.subscribe("quiet.a").await.unwrap();
+        let b = connect(&format!(
+            "{scheme}://127.0.0.1:0?sync_interval=60s&peers={scheme}://{}",
+            seed.local_address().unwrap()
+        ))
+        .await
+        .unwrap();
+        for bus in [a, b, seed] {
+            bus.close().await.unwrap();
+        }
         assert_eq!(warnings.text(), "", "a normal close is quiet on {scheme}");
 
         let (seed, other) = pair().await;

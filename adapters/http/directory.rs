@@ -237,11 +237,12 @@ impl Directory {
             return;
         };
         // Only the incarnation this service knows may leave: a restarted peer's
-        // old news, or a stranger without that number, changes nothing.
+        // old news, or a stranger without that number, changes nothing. A
+        // peer known only from another's list (never heard from) may leave.
         let version = (snapshot.incarnation, snapshot.generation);
         if peer
             .version
-            .is_none_or(|(incarnation, _)| incarnation != snapshot.incarnation)
+            .is_some_and(|(incarnation, _)| incarnation != snapshot.incarnation)
         {
             return;
         }
@@ -257,8 +258,9 @@ impl Directory {
 
     /// Records that a peer did not answer; it is tried again at the next sync,
     /// and a learned (not configured) peer that keeps failing is forgotten.
-    /// True for the first failure in a row of a peer that did not say it was
-    /// leaving, so the caller can say so once.
+    /// True for the first failure in a row of a configured peer, or one this
+    /// service has heard from, that did not say it was leaving, so the caller
+    /// can say so once.
     pub fn mark_unreachable(&self, url: &str) -> bool {
         let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
         let Some(peer) = peers.get_mut(url) else {
@@ -266,7 +268,9 @@ impl Directory {
         };
         peer.reachable = false;
         peer.failures += 1;
-        let first = peer.failures == 1 && !peer.left;
+        // A peer known only from another's list may be long gone: not news.
+        let heard_from = peer.configured || peer.version.is_some();
+        let first = peer.failures == 1 && !peer.left && heard_from;
         if !peer.configured && peer.failures >= FORGET_AFTER_FAILURES {
             peers.remove(url);
         }
@@ -398,6 +402,20 @@ mod tests {
             dir.peers(),
             ["http://a"],
             "a learned peer that left is forgotten"
+        );
+
+        // A peer known only from another's list (never heard from) may leave too.
+        let mut gossip = snapshot("http://a", 7, 3, &[]);
+        gossip.peers = vec!["http://c".into()];
+        dir.merge(gossip, Trust::Full).unwrap();
+        assert_eq!(dir.peers(), ["http://a", "http://c"]);
+        let mut leaving = snapshot("http://c", 5, 9, &[]);
+        leaving.leaving = true;
+        dir.merge(leaving, Trust::OwnAddressOnly).unwrap();
+        assert_eq!(
+            dir.peers(),
+            ["http://a"],
+            "a peer only heard of that left is forgotten"
         );
 
         dir.merge(snapshot("http://a", 8, 0, &[("x", None)]), Trust::Full)
