@@ -11,8 +11,7 @@ use sqlx::Row;
 
 use super::DeadLetter;
 use crate::error::{Error, Result};
-use crate::headers::Headers;
-use crate::message::Message;
+use crate::headers::stored;
 
 /// The open file.
 #[derive(Clone)]
@@ -95,7 +94,7 @@ impl Store {
         .bind(i64::from(letter.attempts))
         .bind(letter.first_ms)
         .bind(letter.last_ms)
-        .bind(encode_headers(&letter.message.headers))
+        .bind(stored::encode(&letter.message.headers))
         .bind(letter.message.payload.as_ref())
         .fetch_one(&self.pool)
         .await
@@ -154,21 +153,10 @@ fn store_error(err: sqlx::Error) -> Error {
     Error::backend("dead-letter store", err)
 }
 
-/// Headers as the JSON array of `[name, value]` pairs.
-fn encode_headers(headers: &Headers) -> Vec<u8> {
-    let pairs: Vec<(&str, &str)> = headers.iter().collect();
-    serde_json::to_vec(&pairs).unwrap_or_else(|_| b"[]".to_vec())
-}
-
 fn letter_from(row: &sqlx::sqlite::SqliteRow) -> Result<DeadLetter> {
     let headers: Vec<u8> = row.try_get("headers").map_err(store_error)?;
-    let pairs: Vec<(String, String)> = serde_json::from_slice(&headers).map_err(|err| {
-        Error::codec(format!("dead-letter store: a kept letter's headers: {err}"))
-    })?;
-    let mut message = Message::new(row.try_get::<Vec<u8>, _>("payload").map_err(store_error)?);
-    for (name, value) in pairs {
-        message.headers.insert(name, value);
-    }
+    let payload: Vec<u8> = row.try_get("payload").map_err(store_error)?;
+    let message = stored::decode(&headers, payload, "dead-letter store: a kept letter")?;
     let attempts: i64 = row.try_get("attempts").map_err(store_error)?;
     let times: i64 = row.try_get("times").map_err(store_error)?;
     Ok(DeadLetter {

@@ -15,7 +15,7 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 use crate::error::{Error, Result};
-use crate::headers::Headers;
+use crate::headers::stored;
 use crate::message::Message;
 use crate::transport::GroupAddress;
 
@@ -331,7 +331,7 @@ fn insert<'q>(sql: &'q str, entries: &'q [Entry]) -> Statement<'q> {
         };
         insert = insert
             .bind(entry.subject.as_str())
-            .bind(encode_headers(&entry.message.headers))
+            .bind(stored::encode(&entry.message.headers))
             .bind(entry.message.payload.as_ref())
             .bind(entry.created_ms)
             .bind(pattern)
@@ -344,20 +344,10 @@ fn store_error(err: sqlx::Error) -> Error {
     Error::backend("outbox", err)
 }
 
-/// Headers as the JSON array of `[name, value]` pairs.
-fn encode_headers(headers: &Headers) -> Vec<u8> {
-    let pairs: Vec<(&str, &str)> = headers.iter().collect();
-    serde_json::to_vec(&pairs).unwrap_or_else(|_| b"[]".to_vec())
-}
-
 fn pending_from(row: &sqlx::sqlite::SqliteRow) -> Result<Pending> {
     let headers: Vec<u8> = row.try_get("headers").map_err(store_error)?;
-    let pairs: Vec<(String, String)> = serde_json::from_slice(&headers)
-        .map_err(|err| Error::codec(format!("outbox: a stored event's headers: {err}")))?;
-    let mut message = Message::new(row.try_get::<Vec<u8>, _>("payload").map_err(store_error)?);
-    for (name, value) in pairs {
-        message.headers.insert(name, value);
-    }
+    let payload: Vec<u8> = row.try_get("payload").map_err(store_error)?;
+    let message = stored::decode(&headers, payload, "outbox: a stored event")?;
     Ok(Pending {
         seq: row.try_get("seq").map_err(store_error)?,
         subject: row.try_get("subject").map_err(store_error)?,

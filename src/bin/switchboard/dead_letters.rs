@@ -40,25 +40,28 @@ pub enum DeadLettersCommand {
         /// The store's SQLite file.
         #[arg(long)]
         store: PathBuf,
-        /// The dead letters' ids (from `list`).
-        #[arg(required_unless_present = "all")]
-        ids: Vec<i64>,
-        /// Every dead letter in the store.
-        #[arg(long, conflicts_with = "ids")]
-        all: bool,
+        #[command(flatten)]
+        which: Which,
     },
     /// Remove dead letters without replaying them.
     Purge {
         /// The store's SQLite file.
         #[arg(long)]
         store: PathBuf,
-        /// The dead letters' ids (from `list`).
-        #[arg(required_unless_present = "all")]
-        ids: Vec<i64>,
-        /// Every dead letter in the store.
-        #[arg(long, conflicts_with = "ids")]
-        all: bool,
+        #[command(flatten)]
+        which: Which,
     },
+}
+
+/// Which dead letters a `replay` or `purge` takes.
+#[derive(Debug, clap::Args)]
+pub struct Which {
+    /// The dead letters' ids (from `list`).
+    #[arg(required_unless_present = "all")]
+    ids: Vec<i64>,
+    /// Every dead letter in the store.
+    #[arg(long, conflicts_with = "ids")]
+    all: bool,
 }
 
 #[cfg(feature = "dead-letters")]
@@ -143,7 +146,10 @@ pub async fn run(
                 String::from_utf8_lossy(&letter.message.payload)
             );
         }
-        DeadLettersCommand::Replay { store, ids, all } => {
+        DeadLettersCommand::Replay {
+            store,
+            which: Which { ids, all },
+        } => {
             let store = DeadLetterStore::open(&store).await?;
             let ids = match all {
                 true => store.list().await?.iter().map(|l| l.id).collect(),
@@ -165,7 +171,10 @@ pub async fn run(
                 return Err(format!("{failed} dead letter(s) not replayed").into());
             }
         }
-        DeadLettersCommand::Purge { store, ids, all } => {
+        DeadLettersCommand::Purge {
+            store,
+            which: Which { ids, all },
+        } => {
             let store = DeadLetterStore::open(&store).await?;
             if all {
                 println!("purged {}", store.purge_all().await?);
