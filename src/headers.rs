@@ -25,32 +25,6 @@ pub struct Headers {
     entries: Vec<(String, String)>,
 }
 
-/// A stored message: its headers as the JSON array of `[name, value]` pairs
-/// (how the outbox and the dead-letter store keep them) and its payload.
-#[cfg(any(feature = "outbox", feature = "dead-letters"))]
-pub(crate) mod stored {
-    use super::Headers;
-    use crate::error::{Error, Result};
-    use crate::message::Message;
-
-    /// The headers as JSON pairs.
-    pub(crate) fn encode(headers: &Headers) -> Vec<u8> {
-        let pairs: Vec<(&str, &str)> = headers.iter().collect();
-        serde_json::to_vec(&pairs).unwrap_or_else(|_| b"[]".to_vec())
-    }
-
-    /// The message back from its stored headers and payload; `what` names it in errors.
-    pub(crate) fn decode(headers: &[u8], payload: Vec<u8>, what: &str) -> Result<Message> {
-        let pairs: Vec<(String, String)> = serde_json::from_slice(headers)
-            .map_err(|err| Error::codec(format!("{what}'s headers: {err}")))?;
-        let mut message = Message::new(payload);
-        for (name, value) in pairs {
-            message.headers.insert(name, value);
-        }
-        Ok(message)
-    }
-}
-
 impl Headers {
     /// An empty header map (no allocation).
     pub const fn new() -> Self {

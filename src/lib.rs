@@ -113,6 +113,8 @@ pub mod options;
 mod otel;
 pub mod service;
 pub mod settings;
+#[cfg(any(feature = "outbox", feature = "dead-letters"))]
+mod store_file;
 pub mod subject;
 mod subscription;
 mod trace_context;

@@ -148,6 +148,15 @@ pub fn handler_error_reply(
     reply
 }
 
+/// Whether a header travels on when an event is carried over to a new
+/// message (a dead letter, a replay): the caller's own headers and the
+/// reserved ones a caller may set (`sb-key`, `sb-message-id`); never the
+/// transport's (`sb-reply-to`, `sb-status`, …), which could make a replayed
+/// event look like a request or a reply.
+pub fn carries_over(name: &str) -> bool {
+    !is_reserved(name) || is_settable(name)
+}
+
 /// Drops the reserved headers a caller may not set from a request or event
 /// received from outside, keeping `sb-key`, `sb-message-id`, and the
 /// dead-letter and deferred-outcome headers (`sb-dead-letter-*`,

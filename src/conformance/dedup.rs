@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
-use super::support::{ensure, unique_subject, CaseResult, Failure, RECEIVE_WITHIN};
+use super::support::{ensure, unique_subject, CaseResult, Failure, TempStore, RECEIVE_WITHIN};
 use super::Fixture;
 use crate::bus::Bus;
 use crate::handler::State;
@@ -37,12 +37,9 @@ pub(super) async fn dedup_runs_the_handler_once_per_message_id(
     let (server, client) = (fixture.connect().await?, fixture.connect().await?);
     let subject = unique_subject("dedup");
     let name = subject.rsplit('.').next().unwrap_or("dedup").to_owned();
-    let path = std::env::temp_dir().join(format!("switchboard-{name}.db"));
-    let outcome = once_per_id(server, &client, &subject, &name, &path).await;
+    let store = TempStore::new(&name);
+    let outcome = once_per_id(server, &client, &subject, &name, &store.0).await;
     let _ = client.close().await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
     outcome
 }
 

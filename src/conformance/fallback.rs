@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::support::{
-    ensure, expect_silence, receive, unique_subject, CaseResult, Failure, RECEIVE_WITHIN,
+    ensure, expect_silence, receive, unique_subject, CaseResult, Failure, TempStore, RECEIVE_WITHIN,
 };
 use super::Fixture;
 use crate::bus::{Bus, Deferred, Sent};
@@ -47,13 +47,10 @@ pub(super) async fn sync_send_defers_while_the_responder_is_away(
     );
     let subject = unique_subject("fallback");
     let name = subject.rsplit('.').next().unwrap_or("fallback").to_owned();
-    let path = std::env::temp_dir().join(format!("switchboard-{name}.db"));
-    let outcome = defer_and_come_back(&server, client, &watcher, &subject, &name, &path).await;
+    let store = TempStore::new(&name);
+    let outcome = defer_and_come_back(&server, client, &watcher, &subject, &name, &store.0).await;
     let _ = server.close().await;
     let _ = watcher.close().await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
     outcome
 }
 

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use super::support::{ensure, receive, unique_subject, CaseResult, Failure, RECEIVE_WITHIN};
+use super::support::{
+    ensure, receive, unique_subject, CaseResult, Failure, TempStore, RECEIVE_WITHIN,
+};
 use super::Fixture;
 use crate::message::Message;
 use crate::settings::OutboxSettings;
@@ -21,18 +23,15 @@ pub(super) async fn outbox_delivers_to_a_group_away_and_back(fixture: &dyn Fixtu
     let (server, client) = (fixture.connect().await?, fixture.connect().await?);
     let subject = unique_subject("outbox-away");
     let group = subject.rsplit('.').next().unwrap_or("outbox").to_owned();
-    let path = std::env::temp_dir().join(format!("switchboard-{group}.db"));
+    let store = TempStore::new(&group);
     let settings = OutboxSettings {
-        path: Some(path.clone()),
+        path: Some(store.0.clone()),
         ..OutboxSettings::default()
     };
     let client = client.with_outbox(&settings).await?;
     let outcome = away_and_back(&server, &client, &subject, &group).await;
     let _ = client.close().await;
     let _ = server.close().await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
     outcome
 }
 
@@ -79,9 +78,9 @@ pub(super) async fn outbox_holds_events_for_a_group_away_while_another_takes_the
     let (server, client) = (fixture.connect().await?, fixture.connect().await?);
     let subject = unique_subject("outbox-two-groups");
     let suffix = subject.rsplit('.').next().unwrap_or("outbox").to_owned();
-    let path = std::env::temp_dir().join(format!("switchboard-{suffix}.db"));
+    let store = TempStore::new(&suffix);
     let settings = OutboxSettings {
-        path: Some(path.clone()),
+        path: Some(store.0.clone()),
         ..OutboxSettings::default()
     };
     let client = client.with_outbox(&settings).await?;
@@ -89,9 +88,6 @@ pub(super) async fn outbox_holds_events_for_a_group_away_while_another_takes_the
     let outcome = one_away(&server, &client, &subject, &groups).await;
     let _ = client.close().await;
     let _ = server.close().await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
     outcome
 }
 

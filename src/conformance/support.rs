@@ -107,3 +107,24 @@ pub fn patterned_payload(len: usize) -> bytes::Bytes {
         .collect::<Vec<u8>>()
         .into()
 }
+
+/// An SQLite file for one case (`switchboard-NAME.db` in the temporary
+/// directory), removed with its WAL files when dropped.
+#[cfg(feature = "outbox")]
+pub(crate) struct TempStore(pub std::path::PathBuf);
+
+#[cfg(feature = "outbox")]
+impl TempStore {
+    pub(crate) fn new(name: &str) -> Self {
+        TempStore(std::env::temp_dir().join(format!("switchboard-{name}.db")))
+    }
+}
+
+#[cfg(feature = "outbox")]
+impl Drop for TempStore {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
+        }
+    }
+}

@@ -109,9 +109,11 @@ impl DeadLetter {
             ),
             None => String::new(),
         };
+        // Only what a caller could have set: a forged `sb-reply-to` must not
+        // turn the replayed event into a request answered to a stranger.
         let mut original = Message::new(message.payload.clone());
         for (name, value) in headers.iter() {
-            if !name.starts_with("sb-dead-letter-") {
+            if wire::carries_over(name) {
                 original.headers.insert(name, value);
             }
         }
@@ -287,6 +289,9 @@ impl Drop for Keeper {
 /// quiet before it lets go.
 const QUIET: Duration = Duration::from_millis(200);
 
+/// The longest a stopping keeper spends keeping what it already received.
+const DRAIN: Duration = Duration::from_secs(10);
+
 async fn keep(
     store: Store,
     mut subscription: Subscription,
@@ -302,14 +307,15 @@ async fn keep(
             },
         }
     }
-    // What was received stays kept: stop the intake, then read to the end.
-    let drained = subscription.stop_taking();
+    // What was received stays kept: stop the intake, then read to the end,
+    // within `DRAIN` even if dead letters keep coming (the intake could not
+    // be stopped); what arrives after that is the next keeper's, or lost on
+    // backends that do not keep events.
+    let stopped_intake = subscription.stop_taking();
+    let deadline = tokio::time::Instant::now() + DRAIN;
     loop {
-        let within = if drained {
-            Duration::from_secs(10)
-        } else {
-            QUIET
-        };
+        let quiet = if stopped_intake { DRAIN } else { QUIET };
+        let within = quiet.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
         match tokio::time::timeout(within, subscription.next()).await {
             Ok(Some(incoming)) => keep_one(&store, incoming, &counts).await,
             Ok(None) | Err(_) => return,
@@ -342,4 +348,40 @@ fn now_ms() -> i64 {
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_letter_keeps_only_headers_a_caller_could_set() {
+        let mut letter = Message::new("{}");
+        for (name, value) in [
+            ("tenant", "acme"),
+            (wire::MESSAGE_ID, "m-1"),
+            (wire::KEY, "k"),
+            (wire::REPLY_TO, "stranger.inbox"),
+            (wire::CORRELATION_ID, "c-1"),
+            (wire::STATUS, "handler-error"),
+            (wire::DEAD_LETTER_SUBJECT, "orders.place"),
+            (wire::DEAD_LETTER_ERROR, "too many"),
+            (wire::DEAD_LETTER_ATTEMPTS, "3"),
+        ] {
+            letter.headers.insert(name, value);
+        }
+        let kept = DeadLetter::from_message("dead-letter.orders", &letter);
+        let names: Vec<&str> = kept.message.headers.iter().map(|(name, _)| name).collect();
+        assert_eq!(names, ["tenant", wire::MESSAGE_ID, wire::KEY]);
+        assert_eq!((kept.subject.as_str(), kept.attempts), ("orders.place", 3));
+        assert_eq!(kept.error, "too many");
+
+        let stray = DeadLetter::from_message("dead-letter.orders", &Message::new("x"));
+        assert_eq!(stray.subject, "");
+        assert!(
+            stray.error.starts_with("not a dead letter"),
+            "{}",
+            stray.error
+        );
+    }
 }

@@ -6,12 +6,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
 
 use super::DeadLetter;
 use crate::error::{Error, Result};
-use crate::headers::stored;
+use crate::store_file;
 
 /// The open file.
 #[derive(Clone)]
@@ -29,21 +29,13 @@ impl Store {
         let failed = |err: sqlx::Error| {
             Error::config(format!("dead-letter store {}: {err}", path.display()))
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|err| {
-                Error::config(format!("dead-letter store {}: {err}", parent.display()))
-            })?;
-        }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await
-            .map_err(failed)?;
+        let pool = store_file::open(
+            path,
+            "dead-letter store",
+            |options| options.busy_timeout(Duration::from_secs(5)),
+            failed,
+        )
+        .await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS switchboard_dead_letters (
                 id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -94,7 +86,7 @@ impl Store {
         .bind(i64::from(letter.attempts))
         .bind(letter.first_ms)
         .bind(letter.last_ms)
-        .bind(stored::encode(&letter.message.headers))
+        .bind(store_file::encode_headers(&letter.message.headers))
         .bind(letter.message.payload.as_ref())
         .fetch_one(&self.pool)
         .await
@@ -156,7 +148,8 @@ fn store_error(err: sqlx::Error) -> Error {
 fn letter_from(row: &sqlx::sqlite::SqliteRow) -> Result<DeadLetter> {
     let headers: Vec<u8> = row.try_get("headers").map_err(store_error)?;
     let payload: Vec<u8> = row.try_get("payload").map_err(store_error)?;
-    let message = stored::decode(&headers, payload, "dead-letter store: a kept letter")?;
+    let message =
+        store_file::decode_message(&headers, payload, "dead-letter store: a kept letter")?;
     let attempts: i64 = row.try_get("attempts").map_err(store_error)?;
     let times: i64 = row.try_get("times").map_err(store_error)?;
     Ok(DeadLetter {

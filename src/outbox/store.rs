@@ -8,15 +8,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqliteLockingMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteLockingMode, SqlitePool, SqliteSynchronous};
 use sqlx::Row;
 
 use crate::error::{Error, Result};
-use crate::headers::stored;
 use crate::message::Message;
+use crate::store_file;
 use crate::transport::GroupAddress;
 
 /// The most rows one statement writes or removes (SQLite allows 32,766
@@ -61,23 +58,29 @@ impl Store {
             )),
             other => Error::config(format!("outbox store {}: {other}", path.display())),
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|err| {
-                Error::config(format!("outbox store {}: {err}", parent.display()))
-            })?;
+        let pool = store_file::open(
+            path,
+            "outbox store",
+            |options| {
+                options
+                    .synchronous(SqliteSynchronous::Normal)
+                    .locking_mode(SqliteLockingMode::Exclusive)
+                    .busy_timeout(Duration::from_millis(500))
+            },
+            failed,
+        )
+        .await?;
+        match Self::create_tables(&pool).await {
+            Ok(()) => Ok(Store { pool }),
+            Err(err) => {
+                // A failed open holds nothing: let go of the file at once.
+                pool.close().await;
+                Err(failed(err))
+            }
         }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .locking_mode(SqliteLockingMode::Exclusive)
-            .busy_timeout(Duration::from_millis(500));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await
-            .map_err(failed)?;
+    }
+
+    async fn create_tables(pool: &SqlitePool) -> std::result::Result<(), sqlx::Error> {
         // Writing at once takes the exclusive lock and checks the file is a database.
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS switchboard_outbox (
@@ -88,23 +91,20 @@ impl Store {
                 created_ms INTEGER NOT NULL
             )",
         )
-        .execute(&pool)
-        .await
-        .map_err(failed)?;
+        .execute(pool)
+        .await?;
         // Files written before events were held per queue group lack its columns.
         let columns: Vec<String> =
             sqlx::query_scalar("SELECT name FROM pragma_table_info('switchboard_outbox')")
-                .fetch_all(&pool)
-                .await
-                .map_err(failed)?;
+                .fetch_all(pool)
+                .await?;
         if !columns.iter().any(|name| name == "group_pattern") {
             for column in ["group_pattern", "group_name"] {
                 sqlx::query(&format!(
                     "ALTER TABLE switchboard_outbox ADD COLUMN {column} TEXT"
                 ))
-                .execute(&pool)
-                .await
-                .map_err(failed)?;
+                .execute(pool)
+                .await?;
             }
         }
         sqlx::query(
@@ -115,9 +115,8 @@ impl Store {
                 PRIMARY KEY (pattern, name)
             ) WITHOUT ROWID",
         )
-        .execute(&pool)
-        .await
-        .map_err(failed)?;
+        .execute(pool)
+        .await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS switchboard_dedup (
                 route TEXT NOT NULL,
@@ -126,10 +125,9 @@ impl Store {
                 PRIMARY KEY (route, id)
             ) WITHOUT ROWID",
         )
-        .execute(&pool)
-        .await
-        .map_err(failed)?;
-        Ok(Store { pool })
+        .execute(pool)
+        .await?;
+        Ok(())
     }
 
     /// Appends `entries` (at most [`MAX_ROWS`]) in order, as one statement:
@@ -331,7 +329,7 @@ fn insert<'q>(sql: &'q str, entries: &'q [Entry]) -> Statement<'q> {
         };
         insert = insert
             .bind(entry.subject.as_str())
-            .bind(stored::encode(&entry.message.headers))
+            .bind(store_file::encode_headers(&entry.message.headers))
             .bind(entry.message.payload.as_ref())
             .bind(entry.created_ms)
             .bind(pattern)
@@ -347,7 +345,7 @@ fn store_error(err: sqlx::Error) -> Error {
 fn pending_from(row: &sqlx::sqlite::SqliteRow) -> Result<Pending> {
     let headers: Vec<u8> = row.try_get("headers").map_err(store_error)?;
     let payload: Vec<u8> = row.try_get("payload").map_err(store_error)?;
-    let message = stored::decode(&headers, payload, "outbox: a stored event")?;
+    let message = store_file::decode_message(&headers, payload, "outbox: a stored event")?;
     Ok(Pending {
         seq: row.try_get("seq").map_err(store_error)?,
         subject: row.try_get("subject").map_err(store_error)?,

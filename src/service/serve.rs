@@ -762,7 +762,7 @@ pub(super) fn dead_letter_of(
 ) -> Message {
     let mut letter = Message::new(message.payload);
     for (name, value) in message.headers.iter() {
-        if !wire::is_reserved(name) || wire::is_settable(name) {
+        if wire::carries_over(name) {
             letter.headers.insert(name, value);
         }
     }
