@@ -7,7 +7,8 @@ argument, that every backend it lists ran; and that the durable settings'
 async outage rows lost nothing in any run (memory, HTTP and gRPC with the
 outbox, Kafka), with a `+outbox` row for each of memory, HTTP,
 gRPC and core NATS that ran (core NATS with an outbox is shown, not held to
-it: the server drops what nobody listens to). Usage: check-scenario-outputs.py DIR [BACKEND,...]"""
+it: the server drops what nobody listens to); and that the `sync+fallback`
+rows (memory, HTTP, gRPC) saw no caller error and lost nothing. Usage: check-scenario-outputs.py DIR [BACKEND,...]"""
 
 import csv
 import json
@@ -66,10 +67,23 @@ expected = set(sys.argv[2].split(",")) if len(sys.argv) > 2 else set()
 if expected - set(backends):
     fail(f"no results for {', '.join(sorted(expected - set(backends)))} (ran: {', '.join(backends)})")
 # The outbox rows run wherever the backend keeps nothing for an absent consumer.
-outbox_rows = {row["backend"]: row for row in results["outage"] if row["backend"].endswith("+outbox")}
+outbox_rows = {row["backend"]: row for row in results["outage"]
+               if row["backend"].endswith("+outbox") and row["style"] == "async"}
+cfg_outbox = bool(outbox_rows)
 for backend in ["memory", "http", "grpc", "nats"]:
     if backend in backends and f"{backend}+outbox" not in outbox_rows:
         fail(f"no {backend}+outbox outage row")
+# Sync with `fallback = "async"` on every route: a send whose responder is
+# away is deferred through the outbox, so the caller sees no error and
+# nothing is lost (memory, HTTP and gRPC; see Backend::with_fallback).
+fallback_rows = {row["backend"]: row for row in results["outage"] if row["style"] == "sync+fallback"}
+for backend in ["memory", "http", "grpc"]:
+    if backend in backends and cfg_outbox and f"{backend}+outbox" not in fallback_rows:
+        fail(f"no sync+fallback outage row for {backend}")
+for name, row in fallback_rows.items():
+    if row["caller_errors"]["max"] != 0 or row["lost"]["max"] != 0 or row["accepted"]["min"] < 1:
+        fail(f"{name} sync+fallback outage: caller errors {row['caller_errors']}, lost {row['lost']} "
+             f"of accepted {row['accepted']}; a deferred send neither fails the caller nor is lost")
 # JetStream is left out: a message a stopping consumer had already fetched is
 # redelivered only after `ack_wait` (30 s), past the outage's patience, so its
 # loss column can count such a late event (see adapters/nats/docs.md).
@@ -96,5 +110,6 @@ with open(out / "sender_kill.csv", newline="") as file:
         fail("sender_kill.csv does not have one line per sender-kill row")
 print(f"scenario outputs ok: {runs} runs, backends {', '.join(backends)}, "
       f"{len(results['chain'])} chain points, {len(results['load'])} load steps, "
-      f"{len(results['node_loss'])} node-loss rows, {len(outbox_rows)} outbox rows, {len(killed)} sender-kill rows, "
+      f"{len(results['node_loss'])} node-loss rows, {len(outbox_rows)} outbox rows, "
+      f"{len(fallback_rows)} sync+fallback rows, {len(killed)} sender-kill rows, "
       f"{len(results['overlaps'])} overlapping pairs")

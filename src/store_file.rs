@@ -33,6 +33,24 @@ pub(crate) async fn open(
         .map_err(failed)
 }
 
+/// Closes the file for good, so this or another process can open it at once.
+///
+/// `SqlitePool::close` waits for a connection in use to come back, but one
+/// given back while it waits is put among the idle ones and left open, and
+/// with it the file's exclusive lock; closing again shuts it.
+pub(crate) async fn close(pool: &SqlitePool) {
+    for _ in 0..3 {
+        pool.close().await;
+        if pool.size() == 0 {
+            return;
+        }
+    }
+    tracing::warn!(
+        connections = pool.size(),
+        "an SQLite store's connection stayed open after closing; the file stays locked until the process lets go of it"
+    );
+}
+
 /// The headers as the JSON array of `[name, value]` pairs.
 pub(crate) fn encode_headers(headers: &Headers) -> Vec<u8> {
     let pairs: Vec<(&str, &str)> = headers.iter().collect();

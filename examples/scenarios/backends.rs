@@ -19,6 +19,8 @@ pub struct Backend {
     pub styles: &'static [Style],
     /// Where each service's `[outbox]` file goes, for the `+outbox` rows.
     outbox: Option<PathBuf>,
+    /// Every route is sync with `fallback = "async"` (the `sync+fallback` rows).
+    fallback: bool,
 }
 
 impl Backend {
@@ -30,6 +32,7 @@ impl Backend {
             prefix: prefix.to_owned(),
             styles: &[Style::Sync, Style::Async],
             outbox: None,
+            fallback: false,
         }];
         if cfg!(feature = "http") {
             all.push(Backend {
@@ -38,6 +41,7 @@ impl Backend {
                 prefix: prefix.to_owned(),
                 styles: &[Style::Sync, Style::Async],
                 outbox: None,
+                fallback: false,
             });
         }
         if cfg!(feature = "grpc") {
@@ -47,6 +51,7 @@ impl Backend {
                 prefix: prefix.to_owned(),
                 styles: &[Style::Sync, Style::Async],
                 outbox: None,
+                fallback: false,
             });
         }
         if cfg!(feature = "nats") {
@@ -56,6 +61,7 @@ impl Backend {
                 prefix: prefix.to_owned(),
                 styles: &[Style::Sync, Style::Async],
                 outbox: None,
+                fallback: false,
             });
             // Durable mode: a JetStream stream captures this backend's subjects. They
             // get their own prefix: a core request to a subject a stream captures is
@@ -72,6 +78,7 @@ impl Backend {
                 prefix: durable,
                 styles: &[Style::Async],
                 outbox: None,
+                fallback: false,
             });
         }
         if cfg!(feature = "kafka") {
@@ -82,6 +89,7 @@ impl Backend {
                 prefix: prefix.to_owned(),
                 styles: &[Style::Sync, Style::Async],
                 outbox: None,
+                fallback: false,
             });
         }
         all
@@ -100,6 +108,7 @@ impl Backend {
             prefix,
             styles,
             outbox: None,
+            fallback: false,
         }
     }
 
@@ -121,7 +130,33 @@ impl Backend {
             prefix: format!("{}o", self.prefix),
             styles: &[Style::Async],
             outbox: Some(dir.to_owned()),
+            fallback: false,
         })
+    }
+
+    /// This backend with an outbox file per service under `dir` and every
+    /// route sync with `fallback = "async"`: a send whose responder is away
+    /// is deferred through the outbox. `None` where a deferred command has
+    /// nowhere to wait or is never deferred: core NATS drops an event nobody
+    /// listens to without telling the outbox, JetStream subjects serve no
+    /// requests, and a Kafka request nobody serves times out (a `Timeout` is
+    /// never deferred: the handler may have run).
+    pub fn with_fallback(&self, dir: &Path) -> Option<Backend> {
+        let outbox = self.with_outbox(dir)?;
+        (self.name != "nats").then(|| Backend {
+            prefix: format!("{}f", self.prefix),
+            styles: &[Style::Sync],
+            fallback: true,
+            ..outbox
+        })
+    }
+
+    /// The style a row names: `sync+fallback` where sync routes fall back to async.
+    pub fn style_label(&self, style: Style) -> String {
+        match self.fallback {
+            true => format!("{style}+fallback"),
+            false => style.to_string(),
+        }
     }
 
     /// Whether every service's async sends go through an outbox (the `+outbox` rows).
@@ -176,8 +211,24 @@ impl Backend {
         url: &str,
         name: &str,
         style: Style,
-        routes: Vec<RouteSettings>,
+        mut routes: Vec<RouteSettings>,
     ) -> Settings {
+        if self.fallback {
+            for route in &mut routes {
+                route.fallback = Some(Style::Async);
+            }
+            routes.push(RouteSettings {
+                subjects: ">".into(),
+                style: None,
+                transport: None,
+                timeout: None,
+                graphql: None,
+                on_no_subscriber: None,
+                dedup: None,
+                query: None,
+                fallback: Some(Style::Async),
+            });
+        }
         // A file per connection: a restarted service in a scenario gets a
         // new bus, and one process holds each file.
         static FILES: AtomicU64 = AtomicU64::new(0);

@@ -64,11 +64,28 @@ pub fn findings(chain: &[Value], outage: &[Value], capacity: &[Value]) -> Vec<Fi
             spread(&r#async, "lost"),
         ) {
             // The same outage with the outbox, where the runner measured it.
-            let with_outbox = outage
-                .iter()
-                .find(|r| r["backend"] == format!("{backend}+outbox").as_str())
+            let outbox_row = |style: &str| {
+                outage.iter().find(|r| {
+                    r["backend"] == format!("{backend}+outbox").as_str() && r["style"] == style
+                })
+            };
+            let with_outbox = outbox_row("async")
                 .and_then(|row| spread(row, "lost"))
                 .map(|lost| format!(" (with the outbox: lost {})", count(&lost)))
+                .unwrap_or_default();
+            // Sync with `fallback = "async"`, where the runner measured it.
+            let with_fallback = outbox_row("sync+fallback")
+                .and_then(|row| {
+                    let errors = spread(row, "caller_errors")?;
+                    let lost = spread(row, "lost")?;
+                    let drained = spread(row, "drained_after_ms")?;
+                    Some(format!(
+                        "; sync with `fallback = \"async\"`: caller errors {}, lost {}, every deferred job done {} ms after the restart",
+                        count(&errors),
+                        count(&lost),
+                        millis(&drained)
+                    ))
+                })
                 .unwrap_or_default();
             let caveat = match lost.max > 0.0 {
                 true => format!(
@@ -82,7 +99,7 @@ pub fn findings(chain: &[Value], outage: &[Value], capacity: &[Value]) -> Vec<Fi
                 backend: backend.into(),
                 verdict: verdict(s.min > a.max, s.overlaps(&a)),
                 evidence: format!(
-                    "caller errors during the outage: sync {}, async {}{caveat}",
+                    "caller errors during the outage: sync {}, async {}{caveat}{with_fallback}",
                     count(&s),
                     count(&a)
                 ),
@@ -172,6 +189,18 @@ fn count(s: &Spread) -> String {
     }
 }
 
+/// Milliseconds as counted, where `u64::MAX` means it never happened.
+fn millis(s: &Spread) -> String {
+    let shown = |v: f64| match v >= u64::MAX as f64 {
+        true => "never".to_owned(),
+        false => format!("{v:.0}"),
+    };
+    match s.min == s.max {
+        true => shown(s.median),
+        false => format!("{} ({}–{})", shown(s.median), shown(s.min), shown(s.max)),
+    }
+}
+
 fn ms(s: &Spread) -> String {
     match s.min == s.max {
         true => format!("{:.2}", s.median / 1000.0),
@@ -231,5 +260,30 @@ mod tests {
         assert_eq!(overlapping[0].verdict, "not shown (ranges overlap)");
         assert_eq!(overlapping[1].verdict, "not shown (ranges overlap)");
         assert_eq!(overlapping[2].verdict, "not shown (ranges overlap)");
+    }
+
+    #[test]
+    fn the_fallback_row_is_evidence_for_resilience() {
+        let mut fallback = outage("sync+fallback", [1.0, 1.0], [0.0, 0.0]);
+        fallback["backend"] = json!("nats+outbox");
+        fallback["drained_after_ms"] =
+            json!({"median": 130.0, "min": 120.0, "max": u64::MAX as f64});
+        let found = findings(
+            &[],
+            &[
+                outage("sync", [0.0, 0.05], [20.0, 25.0]),
+                outage("async", [1.0, 1.0], [0.0, 0.0]),
+                fallback,
+            ],
+            &[],
+        );
+        assert_eq!(found[1].claim, RESILIENCE);
+        assert!(
+            found[1].evidence.ends_with(
+                "sync with `fallback = \"async\"`: caller errors 0, lost 0, every deferred job done 130 (120–never) ms after the restart"
+            ),
+            "{}",
+            found[1].evidence
+        );
     }
 }

@@ -11,7 +11,9 @@
 //!    clusters (started here) with one node killed mid-run and restarted;
 //! 6. the outage again in the async style with every service's sends in an
 //!    outbox (`memory+outbox`, …), on the backends that keep nothing for an
-//!    absent consumer;
+//!    absent consumer, and in the sync style with `fallback = "async"` on
+//!    every route (`sync+fallback`: a send whose responder is away is
+//!    deferred through the outbox);
 //! 7. the sender killed: a process of its own sending async events is
 //!    SIGKILLed after 200 accepted and restarted: what it accepted and lost,
 //!    with and without an outbox.
@@ -217,6 +219,15 @@ async fn run(args: Args) -> Result<(), BoxError> {
             .collect(),
         false => Vec::new(),
     };
+    // The outage once more with every route sync and `fallback = "async"`:
+    // the caller should see no errors and nothing should be lost.
+    let with_fallback: Vec<Backend> = match cfg!(feature = "outbox") {
+        true => backends
+            .iter()
+            .filter_map(|b| b.with_fallback(outbox_dir.path()))
+            .collect(),
+        false => Vec::new(),
+    };
     let steps: usize = args.runs
         * (backends
             .iter()
@@ -227,6 +238,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 .map(|c| c.backend.styles.len())
                 .sum::<usize>()
             + with_outbox.len()
+            + with_fallback.len()
             + sender_kill::backends(&backends, &with_outbox).len());
     let progress = ProgressBar::new(steps as u64).with_style(ProgressStyle::with_template(
         "{bar:40} {pos}/{len} {elapsed} {msg}",
@@ -300,23 +312,19 @@ async fn run(args: Args) -> Result<(), BoxError> {
             seed.close().await?;
             progress.inc(1);
         }
-        for backend in &with_outbox {
+        let outbox_rows = with_outbox.iter().map(|b| (b, Style::Async));
+        let fallback_rows = with_fallback.iter().map(|b| (b, Style::Sync));
+        for (backend, style) in outbox_rows.chain(fallback_rows) {
             point += 1;
+            let label = format!("{} outage", backend.style_label(style));
             let at = |what: &str| format!("run {run}/{}: {} {what}", args.runs, backend.name);
-            progress.set_message(at("async outage"));
-            let seed = backend.seed(Style::Async).await?;
+            progress.set_message(at(&label));
+            let seed = backend.seed(style).await?;
             let prefix = format!("{}.p{point}", backend.prefix);
             let disruption = outage::Disruption::MiddleService;
-            let row = outage::measure(
-                backend,
-                &seed,
-                &prefix,
-                Style::Async,
-                args.outage,
-                disruption,
-            )
-            .await
-            .map_err(|err| at(&format!("async outage: {err}")))?;
+            let row = outage::measure(backend, &seed, &prefix, style, args.outage, disruption)
+                .await
+                .map_err(|err| at(&format!("{label}: {err}")))?;
             results.outage.push(row);
             seed.close().await?;
             progress.inc(1);

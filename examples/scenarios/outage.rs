@@ -306,7 +306,7 @@ pub async fn measure(
     let latencies = latencies.lock().await;
     let row = OutageRow {
         backend: backend.name.into(),
-        style: style.to_string(),
+        style: backend.style_label(style),
         outage_ms: outage.as_millis() as u64,
         sent,
         caller_errors: errors.load(Ordering::SeqCst),

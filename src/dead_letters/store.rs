@@ -137,7 +137,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        store_file::close(&self.pool).await;
     }
 }
 

@@ -305,7 +305,7 @@ impl Store {
 
     /// Closes the file (what is committed stays).
     pub async fn close(&self) {
-        self.pool.close().await;
+        store_file::close(&self.pool).await;
     }
 }
 
