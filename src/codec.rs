@@ -5,7 +5,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Error, Result};
 
-/// A payload encoding. [`Json`] is the one the typed helpers use.
+/// A payload encoding. [`JsonCodec`] is the one the typed helpers use.
 pub trait Codec {
     /// The `content-type` header value for payloads in this encoding.
     const CONTENT_TYPE: &'static str;
@@ -19,10 +19,16 @@ pub trait Codec {
 
 /// JSON via `serde_json`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Json;
+pub struct JsonCodec;
 
-impl Codec for Json {
-    const CONTENT_TYPE: &'static str = crate::wire::JSON;
+/// The JSON codec's former name (one `Json` is enough: [`handler::Json`](crate::handler::Json)
+/// is the handler's JSON reply).
+#[deprecated(since = "0.1.0", note = "renamed to `JsonCodec`")]
+#[doc(hidden)]
+pub type Json = JsonCodec;
+
+impl Codec for JsonCodec {
+    const CONTENT_TYPE: &'static str = crate::wire::names::JSON;
 
     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
         serde_json::to_vec(value)

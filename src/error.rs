@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+pub use crate::error_detail::{BoxError, DeliveryFailure, Origin};
+
 /// Shorthand for `Result<T, switchboard::Error>`.
 ///
 /// ```
@@ -11,9 +13,6 @@ use std::time::Duration;
 /// assert!(parse_style("sync").is_ok());
 /// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// A boxed error from a backend's client library, kept as the `source` of an [`Error`].
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong in switchboard, on any backend.
 ///
@@ -212,15 +211,6 @@ pub enum Error {
     },
 }
 
-/// The service and subject whose handler refused a request (see [`Error::Remote`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    /// The refusing service's name.
-    pub service: String,
-    /// The subject its handler refused.
-    pub subject: String,
-}
-
 fn remote_text(
     subject: &str,
     origin: Option<&Origin>,
@@ -241,15 +231,6 @@ fn remote_text(
             origin.subject, origin.service
         ),
     }
-}
-
-/// One subscriber that did not accept an event (see [`Error::Undelivered`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryFailure {
-    /// Who it was (for HTTP, the peer's base URL).
-    pub peer: String,
-    /// Why it failed.
-    pub reason: String,
 }
 
 fn describe_failures(failed: &[DeliveryFailure]) -> String {

@@ -29,9 +29,9 @@ pub fn trace_context(data: &[u8]) {
             headers.insert(name, value);
         }
     }
-    if let Some(context) = crate::TraceContext::from_headers(&headers) {
+    if let Some(context) = crate::trace::TraceContext::from_headers(&headers) {
         // What was parsed must print back as a valid traceparent.
-        crate::TraceContext::parse(&context.to_string()).expect("round trip");
+        crate::trace::TraceContext::parse(&context.to_string()).expect("round trip");
     }
 }
 

@@ -1,7 +1,7 @@
 //! Message headers: a small, ordered, case-insensitive map of string names to string values.
 
 use crate::error::{Error, Result};
-use crate::wire;
+use crate::wire::names as wire;
 
 /// Headers carried with a [`Message`](crate::Message).
 ///
@@ -11,7 +11,7 @@ use crate::wire;
 ///
 /// Names are ASCII letters, digits, `-`, `_` and `.`; values are printable ASCII
 /// (space to `~`) and tab. Names starting with `sb-` are reserved for the
-/// transport (see [`wire`]). The rules are checked when a message
+/// transport (see [`wire`](crate::wire)). The rules are checked when a message
 /// is sent, so a bad header fails the call with [`Error::InvalidHeader`]
 /// instead of being mangled by a backend.
 ///

@@ -119,7 +119,7 @@ impl Incoming {
     }
 
     /// The headers.
-    pub fn headers(&self) -> &crate::Headers {
+    pub fn headers(&self) -> &crate::headers::Headers {
         &self.message.headers
     }
 

@@ -95,15 +95,20 @@ mod capabilities;
 pub mod codec;
 mod connect;
 pub(crate) mod drain;
+mod endpoint;
 mod error;
+pub mod error_detail;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod handled_ids;
 pub mod handler;
 pub mod headers;
 mod health;
 mod incoming;
+mod inline;
 pub mod layers;
+mod limits;
 #[allow(dead_code)] // Used by the memory and http backends; unused when neither is enabled.
 mod local;
 mod message;
@@ -111,13 +116,14 @@ mod observe;
 pub mod options;
 #[cfg(feature = "otel")]
 mod otel;
+mod registry;
 pub mod service;
 pub mod settings;
 #[cfg(any(feature = "outbox", feature = "dead-letters"))]
 mod store_file;
 pub mod subject;
 mod subscription;
-mod trace_context;
+pub mod trace;
 pub mod transport;
 mod unrouted;
 pub mod wire;
@@ -163,40 +169,12 @@ pub mod outbox;
 #[cfg_attr(docsrs, doc(cfg(feature = "dead-letters")))]
 pub mod dead_letters;
 
-/// W3C trace context carried on every message (`TraceContext`).
-pub mod trace {
-    pub use crate::trace_context::{TraceContext, TRACEPARENT, TRACESTATE};
-}
-
-/// Error details beyond [`Error`] and [`ErrorKind`].
-pub mod error_detail {
-    pub use crate::error::{BoxError, DeliveryFailure, Origin};
-}
-
 pub use bus::{Bus, Deferred, Sent};
 pub use connect::connect;
 pub use error::{Error, ErrorKind, Result};
 pub use message::Message;
 pub use service::Service;
 pub use settings::{Settings, Style};
-
-// Crate-internal shorthands for the items that moved into modules.
-#[allow(unused_imports)] // Which ones are used depends on the enabled backends.
-pub(crate) use capabilities::{Capabilities, Support};
-#[allow(unused_imports)]
-pub(crate) use error::{BoxError, DeliveryFailure};
-#[allow(unused_imports)]
-pub(crate) use headers::Headers;
-#[allow(unused_imports)]
-pub(crate) use health::Health;
-#[allow(unused_imports)]
-pub(crate) use incoming::{Acker, Incoming, Responder};
-#[allow(unused_imports)]
-pub(crate) use subscription::Subscription;
-#[allow(unused_imports)]
-pub(crate) use trace_context::TraceContext;
-#[allow(unused_imports)]
-pub(crate) use transport::Transport;
 
 /// Compiles the README's example as a doctest, so the README stays true.
 #[cfg(doctest)]

@@ -3,10 +3,10 @@
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::codec::{Codec, Json};
+use crate::codec::{Codec, JsonCodec};
 use crate::error::Result;
 use crate::headers::Headers;
-use crate::wire;
+use crate::wire::names as wire;
 
 /// A message: an opaque payload and string headers.
 ///
@@ -22,7 +22,7 @@ use crate::wire;
 pub struct Message {
     /// The payload bytes, passed through untouched.
     pub payload: Bytes,
-    /// The headers; see [`Headers`] for the rules and [`wire`] for reserved names.
+    /// The headers; see [`Headers`] for the rules and [`wire`](crate::wire) for reserved names.
     pub headers: Headers,
 }
 
@@ -72,12 +72,12 @@ impl Message {
 
     /// Serialises `value` as JSON (the default codec: no `content-type` header is added).
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
-        Self::encode::<Json, T>(value)
+        Self::encode::<JsonCodec, T>(value)
     }
 
     /// Deserialises the payload from JSON.
     pub fn decode_json<T: DeserializeOwned>(&self) -> Result<T> {
-        self.decode::<Json, T>()
+        self.decode::<JsonCodec, T>()
     }
 }
 

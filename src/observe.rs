@@ -18,7 +18,7 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::trace_context::TraceContext;
+use crate::trace::TraceContext;
 
 /// What kind of call is being observed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +82,8 @@ pub(crate) async fn observe_with<T>(
         // A handled message's span continues the caller's trace in OpenTelemetry too.
         #[cfg(feature = "otel")]
         if matches!(op, Operation::HandleRequest | Operation::HandleEvent) {
-            crate::otel::set_remote_parent(&span, trace);
+            let parent = (trace.trace_id_bytes(), trace.span_id_bytes(), trace.flags());
+            crate::otel::set_remote_parent(&span, parent);
         }
     }
     // Reading the clock is a measurable share of an in-memory call: only when

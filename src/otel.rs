@@ -9,14 +9,18 @@
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::trace_context::TraceContext;
+/// A span's ids and flags as W3C trace context carries them: the trace id,
+/// the span id and the flags byte. Plain bytes keep this module below
+/// `trace`, which turns them into a `TraceContext`.
+pub(crate) type SpanParts = ([u8; 16], [u8; 8], u8);
 
-/// Makes `span` a child of the remote caller described by `parent`.
-pub(crate) fn set_remote_parent(span: &tracing::Span, parent: &TraceContext) {
+/// Makes `span` a child of the remote caller whose span is `parent`.
+pub(crate) fn set_remote_parent(span: &tracing::Span, parent: SpanParts) {
+    let (trace_id, span_id, flags) = parent;
     let remote = SpanContext::new(
-        TraceId::from_bytes(parent.trace_id_bytes()),
-        SpanId::from_bytes(parent.span_id_bytes()),
-        TraceFlags::new(parent.flags()),
+        TraceId::from_bytes(trace_id),
+        SpanId::from_bytes(span_id),
+        TraceFlags::new(flags),
         true,
         TraceState::default(),
     );
@@ -25,15 +29,15 @@ pub(crate) fn set_remote_parent(span: &tracing::Span, parent: &TraceContext) {
     let _ = span.set_parent(context);
 }
 
-/// The trace context of the current OpenTelemetry span, if it has a valid one.
-pub(crate) fn current() -> Option<TraceContext> {
+/// The ids of the current OpenTelemetry span, if it has valid ones.
+pub(crate) fn current() -> Option<SpanParts> {
     let context = tracing::Span::current().context();
     let span = context.span();
     let span_context = span.span_context();
     if !span_context.is_valid() {
         return None;
     }
-    Some(TraceContext::from_parts(
+    Some((
         span_context.trace_id().to_bytes(),
         span_context.span_id().to_bytes(),
         span_context.trace_flags().to_u8(),

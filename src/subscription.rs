@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 
 use crate::incoming::Incoming;
-use crate::local::InlineSlot;
+use crate::inline::InlineSlot;
 
 /// A stream of [`Incoming`] messages for one subject (or pattern).
 ///

@@ -188,7 +188,7 @@ impl PeerCalls for GrpcPeers {
                 source: status.message().to_owned().into(),
             }),
             code => Err(Error::backend(
-                super::BACKEND,
+                super::convert::BACKEND,
                 format!("{peer} answered gRPC {code:?}: {}", status.message()),
             )),
         }
@@ -210,7 +210,7 @@ impl PeerCalls for GrpcPeers {
                 source: status.message().to_owned().into(),
             }),
             Err(status) => Err(Error::backend(
-                super::BACKEND,
+                super::convert::BACKEND,
                 format!(
                     "{peer} answered gRPC {:?} to a snapshot: {}",
                     status.code(),

@@ -5,6 +5,9 @@ use crate::headers::Headers;
 use crate::http::mesh::{Advertised, Snapshot};
 use crate::message::Message;
 
+/// The backend's name in errors and capabilities.
+pub(super) const BACKEND: &str = "grpc";
+
 /// A message for `subject` as an envelope.
 pub(super) fn envelope(subject: &str, message: Message) -> proto::Envelope {
     proto::Envelope {

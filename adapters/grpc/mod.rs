@@ -16,10 +16,8 @@ use std::sync::Arc;
 
 pub use transport::GrpcTransport;
 
-use crate::connect::{ConnectFuture, Endpoint};
-
-/// The backend name used in errors and capabilities.
-const BACKEND: &str = "grpc";
+use crate::endpoint::Endpoint;
+use crate::transport::ConnectFuture;
 
 /// The generated protobuf types, clients and servers of `proto/switchboard/v1/`,
 /// for Rust programs that call switchboard services over gRPC without the bus.
@@ -42,15 +40,14 @@ const BACKEND: &str = "grpc";
 /// # }
 /// ```
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
-pub mod proto {
-    tonic::include_proto!("switchboard.v1");
-}
+pub mod proto;
 
 /// The scheme table's entry point for `grpc://`.
 pub(crate) fn connect_boxed(endpoint: Endpoint) -> ConnectFuture {
     Box::pin(async move {
         let settings = crate::http::mesh::HttpSettings::from_grpc_endpoint(endpoint)?;
-        let transport: Arc<dyn crate::Transport> = Arc::new(GrpcTransport::start(settings).await?);
+        let transport: Arc<dyn crate::transport::Transport> =
+            Arc::new(GrpcTransport::start(settings).await?);
         Ok(transport)
     })
 }

@@ -104,7 +104,7 @@ pub(super) fn reply_for(status: Status, peer: &str, subject: &str) -> Result<Mes
 /// The error for a peer that refused this service's bearer token.
 pub(super) fn unauthorized(peer: &str) -> Error {
     Error::backend(
-        super::BACKEND,
+        super::convert::BACKEND,
         format!("{peer} rejected this service's bearer token (gRPC Unauthenticated); check the `token` option"),
     )
 }

@@ -25,7 +25,7 @@ impl GrpcTransport {
     /// Binds the server, starts it, and exchanges snapshots with the configured peers.
     pub(crate) async fn start(settings: HttpSettings) -> Result<Self> {
         let wire = Wire {
-            backend: super::BACKEND,
+            backend: super::convert::BACKEND,
             // gRPC's own form of the address (tonic's `Endpoint`); shown as grpc(s)://.
             scheme: if settings.tls.is_some() {
                 "https"
@@ -96,7 +96,7 @@ impl Transport for GrpcTransport {
         self.mesh.capabilities()
     }
 
-    fn health(&self) -> crate::Health {
+    fn health(&self) -> crate::health::Health {
         self.mesh.health()
     }
 

@@ -13,6 +13,7 @@ mod peer_calls;
 mod server;
 mod serving;
 mod settings;
+mod shared;
 mod tls;
 mod transport;
 mod wire;
@@ -26,7 +27,8 @@ pub(crate) mod mesh {
     pub(crate) use super::peer_calls::PeerCalls;
     pub(crate) use super::serving::{EventRefused, SnapshotRefused};
     pub(crate) use super::settings::HttpSettings;
-    pub(crate) use super::transport::{HttpTransport, Shared, Wire};
+    pub(crate) use super::shared::{Shared, Wire};
+    pub(crate) use super::transport::HttpTransport;
     pub(crate) use super::wire::DELIVER;
 }
 
@@ -40,13 +42,15 @@ pub use settings::{
 pub use tls::HttpTls;
 pub use transport::HttpTransport;
 
-use crate::connect::{ConnectFuture, Endpoint};
+use crate::endpoint::Endpoint;
+use crate::transport::ConnectFuture;
 
 /// The scheme table's entry point for `http://`.
 pub(crate) fn connect_boxed(endpoint: Endpoint) -> ConnectFuture {
     Box::pin(async move {
         let settings = HttpSettings::from_endpoint(endpoint)?;
-        let transport: Arc<dyn crate::Transport> = Arc::new(HttpTransport::start(settings).await?);
+        let transport: Arc<dyn crate::transport::Transport> =
+            Arc::new(HttpTransport::start(settings).await?);
         Ok(transport)
     })
 }

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 
 use super::directory::Snapshot;
 use super::serving::{EventRefused, SnapshotRefused};
-use super::transport::Shared;
+use super::shared::Shared;
 use super::wire::{self as http_wire, DELIVER, HEALTH, SUBSCRIPTIONS};
 use crate::error::Error;
 use crate::message::Message;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::directory::{Refused, Snapshot, Trust};
 use super::settings::{parse_peer, Join};
-use super::transport::Shared;
+use super::shared::Shared;
 use super::wire::parse_deliver;
 use crate::local::Targets;
 use crate::message::Message;

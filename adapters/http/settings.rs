@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::connect::Endpoint;
+use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 
 /// The options `http://` URLs accept (besides the core `request_timeout`).

@@ -10,14 +10,11 @@ use futures_util::future::join_all;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use axum::Router;
-use backon::{ExponentialBuilder, Retryable};
-
 use super::client::PeerClient;
-use super::directory::{Delivery, Directory, EventPlan, Holder, Snapshot, Trust};
+use super::directory::{Delivery, Directory, EventPlan, Holder};
 use super::listener::{self, ConnectionLimits, Protocol};
-use super::peer_calls::PeerCalls;
 use super::settings::HttpSettings;
+use super::shared::{Shared, Wire};
 use super::{server, wire as http_wire};
 use crate::capabilities::{Capabilities, Support};
 use crate::drain::DrainGate;
@@ -26,115 +23,6 @@ use crate::local::{LocalRouter, Targets};
 use crate::message::Message;
 use crate::subscription::Subscription;
 use crate::transport::{GroupAddress, Reach, Recipients, Transport};
-
-/// How services of one backend talk to each other: the HTTP wire, or the gRPC one.
-pub(crate) struct Wire {
-    /// Backend name in errors and capabilities (`http`, `grpc`).
-    pub backend: &'static str,
-    /// The scheme of this service's advertised base URL.
-    pub scheme: &'static str,
-    /// Outgoing calls to peers.
-    pub client: Arc<dyn PeerCalls>,
-    /// The server's routes.
-    pub router: fn(Arc<Shared>) -> Router,
-    /// HTTP/1.1 for `http://`, HTTP/2 for gRPC.
-    pub protocol: Protocol,
-}
-
-/// State shared by the transport, its server and its background sync.
-pub(crate) struct Shared {
-    pub settings: HttpSettings,
-    pub local: LocalRouter,
-    pub(super) directory: Directory,
-    pub backend: &'static str,
-    self_url: String,
-    incarnation: u64,
-    owner: u64,
-    client: Arc<dyn PeerCalls>,
-    /// The newest local generation every reachable peer has been told about.
-    announced: AtomicU64,
-    /// Set by `close`: snapshots from here on tell peers this service is leaving.
-    leaving: AtomicBool,
-}
-
-impl Shared {
-    /// This service's current snapshot.
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot::of(
-            &self.self_url,
-            self.incarnation,
-            self.local.subscriptions(),
-            self.directory.peers(),
-            self.leaving.load(Ordering::SeqCst),
-        )
-    }
-
-    /// Sends this service's snapshot to `peers` at once and learns theirs back.
-    async fn exchange_with(&self, peers: Vec<String>) {
-        let snapshot = self.snapshot();
-        let generation = snapshot.generation;
-        let exchanges = peers.into_iter().map(|peer| {
-            let snapshot = &snapshot;
-            async move {
-                match self.client.exchange(&peer, snapshot).await {
-                    // An answer from an address this service chose to call is believed in full.
-                    Ok(theirs) => {
-                        if let Err(refused) = self.directory.merge(theirs, Trust::Full) {
-                            tracing::warn!(%peer, ?refused, "{}: peer's snapshot not taken in", self.backend);
-                        }
-                    }
-                    Err(err) => {
-                        // Said once per outage (a wrong CA or token shows here),
-                        // then quietly retried every `sync_interval`.
-                        if self.directory.mark_unreachable(&peer) {
-                            tracing::warn!(%peer, error = %err, "{}: peer unreachable for a snapshot exchange; retrying", self.backend);
-                        } else {
-                            tracing::debug!(%peer, error = %err, "{}: peer still unreachable", self.backend);
-                        }
-                    }
-                }
-            }
-        });
-        join_all(exchanges).await;
-        self.announced.fetch_max(generation, Ordering::SeqCst);
-    }
-
-    /// Subscribes on this service, and returns once every reachable peer knows
-    /// (so a publish right after this reaches it).
-    pub(crate) async fn subscribe(&self, subject: &str, group: Option<&str>) -> Subscription {
-        let subscription = self
-            .local
-            .subscribe(self.owner, subject, group, self.settings.buffer);
-        self.announce().await;
-        subscription
-    }
-
-    /// Tells every known peer about this service's subscriptions.
-    pub(crate) async fn announce(&self) {
-        self.exchange_with(self.directory.peers()).await;
-    }
-
-    /// Delivers an event to a peer, retrying transient failures (refused
-    /// connection, timeout, 5xx) with jittered exponential backoff.
-    async fn deliver_to_peer(
-        &self,
-        peer: &str,
-        subject: &str,
-        message: &Message,
-        deliver: &str,
-    ) -> Result<()> {
-        (|| self.client.deliver(peer, subject, message, deliver))
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(20))
-                    .with_max_delay(Duration::from_millis(500))
-                    .with_max_times(self.settings.retries)
-                    .with_jitter(),
-            )
-            .when(|err: &Error| matches!(err, Error::Connect { .. } | Error::Timeout { .. }))
-            .await
-    }
-}
 
 /// An HTTP service: its own server for incoming requests and events, and a
 /// client for its peers. See `adapters/http/docs.md`.
@@ -172,12 +60,12 @@ struct KeepServing {
 }
 
 impl futures_core::Stream for KeepServing {
-    type Item = crate::Incoming;
+    type Item = crate::incoming::Incoming;
 
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<crate::Incoming>> {
+    ) -> std::task::Poll<Option<crate::incoming::Incoming>> {
         std::pin::Pin::new(&mut self.subscription).poll_next(cx)
     }
 }
@@ -619,11 +507,11 @@ impl Transport for HttpTransport {
         &self.capabilities
     }
 
-    fn health(&self) -> crate::Health {
+    fn health(&self) -> crate::health::Health {
         if self.gate.is_closed() {
-            crate::Health::Closed
+            crate::health::Health::Closed
         } else {
-            crate::Health::Connected
+            crate::health::Health::Connected
         }
     }
 

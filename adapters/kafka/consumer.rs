@@ -14,7 +14,7 @@ use rdkafka::{ClientContext, Message as _, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
 use super::convert::{self, BACKEND};
-use super::replies::KafkaResponder;
+use super::responder::KafkaResponder;
 use super::settings::{KafkaSettings, OffsetReset};
 use crate::drain::stop_requested;
 use crate::error::{Error, Result};

@@ -10,6 +10,7 @@ mod consumer;
 mod convert;
 mod probe;
 mod replies;
+mod responder;
 mod settings;
 mod topics;
 mod transport;
@@ -23,13 +24,14 @@ pub use settings::{
 };
 pub use transport::KafkaTransport;
 
-use crate::connect::{ConnectFuture, Endpoint};
+use crate::endpoint::Endpoint;
+use crate::transport::ConnectFuture;
 
 /// The scheme table's entry point for `kafka://`.
 pub(crate) fn connect_boxed(endpoint: Endpoint) -> ConnectFuture {
     Box::pin(async move {
         let settings = KafkaSettings::from_endpoint(endpoint)?;
-        let transport: Arc<dyn crate::Transport> =
+        let transport: Arc<dyn crate::transport::Transport> =
             Arc::new(KafkaTransport::connect(settings).await?);
         Ok(transport)
     })

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
-use crate::connect::Endpoint;
+use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 
 /// The options `kafka://` URLs accept (besides the core `request_timeout` and

@@ -1,7 +1,7 @@
 //! In-process backend (`memory://`): every service in one process, no server.
 //!
 //! The embedded default, for tests, single-binary deployments and local
-//! development. See `adapters/memory/README.md` for options and guarantees.
+//! development. See `adapters/memory/docs.md` for options and guarantees.
 
 mod transport;
 
@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 pub use transport::{MemoryOptions, MemoryTransport, DEFAULT_BUFFER, DEFAULT_MAX_PAYLOAD};
 
-use crate::connect::{ConnectFuture, Endpoint};
+use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::transport::ConnectFuture;
 
 /// The options `memory://` URLs accept.
 pub const OPTIONS: &[&str] = &["buffer", "max_payload"];
@@ -56,7 +57,7 @@ pub fn parse_url(endpoint: Endpoint) -> Result<(String, MemoryOptions)> {
 pub(crate) fn connect_boxed(endpoint: Endpoint) -> ConnectFuture {
     Box::pin(async move {
         let (name, settings) = parse_url(endpoint)?;
-        let transport: Arc<dyn crate::Transport> =
+        let transport: Arc<dyn crate::transport::Transport> =
             Arc::new(MemoryTransport::with_options(&name, settings));
         Ok(transport)
     })

@@ -129,11 +129,11 @@ impl Transport for MemoryTransport {
         &self.capabilities
     }
 
-    fn health(&self) -> crate::Health {
+    fn health(&self) -> crate::health::Health {
         if self.gate.is_closed() {
-            crate::Health::Closed
+            crate::health::Health::Closed
         } else {
-            crate::Health::Connected
+            crate::health::Health::Connected
         }
     }
 }

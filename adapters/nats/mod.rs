@@ -19,13 +19,14 @@ pub use settings::{
 };
 pub use transport::NatsTransport;
 
-use crate::connect::{ConnectFuture, Endpoint};
+use crate::endpoint::Endpoint;
+use crate::transport::ConnectFuture;
 
 /// The scheme table's entry point for `nats://`.
 pub(crate) fn connect_boxed(endpoint: Endpoint) -> ConnectFuture {
     Box::pin(async move {
         let settings = NatsSettings::from_endpoint(endpoint)?;
-        let transport: Arc<dyn crate::Transport> =
+        let transport: Arc<dyn crate::transport::Transport> =
             Arc::new(NatsTransport::connect(settings).await?);
         Ok(transport)
     })

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::connect::Endpoint;
+use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::subject;
 

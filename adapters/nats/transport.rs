@@ -33,7 +33,7 @@ impl NatsTransport {
     /// within the connect timeout.
     pub async fn connect(settings: NatsSettings) -> Result<Self> {
         let shown_url = format!("nats://{}", settings.servers.join(","));
-        let connect_error = |source: crate::BoxError| Error::Connect {
+        let connect_error = |source: crate::error::BoxError| Error::Connect {
             url: shown_url.clone(),
             source,
         };
@@ -283,18 +283,20 @@ impl Transport for NatsTransport {
         &self.capabilities
     }
 
-    fn health(&self) -> crate::Health {
+    fn health(&self) -> crate::health::Health {
         use async_nats::connection::State;
         if self.gate.is_closed() {
-            return crate::Health::Closed;
+            return crate::health::Health::Closed;
         }
         match self.client().connection_state() {
             State::Connected => match self.slow_consumers.degraded() {
-                Some(reason) => crate::Health::Degraded(reason),
-                None => crate::Health::Connected,
+                Some(reason) => crate::health::Health::Degraded(reason),
+                None => crate::health::Health::Connected,
             },
-            State::Disconnected => crate::Health::Degraded("disconnected, reconnecting".into()),
-            State::Pending => crate::Health::Degraded("connecting".into()),
+            State::Disconnected => {
+                crate::health::Health::Degraded("disconnected, reconnecting".into())
+            }
+            State::Pending => crate::health::Health::Degraded("connecting".into()),
         }
     }
 }

@@ -15,7 +15,8 @@ use crate::backends::Backend;
 use crate::chain;
 use crate::outage::{self, Disruption, OutageRow};
 use crate::support::clusters::{KafkaCluster, NatsCluster};
-use crate::BoxError;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How long a fresh cluster may take to elect its leaders.
 const READY_WITHIN: Duration = Duration::from_secs(90);

@@ -18,7 +18,8 @@ use switchboard::settings::{OutboxSettings, RouteSettings, TransportSettings};
 use switchboard::{Bus, Sent, Settings, Style};
 
 use crate::backends::Backend;
-use crate::BoxError;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Set in the child: it sends instead of running the scenarios.
 pub const ROLE: &str = "SB_SCENARIO_SENDER";

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
+use super::fixture::Fixture;
 use super::support::{ensure, unique_subject, CaseResult, Failure, TempStore, RECEIVE_WITHIN};
-use super::Fixture;
 use crate::bus::Bus;
 use crate::handler::State;
 use crate::message::Message;

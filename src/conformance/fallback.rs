@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::fixture::Fixture;
 use super::support::{
     ensure, expect_silence, receive, unique_subject, CaseResult, Failure, TempStore, RECEIVE_WITHIN,
 };
-use super::Fixture;
 use crate::bus::{Bus, Deferred, Sent};
 use crate::error::ErrorKind;
 use crate::handler::Rejection;

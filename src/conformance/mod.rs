@@ -26,6 +26,7 @@
 mod dedup;
 #[cfg(feature = "outbox")]
 mod fallback;
+mod fixture;
 #[cfg(feature = "outbox")]
 mod outbox;
 mod pubsub;
@@ -47,6 +48,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use crate::bus::Bus;
 use crate::capabilities::{Capabilities, Support};
 use crate::error::Result;
+pub use fixture::Fixture;
 pub use support::{CaseResult, Failure};
 
 /// The environment variable that points the suite at one URL instead of the defaults.
@@ -54,16 +56,6 @@ pub const TEST_URL_ENV: &str = "SWITCHBOARD_TEST_URL";
 
 /// How long one case may run before it counts as hung.
 pub const CASE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// Makes connections to the backend under test, one per simulated service.
-#[async_trait]
-pub trait Fixture: Send + Sync + 'static {
-    /// The backend's name, used as the trial name prefix.
-    fn name(&self) -> &str;
-
-    /// A new, independent connection to the same system.
-    async fn connect(&self) -> Result<Bus>;
-}
 
 /// A fixture that connects to one URL.
 #[derive(Debug, Clone)]

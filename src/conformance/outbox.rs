@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
+use super::fixture::Fixture;
 use super::support::{
     ensure, receive, unique_subject, CaseResult, Failure, TempStore, RECEIVE_WITHIN,
 };
-use super::Fixture;
 use crate::message::Message;
 use crate::settings::OutboxSettings;
 

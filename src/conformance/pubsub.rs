@@ -3,10 +3,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use super::fixture::Fixture;
 use super::support::{
     ensure, expect_silence, receive, unique_subject, CaseResult, Failure, RECEIVE_WITHIN,
 };
-use super::Fixture;
 use crate::message::Message;
 use crate::subscription::Subscription;
 

@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
+use super::fixture::Fixture;
 use super::support::{ensure, expect_kind, unique_subject, CaseResult, Failure};
-use super::Fixture;
 use crate::error::{Error, ErrorKind};
 use crate::message::Message;
 use crate::subscription::Subscription;

@@ -9,11 +9,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use super::fixture::Fixture;
 use super::support::{
     ensure, expect_kind, receive as next_within, unique_subject, CaseResult, Failure,
     RECEIVE_WITHIN, SILENCE_FOR,
 };
-use super::Fixture;
 use crate::bus::{Bus, Sent};
 use crate::error::ErrorKind;
 use crate::handler::{Rejection, State};

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::fixture::Fixture;
 use super::support::{ensure, expect_kind, unique_subject, CaseResult, Failure, RECEIVE_WITHIN};
-use super::Fixture;
 use crate::error::{Error, ErrorKind};
 use crate::message::Message;
 use crate::service::Service;

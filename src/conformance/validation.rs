@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use super::fixture::Fixture;
 use super::support::{ensure, expect_kind, patterned_payload, receive, unique_subject, CaseResult};
-use super::Fixture;
 use crate::error::ErrorKind;
 use crate::message::Message;
 

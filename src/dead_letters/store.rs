@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
 
-use super::DeadLetter;
+use super::letter::DeadLetter;
 use crate::error::{Error, Result};
 use crate::store_file;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::Rejection;
 use crate::headers::Headers;
 use crate::settings::Style;
-use crate::trace_context::TraceContext;
+use crate::trace::TraceContext;
 
 /// Shared values given to a service once with [`Service::state`](crate::Service::state),
 /// looked up by type when a handler asks for [`State<S>`].

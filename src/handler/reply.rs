@@ -33,6 +33,7 @@ pub struct Rejection {
     code: Option<String>,
     undecodable: bool,
     permanent: bool,
+    panicked: bool,
     origin: Option<Origin>,
 }
 
@@ -44,6 +45,7 @@ impl Rejection {
             code: None,
             undecodable: false,
             permanent: false,
+            panicked: false,
             origin: None,
         }
     }
@@ -90,6 +92,20 @@ impl Rejection {
         self.undecodable
     }
 
+    /// Whether the handler panicked (the message says with what); a request
+    /// gets an error reply and an event is retried, as for any refusal.
+    pub fn is_panic(&self) -> bool {
+        self.panicked
+    }
+
+    /// The rejection for a handler that panicked with `panic`'s message.
+    pub(crate) fn panicked(message: &str) -> Self {
+        Rejection {
+            panicked: true,
+            ..Rejection::new(format!("handler panicked: {message}"))
+        }
+    }
+
     pub(crate) fn undecodable(err: Error) -> Self {
         let message = match err {
             // The reply's status already says it is a codec error.
@@ -101,6 +117,7 @@ impl Rejection {
             code: None,
             undecodable: true,
             permanent: false,
+            panicked: false,
             origin: None,
         }
     }
@@ -140,6 +157,7 @@ impl From<Error> for Rejection {
                 code,
                 undecodable: false,
                 permanent: false,
+                panicked: false,
                 origin: origin.map(|origin| *origin),
             },
             _ => Rejection::new(err.to_string()).with_code(err.kind().as_str()),

@@ -8,11 +8,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::capabilities::Capabilities;
+use super::layered::{Layer, Layered};
 use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::message::Message;
-use crate::subscription::Subscription;
 use crate::transport::{GroupAddress, Reach, Recipients, Transport};
 
 /// When a circuit opens and how it recovers (the `[resilience.circuit_breaker]` table).
@@ -79,8 +78,10 @@ struct Circuit {
 const MAX_TRACKED: usize = 4096;
 
 /// Opens a circuit per subject after repeated failures (see [`CircuitBreakerPolicy`]).
-pub struct CircuitBreakerLayer {
-    inner: Arc<dyn Transport>,
+pub type CircuitBreakerLayer = Layered<CircuitBreaker>;
+
+/// The circuits of a [`CircuitBreakerLayer`], one per destination subject.
+pub struct CircuitBreaker {
     policy: CircuitBreakerPolicy,
     circuits: Mutex<HashMap<String, Circuit>>,
 }
@@ -91,18 +92,24 @@ enum Admission {
     Probe,
 }
 
-impl CircuitBreakerLayer {
+impl Layered<CircuitBreaker> {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn Transport>, policy: CircuitBreakerPolicy) -> Self {
-        CircuitBreakerLayer {
-            inner,
+        let breaker = CircuitBreaker {
             policy,
             circuits: Mutex::new(HashMap::new()),
-        }
+        };
+        Layered::wrap(inner, breaker)
     }
 
     /// The state of the circuit for `subject` (closed if never called).
     pub fn state(&self, subject: &str) -> CircuitState {
+        self.layer().state(subject)
+    }
+}
+
+impl CircuitBreaker {
+    fn state(&self, subject: &str) -> CircuitState {
         self.circuits
             .lock()
             .unwrap()
@@ -219,7 +226,7 @@ impl CircuitBreakerLayer {
 /// Settles a probe whose caller gave up before it finished: a half-open
 /// circuit must not wait forever for its outcome.
 struct Pending<'a> {
-    layer: &'a CircuitBreakerLayer,
+    layer: &'a CircuitBreaker,
     subject: &'a str,
     admission: Option<Admission>,
 }
@@ -237,68 +244,58 @@ fn unhealthy(err: &Error) -> bool {
 }
 
 #[async_trait]
-impl Transport for CircuitBreakerLayer {
-    async fn request(&self, subject: &str, message: Message, timeout: Duration) -> Result<Message> {
+impl Layer for CircuitBreaker {
+    async fn request(
+        &self,
+        inner: &dyn Transport,
+        subject: &str,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<Message> {
         self.guarded(
             subject,
-            self.inner.request(subject, message, timeout),
+            inner.request(subject, message, timeout),
             |outcome| outcome.as_ref().err().is_some_and(unhealthy),
         )
         .await
     }
 
-    async fn publish(&self, subject: &str, message: Message) -> Result<()> {
-        self.publish_reaching(subject, message).await.map(|_| ())
+    async fn publish(&self, inner: &dyn Transport, subject: &str, message: Message) -> Result<()> {
+        self.publish_reaching(inner, subject, message)
+            .await
+            .map(|_| ())
     }
 
-    async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
-        let publish = self.inner.publish_reaching(subject, message);
+    async fn publish_reaching(
+        &self,
+        inner: &dyn Transport,
+        subject: &str,
+        message: Message,
+    ) -> Result<Reach> {
+        let publish = inner.publish_reaching(subject, message);
         self.guarded(subject, publish, |outcome| {
             outcome.as_ref().err().is_some_and(unhealthy)
         })
         .await
     }
 
-    fn live_groups(&self, subject: &str) -> Option<Vec<GroupAddress>> {
-        self.inner.live_groups(subject)
-    }
-
     async fn publish_to(
         &self,
+        inner: &dyn Transport,
         subject: &str,
         message: Message,
         plain: bool,
         groups: &[GroupAddress],
     ) -> Result<Recipients> {
-        let publish = self.inner.publish_to(subject, message, plain, groups);
+        let publish = inner.publish_to(subject, message, plain, groups);
         self.guarded(subject, publish, |outcome| {
             outcome.as_ref().err().is_some_and(unhealthy)
         })
         .await
     }
 
-    async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {
-        self.inner.subscribe(subject, group).await
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.inner.close().await
-    }
-
-    fn capabilities(&self) -> &Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn local_address(&self) -> Option<std::net::SocketAddr> {
-        self.inner.local_address()
-    }
-
-    fn redelivers(&self, subject_or_pattern: &str) -> bool {
-        self.inner.redelivers(subject_or_pattern)
-    }
-
-    fn health(&self) -> Health {
-        let inner = self.inner.health();
+    fn health(&self, inner: &dyn Transport) -> Health {
+        let inner = inner.health();
         if inner != Health::Connected {
             return inner;
         }

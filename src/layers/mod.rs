@@ -1,5 +1,7 @@
 //! Resilience layers: wrappers that are themselves a [`Transport`], so they
 //! compose around any backend and the conformance suite runs through them.
+//! Each is a [`Layer`] (what it changes about requests and publishes) inside
+//! a [`Layered`] transport (which passes everything else on).
 //!
 //! From the outside in: [`ConcurrencyLimitLayer`] (bulkhead),
 //! [`TimeoutLayer`] (per-subject timeouts), [`RetryLayer`] (backoff, safe
@@ -10,6 +12,7 @@
 
 mod circuit_breaker;
 mod concurrency_limit;
+mod layered;
 mod retry;
 mod timeout;
 
@@ -19,10 +22,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use circuit_breaker::{CircuitBreakerLayer, CircuitBreakerPolicy, CircuitState};
-pub use concurrency_limit::ConcurrencyLimitLayer;
+pub use circuit_breaker::{
+    CircuitBreaker, CircuitBreakerLayer, CircuitBreakerPolicy, CircuitState,
+};
+pub use concurrency_limit::{Bulkhead, ConcurrencyLimitLayer};
+pub use layered::{Layer, Layered};
 pub use retry::{RetryLayer, RetryPolicy};
-pub use timeout::TimeoutLayer;
+pub use timeout::{TimeoutLayer, Timeouts};
 
 use crate::error::{Error, Result};
 use crate::subject;
@@ -82,7 +88,7 @@ impl Default for ConcurrencyLimits {
         ConcurrencyLimits {
             outgoing: 1024,
             max_wait: Duration::from_secs(5),
-            handlers: crate::service::DEFAULT_CONCURRENCY,
+            handlers: crate::limits::DEFAULT_CONCURRENCY,
         }
     }
 }

@@ -8,12 +8,10 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::capabilities::Capabilities;
+use super::layered::{Layer, Layered};
 use crate::error::{Error, ErrorKind, Result};
-use crate::health::Health;
 use crate::message::Message;
-use crate::subscription::Subscription;
-use crate::transport::{GroupAddress, Reach, Recipients, Transport};
+use crate::transport::{Reach, Transport};
 use crate::wire;
 
 /// When and how often to retry (the `[resilience.retry]` settings table).
@@ -58,23 +56,22 @@ impl Default for RetryPolicy {
 }
 
 /// Retries failed calls as its [`RetryPolicy`] allows.
-pub struct RetryLayer {
-    inner: Arc<dyn Transport>,
-    policy: RetryPolicy,
-}
+pub type RetryLayer = Layered<RetryPolicy>;
 
-impl RetryLayer {
+impl Layered<RetryPolicy> {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn Transport>, policy: RetryPolicy) -> Self {
-        RetryLayer { inner, policy }
+        Layered::wrap(inner, policy)
     }
+}
 
+impl RetryPolicy {
     fn backoff(&self) -> impl Iterator<Item = Duration> {
         let builder = ExponentialBuilder::default()
-            .with_min_delay(self.policy.min_delay)
-            .with_max_delay(self.policy.max_delay)
-            .with_max_times(self.policy.attempts.saturating_sub(1) as usize);
-        if self.policy.jitter {
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.attempts.saturating_sub(1) as usize);
+        if self.jitter {
             builder.with_jitter().build()
         } else {
             builder.build()
@@ -85,7 +82,7 @@ impl RetryLayer {
         match outcome {
             Err(err) => matches!(err.kind(), ErrorKind::NoResponders | ErrorKind::Connect),
             Ok(reply) => {
-                self.policy.remote_errors
+                self.remote_errors
                     && wire::error_from_reply(subject, reply)
                         .is_some_and(|err| err.kind() == ErrorKind::Remote)
             }
@@ -94,8 +91,14 @@ impl RetryLayer {
 }
 
 #[async_trait]
-impl Transport for RetryLayer {
-    async fn request(&self, subject: &str, message: Message, timeout: Duration) -> Result<Message> {
+impl Layer for RetryPolicy {
+    async fn request(
+        &self,
+        inner: &dyn Transport,
+        subject: &str,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<Message> {
         let deadline = Instant::now() + timeout;
         let mut pauses = self.backoff();
         loop {
@@ -106,10 +109,7 @@ impl Transport for RetryLayer {
                     timeout,
                 });
             }
-            let outcome = self
-                .inner
-                .request(subject, message.clone(), remaining)
-                .await;
+            let outcome = inner.request(subject, message.clone(), remaining).await;
             if !self.request_may_retry(subject, &outcome) {
                 return outcome;
             }
@@ -123,16 +123,23 @@ impl Transport for RetryLayer {
         }
     }
 
-    async fn publish(&self, subject: &str, message: Message) -> Result<()> {
-        self.publish_reaching(subject, message).await.map(|_| ())
+    async fn publish(&self, inner: &dyn Transport, subject: &str, message: Message) -> Result<()> {
+        self.publish_reaching(inner, subject, message)
+            .await
+            .map(|_| ())
     }
 
-    async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
+    async fn publish_reaching(
+        &self,
+        inner: &dyn Transport,
+        subject: &str,
+        message: Message,
+    ) -> Result<Reach> {
         let mut pauses = self.backoff();
         loop {
-            let outcome = self.inner.publish_reaching(subject, message.clone()).await;
-            let retry = self.policy.publish
-                && matches!(&outcome, Err(err) if err.kind() == ErrorKind::Connect);
+            let outcome = inner.publish_reaching(subject, message.clone()).await;
+            let retry =
+                self.publish && matches!(&outcome, Err(err) if err.kind() == ErrorKind::Connect);
             match (retry, pauses.next()) {
                 (true, Some(pause)) => {
                     tracing::debug!(%subject, ?pause, "retrying publish");
@@ -141,43 +148,5 @@ impl Transport for RetryLayer {
                 _ => return outcome,
             }
         }
-    }
-
-    fn live_groups(&self, subject: &str) -> Option<Vec<GroupAddress>> {
-        self.inner.live_groups(subject)
-    }
-
-    async fn publish_to(
-        &self,
-        subject: &str,
-        message: Message,
-        plain: bool,
-        groups: &[GroupAddress],
-    ) -> Result<Recipients> {
-        self.inner.publish_to(subject, message, plain, groups).await
-    }
-
-    async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {
-        self.inner.subscribe(subject, group).await
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.inner.close().await
-    }
-
-    fn capabilities(&self) -> &Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn local_address(&self) -> Option<std::net::SocketAddr> {
-        self.inner.local_address()
-    }
-
-    fn redelivers(&self, subject_or_pattern: &str) -> bool {
-        self.inner.redelivers(subject_or_pattern)
-    }
-
-    fn health(&self) -> Health {
-        self.inner.health()
     }
 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use tokio::sync::{mpsc, watch};
 
-use super::inline::InlineSlot;
 use crate::incoming::Incoming;
+use crate::inline::InlineSlot;
 use crate::subject;
 
 /// A subscribed (pattern, queue group) pair.

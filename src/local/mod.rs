@@ -3,7 +3,6 @@
 //! backend uses it to hand what arrives over HTTP to its local subscribers.
 
 mod hub;
-mod inline;
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -17,13 +16,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::{Error, Result};
 use crate::incoming::{Incoming, Responder};
+use crate::inline::{InlineAnswer, InlineSlot, RunsToCompletion};
 use crate::message::Message;
 use crate::subscription::Subscription;
 use crate::transport::{GroupAddress, Recipients};
 pub(crate) use hub::Interest;
 use hub::{Group, Hub, Member, Routes};
-use inline::RunsToCompletion;
-pub(crate) use inline::{InlineAnswer, InlineSlot};
 
 /// Which local subscribers a delivery goes to.
 #[derive(Debug, Clone, Copy)]

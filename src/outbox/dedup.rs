@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::now_ms;
+use super::shared::now_ms;
 use super::store::Store;
 
 /// How often remembered ids past their window are removed from the file.

@@ -24,12 +24,13 @@
 
 mod dedup;
 mod relay;
+mod shared;
 mod store;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
@@ -40,6 +41,7 @@ use crate::settings::outbox::OutboxSettings;
 use crate::wire;
 pub(crate) use dedup::{Begun, Claim, Dedup};
 pub(crate) use relay::Routes;
+use shared::{now_ms, Shared};
 use store::{Entry, Store};
 
 /// Sends waiting for the writer at once; the writer commits them together.
@@ -160,18 +162,6 @@ pub(crate) struct Outbox {
     stop: watch::Sender<bool>,
     /// The writer and the relay, awaited by [`close`](Self::close).
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
-}
-
-/// What the writer, the relay and the bus share.
-struct Shared {
-    store: Store,
-    settings: OutboxSettings,
-    /// Events in the file (sends committed, minus events removed).
-    pending: AtomicU64,
-    /// Events dead-lettered because no recipient took them within `max_age`.
-    expired: AtomicU64,
-    /// Wakes the relay when a send was committed.
-    committed: Notify,
 }
 
 /// One send and who waits for its commit.
@@ -333,11 +323,4 @@ async fn write(
 /// A random id for a send: 128 bits from the thread-local generator, as hex.
 fn new_message_id() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
-}
-
-fn now_ms() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }

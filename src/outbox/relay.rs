@@ -16,8 +16,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::shared::{now_ms, Shared};
 use super::store::{Entry, Pending};
-use super::{now_ms, Shared};
 use crate::error::{Error, Result};
 use crate::subject;
 use crate::transport::{GroupAddress, Reach, Transport};

@@ -1,7 +1,14 @@
 //! Services: handlers registered by subject, each serving requests and events alike, run until shutdown.
 
+mod context;
+mod dead_letter;
 mod dedup;
-mod event_policy;
+mod events;
+mod invoke;
+mod keyed;
+mod recover;
+mod requests;
+mod retry;
 mod serve;
 mod shutdown;
 mod signal;
@@ -14,20 +21,14 @@ use tokio::task::JoinSet;
 
 use crate::bus::Bus;
 use crate::error::{Error, Result};
-use crate::handler::{Context, Handler, HandlerFuture, StateMap};
-use crate::message::Message;
+use crate::handler::{Handler, StateMap};
 use crate::subject;
 
-pub(crate) use dedup::Dedup;
-pub use event_policy::{EventPolicy, DEFAULT_DEAD_LETTER, DEFAULT_SHUTDOWN_GRACE};
+pub use crate::limits::DEFAULT_CONCURRENCY;
+pub use crate::settings::events::{EventPolicy, DEFAULT_DEAD_LETTER, DEFAULT_SHUTDOWN_GRACE};
+use context::{ErasedHandler, RouteContext};
 pub use shutdown::{RunningService, ShutdownReport};
 pub use signal::run_until_signal;
-
-/// Messages one route handles at once unless [`Service::concurrency`] says otherwise.
-pub const DEFAULT_CONCURRENCY: usize = 256;
-
-/// A handler with its types erased, as a route stores it.
-type ErasedHandler = Arc<dyn Fn(Message, Context) -> HandlerFuture + Send + Sync>;
 
 struct Route {
     subject: String,
@@ -199,7 +200,7 @@ impl Service {
                 .serve_subscription(&route.subject, &self.name)
                 .await?;
             let dedup = self.bus.dedup_for(&self.name, &route.subject)?;
-            let context = Arc::new(serve::RouteContext {
+            let context = Arc::new(RouteContext {
                 dedup,
                 service: self.name.clone(),
                 backend: self.bus.backend_for(&route.subject),

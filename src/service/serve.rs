@@ -1,9 +1,9 @@
-//! Serving one route: every message, request or event, goes through the same handler.
+//! Serving one route: its loop takes messages under the route's concurrency
+//! limit, in order per key, answers requests inline where the backend
+//! delivers in process, and at shutdown handles, returns or counts what it
+//! was given. How each message is handled depends on how it arrived.
 
-use std::any::Any;
-use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,38 +12,18 @@ use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use super::dedup::{self, Begun, Dedup};
-use super::shutdown::{HeldOutcome, Signal};
-use super::{ErasedHandler, EventPolicy};
-use crate::bus::Bus;
-use crate::error::{ErrorKind, Origin};
-use crate::handler::{Context, Rejection, StateMap};
+use super::context::{ErasedHandler, RouteContext};
+use super::events::handle_event;
+use super::keyed::KeyedQueue;
+use super::requests::{answer, reply_for, skip_expired};
+use super::shutdown::HeldOutcome;
 use crate::incoming::Incoming;
-use crate::local::InlineAnswer;
+use crate::inline::InlineAnswer;
 use crate::message::Message;
-use crate::observe::{self, observe_with, Operation};
-use crate::settings::Style;
 use crate::subscription::Subscription;
-use crate::trace_context::TraceContext;
 use crate::wire;
 
-/// What every message on one route needs to know about where it runs.
-pub(super) struct RouteContext {
-    pub(super) service: String,
-    pub(super) route: String,
-    pub(super) backend: &'static str,
-    pub(super) policy: EventPolicy,
-    /// The dead-letter subject, published through `bus`.
-    pub(super) dead_letter: Option<String>,
-    pub(super) bus: Bus,
-    pub(super) state: Arc<StateMap>,
-    pub(super) shutdown: Signal,
-    /// Whether a nacked event comes back (Kafka, JetStream).
-    pub(super) redelivers: bool,
-    /// The route's memory of handled message ids (`dedup` in the route table).
-    pub(super) dedup: Option<Arc<Dedup>>,
-}
-
+/// Serves `subscription` with `handler` until the service shuts down.
 pub(super) async fn serve(
     context: Arc<RouteContext>,
     mut subscription: Subscription,
@@ -127,7 +107,7 @@ struct RouteLoop<'a> {
     in_flight: JoinSet<Option<String>>,
     /// Events with a key (`sb-key`) run one at a time per key, in arrival
     /// order; each busy key's later events wait here with their permits.
-    keys: KeyedQueue,
+    keys: KeyedQueue<Held>,
     permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -241,7 +221,7 @@ impl RouteLoop<'_> {
 /// and counted as such.
 async fn release(context: &RouteContext, mut incoming: Incoming) {
     let subject = incoming.shared_subject();
-    settle(context, &subject, incoming.nack().await);
+    context.settle(&subject, incoming.nack().await);
     let outcome = match context.redelivers {
         true => HeldOutcome::Returned,
         false => {
@@ -290,7 +270,7 @@ impl Running<'_> {
 
     /// Once an event of `key` finished: starts the next waiting behind it,
     /// and the ones after while each finishes at once; frees the key when none waits.
-    fn next_of_key(&mut self, keys: &mut KeyedQueue, key: String) {
+    fn next_of_key(&mut self, keys: &mut KeyedQueue<Held>, key: String) {
         let mut key = key;
         while let Some(waiting) = keys.next_for(&key) {
             match self.start(waiting, Some(key)) {
@@ -326,503 +306,11 @@ impl InlineAnswer for InlineRoute {
     }
 }
 
-/// Per-key order for concurrent routes: which keys have an event running,
-/// and the events waiting behind each.
-#[derive(Default)]
-struct KeyedQueue {
-    busy: HashMap<String, VecDeque<Held>>,
-    waiting: usize,
-}
-
-impl KeyedQueue {
-    /// `Some(held)` to run it now (its key was free); `None` when it waits.
-    fn start_or_wait(&mut self, key: &str, held: Held) -> Option<Held> {
-        match self.busy.get_mut(key) {
-            Some(queue) => {
-                queue.push_back(held);
-                self.waiting += 1;
-                None
-            }
-            None => {
-                self.busy.insert(key.to_owned(), VecDeque::new());
-                Some(held)
-            }
-        }
-    }
-
-    /// The next event of `key` once its running one finished; frees the key when none waits.
-    fn next_for(&mut self, key: &str) -> Option<Held> {
-        let queue = self.busy.get_mut(key)?;
-        match queue.pop_front() {
-            Some(held) => {
-                self.waiting -= 1;
-                Some(held)
-            }
-            None => {
-                self.busy.remove(key);
-                None
-            }
-        }
-    }
-}
-
 /// How the message arrived decides what happens, never how the handler was registered.
 async fn handle(context: &RouteContext, incoming: Incoming, handler: &ErasedHandler) {
     if incoming.expects_reply() {
         answer(context, incoming, handler).await;
     } else {
         handle_event(context, incoming, handler).await;
-    }
-}
-
-/// The trace a received message continues: (the caller's context, this
-/// handler's), or a new trace if the message carries none.
-fn incoming_trace(message: &Message) -> (TraceContext, TraceContext) {
-    match TraceContext::from_headers(&message.headers) {
-        Some(parent) => {
-            let child = parent.child();
-            (parent, child)
-        }
-        None => {
-            let root = TraceContext::new_root();
-            (root.clone(), root)
-        }
-    }
-}
-
-/// The handler's context; the headers move out of `message` (the handler
-/// decodes only its payload), so nothing is copied per call.
-fn handler_context(
-    context: &RouteContext,
-    subject: &Arc<str>,
-    message: &mut Message,
-    trace: &TraceContext,
-    style: Style,
-) -> Context {
-    Context {
-        subject: subject.clone(),
-        headers: std::mem::take(&mut message.headers),
-        trace: trace.clone(),
-        style,
-        state: context.state.clone(),
-    }
-}
-
-/// Runs the handler once, turning a panic into a rejection.
-async fn run_once(
-    handler: &ErasedHandler,
-    message: Message,
-    handler_context: Context,
-) -> Result<Message, Rejection> {
-    match AssertUnwindSafe(handler(message, handler_context))
-        .catch_unwind()
-        .await
-    {
-        Ok(outcome) => outcome,
-        Err(panic) => Err(Rejection::new(format!(
-            "handler panicked: {}",
-            panic_message(&panic)
-        ))),
-    }
-}
-
-/// Runs the handler once inside the handler's trace and span, recording the
-/// outcome's error kind: (caller's context, handler's context) in `traces`.
-async fn run_observed(
-    context: &RouteContext,
-    operation: Operation,
-    subject: &Arc<str>,
-    handler: &ErasedHandler,
-    message: Message,
-    (parent, trace): (&TraceContext, &TraceContext),
-    style: Style,
-) -> Result<Message, Rejection> {
-    let mut message = message;
-    let handler_context = handler_context(context, subject, &mut message, trace, style);
-    let run = run_once(handler, message, handler_context);
-    observe_with(
-        operation,
-        subject,
-        context.backend,
-        Some(parent),
-        trace.clone().scope(run),
-        |outcome| match outcome {
-            Ok(_) => None,
-            Err(rejection) if rejection.is_undecodable() => Some(ErrorKind::Codec),
-            Err(_) => Some(ErrorKind::Remote),
-        },
-    )
-    .await
-}
-
-/// The error reply for a handler's rejection, naming who refused first: the
-/// service further down that the rejection came from, or this one.
-fn rejection_reply(context: &RouteContext, subject: &str, rejection: &Rejection) -> Message {
-    if rejection.is_undecodable() {
-        return wire::error_reply(wire::STATUS_CODEC_ERROR, rejection.message());
-    }
-    let here;
-    let origin = match rejection.origin() {
-        Some(origin) => origin,
-        None => {
-            here = Origin {
-                service: context.service.clone(),
-                subject: subject.to_owned(),
-            };
-            &here
-        }
-    };
-    wire::handler_error_reply(rejection.code(), rejection.message(), Some(origin))
-}
-
-async fn answer(context: &RouteContext, mut incoming: Incoming, handler: &ErasedHandler) {
-    let subject = incoming.shared_subject();
-    if incoming.is_expired() {
-        skip_expired(context, &subject);
-        settle(context, &subject, incoming.ack().await);
-        return;
-    }
-    let reply = reply_for(context, &subject, incoming.take_message(), handler).await;
-    if let Err(err) = incoming.send_reply(reply).await {
-        // The caller's reply address was bad or is gone: count it, keep serving.
-        tracing::warn!(%subject, service = %context.service, error = %err, "could not send reply");
-        observe::undeliverable_reply(&context.service, &context.route);
-        context.shutdown.count_undeliverable();
-    }
-    // Answered: on backends that redeliver (Kafka), the request must not come back.
-    if let Err(err) = incoming.ack().await {
-        tracing::debug!(%subject, error = %err, "could not acknowledge request");
-    }
-}
-
-/// A request whose caller already gave up is not handled: the caller got a
-/// timeout (and may have retried), so running the handler now would do work
-/// nobody waits for, possibly twice.
-fn skip_expired(context: &RouteContext, subject: &str) {
-    tracing::warn!(%subject, service = %context.service, "request expired before it was handled; skipped");
-    observe::expired(&context.service, &context.route);
-    context.shutdown.count_expired();
-}
-
-/// The reply to one request: the handler's result, or the error reply for
-/// its rejection or panic.
-async fn reply_for(
-    context: &RouteContext,
-    subject: &Arc<str>,
-    message: Message,
-    handler: &ErasedHandler,
-) -> Message {
-    let (parent, trace) = incoming_trace(&message);
-    let outcome = run_observed(
-        context,
-        Operation::HandleRequest,
-        subject,
-        handler,
-        message,
-        (&parent, &trace),
-        Style::Sync,
-    )
-    .await;
-    match outcome {
-        Ok(reply) => reply,
-        Err(rejection) => {
-            if rejection.message().starts_with("handler panicked") {
-                tracing::error!(%subject, service = %context.service, "{}", rejection.message());
-            }
-            rejection_reply(context, subject, &rejection)
-        }
-    }
-}
-
-/// The pause before retrying an event whose handler failed `failures` times
-/// in a row: 100 ms, doubling up to 5 s.
-pub(super) fn retry_pause(failures: u32) -> Duration {
-    let millis = 50u64.saturating_mul(1 << failures.min(7));
-    Duration::from_millis(millis.min(5_000))
-}
-
-/// Why an event's handling ended without success.
-struct GaveUp {
-    reason: String,
-    /// The last rejection's code, if it had one.
-    code: Option<String>,
-    attempts: u32,
-    /// Retrying cannot help: the payload did not decode, or the handler
-    /// refused for good (a permanent rejection or a final code).
-    is_final: bool,
-    /// Shutdown's grace ran out before the retries did.
-    at_shutdown: bool,
-}
-
-async fn handle_event(context: &RouteContext, mut incoming: Incoming, handler: &ErasedHandler) {
-    let subject = incoming.shared_subject();
-    // The id is looked up only on a route with dedup: no work per event elsewhere.
-    let dedup_id = context
-        .dedup
-        .as_ref()
-        .and_then(|dedup| Some((dedup, dedup::delivery_id(&incoming)?)));
-    let claim = match dedup_id {
-        Some((dedup, id)) => match dedup.begin(&id).await {
-            Begun::Handled => {
-                tracing::debug!(%subject, service = %context.service, id, "event already handled (dedup); skipped");
-                observe::duplicate(&context.service, &context.route);
-                context.shutdown.count_duplicate();
-                settle(context, &subject, incoming.ack().await);
-                return;
-            }
-            Begun::Fresh(claim) => Some(claim),
-        },
-        None => None,
-    };
-    let message = incoming.take_message();
-    let (parent, trace) = incoming_trace(&message);
-    // A sync command published instead of sent: its outcome is published back.
-    let deferred = message.headers.get(wire::DEFERRED_ID).map(str::to_owned);
-    let mut reply = None;
-    let mut stopping = context.shutdown.watch();
-    // Set once this event has waited to retry while the service was stopping.
-    let mut held_at_shutdown = false;
-    let mut attempts = 0u32;
-    let gave_up = loop {
-        attempts += 1;
-        let outcome = run_observed(
-            context,
-            Operation::HandleEvent,
-            &subject,
-            handler,
-            message.clone(),
-            (&parent, &trace),
-            Style::Async,
-        )
-        .await;
-        let rejection = match outcome {
-            Ok(answer) => {
-                reply = Some(answer);
-                break None;
-            }
-            Err(rejection) => rejection,
-        };
-        let reason = rejection.message().to_owned();
-        let is_final = context.policy.is_final(&rejection);
-        if is_final || attempts >= context.policy.max_attempts {
-            break Some(GaveUp {
-                reason,
-                code: rejection.code().map(str::to_owned),
-                attempts,
-                is_final,
-                at_shutdown: false,
-            });
-        }
-        let rejection_code = rejection.code().map(str::to_owned);
-        tracing::warn!(%subject, service = %context.service, attempts, %reason, "event handler failed; retrying");
-        observe::redelivery(&context.service, &context.route);
-        // Wait before the next attempt; a shutdown whose grace ends first stops the retries.
-        let wake = tokio::time::Instant::now() + retry_pause(attempts);
-        let out_of_grace = loop {
-            if let Some(deadline) = context.shutdown.deadline() {
-                held_at_shutdown = true;
-                if deadline < wake {
-                    break true;
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep_until(wake) => break false,
-                changed = stopping.changed() => if changed.is_err() { break false },
-            }
-        };
-        if out_of_grace {
-            break Some(GaveUp {
-                reason: format!("service shut down while retrying: {reason}"),
-                code: rejection_code,
-                attempts,
-                is_final: false,
-                at_shutdown: true,
-            });
-        }
-    };
-    let Some(gave_up) = gave_up else {
-        if held_at_shutdown {
-            context.shutdown.record(HeldOutcome::Completed);
-        }
-        // Remembered before the acknowledgement: a redelivery after it is skipped.
-        if let Some(claim) = claim {
-            claim.handled().await;
-        }
-        if let (Some(id), Some(reply)) = (deferred, reply) {
-            publish_outcome(context, &subject, id, reply).await;
-        }
-        settle(context, &subject, incoming.ack().await);
-        return;
-    };
-    let outcome = give_up(context, &subject, incoming, message, &gave_up, claim).await;
-    if let (Some(id), HeldOutcome::DeadLettered | HeldOutcome::Lost) = (deferred, &outcome) {
-        let mut refusal = Message::new(bytes::Bytes::new());
-        let headers = &mut refusal.headers;
-        headers.insert(
-            wire::DEFERRED_ERROR,
-            wire::sanitize_header_value(&gave_up.reason),
-        );
-        headers.insert(wire::DEFERRED_SERVICE, context.service.as_str());
-        if let Some(code) = &gave_up.code {
-            headers.insert(wire::DEFERRED_CODE, wire::sanitize_header_value(code));
-        }
-        publish_outcome(context, &subject, id, refusal).await;
-    }
-    if gave_up.at_shutdown || held_at_shutdown || matches!(outcome, HeldOutcome::Lost) {
-        context.shutdown.record(outcome);
-    }
-}
-
-/// Publishes a deferred command's outcome (its reply, or its refusal as an
-/// error reply) to `deferred.SUBJECT`, marked with the command's id.
-async fn publish_outcome(context: &RouteContext, subject: &str, id: String, mut outcome: Message) {
-    outcome.headers.insert(wire::DEFERRED_ID, id);
-    let outcomes = crate::bus::deferred_outcomes(subject);
-    if let Err(err) = context.bus.publish_reserved(&outcomes, outcome).await {
-        tracing::warn!(%subject, service = %context.service, error = %err, "could not publish a deferred command's outcome");
-    }
-}
-
-/// Dead-letters an event whose handling ended, or nacks it; says which.
-async fn give_up(
-    context: &RouteContext,
-    subject: &str,
-    mut incoming: Incoming,
-    message: Message,
-    gave_up: &GaveUp,
-    claim: Option<dedup::Claim<'_>>,
-) -> HeldOutcome {
-    let GaveUp {
-        reason, attempts, ..
-    } = gave_up;
-    let attempts = *attempts;
-    if let Some(dead_letter_subject) = &context.dead_letter {
-        let letter = dead_letter(&context.service, subject, message, gave_up);
-        match context
-            .bus
-            .publish_reserved(dead_letter_subject, letter)
-            .await
-        {
-            Ok(()) => {
-                tracing::error!(%subject, service = %context.service, attempts, %reason, dead_letter = %dead_letter_subject, "event dead-lettered");
-                observe::dead_letter(&context.service, &context.route);
-                // Dead-lettered is final: a redelivery is not dead-lettered twice.
-                if let Some(claim) = claim {
-                    claim.handled().await;
-                }
-                settle(context, subject, incoming.ack().await);
-                return HeldOutcome::DeadLettered;
-            }
-            Err(err) => {
-                tracing::error!(%subject, service = %context.service, error = %err, "could not dead-letter event");
-            }
-        }
-    } else if gave_up.is_final {
-        // Redelivery cannot change a payload or a final refusal; without a
-        // dead-letter subject it is logged and counted as lost.
-        tracing::error!(%subject, service = %context.service, %reason, code = gave_up.code.as_deref().unwrap_or(""), "event refused for good (final) and there is no dead-letter subject; dropped");
-        settle(context, subject, incoming.ack().await);
-        return HeldOutcome::Lost;
-    }
-    settle(context, subject, incoming.nack().await);
-    if context.redelivers {
-        tracing::error!(%subject, service = %context.service, attempts, %reason, "event handler gave up; nacked for redelivery");
-        HeldOutcome::Returned
-    } else {
-        tracing::error!(%subject, service = %context.service, attempts, %reason, backend = context.backend, "event handler gave up and the backend does not redeliver; event lost");
-        HeldOutcome::Lost
-    }
-}
-
-/// The event as it goes to the dead-letter subject: the original payload and
-/// headers, plus why and where it failed.
-fn dead_letter(service: &str, subject: &str, message: Message, gave_up: &GaveUp) -> Message {
-    let mut letter = dead_letter_of(service, subject, message, &gave_up.reason, gave_up.attempts);
-    if let Some(code) = &gave_up.code {
-        letter
-            .headers
-            .insert(wire::DEAD_LETTER_CODE, wire::sanitize_header_value(code));
-    }
-    let cause = match (gave_up.is_final, gave_up.at_shutdown) {
-        (true, _) => "final",
-        (false, true) => "shutdown",
-        (false, false) => "retries",
-    };
-    letter.headers.insert(wire::DEAD_LETTER_CAUSE, cause);
-    letter
-}
-
-/// The dead letter's payload, user headers, and where and why it failed.
-pub(super) fn dead_letter_of(
-    service: &str,
-    subject: &str,
-    message: Message,
-    reason: &str,
-    attempts: u32,
-) -> Message {
-    let mut letter = Message::new(message.payload);
-    for (name, value) in message.headers.iter() {
-        if wire::carries_over(name) {
-            letter.headers.insert(name, value);
-        }
-    }
-    letter.headers.insert(wire::DEAD_LETTER_SUBJECT, subject);
-    letter
-        .headers
-        .insert(wire::DEAD_LETTER_ERROR, wire::sanitize_header_value(reason));
-    letter
-        .headers
-        .insert(wire::DEAD_LETTER_ATTEMPTS, attempts.to_string());
-    letter.headers.insert(wire::DEAD_LETTER_SERVICE, service);
-    letter
-}
-
-/// Reports an acknowledgement the backend refused: the event may come back
-/// though it was handled, so it is counted and makes the shutdown report unclean.
-fn settle(context: &RouteContext, subject: &str, result: crate::error::Result<()>) {
-    if let Err(err) = result {
-        tracing::warn!(%subject, service = %context.service, error = %err, "could not acknowledge event");
-        context.shutdown.count_unacknowledged();
-    }
-}
-
-fn panic_message(panic: &Box<dyn Any + Send>) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("non-string panic payload")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_pause_grows_and_caps() {
-        assert_eq!(retry_pause(1).as_millis(), 100);
-        assert_eq!(retry_pause(2).as_millis(), 200);
-        assert_eq!(retry_pause(7).as_millis(), 5_000);
-        assert_eq!(retry_pause(u32::MAX).as_millis(), 5_000);
-    }
-
-    #[test]
-    fn dead_letter_keeps_payload_and_user_headers() {
-        let message = Message::new("x")
-            .with_header("tenant", "a")
-            .with_header(wire::CORRELATION_ID, "c1");
-        let letter = dead_letter_of("orders", "orders.placed", message, "bad\nthing", 5);
-        assert_eq!(&letter.payload[..], b"x");
-        assert_eq!(letter.headers.get("tenant"), Some("a"));
-        assert_eq!(letter.headers.get(wire::CORRELATION_ID), None);
-        assert_eq!(
-            letter.headers.get(wire::DEAD_LETTER_ERROR),
-            Some("bad?thing")
-        );
-        assert_eq!(letter.headers.get(wire::DEAD_LETTER_ATTEMPTS), Some("5"));
-        assert_eq!(
-            letter.headers.get(wire::DEAD_LETTER_SUBJECT),
-            Some("orders.placed")
-        );
     }
 }

@@ -1,6 +1,7 @@
 //! Settings: transports, routes and their defaults, from a TOML file and the
 //! environment, through one loader ([`Settings::load`]).
 
+pub(crate) mod events;
 mod graphql;
 pub(crate) mod outbox;
 mod style;
@@ -12,17 +13,15 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bus::Bus;
 use crate::error::{Error, Result};
 use crate::layers::Resilience;
-use crate::service::EventPolicy;
+use events::EventPolicy;
 
-pub use crate::bus::DEFAULT_REQUEST_TIMEOUT;
 pub use graphql::{GraphqlExposure, GraphqlSettings};
 pub use outbox::OutboxSettings;
 pub use style::Style;
 pub use table::{NoSubscriber, RouteDecision, RouteRule, RouteTable, DEFAULT_TRANSPORT};
-pub use transport::{TransportSettings, DEFAULT_URL};
+pub use transport::{TransportSettings, DEFAULT_REQUEST_TIMEOUT, DEFAULT_URL};
 
 /// The environment variable holding the default transport's URL
 /// (`SWITCHBOARD_URL_<SERVICE>` overrides it for one service).
@@ -309,55 +308,10 @@ impl Settings {
         }
         Ok(table)
     }
-
-    /// Connects every transport and returns the [`Bus`] that follows these routes.
-    pub async fn connect(&self) -> Result<Bus> {
-        let table = self.route_table()?;
-        let mut buses = BTreeMap::new();
-        let default = self
-            .transports
-            .get(DEFAULT_TRANSPORT)
-            .cloned()
-            .unwrap_or_default();
-        for (name, config) in std::iter::once((DEFAULT_TRANSPORT, &default)).chain(
-            self.transports
-                .iter()
-                .filter(|(name, _)| name.as_str() != DEFAULT_TRANSPORT)
-                .map(|(name, config)| (name.as_str(), config)),
-        ) {
-            let bus = config.connect().await.map_err(|err| match err {
-                Error::InvalidConfig { message } => {
-                    Error::config(format!("transports.{name}: {message}"))
-                }
-                other => other,
-            })?;
-            tracing::debug!(
-                transport = name,
-                backend = bus.backend(),
-                "transport connected"
-            );
-            let layered = self.resilience.wrap(bus.transport().clone())?;
-            let bus = Bus::new(layered).with_default_timeout(bus.default_timeout());
-            buses.insert(name.to_owned(), bus);
-        }
-        let handlers = self.resilience.concurrency.as_ref().map(|c| c.handlers);
-        let bus = Bus::routed(table, buses, self.events.clone(), handlers)?;
-        let bus = match &self.outbox.path {
-            None => bus,
-            #[cfg(feature = "outbox")]
-            Some(_) => bus.with_outbox(&self.outbox).await?,
-            #[cfg(not(feature = "outbox"))]
-            Some(_) => return Err(Error::config(
-                "`[outbox] path` needs the `outbox` feature of switchboard, which this build does not enable",
-            )),
-        };
-        bus.check_fallbacks()?;
-        Ok(bus)
-    }
 }
 
 /// The message of an [`Error::InvalidConfig`], or the error's text.
-fn config_message(err: Error) -> String {
+pub(crate) fn config_message(err: Error) -> String {
     match err {
         Error::InvalidConfig { message } => message,
         other => other.to_string(),

@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bus::Bus;
 use crate::error::{Error, Result};
 
 /// The URL used when none is configured: the in-process backend.
 pub const DEFAULT_URL: &str = "memory://";
+
+/// The request timeout used when none is configured.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One transport of [`Settings`](crate::Settings): which backend and how.
 ///
@@ -65,7 +67,7 @@ impl TransportSettings {
     /// The URL is checked as [`connect`](crate::connect) reads it, so a
     /// cluster's host list (`nats://a:4222,b:4222`) is accepted here too.
     pub fn to_url(&self) -> Result<String> {
-        crate::connect::Endpoint::parse(&self.url).map_err(|e| match e {
+        crate::endpoint::Endpoint::parse(&self.url).map_err(|e| match e {
             Error::InvalidConfig { message } => Error::config(format!("key `url`: {message}")),
             other => other,
         })?;
@@ -104,11 +106,6 @@ impl TransportSettings {
             .as_deref()
             .map(|t| crate::options::parse_duration("request_timeout", t))
             .transpose()
-    }
-
-    /// Connects to the configured backend.
-    pub async fn connect(&self) -> Result<Bus> {
-        crate::connect(&self.to_url()?).await
     }
 }
 

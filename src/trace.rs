@@ -146,7 +146,10 @@ impl TraceContext {
     pub fn current() -> Option<Self> {
         let scoped = CURRENT.try_with(Clone::clone).ok();
         #[cfg(feature = "otel")]
-        let scoped = scoped.or_else(crate::otel::current);
+        let scoped = scoped.or_else(|| {
+            let (trace_id, span_id, flags) = crate::otel::current()?;
+            Some(Self::from_parts(trace_id, span_id, flags))
+        });
         scoped
     }
 

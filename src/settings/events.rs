@@ -91,16 +91,6 @@ impl EventPolicy {
         self
     }
 
-    /// Whether a rejection ends the event's handling at once: it is marked
-    /// permanent, its code is listed as final, or its payload did not decode.
-    pub(crate) fn is_final(&self, rejection: &crate::handler::Rejection) -> bool {
-        rejection.is_permanent()
-            || rejection.is_undecodable()
-            || rejection
-                .code()
-                .is_some_and(|code| self.final_codes.iter().any(|c| c == code))
-    }
-
     /// The policy that nacks given-up events instead of dead-lettering them.
     pub fn without_dead_letter(mut self) -> Self {
         self.dead_letter = None;

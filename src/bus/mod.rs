@@ -2,6 +2,8 @@
 //! (`send`) becomes a request or a publish as configuration says, over the
 //! transport configuration picks; it validates input once for every backend.
 
+mod from_settings;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -14,17 +16,16 @@ use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::message::Message;
 use crate::observe::{observe, Operation};
-use crate::service::EventPolicy;
+use crate::settings::events::EventPolicy;
 use crate::settings::{NoSubscriber, RouteDecision, RouteTable, Style, DEFAULT_TRANSPORT};
 use crate::subject;
 use crate::subscription::Subscription;
-use crate::trace_context;
+use crate::trace;
 use crate::transport::{Reach, Transport};
 use crate::unrouted::Unrouted;
 use crate::wire;
 
-/// The request timeout used when none is configured.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub use crate::settings::DEFAULT_REQUEST_TIMEOUT;
 
 /// Where one call goes: the transport, the style and the request timeout.
 struct Resolved<'a> {
@@ -451,7 +452,7 @@ impl Bus {
             return Err(Error::config("request timeout must be greater than zero"));
         }
         let mut message = message;
-        let trace = trace_context::propagate(&mut message.headers);
+        let trace = trace::propagate(&mut message.headers);
         let call = async {
             let reply = carrier.transport.request(subject, message, timeout).await?;
             match wire::error_from_reply(subject, &reply) {
@@ -500,7 +501,7 @@ impl Bus {
     ) -> Result<()> {
         let transport = &route.carrier.transport;
         let mut message = message;
-        let trace = trace_context::propagate(&mut message.headers);
+        let trace = trace::propagate(&mut message.headers);
         let backend = transport.capabilities().backend;
         #[cfg(feature = "outbox")]
         if let Some(outbox) = &self.inner.outbox {
@@ -666,7 +667,7 @@ impl Bus {
         &self,
         service: &str,
         route: &str,
-    ) -> Result<Option<Arc<crate::service::Dedup>>> {
+    ) -> Result<Option<Arc<crate::handled_ids::Dedup>>> {
         let Some(window) = self.inner.table.decide(route).dedup else {
             return Ok(None);
         };

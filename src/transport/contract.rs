@@ -1,13 +1,19 @@
-//! The contract every backend implements ([`Transport`]), what it hands out
-//! ([`Subscription`], [`Incoming`]), and how a backend is found by URL scheme
-//! ([`register`] for backends written in other crates).
+//! The contract every backend implements: [`Transport`], what a publish
+//! reached, queue groups, and an adapter's connect entry point.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::capabilities::Capabilities;
+use crate::endpoint::Endpoint;
 use crate::error::Result;
+use crate::health::Health;
 use crate::message::Message;
+use crate::subscription::Subscription;
 
 /// Whether a published event reached anyone, from [`Transport::publish_reaching`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,10 +153,9 @@ pub trait Transport: Send + Sync + 'static {
     }
 }
 
-pub use crate::capabilities::{Capabilities, Support};
-pub use crate::connect::{
-    backends, enabled_backends, register, BackendInfo, ConnectFn, ConnectFuture, Endpoint,
-};
-pub use crate::health::Health;
-pub use crate::incoming::{Acker, Incoming, Responder};
-pub use crate::subscription::Subscription;
+/// The future an adapter's connect function returns.
+pub type ConnectFuture = Pin<Box<dyn Future<Output = Result<Arc<dyn Transport>>> + Send>>;
+
+/// An adapter's entry point: the parsed URL, its host list and its options
+/// (already stripped of the core options such as `request_timeout`).
+pub type ConnectFn = fn(Endpoint) -> ConnectFuture;

@@ -1,0 +1,30 @@
+//! What the outbox's writer, its relay and the bus share, and the clock
+//! their records use.
+
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+
+use super::store::Store;
+use crate::settings::outbox::OutboxSettings;
+
+/// What the writer, the relay and the bus share.
+pub(super) struct Shared {
+    pub(super) store: Store,
+    pub(super) settings: OutboxSettings,
+    /// Events in the file (sends committed, minus events removed).
+    pub(super) pending: AtomicU64,
+    /// Events dead-lettered because no recipient took them within `max_age`.
+    pub(super) expired: AtomicU64,
+    /// Wakes the relay when a send was committed.
+    pub(super) committed: Notify,
+}
+
+/// Milliseconds since the Unix epoch, as the file stores times.
+pub(super) fn now_ms() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}

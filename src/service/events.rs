@@ -1,0 +1,149 @@
+//! Serving events: the handler run with retries, a redelivery skipped by
+//! dedup, the outcome of a deferred command published back, and an event
+//! given up on dead-lettered.
+
+use super::context::{ErasedHandler, RouteContext};
+use super::dead_letter::{give_up, GaveUp};
+use super::dedup::{self, Begun};
+use super::invoke::{incoming_trace, run_observed};
+use super::retry::{refused_for_good, retry_pause};
+use super::shutdown::HeldOutcome;
+use crate::incoming::Incoming;
+use crate::message::Message;
+use crate::observe::{self, Operation};
+use crate::settings::Style;
+use crate::wire;
+
+/// Handles one event: retried, dead-lettered or acknowledged.
+pub(super) async fn handle_event(
+    context: &RouteContext,
+    mut incoming: Incoming,
+    handler: &ErasedHandler,
+) {
+    let subject = incoming.shared_subject();
+    // The id is looked up only on a route with dedup: no work per event elsewhere.
+    let dedup_id = context
+        .dedup
+        .as_ref()
+        .and_then(|dedup| Some((dedup, dedup::delivery_id(&incoming)?)));
+    let claim = match dedup_id {
+        Some((dedup, id)) => match dedup.begin(&id).await {
+            Begun::Handled => {
+                tracing::debug!(%subject, service = %context.service, id, "event already handled (dedup); skipped");
+                observe::duplicate(&context.service, &context.route);
+                context.shutdown.count_duplicate();
+                context.settle(&subject, incoming.ack().await);
+                return;
+            }
+            Begun::Fresh(claim) => Some(claim),
+        },
+        None => None,
+    };
+    let message = incoming.take_message();
+    let (parent, trace) = incoming_trace(&message);
+    // A sync command published instead of sent: its outcome is published back.
+    let deferred = message.headers.get(wire::DEFERRED_ID).map(str::to_owned);
+    let mut reply = None;
+    let mut stopping = context.shutdown.watch();
+    // Set once this event has waited to retry while the service was stopping.
+    let mut held_at_shutdown = false;
+    let mut attempts = 0u32;
+    let gave_up = loop {
+        attempts += 1;
+        let outcome = run_observed(
+            context,
+            Operation::HandleEvent,
+            &subject,
+            handler,
+            message.clone(),
+            (&parent, &trace),
+            Style::Async,
+        )
+        .await;
+        let rejection = match outcome {
+            Ok(answer) => {
+                reply = Some(answer);
+                break None;
+            }
+            Err(rejection) => rejection,
+        };
+        let reason = rejection.message().to_owned();
+        let is_final = refused_for_good(&context.policy, &rejection);
+        if is_final || attempts >= context.policy.max_attempts {
+            break Some(GaveUp {
+                reason,
+                code: rejection.code().map(str::to_owned),
+                attempts,
+                is_final,
+                at_shutdown: false,
+            });
+        }
+        let rejection_code = rejection.code().map(str::to_owned);
+        tracing::warn!(%subject, service = %context.service, attempts, %reason, "event handler failed; retrying");
+        observe::redelivery(&context.service, &context.route);
+        // Wait before the next attempt; a shutdown whose grace ends first stops the retries.
+        let wake = tokio::time::Instant::now() + retry_pause(attempts);
+        let out_of_grace = loop {
+            if let Some(deadline) = context.shutdown.deadline() {
+                held_at_shutdown = true;
+                if deadline < wake {
+                    break true;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => break false,
+                changed = stopping.changed() => if changed.is_err() { break false },
+            }
+        };
+        if out_of_grace {
+            break Some(GaveUp {
+                reason: format!("service shut down while retrying: {reason}"),
+                code: rejection_code,
+                attempts,
+                is_final: false,
+                at_shutdown: true,
+            });
+        }
+    };
+    let Some(gave_up) = gave_up else {
+        if held_at_shutdown {
+            context.shutdown.record(HeldOutcome::Completed);
+        }
+        // Remembered before the acknowledgement: a redelivery after it is skipped.
+        if let Some(claim) = claim {
+            claim.handled().await;
+        }
+        if let (Some(id), Some(reply)) = (deferred, reply) {
+            publish_outcome(context, &subject, id, reply).await;
+        }
+        context.settle(&subject, incoming.ack().await);
+        return;
+    };
+    let outcome = give_up(context, &subject, incoming, message, &gave_up, claim).await;
+    if let (Some(id), HeldOutcome::DeadLettered | HeldOutcome::Lost) = (deferred, &outcome) {
+        let mut refusal = Message::new(bytes::Bytes::new());
+        let headers = &mut refusal.headers;
+        headers.insert(
+            wire::DEFERRED_ERROR,
+            wire::sanitize_header_value(&gave_up.reason),
+        );
+        headers.insert(wire::DEFERRED_SERVICE, context.service.as_str());
+        if let Some(code) = &gave_up.code {
+            headers.insert(wire::DEFERRED_CODE, wire::sanitize_header_value(code));
+        }
+        publish_outcome(context, &subject, id, refusal).await;
+    }
+    if gave_up.at_shutdown || held_at_shutdown || matches!(outcome, HeldOutcome::Lost) {
+        context.shutdown.record(outcome);
+    }
+}
+
+/// Publishes a deferred command's outcome (its reply, or its refusal as an
+/// error reply) to `deferred.SUBJECT`, marked with the command's id.
+async fn publish_outcome(context: &RouteContext, subject: &str, id: String, mut outcome: Message) {
+    outcome.headers.insert(wire::DEFERRED_ID, id);
+    let outcomes = crate::bus::deferred_outcomes(subject);
+    if let Err(err) = context.bus.publish_reserved(&outcomes, outcome).await {
+        tracing::warn!(%subject, service = %context.service, error = %err, "could not publish a deferred command's outcome");
+    }
+}

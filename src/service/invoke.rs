@@ -1,0 +1,75 @@
+//! Running a route's handler once: the trace it continues, the context it
+//! gets, and its span and metrics.
+
+use std::sync::Arc;
+
+use super::context::{ErasedHandler, RouteContext};
+use super::recover::run_once;
+use crate::error::ErrorKind;
+use crate::handler::{Context, Rejection};
+use crate::message::Message;
+use crate::observe::{observe_with, Operation};
+use crate::settings::Style;
+use crate::trace::TraceContext;
+
+/// The trace a received message continues: (the caller's context, this
+/// handler's), or a new trace if the message carries none.
+pub(super) fn incoming_trace(message: &Message) -> (TraceContext, TraceContext) {
+    match TraceContext::from_headers(&message.headers) {
+        Some(parent) => {
+            let child = parent.child();
+            (parent, child)
+        }
+        None => {
+            let root = TraceContext::new_root();
+            (root.clone(), root)
+        }
+    }
+}
+
+/// The handler's context; the headers move out of `message` (the handler
+/// decodes only its payload), so nothing is copied per call.
+fn handler_context(
+    context: &RouteContext,
+    subject: &Arc<str>,
+    message: &mut Message,
+    trace: &TraceContext,
+    style: Style,
+) -> Context {
+    Context {
+        subject: subject.clone(),
+        headers: std::mem::take(&mut message.headers),
+        trace: trace.clone(),
+        style,
+        state: context.state.clone(),
+    }
+}
+
+/// Runs the handler once inside the handler's trace and span, recording the
+/// outcome's error kind: (caller's context, handler's context) in `traces`.
+pub(super) async fn run_observed(
+    context: &RouteContext,
+    operation: Operation,
+    subject: &Arc<str>,
+    handler: &ErasedHandler,
+    message: Message,
+    (parent, trace): (&TraceContext, &TraceContext),
+    style: Style,
+) -> Result<Message, Rejection> {
+    let mut message = message;
+    let handler_context = handler_context(context, subject, &mut message, trace, style);
+    let run = run_once(handler, message, handler_context);
+    observe_with(
+        operation,
+        subject,
+        context.backend,
+        Some(parent),
+        trace.clone().scope(run),
+        |outcome| match outcome {
+            Ok(_) => None,
+            Err(rejection) if rejection.is_undecodable() => Some(ErrorKind::Codec),
+            Err(_) => Some(ErrorKind::Remote),
+        },
+    )
+    .await
+}
