@@ -16,7 +16,7 @@ use common::service_path::{self, TypedService};
 use common::two_process::{self, Responder};
 use common::{bench_in_flight, config, payload, runtime, skip, PAYLOADS};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use switchboard::kafka::rdkafka::producer::{FutureProducer, FutureRecord};
 use switchboard::{Message, Service};
 
 const URL: &str = "kafka://127.0.0.1:9092";
@@ -24,7 +24,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The producer settings switchboard uses, for the raw baseline.
 fn raw_producer() -> FutureProducer {
-    rdkafka::ClientConfig::new()
+    switchboard::kafka::rdkafka::ClientConfig::new()
         .set("bootstrap.servers", "127.0.0.1:9092")
         .set("socket.nagle.disable", "true")
         .set("acks", "all")

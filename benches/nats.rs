@@ -79,8 +79,12 @@ fn nats(c: &mut Criterion) {
         return skip("nats", format!("{URL} is unreachable"));
     };
     let subscriber = rt.block_on(switchboard::connect(URL)).unwrap();
-    let raw = rt.block_on(async_nats::connect(URL)).unwrap();
-    let raw_subscriber = rt.block_on(async_nats::connect(URL)).unwrap();
+    let raw = rt
+        .block_on(switchboard::nats::async_nats::connect(URL))
+        .unwrap();
+    let raw_subscriber = rt
+        .block_on(switchboard::nats::async_nats::connect(URL))
+        .unwrap();
 
     // Subscribed once, before any timing: a subscription is live when its
     // subscribe returns (switchboard) or after a server round trip (raw).
@@ -234,7 +238,7 @@ fn nats_responder(prefix: String) {
     runtime().block_on(async {
         let bus = switchboard::connect(URL).await.unwrap();
         let _typed = TypedService::start(&bus, &prefix).await;
-        let raw = async_nats::connect(URL).await.unwrap();
+        let raw = switchboard::nats::async_nats::connect(URL).await.unwrap();
         let mut requests = raw.subscribe(format!("{prefix}.raw")).await.unwrap();
         raw.flush().await.unwrap();
         let replier = raw.clone();
@@ -257,7 +261,9 @@ fn nats_two_process(c: &mut Criterion) {
     let Ok(requester) = rt.block_on(switchboard::connect(URL)) else {
         return skip("nats", format!("{URL} is unreachable"));
     };
-    let raw = rt.block_on(async_nats::connect(URL)).unwrap();
+    let raw = rt
+        .block_on(switchboard::nats::async_nats::connect(URL))
+        .unwrap();
     let prefix = subject("two-process");
     let _responder = Responder::start(&prefix);
     let (echo, raw_echo) = (service_path::echo_subject(&prefix), format!("{prefix}.raw"));

@@ -307,8 +307,12 @@ mod nats {
 
     pub async fn raw(requests: u64) -> Result<Histogram<u64>, String> {
         let url = "127.0.0.1:4222";
-        let responder = async_nats::connect(url).await.map_err(|e| e.to_string())?;
-        let requester = async_nats::connect(url).await.map_err(|e| e.to_string())?;
+        let responder = switchboard::nats::async_nats::connect(url)
+            .await
+            .map_err(|e| e.to_string())?;
+        let requester = switchboard::nats::async_nats::connect(url)
+            .await
+            .map_err(|e| e.to_string())?;
         let subject = format!("latency.raw.p{}", std::process::id());
         let mut subscription = responder
             .subscribe(subject.clone())

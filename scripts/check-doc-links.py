@@ -4,7 +4,7 @@
 names a repository path (`examples/…`, `src/…`, `tests/…`, `docs/…`,
 `adapters/…`, `benches/…`, `scripts/…`, `proto/…`) that does not exist.
 A path may name an example or a test by its name (`examples/latency` for
-`examples/latency.rs`) or a test in a file (`tests/outbox.rs::a_case`).
+`examples/latency.rs`) or a test in a file (`tests/delivery_outbox.rs::a_case`).
 Anchors (`#…`) and URLs with a scheme are left alone; CHANGELOG.md is
 history and names files as they were.
 

@@ -141,11 +141,12 @@ class Crate:
         return module
 
     def uses(self, file):
-        """`(position, path segments, public)` of every name a `use` brings in."""
+        """`(position, path segments, public, bound name)` of every name a
+        `use` brings in; the bound name is the alias of `x as y`."""
         code = self.code[file]
         for m in re.finditer(r"(\bpub(?:\([^)]*\))?\s+)?\buse\s+([^;]+);", code):
-            for module, name in expand_use(m.group(2)):
-                yield m.start(), module + [name], bool(m.group(1))
+            for module, name, bound in expand_use(m.group(2)):
+                yield m.start(), module + [name], bool(m.group(1)), bound
 
     def absolute(self, module, parts):
         """`parts` as a path from the crate root, or None for another crate's."""
@@ -174,7 +175,8 @@ class Crate:
         ) is not None
 
     def origin(self, module, name, seen=None):
-        """The module that defines `name` as seen from `module`, following re-exports."""
+        """The module that defines `name` as seen from `module`, following
+        re-exports; None when it comes from another crate."""
         seen = seen or set()
         if (module, name) in seen or module not in self.files:
             return module
@@ -183,19 +185,22 @@ class Crate:
         if self.defines(file, name):
             return module
         globs = []
-        for position, parts, public in self.uses(file):
+        for position, parts, public, bound in self.uses(file):
             if self.module_at(file, position) != module:
                 continue
             path = self.absolute(module, parts)
-            if path is None:
+            if parts[-1] == "*":
+                if path is not None:
+                    globs.append(path[:-1])
                 continue
-            if path[-1] == name:
-                source, cut = self.deepest(path[:-1])
-                if cut == len(path) - 1:
-                    return self.origin(source, name, seen)
-                return source
-            if path[-1] == "*":
-                globs.append(path[:-1])
+            if bound != name:
+                continue
+            if path is None:
+                return None  # another crate's name, brought in here
+            source, cut = self.deepest(path[:-1])
+            if cut == len(path) - 1:
+                return self.origin(source, path[-1], seen)
+            return source
         for glob in globs:
             source, cut = self.deepest(glob)
             if cut == len(glob) and self.defines(self.files[source], name):
@@ -218,6 +223,8 @@ class Crate:
             name = path[cut]
             if name not in ("*", "self"):
                 module = self.origin(module, name)
+                if module is None:
+                    return None
         else:
             name = path[-1]
         return self.files[module], name
@@ -226,7 +233,7 @@ class Crate:
         self.blocks = {file: self.inline_modules(code) for file, code in self.code.items()}
         found = {}
         for file, code in self.code.items():
-            for position, parts, _ in self.uses(file):
+            for position, parts, _, _ in self.uses(file):
                 self.add(found, file, position, parts)
             for m in re.finditer(r"(?<![A-Za-z0-9_:])(" + IDENT + r"(?:::" + IDENT + r")+)", code):
                 if re.search(r"\buse\s+[^;]*$", code[max(0, m.start() - 200):m.start()]):
@@ -241,8 +248,8 @@ class Crate:
 
 
 def expand_use(tree):
-    """`a::{b, c::d}` as [(['a'], 'b'), (['a', 'c'], 'd')]."""
-    tree = re.sub(r"\s+as\s+" + IDENT, "", tree)
+    """`a::{b, c::d as e}` as [(['a'], 'b', 'b'), (['a', 'c'], 'd', 'e')]."""
+    tree = re.sub(r"\s+as\s+(" + IDENT + ")", r"@\1", tree)
     tree = re.sub(r"\s+", "", tree)
     results = []
 
@@ -264,10 +271,16 @@ def expand_use(tree):
                 head, inner = part.split("{", 1)
                 go(prefix + [p for p in head.split("::") if p], inner[:-1])
             else:
+                part, _, alias = part.partition("@")
                 segments = [p for p in part.split("::") if p]
                 if not segments:
                     continue
-                results.append((prefix + segments[:-1], segments[-1]))
+                name = segments[-1]
+                if name == "self" and (prefix + segments[:-1]):
+                    bound = alias or (prefix + segments[:-1])[-1]
+                else:
+                    bound = alias or name
+                results.append((prefix + segments[:-1], name, bound))
 
     go([], tree)
     return results

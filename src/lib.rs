@@ -61,6 +61,14 @@
 //! - [`layers`]: timeouts, retry, circuit breaker, bulkheads.
 //! - [`headers`], [`subject`], [`wire`], [`codec`], [`trace`], [`options`].
 //!
+//! # Crates
+//! Each backend is its own crate under `adapters/` (`switchboard-memory`,
+//! `-http`, `-grpc`, `-nats`, `-kafka`; HTTP and gRPC share
+//! `switchboard-mesh`), built only on `switchboard-core`: the [`transport`]
+//! contract, [`Message`], [`headers`], [`wire`] and [`Error`], the surface a
+//! backend written elsewhere uses too. This crate is the one to depend on: a
+//! feature flag below compiles a backend in, and the URL scheme selects it.
+//!
 //! # Feature flags
 //! - `memory` (default): the in-process backend, `memory://`.
 //! - `http`: the HTTP backend, `http://`: each service runs its own web server.
@@ -86,72 +94,57 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(any(feature = "http", feature = "graphql"))]
-mod auth;
-#[cfg(any(feature = "http", feature = "graphql"))]
-mod body_limit;
 mod bus;
-mod capabilities;
-pub mod codec;
 mod connect;
-pub(crate) mod drain;
-mod endpoint;
-mod error;
-pub mod error_detail;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod handled_ids;
 pub mod handler;
-pub mod headers;
-mod health;
-mod incoming;
-mod inline;
 pub mod layers;
 mod limits;
-#[allow(dead_code)] // Used by the memory and http backends; unused when neither is enabled.
-mod local;
-mod message;
 mod observe;
-pub mod options;
-#[cfg(feature = "otel")]
-mod otel;
 mod registry;
 pub mod service;
 pub mod settings;
 #[cfg(any(feature = "outbox", feature = "dead-letters"))]
 mod store_file;
-pub mod subject;
-mod subscription;
-pub mod trace;
 pub mod transport;
 mod unrouted;
-pub mod wire;
 
+// The contract and the pieces every backend shares live in `switchboard-core`;
+// these are its modules under the names this crate has always used.
+#[cfg(feature = "otel")]
+use switchboard_core::otel;
+use switchboard_core::{
+    capabilities, endpoint, error, health, incoming, inline, message, subscription,
+};
+pub use switchboard_core::{codec, error_detail, headers, options, subject, trace, wire};
+
+/// The in-process backend (`memory://`), from `switchboard-memory`.
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
-#[path = "../adapters/memory/mod.rs"]
-pub mod memory;
+pub use switchboard_memory as memory;
 
+/// The HTTP backend (`http://`, `https://`), from `switchboard-http`.
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-#[path = "../adapters/http/mod.rs"]
-pub mod http;
+pub use switchboard_http as http;
 
+/// The gRPC backend (`grpc://`, `grpcs://`), from `switchboard-grpc`.
 #[cfg(feature = "grpc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
-#[path = "../adapters/grpc/mod.rs"]
-pub mod grpc;
+pub use switchboard_grpc as grpc;
 
+/// The Kafka backend (`kafka://`), from `switchboard-kafka`.
 #[cfg(feature = "kafka")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
-#[path = "../adapters/kafka/mod.rs"]
-pub mod kafka;
+pub use switchboard_kafka as kafka;
 
+/// The NATS backend (`nats://`), from `switchboard-nats`.
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
-#[path = "../adapters/nats/mod.rs"]
-pub mod nats;
+pub use switchboard_nats as nats;
 
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]

@@ -4,7 +4,7 @@
 use std::sync::RwLock;
 
 use crate::error::{Error, Result};
-use crate::transport::ConnectFn;
+use switchboard_core::transport::ConnectFn;
 
 /// One row of the scheme table.
 #[derive(Debug, Clone, Copy)]
@@ -43,27 +43,27 @@ impl BackendInfo {
 }
 
 #[cfg(feature = "memory")]
-const MEMORY_CONNECT: Option<ConnectFn> = Some(crate::memory::connect_boxed);
+const MEMORY_CONNECT: Option<ConnectFn> = Some(crate::memory::connect);
 #[cfg(not(feature = "memory"))]
 const MEMORY_CONNECT: Option<ConnectFn> = None;
 
 #[cfg(feature = "http")]
-const HTTP_CONNECT: Option<ConnectFn> = Some(crate::http::connect_boxed);
+const HTTP_CONNECT: Option<ConnectFn> = Some(crate::http::connect);
 #[cfg(not(feature = "http"))]
 const HTTP_CONNECT: Option<ConnectFn> = None;
 
 #[cfg(feature = "grpc")]
-const GRPC_CONNECT: Option<ConnectFn> = Some(crate::grpc::connect_boxed);
+const GRPC_CONNECT: Option<ConnectFn> = Some(crate::grpc::connect);
 #[cfg(not(feature = "grpc"))]
 const GRPC_CONNECT: Option<ConnectFn> = None;
 
 #[cfg(feature = "nats")]
-const NATS_CONNECT: Option<ConnectFn> = Some(crate::nats::connect_boxed);
+const NATS_CONNECT: Option<ConnectFn> = Some(crate::nats::connect);
 #[cfg(not(feature = "nats"))]
 const NATS_CONNECT: Option<ConnectFn> = None;
 
 #[cfg(feature = "kafka")]
-const KAFKA_CONNECT: Option<ConnectFn> = Some(crate::kafka::connect_boxed);
+const KAFKA_CONNECT: Option<ConnectFn> = Some(crate::kafka::connect);
 #[cfg(not(feature = "kafka"))]
 const KAFKA_CONNECT: Option<ConnectFn> = None;
 

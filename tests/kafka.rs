@@ -178,7 +178,7 @@ async fn no_event_is_lost_across_a_consumer_restart_under_a_stream_of_10000() {
             .unwrap();
         assert_eq!(
             *committed,
-            rdkafka::Offset::Offset(first_unprocessed),
+            switchboard::kafka::rdkafka::Offset::Offset(first_unprocessed),
             "partition {partition}: committed offset is not the first unprocessed event"
         );
     }
@@ -425,8 +425,8 @@ async fn an_unreachable_broker_is_a_connect_error() {
 }
 
 /// A raw client (not switchboard) on the test broker.
-fn raw_consumer(group: &str) -> rdkafka::consumer::BaseConsumer {
-    rdkafka::ClientConfig::new()
+fn raw_consumer(group: &str) -> switchboard::kafka::rdkafka::consumer::BaseConsumer {
+    switchboard::kafka::rdkafka::ClientConfig::new()
         .set("bootstrap.servers", "127.0.0.1:9092")
         .set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -435,9 +435,9 @@ fn raw_consumer(group: &str) -> rdkafka::consumer::BaseConsumer {
 }
 
 /// The offsets `group` has committed for the four partitions of `topic`.
-fn committed_offsets(topic: &str, group: &str) -> Vec<(i32, rdkafka::Offset)> {
-    use rdkafka::consumer::Consumer;
-    let mut partitions = rdkafka::TopicPartitionList::new();
+fn committed_offsets(topic: &str, group: &str) -> Vec<(i32, switchboard::kafka::rdkafka::Offset)> {
+    use switchboard::kafka::rdkafka::consumer::Consumer;
+    let mut partitions = switchboard::kafka::rdkafka::TopicPartitionList::new();
     for partition in 0..4 {
         partitions.add_partition(topic, partition);
     }
@@ -452,13 +452,17 @@ fn committed_offsets(topic: &str, group: &str) -> Vec<(i32, rdkafka::Offset)> {
 
 /// Every numbered event in the four partitions of `topic`, with its (partition, offset).
 fn raw_read_all(topic: &str) -> BTreeMap<u32, (i32, i64)> {
-    use rdkafka::consumer::Consumer;
-    use rdkafka::Message as _;
+    use switchboard::kafka::rdkafka::consumer::Consumer;
+    use switchboard::kafka::rdkafka::Message as _;
     let consumer = raw_consumer(&format!("audit-{topic}"));
-    let mut partitions = rdkafka::TopicPartitionList::new();
+    let mut partitions = switchboard::kafka::rdkafka::TopicPartitionList::new();
     for partition in 0..4 {
         partitions
-            .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
+            .add_partition_offset(
+                topic,
+                partition,
+                switchboard::kafka::rdkafka::Offset::Beginning,
+            )
             .unwrap();
     }
     consumer.assign(&partitions).unwrap();
@@ -490,9 +494,9 @@ fn broker_kind() -> String {
 /// (`rdkafka.batch.num.messages=1`). This test fails once tansu is fixed, so
 /// the workaround can go.
 async fn broker_gap_resuming_inside_a_record_batch() {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    use rdkafka::Message as _;
+    use switchboard::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+    use switchboard::kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use switchboard::kafka::rdkafka::Message as _;
     let Some(bus) = broker("?partitions=1").await else {
         return;
     };
@@ -501,7 +505,7 @@ async fn broker_gap_resuming_inside_a_record_batch() {
     bus.publish(&topic, Message::new("first")).await.unwrap();
     let seen = tokio::task::spawn_blocking(move || {
         let config = || {
-            let mut config = rdkafka::ClientConfig::new();
+            let mut config = switchboard::kafka::rdkafka::ClientConfig::new();
             config.set("bootstrap.servers", "127.0.0.1:9092");
             config
         };
@@ -522,9 +526,9 @@ async fn broker_gap_resuming_inside_a_record_batch() {
             .set("enable.auto.commit", "false")
             .create()
             .unwrap();
-        let mut assignment = rdkafka::TopicPartitionList::new();
+        let mut assignment = switchboard::kafka::rdkafka::TopicPartitionList::new();
         assignment
-            .add_partition_offset(&topic, 0, rdkafka::Offset::Offset(6))
+            .add_partition_offset(&topic, 0, switchboard::kafka::rdkafka::Offset::Offset(6))
             .unwrap();
         consumer.assign(&assignment).unwrap();
         let mut seen = Vec::new();
@@ -616,8 +620,8 @@ async fn a_request_that_expired_while_the_responder_was_down_is_not_executed() {
 /// nobody reads) or an absurd timeout cannot stop a responder, even an
 /// ordered one: the next real request is answered at once.
 async fn forged_reply_addresses_do_not_stop_a_responder() {
-    use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use switchboard::kafka::rdkafka::message::{Header, OwnedHeaders};
+    use switchboard::kafka::rdkafka::producer::{FutureProducer, FutureRecord};
     let Some(caller) = broker("").await else {
         return;
     };
@@ -633,7 +637,7 @@ async fn forged_reply_addresses_do_not_stop_a_responder() {
         .await
         .unwrap();
     assert_eq!(warm, 0);
-    let raw: FutureProducer = rdkafka::ClientConfig::new()
+    let raw: FutureProducer = switchboard::kafka::rdkafka::ClientConfig::new()
         .set("bootstrap.servers", "127.0.0.1:9092")
         .create()
         .unwrap();

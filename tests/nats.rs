@@ -23,8 +23,8 @@ async fn shared(options: &str) -> Option<Bus> {
 
 /// Deletes a test stream through the raw client, so reruns start clean.
 async fn delete_stream(stream: &str) {
-    if let Ok(client) = async_nats::connect(SHARED_URL).await {
-        let _ = async_nats::jetstream::new(client)
+    if let Ok(client) = switchboard::nats::async_nats::connect(SHARED_URL).await {
+        let _ = switchboard::nats::async_nats::jetstream::new(client)
             .delete_stream(stream)
             .await;
     }
@@ -381,10 +381,10 @@ async fn jetstream_mode_loses_nothing_across_a_server_restart() {
     assert!(missing.is_empty(), "accepted events were lost: {missing:?}");
     // Publishes whose acknowledgement was lost were retried with the same
     // id: the stream holds each event once.
-    let raw = async_nats::connect(format!("127.0.0.1:{}", _server.0.port()))
+    let raw = switchboard::nats::async_nats::connect(format!("127.0.0.1:{}", _server.0.port()))
         .await
         .unwrap();
-    let stored = async_nats::jetstream::new(raw)
+    let stored = switchboard::nats::async_nats::jetstream::new(raw)
         .get_stream("FAULT")
         .await
         .unwrap()

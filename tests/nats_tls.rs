@@ -136,10 +136,11 @@ async fn headers_outside_the_portable_rules_never_reach_a_handler() {
     let subject = format!("{}.headers", support::unique("hostile"));
     let mut events = bus.subscribe(&subject).await.unwrap();
     // A client in another language, speaking NATS directly.
-    let foreign = async_nats::connect(support::nats_url().trim_start_matches("nats://"))
-        .await
-        .unwrap();
-    let mut headers = async_nats::HeaderMap::new();
+    let foreign =
+        switchboard::nats::async_nats::connect(support::nats_url().trim_start_matches("nats://"))
+            .await
+            .unwrap();
+    let mut headers = switchboard::nats::async_nats::HeaderMap::new();
     headers.insert("tenant", "café");
     headers.insert("trace-ok", "yes");
     foreign

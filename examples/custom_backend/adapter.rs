@@ -2,17 +2,22 @@
 //! transport that counts what passes through it. It delegates delivery to the
 //! in-memory backend, so the example stays short; a real adapter implements
 //! the same trait over its own client.
+//!
+//! It is written against `switchboard-core`, the same surface the backends
+//! under `adapters/` are built on (`switchboard::transport` re-exports it);
+//! only `register`, which puts the scheme in `switchboard`'s table, needs the
+//! `switchboard` crate.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use switchboard::transport::{
-    BackendInfo, Capabilities, ConnectFuture, Endpoint, GroupAddress, Reach, Recipients,
-    Subscription, Transport,
+use switchboard::transport::BackendInfo;
+use switchboard_core::transport::{
+    Capabilities, ConnectFuture, Endpoint, GroupAddress, Reach, Recipients, Subscription, Transport,
 };
-use switchboard::{Message, Result};
+use switchboard_core::{Message, Result};
 
 /// Messages sent through every `counting://` transport in this process.
 pub static SENT: AtomicU64 = AtomicU64::new(0);

@@ -4,7 +4,7 @@
 //! cargo run --example custom_backend
 //! ```
 //!
-//! `tests/custom_backend.rs` runs the whole conformance suite through it.
+//! `tests/example_custom_backend.rs` runs the whole conformance suite through it.
 
 mod adapter;
 

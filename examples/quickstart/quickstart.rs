@@ -1,5 +1,5 @@
 //! The quickstart's services and client, written once against switchboard;
-//! `main.rs` prints what happened, `tests/quickstart.rs` checks it on every
+//! `main.rs` prints what happened, `tests/example_quickstart.rs` checks it on every
 //! backend in every style.
 
 use std::time::Duration;

@@ -68,7 +68,7 @@ pub use typed::Types;
 use crate::bus::Bus;
 use crate::error::Result;
 use crate::settings::Settings;
-use crate::{auth, body_limit};
+use switchboard_core::web::{auth, body_limit};
 
 /// The path the router serves: `POST` for queries and mutations, `GET` with a
 /// WebSocket upgrade for subscriptions.

@@ -292,8 +292,8 @@ async fn forward(shared: &Shared, routes: &Routes, state: &mut State, event: Pen
     let subject = event.subject.clone();
     let Some(live) = transport.live_groups(&subject) else {
         return match transport.publish_reaching(&subject, event.message).await {
-            Ok(Reach::Taken | Reach::Unknown) => Forwarded::Done,
             Ok(Reach::Nobody) => Forwarded::HoldBack,
+            Ok(_) => Forwarded::Done,
             Err(err) => {
                 tracing::debug!(%subject, error = %err, "outbox: forwarding failed; held for a retry");
                 Forwarded::HoldBack

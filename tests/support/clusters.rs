@@ -115,9 +115,9 @@ impl KafkaCluster {
     /// The index (into `brokers`) of the broker leading partition 0 of `topic`.
     #[cfg(feature = "kafka")]
     pub fn leader_of(&self, topic: &str) -> usize {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use switchboard::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
         let hosts = self.hosts();
-        let client: BaseConsumer = rdkafka::ClientConfig::new()
+        let client: BaseConsumer = switchboard::kafka::rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &hosts)
             .create()
             .unwrap();

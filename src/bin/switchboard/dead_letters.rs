@@ -1,7 +1,6 @@
 //! `switchboard dead-letters`: keep, list, show, replay and purge dead letters.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Subcommand;
 
@@ -72,7 +71,8 @@ pub async fn run(
     use switchboard::dead_letters::DeadLetterStore;
 
     let when = |ms: i64| {
-        let at = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+        let at = std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
         humantime::format_rfc3339_seconds(at).to_string()
     };
     match command {
@@ -91,7 +91,7 @@ pub async fn run(
                 }
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
                 }
             }
             let report = keeper.stop().await;

@@ -1,0 +1,121 @@
+//! Mapping between switchboard messages and NATS messages and errors.
+
+use std::sync::Arc;
+
+use async_nats::HeaderMap;
+use async_trait::async_trait;
+
+use switchboard_core::error::{Error, Result};
+use switchboard_core::headers::Headers;
+use switchboard_core::incoming::{Incoming, Responder};
+use switchboard_core::message::Message;
+
+/// The backend name used in errors.
+pub(super) const BACKEND: &str = "nats";
+
+/// Headers as NATS headers; `None` when there are none, so plain `PUB` is used.
+pub(super) fn to_header_map(headers: &Headers) -> Option<HeaderMap> {
+    if headers.is_empty() {
+        return None;
+    }
+    let mut map = HeaderMap::new();
+    for (name, value) in headers.iter() {
+        map.insert(name, value);
+    }
+    Some(map)
+}
+
+/// NATS headers as switchboard headers (names lower-cased, last value wins);
+/// a header outside the portable rules (non-ASCII value, odd name) is left out.
+pub(super) fn from_header_map(map: Option<HeaderMap>) -> Headers {
+    let mut headers = Headers::new();
+    if let Some(map) = map {
+        for (name, values) in map.iter() {
+            if let Some(value) = values.last() {
+                headers.insert_received(AsRef::<str>::as_ref(name), value.as_str());
+            }
+        }
+    }
+    headers
+}
+
+/// A received core NATS message; requests get a responder that publishes to the reply inbox.
+pub(super) fn incoming(message: async_nats::Message, client: &async_nats::Client) -> Incoming {
+    let subject: Arc<str> = Arc::from(message.subject.as_str());
+    let reply = message.reply;
+    let received = Message {
+        payload: message.payload,
+        headers: from_header_map(message.headers),
+    };
+    let incoming = Incoming::new(subject, received);
+    match reply {
+        Some(reply) => incoming.with_responder(Box::new(NatsResponder {
+            client: client.clone(),
+            reply,
+        })),
+        None => incoming,
+    }
+}
+
+struct NatsResponder {
+    client: async_nats::Client,
+    reply: async_nats::Subject,
+}
+
+#[async_trait]
+impl Responder for NatsResponder {
+    async fn respond(self: Box<Self>, reply: Message) -> Result<()> {
+        publish_core(&self.client, self.reply, reply).await
+    }
+}
+
+/// Publishes on core NATS (no acknowledgement beyond the client's buffer).
+pub(super) async fn publish_core(
+    client: &async_nats::Client,
+    subject: async_nats::Subject,
+    message: Message,
+) -> Result<()> {
+    let size = message.payload.len();
+    let published = match to_header_map(&message.headers) {
+        Some(headers) => {
+            client
+                .publish_with_headers(subject, headers, message.payload)
+                .await
+        }
+        None => client.publish(subject, message.payload).await,
+    };
+    published.map_err(|err| publish_error(err, size, client.server_info().max_payload))
+}
+
+/// A core publish error as a switchboard error; `size` and `limit` describe the payload.
+pub(super) fn publish_error(err: async_nats::PublishError, size: usize, limit: usize) -> Error {
+    match err.kind() {
+        // The server's limit covers headers too, so this can trip just under `limit`.
+        async_nats::client::PublishErrorKind::MaxPayloadExceeded => {
+            Error::PayloadTooLarge { size, limit }
+        }
+        async_nats::client::PublishErrorKind::Send => Error::Closed,
+        _ => Error::backend(BACKEND, err),
+    }
+}
+
+/// A request error as a switchboard error.
+pub(super) fn request_error(
+    err: async_nats::RequestError,
+    subject: &str,
+    timeout: std::time::Duration,
+    (size, limit): (usize, usize),
+) -> Error {
+    use async_nats::RequestErrorKind;
+    match err.kind() {
+        RequestErrorKind::TimedOut => Error::Timeout {
+            subject: subject.to_owned(),
+            timeout,
+        },
+        RequestErrorKind::NoResponders => Error::NoResponders {
+            subject: subject.to_owned(),
+        },
+        RequestErrorKind::MaxPayloadExceeded => Error::PayloadTooLarge { size, limit },
+        _ => Error::backend(BACKEND, err),
+    }
+}

@@ -1,0 +1,208 @@
+//! A received message, with the backend-neutral means to reply, ack and nack.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::wire;
+
+/// How a backend sends the reply to one request. Implemented by adapters.
+#[async_trait]
+pub trait Responder: Send + 'static {
+    /// Sends `reply` to the requester. Called at most once.
+    async fn respond(self: Box<Self>, reply: Message) -> Result<()>;
+}
+
+/// How a backend acknowledges one delivery. Implemented by adapters whose
+/// backend redelivers what was not acknowledged.
+#[async_trait]
+pub trait Acker: Send + 'static {
+    /// The message was handled; do not deliver it again.
+    async fn ack(self: Box<Self>) -> Result<()>;
+    /// The message was not handled; deliver it again.
+    async fn nack(self: Box<Self>) -> Result<()>;
+
+    /// Where the backend keeps this delivery, the same each time it is
+    /// delivered again (a Kafka record's topic, partition and offset); `None` by
+    /// default. Deduplication uses it for events that carry no message id.
+    fn position(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A message received from a [`Subscription`](crate::transport::Subscription).
+///
+/// If it is a request, answer it with [`reply`](Self::reply) or
+/// [`reply_error`](Self::reply_error). On backends with acknowledgements,
+/// call [`ack`](Self::ack) once it is handled (or [`nack`](Self::nack) to have
+/// it redelivered); elsewhere both are no-ops, so the same code runs everywhere.
+pub struct Incoming {
+    subject: Arc<str>,
+    message: Message,
+    responder: Option<Box<dyn Responder>>,
+    acker: Option<Box<dyn Acker>>,
+    deadline: Option<Instant>,
+}
+
+impl Incoming {
+    /// A received message (for adapters).
+    pub fn new(subject: Arc<str>, message: Message) -> Self {
+        Incoming {
+            subject,
+            message,
+            responder: None,
+            acker: None,
+            deadline: None,
+        }
+    }
+
+    /// Where the backend keeps this delivery, if it says (see [`Acker::position`]).
+    pub fn position(&self) -> Option<String> {
+        self.acker.as_ref().and_then(|acker| acker.position())
+    }
+
+    /// Sets when the requester stops waiting (for adapters whose backend can
+    /// hold a request past its caller's timeout, such as Kafka).
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// When the requester stops waiting for the reply, where the backend tells.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Whether the requester has already given up: a `Service`
+    /// does not run its handler for such a request (the caller got
+    /// [`Error::Timeout`] and may have retried), and counts it.
+    pub fn is_expired(&self) -> bool {
+        self.deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+    }
+
+    /// Marks it as a request that `responder` answers (for adapters).
+    pub fn with_responder(mut self, responder: Box<dyn Responder>) -> Self {
+        self.responder = Some(responder);
+        self
+    }
+
+    /// Attaches the backend's acknowledgement (for adapters).
+    pub fn with_acker(mut self, acker: Box<dyn Acker>) -> Self {
+        self.acker = Some(acker);
+        self
+    }
+
+    /// The concrete subject it was sent to (useful with wildcard subscriptions).
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// The subject, shared rather than copied.
+    pub fn shared_subject(&self) -> Arc<str> {
+        self.subject.clone()
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// The payload bytes.
+    pub fn payload(&self) -> &[u8] {
+        &self.message.payload
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &crate::headers::Headers {
+        &self.message.headers
+    }
+
+    /// Takes the message out, leaving an empty one (reply and ack still work).
+    pub fn take_message(&mut self) -> Message {
+        std::mem::take(&mut self.message)
+    }
+
+    /// Deserialises the payload from JSON.
+    pub fn decode_json<T: DeserializeOwned>(&self) -> Result<T> {
+        self.message.decode_json()
+    }
+
+    /// Whether the sender waits for a reply, and no reply has been sent yet.
+    pub fn expects_reply(&self) -> bool {
+        self.responder.is_some()
+    }
+
+    /// Sends the reply to this request.
+    ///
+    /// Fails with [`Error::Usage`] if the message is not a request or was
+    /// already answered, and with [`Error::InvalidHeader`] for bad headers.
+    pub async fn reply(&mut self, reply: Message) -> Result<()> {
+        reply.headers.validate_outgoing()?;
+        self.send_reply(reply).await
+    }
+
+    /// Replies with `value` encoded as JSON.
+    pub async fn reply_json<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.reply(Message::json(value)?).await
+    }
+
+    /// Replies with a handler error: the requester gets [`Error::Remote`] carrying `message`.
+    pub async fn reply_error(&mut self, message: impl fmt::Display) -> Result<()> {
+        self.send_reply(wire::error_reply(
+            wire::STATUS_HANDLER_ERROR,
+            message.to_string(),
+        ))
+        .await
+    }
+
+    /// Replies with the wire form of `err` (see [`wire::status_for`]), so the
+    /// requester gets the same kind of error.
+    pub async fn reply_with(&mut self, err: &Error) -> Result<()> {
+        self.send_reply(wire::error_reply_for(err)).await
+    }
+
+    /// Sends a reply without the header checks, for replies the crate built itself.
+    pub async fn send_reply(&mut self, reply: Message) -> Result<()> {
+        match self.responder.take() {
+            Some(responder) => responder.respond(reply).await,
+            None => Err(Error::usage(format!(
+                "message on `{}` is not a request or was already answered",
+                self.subject
+            ))),
+        }
+    }
+
+    /// Acknowledges the message (no-op where the backend has no acknowledgements).
+    pub async fn ack(&mut self) -> Result<()> {
+        match self.acker.take() {
+            Some(acker) => acker.ack().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Asks for redelivery (no-op where the backend has no acknowledgements).
+    pub async fn nack(&mut self) -> Result<()> {
+        match self.acker.take() {
+            Some(acker) => acker.nack().await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Incoming")
+            .field("subject", &self.subject)
+            .field("message", &self.message)
+            .field("expects_reply", &self.responder.is_some())
+            .field("has_ack", &self.acker.is_some())
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}

@@ -1,0 +1,5 @@
+//! Bearer tokens and bounded request bodies, for the backends' web servers
+//! (HTTP, gRPC) and the GraphQL gateway.
+
+pub mod auth;
+pub mod body_limit;
