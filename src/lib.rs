@@ -169,6 +169,31 @@ pub use message::Message;
 pub use service::Service;
 pub use settings::{Settings, Style};
 
+// The guide, one page per topic: the Markdown of `docs/guide/`, rendered by
+// rustdoc as `switchboard::guide` (`cargo doc --open`) and checked by its build.
+#[cfg(doc)]
+#[doc = include_str!("../docs/guide/README.md")]
+pub mod guide {
+    #[doc = include_str!("../docs/guide/routes.md")]
+    pub mod routes {}
+    #[doc = include_str!("../docs/guide/cli.md")]
+    pub mod cli {}
+    #[doc = include_str!("../docs/guide/resilience.md")]
+    pub mod resilience {}
+    #[doc = include_str!("../docs/guide/measured.md")]
+    pub mod measured {}
+    #[doc = include_str!("../docs/guide/graphql.md")]
+    pub mod graphql {}
+    #[doc = include_str!("../docs/guide/security.md")]
+    pub mod security {}
+    #[doc = include_str!("../docs/guide/scale.md")]
+    pub mod scale {}
+    #[doc = include_str!("../docs/guide/adapters.md")]
+    pub mod adapters {}
+    #[doc = include_str!("../docs/guide/tests.md")]
+    pub mod tests {}
+}
+
 /// Compiles the README's example as a doctest, so the README stays true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
