@@ -110,10 +110,26 @@ fn record(
     outcome: &'static str,
     elapsed: std::time::Duration,
 ) {
-    metrics::counter!("switchboard_calls_total", "op" => op.as_str(), "backend" => backend, "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!("switchboard_call_seconds", "op" => op.as_str(), "backend" => backend)
-        .record(elapsed.as_secs_f64());
+    let calls = static_labels::of(&[
+        ("op", op.as_str()),
+        ("backend", backend),
+        ("outcome", outcome),
+    ]);
+    let timing = static_labels::of(&[("op", op.as_str()), ("backend", backend)]);
+    metrics::with_recorder(|recorder| {
+        recorder
+            .register_counter(
+                &metrics::Key::from_static_parts("switchboard_calls_total", calls),
+                &static_labels::METADATA,
+            )
+            .increment(1);
+        recorder
+            .register_histogram(
+                &metrics::Key::from_static_parts("switchboard_call_seconds", timing),
+                &static_labels::METADATA,
+            )
+            .record(elapsed.as_secs_f64());
+    });
 }
 
 #[cfg(not(feature = "metrics"))]
@@ -128,8 +144,11 @@ struct InFlight {
 fn in_flight(op: Operation, backend: &'static str) -> InFlight {
     #[cfg(feature = "metrics")]
     {
-        let gauge =
-            metrics::gauge!("switchboard_in_flight", "op" => op.as_str(), "backend" => backend);
+        let labels = static_labels::of(&[("op", op.as_str()), ("backend", backend)]);
+        let key = metrics::Key::from_static_parts("switchboard_in_flight", labels);
+        let gauge = metrics::with_recorder(|recorder| {
+            recorder.register_gauge(&key, &static_labels::METADATA)
+        });
         gauge.increment(1.0);
         InFlight { gauge }
     }
@@ -144,6 +163,51 @@ fn in_flight(op: Operation, backend: &'static str) -> InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.gauge.decrement(1.0);
+    }
+}
+
+/// The label sets of the per-call metrics, whose values are all `'static`
+/// (operation, backend, outcome): each distinct set is made a static slice
+/// once, so a key built from it borrows instead of allocating, and recording
+/// a call allocates nothing, whatever recorder is installed (global or local).
+#[cfg(feature = "metrics")]
+mod static_labels {
+    use std::collections::HashMap;
+    use std::sync::RwLock;
+
+    use metrics::Label;
+
+    /// The metadata the `metrics` macros would give these metrics.
+    pub(super) static METADATA: metrics::Metadata<'static> =
+        metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+    /// Each label set seen, as (key, value) pairs, with its static slice.
+    type LabelSets = HashMap<Vec<(&'static str, &'static str)>, &'static [Label]>;
+
+    /// At most operations × backends × outcomes entries: bounded.
+    static KNOWN: RwLock<Option<LabelSets>> = RwLock::new(None);
+
+    /// The static label slice for `pairs`.
+    pub(super) fn of<const N: usize>(
+        pairs: &[(&'static str, &'static str); N],
+    ) -> &'static [Label] {
+        if let Some(labels) = KNOWN
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|known| known.get(pairs.as_slice()))
+        {
+            return labels;
+        }
+        let mut known = KNOWN.write().unwrap_or_else(|e| e.into_inner());
+        let known = known.get_or_insert_with(HashMap::new);
+        known.entry(pairs.to_vec()).or_insert_with(|| {
+            let labels: Vec<Label> = pairs
+                .iter()
+                .map(|&(key, value)| Label::from_static_parts(key, value))
+                .collect();
+            Box::leak(labels.into_boxed_slice())
+        })
     }
 }
 

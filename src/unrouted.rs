@@ -49,7 +49,13 @@ impl Unrouted {
             true => subject,
             false => OTHER_SUBJECTS,
         };
-        let seen = state.subjects.entry(key.to_owned()).or_default();
+        // The subject is copied only the first time it goes unrouted.
+        if !state.subjects.contains_key(key) {
+            state.subjects.insert(key.to_owned(), Default::default());
+        }
+        let Some(seen) = state.subjects.get_mut(key) else {
+            return;
+        };
         seen.unreported += 1;
         if seen
             .last_report
