@@ -61,11 +61,11 @@ const MESSAGES: usize = 2_000;
 /// Budgets: the crate's own allocations per message (payload decoding and
 /// the raw client's share taken out), each the count measured on 2026-12-05
 /// plus half an allocation, so one more allocation per message fails.
-const MEMORY_REQUEST_ROUND_TRIP: f64 = 7.5;
-const MEMORY_EVENT_HANDLED: f64 = 7.5;
-const MEMORY_PUBLISH_JSON: f64 = 5.5;
+const MEMORY_REQUEST_ROUND_TRIP: f64 = 5.5;
+const MEMORY_EVENT_HANDLED: f64 = 5.5;
+const MEMORY_PUBLISH_JSON: f64 = 4.5;
 #[cfg(feature = "nats")]
-const NATS_EVENT_HANDLED: f64 = 9.5;
+const NATS_EVENT_HANDLED: f64 = 7.5;
 #[cfg(feature = "nats")]
 const NATS_PUBLISH_JSON: f64 = 4.5;
 

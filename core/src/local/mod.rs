@@ -228,8 +228,25 @@ impl LocalRouter {
         targets: Targets<'_>,
         mut taken: Option<&mut Recipients>,
     ) -> usize {
+        let incoming = |subject: Arc<str>, message: Message| {
+            let incoming = Incoming::new(subject, message);
+            match reply {
+                Some(slot) => {
+                    let incoming = incoming.with_responder(Box::new(LocalResponder(slot.clone())));
+                    match slot.1 {
+                        Some(deadline) => incoming.with_deadline(deadline),
+                        None => incoming,
+                    }
+                }
+                None => incoming,
+            }
+        };
         let mut delivered = 0;
         let mut wildcard_subject: Option<Arc<str>> = None;
+        // Each recipient is sent to once the next one is known, so the last
+        // one gets the message itself and only the others a clone: a single
+        // recipient costs no clone (whose first one allocates for the payload).
+        let mut previous: Option<(Recipient<'_>, Arc<str>)> = None;
         for target in routes.matching(subject) {
             let subject = match &target.subject {
                 Some(shared) => shared.clone(),
@@ -237,45 +254,61 @@ impl LocalRouter {
                     .get_or_insert_with(|| subject.into())
                     .clone(),
             };
-            let incoming = || {
-                let incoming = Incoming::new(subject.clone(), message.clone());
-                match reply {
-                    Some(slot) => {
-                        let incoming =
-                            incoming.with_responder(Box::new(LocalResponder(slot.clone())));
-                        match slot.1 {
-                            Some(deadline) => incoming.with_deadline(deadline),
-                            None => incoming,
-                        }
-                    }
-                    None => incoming,
-                }
-            };
-            if targets.plain() {
-                for member in &target.plain {
-                    if member.queue.send(incoming()).await.is_ok() {
-                        delivered += 1;
-                        if let Some(taken) = taken.as_deref_mut() {
-                            taken.plain = true;
-                        }
-                    }
-                }
-            }
-            let chosen = target
+            let plain = targets
+                .plain()
+                .then_some(&target.plain)
+                .into_iter()
+                .flatten()
+                .map(Recipient::Plain);
+            let groups = target
                 .groups
                 .iter()
-                .filter(|g| targets.includes(&target.pattern, &g.name));
-            for group in chosen {
-                if send_to_group(group, incoming()).await {
-                    delivered += 1;
-                    if let Some(taken) = taken.as_deref_mut() {
-                        let address = (target.pattern.to_string(), group.name.to_string());
-                        taken.groups.push(address);
-                    }
+                .filter(|g| targets.includes(&target.pattern, &g.name))
+                .map(|group| Recipient::Group(&target.pattern, group));
+            for recipient in plain.chain(groups) {
+                if let Some((before, its_subject)) = previous.replace((recipient, subject.clone()))
+                {
+                    let copy = incoming(its_subject, message.clone());
+                    delivered += usize::from(before.send(copy, taken.as_deref_mut()).await);
                 }
             }
         }
+        if let Some((last, its_subject)) = previous {
+            let original = incoming(its_subject, message);
+            delivered += usize::from(last.send(original, taken).await);
+        }
         delivered
+    }
+}
+
+/// One recipient of a delivery: a plain subscriber, or a queue group (one
+/// of whose members takes it).
+enum Recipient<'a> {
+    Plain(&'a Member),
+    Group(&'a Arc<str>, &'a Group),
+}
+
+impl Recipient<'_> {
+    /// Sends `incoming`; whether it was taken, noted in `taken` if asked.
+    async fn send(self, incoming: Incoming, taken: Option<&mut Recipients>) -> bool {
+        match self {
+            Recipient::Plain(member) => {
+                let sent = member.queue.send(incoming).await.is_ok();
+                if let (true, Some(taken)) = (sent, taken) {
+                    taken.plain = true;
+                }
+                sent
+            }
+            Recipient::Group(pattern, group) => {
+                let sent = send_to_group(group, incoming).await;
+                if let (true, Some(taken)) = (sent, taken) {
+                    taken
+                        .groups
+                        .push((pattern.to_string(), group.name.to_string()));
+                }
+                sent
+            }
+        }
     }
 }
 
