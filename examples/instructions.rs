@@ -1,0 +1,124 @@
+//! One path users call, run N times, for counting its instructions under
+//! callgrind: the runs of N and 3N messages differ by 2N messages' cost, so
+//! start-up and set-up cancel out. `scripts/check-instructions.py` runs it
+//! and holds the counts to `benches/instructions.baseline` (CI fails at +5 %).
+//!
+//! ```text
+//! cargo build --release --all-features --example instructions
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//!     target/release/examples/instructions memory-typed-request 1000
+//! ```
+//!
+//! Rows: `memory-typed-request` (`request_json` to a typed `Service`
+//! handler and its reply), `memory-typed-event` (`publish_json` until a typed
+//! handler ran), `memory-publish-json` (`publish_json`, nobody subscribed),
+//! `nats-typed-event` and `nats-publish-json` (the same on core NATS at
+//! 127.0.0.1:4222).
+//! One thread (a current-thread runtime), so the count does not depend on
+//! how two workers happened to share the work.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use switchboard::{Bus, Service};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Order {
+    id: u64,
+    note: String,
+}
+
+fn order() -> Order {
+    Order {
+        id: 42,
+        note: "x".repeat(108),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> switchboard::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (Some(row), Some(count)) = (args.next(), args.next()) else {
+        eprintln!("usage: instructions ROW COUNT");
+        std::process::exit(2);
+    };
+    let count: usize = count.parse().expect("COUNT is a number");
+    match row.as_str() {
+        "memory-typed-request" => {
+            typed_requests(&switchboard::connect("memory://i").await?, count).await
+        }
+        "memory-typed-event" => {
+            typed_events(&switchboard::connect("memory://i").await?, count).await
+        }
+        "memory-publish-json" => {
+            publish_json(&switchboard::connect("memory://i").await?, count).await
+        }
+        #[cfg(feature = "nats")]
+        "nats-typed-event" => {
+            typed_events(&switchboard::connect("nats://127.0.0.1:4222").await?, count).await
+        }
+        #[cfg(feature = "nats")]
+        "nats-publish-json" => {
+            publish_json(&switchboard::connect("nats://127.0.0.1:4222").await?, count).await
+        }
+        other => {
+            eprintln!("unknown row `{other}`");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn typed_service(
+    bus: &Bus,
+) -> switchboard::Result<(switchboard::service::RunningService, Arc<AtomicUsize>)> {
+    let handled = Arc::new(AtomicUsize::new(0));
+    let counter = handled.clone();
+    let running = Service::new("instructions", bus.clone())
+        .on("instructions.echo", |order: Order| async move {
+            Ok::<_, String>(order)
+        })
+        .on("instructions.placed", move |order: Order| {
+            let counter = counter.clone();
+            async move {
+                std::hint::black_box(order);
+                counter.fetch_add(1, Ordering::Relaxed);
+                Ok::<_, String>(())
+            }
+        })
+        .start()
+        .await?;
+    Ok((running, handled))
+}
+
+async fn typed_requests(bus: &Bus, count: usize) -> switchboard::Result<()> {
+    let (running, _) = typed_service(bus).await?;
+    let order = order();
+    for _ in 0..count {
+        let echoed: Order = bus.request_json("instructions.echo", &order).await?;
+        std::hint::black_box(echoed);
+    }
+    let _ = running.shutdown().await;
+    bus.close().await
+}
+
+async fn typed_events(bus: &Bus, count: usize) -> switchboard::Result<()> {
+    let (running, handled) = typed_service(bus).await?;
+    let order = order();
+    for _ in 0..count {
+        bus.publish_json("instructions.placed", &order).await?;
+    }
+    while handled.load(Ordering::Relaxed) < count {
+        tokio::task::yield_now().await;
+    }
+    let _ = running.shutdown().await;
+    bus.close().await
+}
+
+async fn publish_json(bus: &Bus, count: usize) -> switchboard::Result<()> {
+    let order = order();
+    for _ in 0..count {
+        bus.publish_json("instructions.nobody", &order).await?;
+    }
+    bus.close().await
+}

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Counts the instructions per message of the paths users call, under
+callgrind, and fails when one costs more than its baseline allows.
+
+Each row of `examples/instructions.rs` runs N and 3N times; the difference
+of the two totals, divided by 2N, is the cost of one message with start-up
+and set-up cancelled out. The baseline (`benches/instructions.baseline`,
+`ROW INSTRUCTIONS` per line) holds the counts this machine kind measured;
+a row more than 5 % above its baseline fails.
+
+Usage: check-instructions.py [--update] [--rows ROW,ROW] [BINARY]
+  BINARY    the release build of the example
+            (default: $CARGO_TARGET_DIR or target, then release/examples/instructions)
+  --update  writes the measured counts as the new baseline
+  --rows    only these rows (default: every row in the baseline)"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BASELINE = Path(__file__).resolve().parent.parent / "benches" / "instructions.baseline"
+TOLERANCE = 0.05
+N = 1000
+
+
+def collected(binary, row, count):
+    """Instructions callgrind counted for one run of `row` with `count` messages."""
+    run = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", binary, row, str(count)],
+        capture_output=True,
+        text=True,
+    )
+    if run.returncode != 0:
+        sys.exit(f"{row}: the run failed (exit {run.returncode}):\n{run.stderr[-2000:]}")
+    found = re.search(r"Collected\s*:\s*(\d+)", run.stderr)
+    if not found:
+        sys.exit(f"{row}: callgrind printed no count:\n{run.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def per_message(binary, row):
+    return (collected(binary, row, 3 * N) - collected(binary, row, N)) / (2 * N)
+
+
+def read_baseline():
+    rows = {}
+    if BASELINE.exists():
+        for line in BASELINE.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                row, count = line.split()
+                rows[row] = float(count)
+    return rows
+
+
+def main():
+    args = sys.argv[1:]
+    update = "--update" in args
+    args = [a for a in args if a != "--update"]
+    rows = None
+    if "--rows" in args:
+        at = args.index("--rows")
+        rows = args[at + 1].split(",")
+        del args[at : at + 2]
+    target = os.environ.get("CARGO_TARGET_DIR", "target")
+    binary = args[0] if args else str(Path(target) / "release" / "examples" / "instructions")
+    baseline = read_baseline()
+    rows = rows or list(baseline) or ["memory-typed-request", "memory-typed-event", "memory-publish-json", "nats-publish-json"]
+    measured, failures = {}, []
+    print(f"| row | instructions per message | baseline | change |\n|---|---|---|---|")
+    for row in rows:
+        count = per_message(binary, row)
+        measured[row] = count
+        base = baseline.get(row)
+        if base:
+            change = count / base - 1
+            print(f"| {row} | {count:,.0f} | {base:,.0f} | {change:+.1%} |")
+            if change > TOLERANCE:
+                failures.append(f"{row}: {count:,.0f} instructions per message, {change:+.1%} over the baseline {base:,.0f}")
+        else:
+            print(f"| {row} | {count:,.0f} | — | — |")
+    if update:
+        lines = ["# Instructions per message under callgrind, from scripts/check-instructions.py --update", "# (release build, examples/instructions.rs, N and 3N messages)."]
+        lines += [f"{row} {count:.0f}" for row, count in measured.items()]
+        BASELINE.write_text("\n".join(lines) + "\n")
+        print(f"baseline written: {BASELINE}")
+        return
+    if failures:
+        sys.exit("\n".join(failures))
+
+
+if __name__ == "__main__":
+    main()
