@@ -17,24 +17,14 @@
 //! One thread (a current-thread runtime), so the count does not depend on
 //! how two workers happened to share the work.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use serde::{Deserialize, Serialize};
-use switchboard::{Bus, Service};
+use switchboard::Bus;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Order {
-    id: u64,
-    note: String,
-}
+#[path = "../tests/support/typed_paths.rs"]
+mod typed_paths;
 
-fn order() -> Order {
-    Order {
-        id: 42,
-        note: "x".repeat(108),
-    }
-}
+use typed_paths::{order, typed_service, Order};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> switchboard::Result<()> {
@@ -69,30 +59,8 @@ async fn main() -> switchboard::Result<()> {
     }
 }
 
-async fn typed_service(
-    bus: &Bus,
-) -> switchboard::Result<(switchboard::service::RunningService, Arc<AtomicUsize>)> {
-    let handled = Arc::new(AtomicUsize::new(0));
-    let counter = handled.clone();
-    let running = Service::new("instructions", bus.clone())
-        .on("instructions.echo", |order: Order| async move {
-            Ok::<_, String>(order)
-        })
-        .on("instructions.placed", move |order: Order| {
-            let counter = counter.clone();
-            async move {
-                std::hint::black_box(order);
-                counter.fetch_add(1, Ordering::Relaxed);
-                Ok::<_, String>(())
-            }
-        })
-        .start()
-        .await?;
-    Ok((running, handled))
-}
-
 async fn typed_requests(bus: &Bus, count: usize) -> switchboard::Result<()> {
-    let (running, _) = typed_service(bus).await?;
+    let (running, _) = typed_service(bus, "instructions").await?;
     let order = order();
     for _ in 0..count {
         let echoed: Order = bus.request_json("instructions.echo", &order).await?;
@@ -103,7 +71,7 @@ async fn typed_requests(bus: &Bus, count: usize) -> switchboard::Result<()> {
 }
 
 async fn typed_events(bus: &Bus, count: usize) -> switchboard::Result<()> {
-    let (running, handled) = typed_service(bus).await?;
+    let (running, handled) = typed_service(bus, "instructions").await?;
     let order = order();
     for _ in 0..count {
         bus.publish_json("instructions.placed", &order).await?;

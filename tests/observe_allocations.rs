@@ -15,14 +15,16 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use switchboard::{Bus, Service};
+use switchboard::Bus;
 
 #[path = "support/mod.rs"]
 mod support;
+#[path = "support/typed_paths.rs"]
+mod typed_paths;
+
+use typed_paths::{order, typed_service, Order};
 
 /// Counts every allocation and reallocation of the process.
 struct Counting;
@@ -69,19 +71,6 @@ const NATS_EVENT_HANDLED: f64 = 7.5;
 #[cfg(feature = "nats")]
 const NATS_PUBLISH_JSON: f64 = 4.5;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Order {
-    id: u64,
-    note: String,
-}
-
-fn order() -> Order {
-    Order {
-        id: 42,
-        note: "x".repeat(108),
-    }
-}
-
 /// Allocations per message of `run(messages)`.
 async fn per_message<F, Fut>(mut run: F) -> f64
 where
@@ -117,32 +106,6 @@ fn report(row: &str, total: f64, payload: f64, client: f64, budget: f64) {
     );
 }
 
-/// A typed service on `bus`: `PREFIX.echo` answers with the order, and
-/// `PREFIX.placed` counts handled events into the returned counter.
-async fn typed_service(
-    bus: &Bus,
-    prefix: &str,
-) -> (switchboard::service::RunningService, Arc<AtomicUsize>) {
-    let handled = Arc::new(AtomicUsize::new(0));
-    let counter = handled.clone();
-    let running = Service::new("allocations", bus.clone())
-        .on(format!("{prefix}.echo"), |order: Order| async move {
-            Ok::<_, String>(order)
-        })
-        .on(format!("{prefix}.placed"), move |order: Order| {
-            let counter = counter.clone();
-            async move {
-                std::hint::black_box(order);
-                counter.fetch_add(1, Ordering::Relaxed);
-                Ok::<_, String>(())
-            }
-        })
-        .start()
-        .await
-        .unwrap();
-    (running, handled)
-}
-
 /// Publishes `messages` events and waits until the service handled them all.
 async fn publish_and_wait(bus: &Bus, subject: &str, handled: &AtomicUsize, messages: usize) {
     let target = handled.load(Ordering::Relaxed) + messages;
@@ -165,7 +128,7 @@ async fn memory_typed_request_round_trip() {
     let bus = switchboard::connect("memory://allocations-request")
         .await
         .unwrap();
-    let (running, _) = typed_service(&bus, "alloc").await;
+    let (running, _) = typed_service(&bus, "alloc").await.unwrap();
     let order = order();
     let total = per_message(|messages| {
         let (bus, order) = (&bus, &order);
@@ -193,7 +156,7 @@ async fn memory_typed_event_handled() {
     let bus = switchboard::connect("memory://allocations-event")
         .await
         .unwrap();
-    let (running, handled) = typed_service(&bus, "alloc").await;
+    let (running, handled) = typed_service(&bus, "alloc").await.unwrap();
     let total =
         per_message(|messages| publish_and_wait(&bus, "alloc.placed", &handled, messages)).await;
     report(
@@ -297,7 +260,7 @@ async fn nats_typed_event_handled() {
         return;
     };
     let prefix = support::unique("alloc");
-    let (running, handled) = typed_service(&bus, &prefix).await;
+    let (running, handled) = typed_service(&bus, &prefix).await.unwrap();
     let subject = format!("{prefix}.placed");
     let total = per_message(|messages| publish_and_wait(&bus, &subject, &handled, messages)).await;
     report(
