@@ -423,17 +423,56 @@ impl std::io::Write for Warnings {
     }
 }
 
+thread_local! {
+    /// Where WARN events of this thread go, while a test captures them.
+    static CAPTURING: std::cell::RefCell<Option<Warnings>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The writer of the one subscriber this binary installs: it appends to the
+/// capture of the thread the event happened on, if any.
+struct ThisThread;
+
+impl std::io::Write for ThisThread {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        CAPTURING.with(|capturing| {
+            if let Some(warnings) = &*capturing.borrow() {
+                warnings.0.lock().unwrap().extend_from_slice(bytes);
+            }
+        });
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Ends a capture when dropped.
+struct Capturing;
+
+impl Drop for Capturing {
+    fn drop(&mut self) {
+        CAPTURING.with(|capturing| capturing.borrow_mut().take());
+    }
+}
+
 impl Warnings {
     /// Captures WARN and above on this thread (a current-thread runtime runs
-    /// every task of the test here) until the guard is dropped.
-    fn capture(&self) -> tracing::subscriber::DefaultGuard {
-        let writer = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
+    /// every task of the test here) until the guard is dropped. One global
+    /// subscriber serves every test of the binary: a per-thread default
+    /// subscriber beside tests running in parallel could miss events.
+    fn capture(&self) -> Capturing {
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::WARN)
+                .with_ansi(false)
+                .with_writer(|| ThisThread)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("the only subscriber of this test binary");
+        });
+        CAPTURING.with(|capturing| *capturing.borrow_mut() = Some(self.clone()));
+        Capturing
     }
 
     fn text(&self) -> String {
@@ -495,14 +534,26 @@ async fn a_normal_close_logs_no_warning_and_a_vanished_peer_is_reported() {
         let _a = seed.subscribe("quiet.a").await.unwrap();
         let b = other.subscribe("quiet.b").await.unwrap();
         drop((b, other));
+        // Its port, once free, is held here (bound, not listening: calls to it
+        // are refused), so no server of a test running beside this one can
+        // take it and answer the seed in the vanished peer's place.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while tokio::net::TcpStream::connect(vanished).await.is_ok() {
+        let _held = loop {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.set_reuseaddr(true).unwrap();
+            if socket.bind(vanished).is_ok() {
+                break socket;
+            }
             assert!(
                 Instant::now() < deadline,
                 "{scheme}: a dropped peer kept its port"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        };
+        assert!(
+            tokio::net::TcpStream::connect(vanished).await.is_err(),
+            "{scheme}: the vanished peer's port still answers"
+        );
         seed.close().await.unwrap();
         let text = std::mem::take(&mut *warnings.0.lock().unwrap());
         let text = String::from_utf8_lossy(&text);
