@@ -13,7 +13,9 @@
 //! handler and its reply), `memory-typed-event` (`publish_json` until a typed
 //! handler ran), `memory-publish-json` (`publish_json`, nobody subscribed),
 //! `nats-typed-event` and `nats-publish-json` (the same on core NATS at
-//! 127.0.0.1:4222).
+//! 127.0.0.1:4222), and beside them the raw async-nats client doing the same
+//! work: `nats-raw-event` (publish the order's JSON, receive it on a
+//! subscription, decode it) and `nats-raw-publish` (publish the JSON).
 //! One thread (a current-thread runtime), so the count does not depend on
 //! how two workers happened to share the work.
 
@@ -52,6 +54,10 @@ async fn main() -> switchboard::Result<()> {
         "nats-publish-json" => {
             publish_json(&switchboard::connect("nats://127.0.0.1:4222").await?, count).await
         }
+        #[cfg(feature = "nats")]
+        "nats-raw-event" => raw_nats::events(count).await,
+        #[cfg(feature = "nats")]
+        "nats-raw-publish" => raw_nats::publish(count).await,
         other => {
             eprintln!("unknown row `{other}`");
             std::process::exit(2);
@@ -89,4 +95,75 @@ async fn publish_json(bus: &Bus, count: usize) -> switchboard::Result<()> {
         bus.publish_json("instructions.nobody", &order).await?;
     }
     bus.close().await
+}
+
+/// The raw async-nats client doing what the NATS rows do, for the ratio.
+#[cfg(feature = "nats")]
+mod raw_nats {
+    use futures_util::StreamExt;
+    use switchboard::nats::async_nats;
+
+    use super::{order, Order};
+
+    async fn client() -> switchboard::Result<async_nats::Client> {
+        async_nats::connect("127.0.0.1:4222")
+            .await
+            .map_err(|e| switchboard::Error::backend("nats", e))
+    }
+
+    fn payload() -> bytes::Bytes {
+        serde_json::to_vec(&order())
+            .expect("an order encodes")
+            .into()
+    }
+
+    pub async fn events(count: usize) -> switchboard::Result<()> {
+        let client = client().await?;
+        let mut subscription = client
+            .subscribe("instructions.raw")
+            .await
+            .map_err(|e| switchboard::Error::backend("nats", e))?;
+        client
+            .flush()
+            .await
+            .map_err(|e| switchboard::Error::backend("nats", e))?;
+        let consumer = tokio::spawn(async move {
+            for _ in 0..count {
+                let Some(message) = subscription.next().await else {
+                    break;
+                };
+                let order: Order = serde_json::from_slice(&message.payload).expect("an order");
+                std::hint::black_box(order);
+            }
+        });
+        let payload = payload();
+        for _ in 0..count {
+            client
+                .publish("instructions.raw", payload.clone())
+                .await
+                .map_err(|e| switchboard::Error::backend("nats", e))?;
+        }
+        consumer
+            .await
+            .map_err(|e| switchboard::Error::backend("nats", e))?;
+        Ok(())
+    }
+
+    pub async fn publish(count: usize) -> switchboard::Result<()> {
+        let client = client().await?;
+        let order = order();
+        for _ in 0..count {
+            // Encoded per message, as `publish_json` does.
+            let payload: bytes::Bytes =
+                serde_json::to_vec(&order).expect("an order encodes").into();
+            client
+                .publish("instructions.nobody", payload)
+                .await
+                .map_err(|e| switchboard::Error::backend("nats", e))?;
+        }
+        client
+            .flush()
+            .await
+            .map_err(|e| switchboard::Error::backend("nats", e))
+    }
 }
