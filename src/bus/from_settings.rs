@@ -40,13 +40,13 @@ impl Settings {
         }
         let handlers = self.resilience.concurrency.as_ref().map(|c| c.handlers);
         let bus = Bus::routed(table, buses, self.events.clone(), handlers)?;
-        let bus = match &self.outbox.path {
-            None => bus,
+        let bus = match self.outbox.is_on() {
+            false => bus,
             #[cfg(feature = "outbox")]
-            Some(_) => bus.with_outbox(&self.outbox).await?,
+            true => bus.with_outbox(&self.outbox).await?,
             #[cfg(not(feature = "outbox"))]
-            Some(_) => return Err(Error::config(
-                "`[outbox] path` needs the `outbox` feature of switchboard, which this build does not enable",
+            true => return Err(Error::config(
+                "`[outbox]` needs the `outbox` feature of switchboard, which this build does not enable",
             )),
         };
         bus.check_fallbacks()?;

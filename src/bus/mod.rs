@@ -3,6 +3,8 @@
 //! transport configuration picks; it validates input once for every backend.
 
 mod from_settings;
+#[cfg(feature = "outbox")]
+mod send_in;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -575,17 +577,15 @@ impl Bus {
 
     /// This bus with an outbox: async sends on transports that do not keep
     /// events for an absent consumer are held in the SQLite file at
-    /// `settings.path` until a recipient took them (see [`crate::outbox`]).
+    /// `settings.path` (or the PostgreSQL database at `settings.url`) until
+    /// a recipient took them (see [`crate::outbox`]).
     /// [`Settings::connect`](crate::Settings::connect) does this for
-    /// `[outbox]`. Fails for a missing `path` or a file that cannot be used.
+    /// `[outbox]`. Fails for neither or both of `path` and `url`, and for a
+    /// store that cannot be used.
     #[cfg(feature = "outbox")]
     #[cfg_attr(docsrs, doc(cfg(feature = "outbox")))]
     pub async fn with_outbox(self, settings: &crate::settings::OutboxSettings) -> Result<Bus> {
-        let path = settings
-            .path
-            .as_deref()
-            .ok_or_else(|| Error::config("the outbox needs a `path` for its file"))?;
-        let outbox = crate::outbox::Outbox::open(settings, path, self.outbox_routes()).await?;
+        let outbox = crate::outbox::Outbox::open(settings, self.outbox_routes()).await?;
         Ok(self.attach_outbox(outbox))
     }
 

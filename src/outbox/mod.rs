@@ -26,6 +26,7 @@ mod dedup;
 mod relay;
 mod shared;
 mod store;
+mod transaction;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,7 +43,12 @@ use crate::wire;
 pub(crate) use dedup::{Begun, Claim, Dedup};
 pub(crate) use relay::Routes;
 use shared::{now_ms, Shared};
+/// The sqlx this crate is built with, for the transactions of
+/// [`Bus::send_in`](crate::Bus::send_in) (their types must be its own).
+pub use sqlx;
+use store::sqlite::SqliteStore;
 use store::{Entry, Store};
+pub use transaction::OutboxConnection;
 
 /// Sends waiting for the writer at once; the writer commits them together.
 const WRITE_QUEUE: usize = 4096;
@@ -152,12 +158,48 @@ async fn open_existing(path: &Path) -> Result<Store> {
             path.display()
         )));
     }
-    Store::open(path).await
+    Ok(Store::new(Arc::new(SqliteStore::open(path).await?)))
+}
+
+/// The database an outbox keeps its events in, for a caller's transaction
+/// that sends with [`Bus::send_in`](crate::Bus::send_in).
+#[derive(Clone)]
+pub(crate) enum Database {
+    Sqlite(Arc<SqliteStore>),
+    #[cfg(feature = "outbox-postgres")]
+    Postgres(Arc<store::postgres::PgStore>),
+}
+
+/// Opens the store `settings` name: the SQLite file at `path`, or the
+/// PostgreSQL database at `url`.
+async fn open_store(settings: &OutboxSettings) -> Result<(Store, Database)> {
+    match (&settings.path, &settings.url) {
+        (Some(path), None) => {
+            let sqlite = Arc::new(SqliteStore::open(path).await?);
+            Ok((Store::new(sqlite.clone()), Database::Sqlite(sqlite)))
+        }
+        #[cfg(feature = "outbox-postgres")]
+        (None, Some(url)) => {
+            let postgres = Arc::new(store::postgres::PgStore::open(url).await?);
+            Ok((Store::new(postgres.clone()), Database::Postgres(postgres)))
+        }
+        #[cfg(not(feature = "outbox-postgres"))]
+        (None, Some(_)) => Err(Error::config(
+            "`[outbox] url` (PostgreSQL) needs the `outbox-postgres` feature of switchboard, which this build does not enable",
+        )),
+        (Some(_), Some(_)) => Err(Error::config(
+            "`[outbox]` has both a `path` and a `url`; give one: the SQLite file or the PostgreSQL database",
+        )),
+        (None, None) => Err(Error::config(
+            "the outbox needs a `path` for its SQLite file or a `url` for its PostgreSQL database",
+        )),
+    }
 }
 
 /// A bus's outbox: the writer that commits sends and the relay that forwards them.
 pub(crate) struct Outbox {
     shared: Arc<Shared>,
+    database: Database,
     writes: mpsc::Sender<Write>,
     stop: watch::Sender<bool>,
     /// The writer and the relay, awaited by [`close`](Self::close).
@@ -171,16 +213,24 @@ struct Write {
 }
 
 impl Outbox {
-    /// Opens the file of `settings.path` and starts the writer and the relay,
+    /// Opens the store of `settings` and starts the writer and the relay,
     /// which forwards through `routes`. Fails at once for a file that cannot
-    /// be opened, is not a database, or is held by another process.
-    pub(crate) async fn open(
-        settings: &OutboxSettings,
-        path: &Path,
-        routes: Routes,
-    ) -> Result<Outbox> {
-        let store = Store::open(path).await?;
-        let pending = store.count().await?;
+    /// be opened, is not a database, or is held by another process, and for
+    /// a database that cannot be reached.
+    pub(crate) async fn open(settings: &OutboxSettings, routes: Routes) -> Result<Outbox> {
+        let (store, database) = open_store(settings).await?;
+        let opened = async {
+            let pending = store.count().await?;
+            let changes = store.listen().await?;
+            Ok::<_, Error>((pending, changes))
+        };
+        let (pending, changes) = match opened.await {
+            Ok(opened) => opened,
+            Err(err) => {
+                store.close().await;
+                return Err(err);
+            }
+        };
         let shared = Arc::new(Shared {
             store,
             settings: settings.clone(),
@@ -189,16 +239,24 @@ impl Outbox {
             committed: Notify::new(),
         });
         if pending > 0 {
-            tracing::info!(path = %path.display(), pending, "outbox: forwarding events held from before");
+            tracing::info!(pending, "outbox: forwarding events held from before");
         }
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
         let (stop, stopped) = watch::channel(false);
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(write(shared.clone(), queue, stopped.clone())),
-            tokio::spawn(relay::run(shared.clone(), routes, stopped)),
+            tokio::spawn(relay::run(shared.clone(), routes, stopped.clone())),
         ];
+        if let Some(changes) = changes {
+            tasks.push(tokio::spawn(wake_on_commits(
+                shared.clone(),
+                changes,
+                stopped,
+            )));
+        }
         Ok(Outbox {
             shared,
+            database,
             writes,
             stop,
             tasks: std::sync::Mutex::new(tasks),
@@ -217,9 +275,7 @@ impl Outbox {
             });
         }
         let mut message = message;
-        if message.headers.get(wire::MESSAGE_ID).is_none() {
-            message.headers.insert(wire::MESSAGE_ID, new_message_id());
-        }
+        with_message_id(&mut message);
         let (done, committed) = oneshot::channel();
         let entry = Entry {
             subject: subject.to_owned(),
@@ -232,6 +288,41 @@ impl Outbox {
             .await
             .map_err(|_| Error::Closed)?;
         committed.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Writes one send on `connection`, inside the caller's transaction; it
+    /// counts as held at once, and the relay forwards it once committed.
+    pub(crate) async fn append_in<C: OutboxConnection + ?Sized>(
+        &self,
+        connection: &mut C,
+        subject: &str,
+        message: Message,
+    ) -> Result<()> {
+        let limit = self.shared.settings.max_events;
+        if self.shared.pending.load(Ordering::Relaxed) >= limit {
+            return Err(Error::OutboxFull {
+                subject: subject.to_owned(),
+                limit,
+            });
+        }
+        let sqlite_file = match &self.database {
+            Database::Sqlite(sqlite) => Some(sqlite.path()),
+            #[cfg(feature = "outbox-postgres")]
+            Database::Postgres(_) => None,
+        };
+        connection
+            .insert_event(sqlite_file, subject, message, now_ms())
+            .await?;
+        self.shared.pending.fetch_add(1, Ordering::Relaxed);
+        // The relay looks once the transaction let go of the store (SQLite's
+        // one connection), or when PostgreSQL tells of the commit.
+        self.shared.committed.notify_one();
+        Ok(())
+    }
+
+    /// The database the events are kept in.
+    pub(crate) fn database(&self) -> &Database {
+        &self.database
     }
 
     /// The memory of handled message ids for `route` of `service`, kept in
@@ -267,6 +358,24 @@ impl Drop for Outbox {
     fn drop(&mut self) {
         // The relay stops after the event in hand; what is held stays in the file.
         self.stop.send_replace(true);
+    }
+}
+
+/// Wakes the relay for every commit another process (or a caller's
+/// transaction) made, until the outbox stops.
+async fn wake_on_commits(
+    shared: Arc<Shared>,
+    mut changes: mpsc::Receiver<()>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            change = changes.recv() => match change {
+                Some(()) => shared.committed.notify_one(),
+                None => return,
+            },
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
     }
 }
 
@@ -318,6 +427,20 @@ async fn write(
     }
     // Sends still queued are refused (their callers get `Closed`), never half-written.
     queue.close();
+}
+
+/// Gives `message` an id if it has none, so a receiving route's dedup
+/// recognises it if the relay forwards it twice (after a crash between
+/// delivery and removal); returns the id.
+pub(crate) fn with_message_id(message: &mut Message) -> String {
+    match message.headers.get(wire::MESSAGE_ID) {
+        Some(id) => id.to_owned(),
+        None => {
+            let id = new_message_id();
+            message.headers.insert(wire::MESSAGE_ID, id.clone());
+            id
+        }
+    }
 }
 
 /// A random id for a send: 128 bits from the thread-local generator, as hex.

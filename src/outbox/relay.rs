@@ -77,7 +77,53 @@ struct State {
     backlog: HashMap<(String, GroupAddress), u64>,
 }
 
+/// How long a process that does not relay (another holds a shared store's
+/// lock) waits before it tries for the lock again.
+const LEAD_RETRY: Duration = Duration::from_secs(1);
+
+/// Relays until `stopped`: at once for a file this process holds; for a
+/// shared database, while this process holds its relay lock, trying for it
+/// again every [`LEAD_RETRY`] while another process holds it.
 pub(super) async fn run(shared: Arc<Shared>, routes: Routes, mut stopped: watch::Receiver<bool>) {
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        if shared.store.lead().await {
+            if relay_while_leading(&shared, &routes, &mut stopped).await == Ended::Stopped {
+                return;
+            }
+        } else {
+            refresh_pending(&shared).await;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(LEAD_RETRY) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Why [`relay_while_leading`] returned.
+#[derive(PartialEq, Eq)]
+enum Ended {
+    Stopped,
+    /// The shared store's lock was lost: another process may relay now.
+    LostLead,
+}
+
+/// Reads the pending count again: other processes may write the store too,
+/// and a caller's transaction counted in by `send_in` may have rolled back.
+async fn refresh_pending(shared: &Shared) {
+    if let Ok(count) = shared.store.count().await {
+        shared.pending.store(count, Ordering::Relaxed);
+    }
+}
+
+async fn relay_while_leading(
+    shared: &Shared,
+    routes: &Routes,
+    stopped: &mut watch::Receiver<bool>,
+) -> Ended {
     let mut state = State {
         held: HashMap::new(),
         delivered: HashSet::new(),
@@ -106,17 +152,24 @@ pub(super) async fn run(shared: Arc<Shared>, routes: Routes, mut stopped: watch:
     }
     // Events up to here were looked at: a new send only needs a look at what
     // came after, so a long-held backlog is not read again for every send.
+    // In a store other processes write, a later commit may carry an earlier
+    // number: every pass reads it all.
     let mut seen_through = 0;
     let mut full = true;
     loop {
         if *stopped.borrow() {
-            return;
+            return Ended::Stopped;
         }
-        let start = if full { 0 } else { seen_through };
+        if !shared.store.lead().await {
+            return Ended::LostLead;
+        }
+        let full_pass = full || !shared.store.exclusive();
+        let start = if full_pass { 0 } else { seen_through };
         if full {
-            forget_unseen_groups(&shared, &mut state).await;
+            forget_unseen_groups(shared, &mut state).await;
+            refresh_pending(shared).await;
         }
-        let next_retry = match pass(&shared, &routes, &mut state, &stopped, start).await {
+        let next_retry = match pass(shared, routes, &mut state, stopped, start).await {
             Ok((next_retry, last)) => {
                 seen_through = seen_through.max(last);
                 next_retry
@@ -126,12 +179,12 @@ pub(super) async fn run(shared: Arc<Shared>, routes: Routes, mut stopped: watch:
                 Some(Instant::now() + MAX_PAUSE)
             }
         };
-        write_seen_groups(&shared, &mut state).await;
+        write_seen_groups(shared, &mut state).await;
         let wake = next_retry.unwrap_or_else(|| Instant::now() + IDLE_CHECK);
         full = tokio::select! {
             () = shared.committed.notified() => false,
             () = tokio::time::sleep_until(wake) => true,
-            _ = stopped.changed() => return,
+            _ = stopped.changed() => return Ended::Stopped,
         };
         if !full {
             // Let the sends of the next moment join this pass: the file has
@@ -244,9 +297,7 @@ async fn pass(
             for seq in &done {
                 state.delivered.remove(seq);
             }
-            shared
-                .pending
-                .fetch_sub(done.len() as u64, Ordering::Relaxed);
+            shared.settle(done.len() as u64);
         }
         if *stopped.borrow() {
             break;

@@ -1,7 +1,7 @@
 //! What the outbox's writer, its relay and the bus share, and the clock
 //! their records use.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
@@ -19,6 +19,18 @@ pub(super) struct Shared {
     pub(super) expired: AtomicU64,
     /// Wakes the relay when a send was committed.
     pub(super) committed: Notify,
+}
+
+impl Shared {
+    /// Counts `removed` events out of the pending ones (never below zero: a
+    /// caller's transaction counted in may have rolled back).
+    pub(super) fn settle(&self, removed: u64) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |pending| {
+                Some(pending.saturating_sub(removed))
+            });
+    }
 }
 
 /// Milliseconds since the Unix epoch, as the file stores times.

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 /// ```toml
 /// [outbox]
 /// path = "data/outbox.db"            # created if missing; one process per file
+/// # url = "postgres://orders@127.0.0.1/orders"  # instead of `path`: PostgreSQL
 /// max_events = 100000                # a send beyond fails with `Error::OutboxFull`
 /// max_age = "24h"                    # held longer, it is dead-lettered
 /// dead_letter = "dead-letter.outbox" # where expired events go, with the reason
@@ -28,12 +29,23 @@ use serde::{Deserialize, Serialize};
 /// and delivered to it, in send order, when a member returns. A group not
 /// seen for `forget_after` is forgotten; what was held for it is
 /// dead-lettered with the reason.
+///
+/// With a `url` instead of a `path` (feature `outbox-postgres`), the store
+/// is a PostgreSQL database, which several processes of a service may share:
+/// each writes its own sends, one at a time relays them (the holder of an
+/// advisory lock; another takes over when it goes), and
+/// [`Bus::send_in`](crate::Bus::send_in) writes an event inside the
+/// caller's own transaction on that database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboxSettings {
-    /// The SQLite file; the outbox is off without it.
+    /// The SQLite file; the outbox is off without it or a `url`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    /// A PostgreSQL database (`postgres://user:password@host:port/database`)
+    /// instead of a file (feature `outbox-postgres`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// The most events held at once (default 100,000).
     pub max_events: u64,
     /// How long an event may wait for a recipient before it is dead-lettered (default 24 h).
@@ -51,10 +63,18 @@ impl Default for OutboxSettings {
     fn default() -> Self {
         OutboxSettings {
             path: None,
+            url: None,
             max_events: 100_000,
             max_age: Duration::from_secs(24 * 3600),
             dead_letter: "dead-letter.outbox".to_owned(),
             forget_after: Duration::from_secs(24 * 3600),
         }
+    }
+}
+
+impl OutboxSettings {
+    /// Whether the outbox is on: a `path` or a `url` is set.
+    pub fn is_on(&self) -> bool {
+        self.path.is_some() || self.url.is_some()
     }
 }

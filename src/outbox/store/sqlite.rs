@@ -1,4 +1,4 @@
-//! The outbox's SQLite file: one table of pending events in send order.
+//! The outbox in an embedded SQLite file: one table of pending events in send order.
 //!
 //! WAL with `synchronous = NORMAL`: a committed send survives the process
 //! being killed (the write is in the operating system's hands), without an
@@ -11,46 +11,22 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteLockingMode, SqlitePool, SqliteSynchronous};
 use sqlx::Row;
 
+use super::{store_error, Backend, Entry, Pending, MAX_ROWS};
 use crate::error::{Error, Result};
-use crate::message::Message;
 use crate::store_file;
 use crate::transport::GroupAddress;
 
-/// The most rows one statement writes or removes (SQLite allows 32,766
-/// bound values; an insert binds 6 per row).
-pub(super) const MAX_ROWS: usize = 512;
-
-/// One event waiting for a recipient.
-pub(super) struct Pending {
-    pub seq: i64,
-    pub subject: String,
-    pub message: Message,
-    /// When it was sent, in milliseconds since the Unix epoch.
-    pub created_ms: i64,
-    /// `None` until its first delivery; then the queue group it is still held for.
-    pub group: Option<GroupAddress>,
-}
-
-/// An event on its way into the file.
-pub(super) struct Entry {
-    pub subject: String,
-    pub message: Message,
-    pub created_ms: i64,
-    /// The queue group it is held for, after a first delivery that missed it.
-    pub group: Option<GroupAddress>,
-}
-
 /// The open file.
-#[derive(Clone)]
-pub(super) struct Store {
+pub(crate) struct SqliteStore {
     pool: SqlitePool,
+    path: std::path::PathBuf,
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if missing) the file at `path` and takes it for this
     /// process; a file another process holds, one that is not a database, or
     /// a directory that cannot be written is a clear error here.
-    pub async fn open(path: &Path) -> Result<Store> {
+    pub(crate) async fn open(path: &Path) -> Result<SqliteStore> {
         let failed = |err: sqlx::Error| match err {
             sqlx::Error::Database(db) if db.message().contains("locked") => Error::config(format!(
                 "outbox store {} is in use by another process (one process per outbox file)",
@@ -71,7 +47,10 @@ impl Store {
         )
         .await?;
         match Self::create_tables(&pool).await {
-            Ok(()) => Ok(Store { pool }),
+            Ok(()) => Ok(SqliteStore {
+                pool,
+                path: path.to_owned(),
+            }),
             Err(err) => {
                 // A failed open holds nothing: let go of the file at once.
                 pool.close().await;
@@ -129,10 +108,13 @@ impl Store {
         .await?;
         Ok(())
     }
+}
 
+#[async_trait::async_trait]
+impl Backend for SqliteStore {
     /// Appends `entries` (at most [`MAX_ROWS`]) in order, as one statement:
     /// all or none, and one round trip to the database thread.
-    pub async fn append(&self, entries: &[Entry]) -> Result<()> {
+    async fn append(&self, entries: &[Entry]) -> Result<()> {
         let sql = insert_sql(entries.len());
         insert(&sql, entries)
             .execute(&self.pool)
@@ -143,7 +125,7 @@ impl Store {
 
     /// Replaces the event `seq` by `entries` (its copies held for the queue
     /// groups its first delivery missed), all or nothing.
-    pub async fn split(&self, seq: i64, entries: &[Entry]) -> Result<()> {
+    async fn split(&self, seq: i64, entries: &[Entry]) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
         for chunk in entries.chunks(MAX_ROWS) {
             let sql = insert_sql(chunk.len());
@@ -161,7 +143,7 @@ impl Store {
     }
 
     /// The queue groups remembered, with when each was last seen.
-    pub async fn groups(&self) -> Result<Vec<(GroupAddress, i64)>> {
+    async fn groups(&self) -> Result<Vec<(GroupAddress, i64)>> {
         let rows = sqlx::query("SELECT pattern, name, seen_ms FROM switchboard_groups")
             .fetch_all(&self.pool)
             .await
@@ -178,7 +160,7 @@ impl Store {
     }
 
     /// Remembers `group` as seen at `seen_ms`.
-    pub async fn remember_group(&self, group: &GroupAddress, seen_ms: i64) -> Result<()> {
+    async fn remember_group(&self, group: &GroupAddress, seen_ms: i64) -> Result<()> {
         sqlx::query(
             "INSERT OR REPLACE INTO switchboard_groups (pattern, name, seen_ms) VALUES (?, ?, ?)",
         )
@@ -192,7 +174,7 @@ impl Store {
     }
 
     /// Forgets `group`.
-    pub async fn forget_group(&self, group: &GroupAddress) -> Result<()> {
+    async fn forget_group(&self, group: &GroupAddress) -> Result<()> {
         sqlx::query("DELETE FROM switchboard_groups WHERE pattern = ? AND name = ?")
             .bind(group.0.as_str())
             .bind(group.1.as_str())
@@ -203,7 +185,7 @@ impl Store {
     }
 
     /// How many events are held per (subject, queue group).
-    pub async fn backlog(&self) -> Result<Vec<((String, GroupAddress), u64)>> {
+    async fn backlog(&self) -> Result<Vec<((String, GroupAddress), u64)>> {
         let rows = sqlx::query(
             "SELECT subject, group_pattern, group_name, COUNT(*) AS held FROM switchboard_outbox
              WHERE group_name IS NOT NULL GROUP BY subject, group_pattern, group_name",
@@ -225,7 +207,7 @@ impl Store {
     }
 
     /// Up to `limit` pending events after `after`, oldest first.
-    pub async fn after(&self, after: i64, limit: u32) -> Result<Vec<Pending>> {
+    async fn after(&self, after: i64, limit: u32) -> Result<Vec<Pending>> {
         let rows = sqlx::query(
             "SELECT seq, subject, headers, payload, created_ms, group_pattern, group_name
              FROM switchboard_outbox WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -240,7 +222,7 @@ impl Store {
 
     /// Removes delivered (or dead-lettered) events, as one statement per
     /// [`MAX_ROWS`] of them.
-    pub async fn remove(&self, seqs: &[i64]) -> Result<()> {
+    async fn remove(&self, seqs: &[i64]) -> Result<()> {
         for chunk in seqs.chunks(MAX_ROWS) {
             let sql = format!(
                 "DELETE FROM switchboard_outbox WHERE seq IN ({})",
@@ -256,7 +238,7 @@ impl Store {
     }
 
     /// Whether `id` was handled on `route` and is remembered past `now_ms`.
-    pub async fn handled(&self, route: &str, id: &str, now_ms: i64) -> Result<bool> {
+    async fn handled(&self, route: &str, id: &str, now_ms: i64) -> Result<bool> {
         let found = sqlx::query(
             "SELECT 1 FROM switchboard_dedup WHERE route = ? AND id = ? AND expires_ms > ?",
         )
@@ -270,7 +252,7 @@ impl Store {
     }
 
     /// Remembers that `id` was handled on `route` until `expires_ms`.
-    pub async fn remember(&self, route: &str, id: &str, expires_ms: i64) -> Result<()> {
+    async fn remember(&self, route: &str, id: &str, expires_ms: i64) -> Result<()> {
         sqlx::query(
             "INSERT OR REPLACE INTO switchboard_dedup (route, id, expires_ms) VALUES (?, ?, ?)",
         )
@@ -284,7 +266,7 @@ impl Store {
     }
 
     /// Forgets every id remembered no later than `now_ms`; how many.
-    pub async fn forget_expired(&self, now_ms: i64) -> Result<u64> {
+    async fn forget_expired(&self, now_ms: i64) -> Result<u64> {
         let done = sqlx::query("DELETE FROM switchboard_dedup WHERE expires_ms <= ?")
             .bind(now_ms)
             .execute(&self.pool)
@@ -294,7 +276,7 @@ impl Store {
     }
 
     /// How many events are pending.
-    pub async fn count(&self) -> Result<u64> {
+    async fn count(&self) -> Result<u64> {
         let count: i64 = sqlx::query("SELECT COUNT(*) FROM switchboard_outbox")
             .fetch_one(&self.pool)
             .await
@@ -304,9 +286,69 @@ impl Store {
     }
 
     /// Closes the file (what is committed stays).
-    pub async fn close(&self) {
+    async fn lead(&self) -> bool {
+        true
+    }
+
+    fn exclusive(&self) -> bool {
+        true
+    }
+
+    async fn listen(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>> {
+        Ok(None)
+    }
+
+    async fn close(&self) {
         store_file::close(&self.pool).await;
     }
+}
+
+impl SqliteStore {
+    /// The file's connections, for a caller's transaction that sends with
+    /// [`insert_in`] (its tables live in the same file).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// The file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Inserts `entry` on `connection`, inside the caller's transaction; the
+/// connection must be one of the outbox file's (from [`SqliteStore::pool`]),
+/// since no relay reads another file.
+pub(crate) async fn insert_in(
+    connection: &mut sqlx::SqliteConnection,
+    outbox: &Path,
+    entry: Entry,
+) -> Result<()> {
+    let file: Option<String> =
+        sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            .fetch_optional(&mut *connection)
+            .await
+            .map_err(store_error)?;
+    let same = file.as_deref().is_some_and(|file| {
+        match (std::fs::canonicalize(file), std::fs::canonicalize(outbox)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    });
+    if !same {
+        return Err(Error::config(format!(
+            "send_in: the transaction is on {}, not on the outbox file {}; begin it on `Bus::outbox_sqlite()`",
+            file.as_deref().filter(|f| !f.is_empty()).unwrap_or("an in-memory database"),
+            outbox.display()
+        )));
+    }
+    let entries = [entry];
+    let sql = insert_sql(1);
+    insert(&sql, &entries)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    Ok(())
 }
 
 /// The statement inserting `rows` events.
@@ -336,10 +378,6 @@ fn insert<'q>(sql: &'q str, entries: &'q [Entry]) -> Statement<'q> {
             .bind(name);
     }
     insert
-}
-
-fn store_error(err: sqlx::Error) -> Error {
-    Error::backend("outbox", err)
 }
 
 fn pending_from(row: &sqlx::sqlite::SqliteRow) -> Result<Pending> {
