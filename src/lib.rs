@@ -82,6 +82,9 @@
 //! - `graphql`: a GraphQL gateway in front of the bus ([`graphql::Gateway`]).
 //! - `outbox`: async sends held in an embedded SQLite file until a recipient
 //!   took them ([`outbox`], `[outbox]` in the settings).
+//! - `outbox-postgres`: the outbox in a PostgreSQL database a service's
+//!   instances share (`[outbox] url`), and [`Bus::send_in`] inside the
+//!   caller's transaction on it.
 //! - `dead-letters`: dead letters kept in an embedded SQLite file, listed and
 //!   replayed ([`dead_letters`], `switchboard dead-letters`).
 //! - `cli`: the `switchboard` command-line tool.
