@@ -28,6 +28,9 @@ pub(crate) async fn open(
         .journal_mode(SqliteJournalMode::Wal);
     SqlitePoolOptions::new()
         .max_connections(1)
+        // A ping per acquire would be a second round trip to the database
+        // thread for every statement; a file does not drop connections.
+        .test_before_acquire(false)
         .connect_with(configure(options))
         .await
         .map_err(failed)

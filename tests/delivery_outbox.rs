@@ -479,6 +479,47 @@ async fn dedup_remembers_ids_across_a_restart() {
     bus.close().await.unwrap();
 }
 
+/// Two instances of one service on one bus share what they handled: a
+/// copy of an id that goes to the other instance is skipped too. Ten ids,
+/// each sent twice, spread over both by the queue group (one more id
+/// between the rounds, so the copies go to the other instance where the
+/// group takes turns): eleven handled, ten skipped.
+async fn dedup_is_shared_by_instances_of_a_service_on_one_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = dedup_settings(&hub(), Some(&dir.path().join("outbox.db")), "10m")
+        .connect()
+        .await
+        .unwrap();
+    let (first, mut seen_first) = dedup_service(&bus).await;
+    let (second, mut seen_second) = dedup_service(&bus).await;
+    for n in 0..10 {
+        publish_with_id(&bus, n, &format!("order-{n}")).await;
+    }
+    publish_with_id(&bus, 99, "order-99").await;
+    for n in 0..10 {
+        publish_with_id(&bus, n, &format!("order-{n}")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let first_report = first.shutdown().await;
+    let second_report = second.shutdown().await;
+    let mut handled = Vec::new();
+    while let Ok(n) = seen_first.try_recv() {
+        handled.push(n);
+    }
+    while let Ok(n) = seen_second.try_recv() {
+        handled.push(n);
+    }
+    handled.sort_unstable();
+    let expected: Vec<u32> = (0..10).chain([99]).collect();
+    assert_eq!(handled, expected, "each id handled once");
+    assert_eq!(
+        first_report.duplicates_skipped + second_report.duplicates_skipped,
+        10,
+        "{first_report} / {second_report}"
+    );
+    bus.close().await.unwrap();
+}
+
 /// Past its window an id is forgotten: the same id runs again.
 async fn dedup_forgets_ids_after_its_window() {
     let dir = tempfile::tempdir().unwrap();
@@ -644,6 +685,10 @@ fn main() -> std::process::ExitCode {
         libtest_mimic::Trial::test("dedup_remembers_ids_across_a_restart", || {
             support::run_trial(dedup_remembers_ids_across_a_restart).map(|_| ())
         }),
+        libtest_mimic::Trial::test(
+            "dedup_is_shared_by_instances_of_a_service_on_one_bus",
+            || support::run_trial(dedup_is_shared_by_instances_of_a_service_on_one_bus).map(|_| ()),
+        ),
         libtest_mimic::Trial::test("dedup_forgets_ids_after_its_window", || {
             support::run_trial(dedup_forgets_ids_after_its_window).map(|_| ())
         }),

@@ -101,7 +101,9 @@ impl Bus {
     /// The connections to the outbox's SQLite file, to begin the
     /// transactions of [`send_in`](Self::send_in) on; `None` without an
     /// outbox or with one in PostgreSQL. The file has one connection: a
-    /// transaction holds the outbox's writer and relay until it ends.
+    /// transaction holds the outbox's writer and relay until it ends, so
+    /// inside one send with `send_in`, not [`send`](Self::send) (which would
+    /// wait for the transaction's own connection).
     #[cfg_attr(docsrs, doc(cfg(feature = "outbox")))]
     pub fn outbox_sqlite(&self) -> Option<sqlx::SqlitePool> {
         match self.inner.outbox.as_ref()?.database() {

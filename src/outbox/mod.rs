@@ -28,6 +28,7 @@ mod shared;
 mod store;
 mod transaction;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -204,6 +205,8 @@ pub(crate) struct Outbox {
     stop: watch::Sender<bool>,
     /// The writer and the relay, awaited by [`close`](Self::close).
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// Each route's dedup, by `service/route` and window, while in use.
+    dedups: std::sync::Mutex<HashMap<(String, Duration), std::sync::Weak<Dedup>>>,
 }
 
 /// One send and who waits for its commit.
@@ -260,6 +263,7 @@ impl Outbox {
             writes,
             stop,
             tasks: std::sync::Mutex::new(tasks),
+            dedups: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -327,8 +331,17 @@ impl Outbox {
 
     /// The memory of handled message ids for `route` of `service`, kept in
     /// this outbox's file for `window`.
+    /// Services of one name on this bus share it (and its ids in memory).
     pub(crate) fn dedup(&self, service: &str, route: &str, window: Duration) -> Arc<Dedup> {
-        dedup::for_route(&self.shared.store, service, route, window)
+        let key = (format!("{service}/{route}"), window);
+        let mut dedups = self.dedups.lock().unwrap_or_else(|e| e.into_inner());
+        dedups.retain(|_, dedup| dedup.strong_count() > 0);
+        if let Some(dedup) = dedups.get(&key).and_then(std::sync::Weak::upgrade) {
+            return dedup;
+        }
+        let dedup = dedup::for_route(&self.shared.store, key.0.clone(), window);
+        dedups.insert(key, Arc::downgrade(&dedup));
+        dedup
     }
 
     /// Events held now.

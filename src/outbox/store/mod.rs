@@ -60,8 +60,11 @@ pub(crate) trait Backend: Send + Sync {
     async fn remove(&self, seqs: &[i64]) -> Result<()>;
     /// Whether `id` was handled on `route` and is remembered past `now_ms`.
     async fn handled(&self, route: &str, id: &str, now_ms: i64) -> Result<bool>;
-    /// Remembers that `id` was handled on `route` until `expires_ms`.
-    async fn remember(&self, route: &str, id: &str, expires_ms: i64) -> Result<()>;
+    /// Remembers that each id was handled on `route`, until its expiry (at
+    /// most [`MAX_ROWS`] of them, all or none).
+    async fn remember_many(&self, route: &str, ids: &[(String, i64)]) -> Result<()>;
+    /// The ids handled on `route` and remembered past `now_ms`, with their expiries.
+    async fn handled_ids(&self, route: &str, now_ms: i64) -> Result<Vec<(String, i64)>>;
     /// Forgets every id remembered no later than `now_ms`; how many.
     async fn forget_expired(&self, now_ms: i64) -> Result<u64>;
     /// How many events are pending.

@@ -223,18 +223,34 @@ impl Backend for PgStore {
         Ok(found.is_some())
     }
 
-    async fn remember(&self, route: &str, id: &str, expires_ms: i64) -> Result<()> {
+    async fn remember_many(&self, route: &str, ids: &[(String, i64)]) -> Result<()> {
+        let (names, expiries): (Vec<&str>, Vec<i64>) = ids
+            .iter()
+            .map(|(id, expires)| (id.as_str(), *expires))
+            .unzip();
         sqlx::query(
-            "INSERT INTO switchboard_dedup (route, id, expires_ms) VALUES ($1, $2, $3)
+            "INSERT INTO switchboard_dedup (route, id, expires_ms)
+             SELECT $1, id, expires_ms FROM UNNEST($2::text[], $3::bigint[]) AS ids (id, expires_ms)
              ON CONFLICT (route, id) DO UPDATE SET expires_ms = EXCLUDED.expires_ms",
         )
         .bind(route)
-        .bind(id)
-        .bind(expires_ms)
+        .bind(names)
+        .bind(expiries)
         .execute(&self.pool)
         .await
         .map_err(store_error)?;
         Ok(())
+    }
+
+    async fn handled_ids(&self, route: &str, now_ms: i64) -> Result<Vec<(String, i64)>> {
+        sqlx::query_as(
+            "SELECT id, expires_ms FROM switchboard_dedup WHERE route = $1 AND expires_ms > $2",
+        )
+        .bind(route)
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)
     }
 
     async fn forget_expired(&self, now_ms: i64) -> Result<u64> {

@@ -8,18 +8,91 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteLockingMode, SqlitePool, SqliteSynchronous};
-use sqlx::Row;
+use std::sync::{Arc, Weak};
+
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{SqliteConnection, SqliteLockingMode, SqlitePool, SqliteSynchronous};
+use sqlx::{Connection, Row, Sqlite};
+use tokio::sync::{Mutex, MutexGuard};
+use tokio::time::Instant;
 
 use super::{store_error, Backend, Entry, Pending, MAX_ROWS};
 use crate::error::{Error, Result};
 use crate::store_file;
 use crate::transport::GroupAddress;
 
+/// How long the store keeps the file's one connection out of its pool while
+/// statements follow each other, before callers' transactions
+/// ([`SqliteStore::pool`]) get a turn.
+const MAX_HOLD: Duration = Duration::from_millis(20);
+/// How long the connection is kept after the last statement.
+const KEEP_IDLE: Duration = Duration::from_millis(1);
+
 /// The open file.
 pub(crate) struct SqliteStore {
     pool: SqlitePool,
     path: std::path::PathBuf,
+    /// The connection the writer, the relay and dedup share while busy: a
+    /// statement that follows another pays no hand-over through the pool.
+    kept: Arc<Mutex<Kept>>,
+}
+
+/// The connection kept out of the pool, since when, and when it was last used.
+struct Kept {
+    connection: Option<(PoolConnection<Sqlite>, Instant)>,
+    used: Instant,
+    /// A task gives it back once it is idle for [`KEEP_IDLE`].
+    watched: bool,
+}
+
+/// The kept connection, taken for one statement or transaction.
+struct OnKept<'a> {
+    kept: MutexGuard<'a, Kept>,
+    store: &'a SqliteStore,
+}
+
+impl std::ops::Deref for OnKept<'_> {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        match &self.kept.connection {
+            Some((connection, _)) => connection,
+            None => unreachable!("taken with a connection"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for OnKept<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        match &mut self.kept.connection {
+            Some((connection, _)) => connection,
+            None => unreachable!("taken with a connection"),
+        }
+    }
+}
+
+impl Drop for OnKept<'_> {
+    fn drop(&mut self) {
+        self.kept.used = Instant::now();
+        if !self.kept.watched {
+            self.kept.watched = true;
+            tokio::spawn(give_back_when_idle(Arc::downgrade(&self.store.kept)));
+        }
+    }
+}
+
+/// Gives the kept connection back to the pool once it was idle for [`KEEP_IDLE`].
+async fn give_back_when_idle(kept: Weak<Mutex<Kept>>) {
+    loop {
+        tokio::time::sleep(KEEP_IDLE).await;
+        let Some(kept) = kept.upgrade() else { return };
+        let mut kept = kept.lock().await;
+        if kept.used.elapsed() >= KEEP_IDLE {
+            kept.connection = None;
+            kept.watched = false;
+            return;
+        }
+    }
 }
 
 impl SqliteStore {
@@ -50,6 +123,11 @@ impl SqliteStore {
             Ok(()) => Ok(SqliteStore {
                 pool,
                 path: path.to_owned(),
+                kept: Arc::new(Mutex::new(Kept {
+                    connection: None,
+                    used: Instant::now(),
+                    watched: false,
+                })),
             }),
             Err(err) => {
                 // A failed open holds nothing: let go of the file at once.
@@ -115,9 +193,10 @@ impl Backend for SqliteStore {
     /// Appends `entries` (at most [`MAX_ROWS`]) in order, as one statement:
     /// all or none, and one round trip to the database thread.
     async fn append(&self, entries: &[Entry]) -> Result<()> {
+        let mut connection = self.on_kept().await?;
         let sql = insert_sql(entries.len());
         insert(&sql, entries)
-            .execute(&self.pool)
+            .execute(&mut *connection)
             .await
             .map_err(store_error)?;
         Ok(())
@@ -126,7 +205,8 @@ impl Backend for SqliteStore {
     /// Replaces the event `seq` by `entries` (its copies held for the queue
     /// groups its first delivery missed), all or nothing.
     async fn split(&self, seq: i64, entries: &[Entry]) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut connection = self.on_kept().await?;
+        let mut tx = connection.begin().await.map_err(store_error)?;
         for chunk in entries.chunks(MAX_ROWS) {
             let sql = insert_sql(chunk.len());
             insert(&sql, chunk)
@@ -145,7 +225,7 @@ impl Backend for SqliteStore {
     /// The queue groups remembered, with when each was last seen.
     async fn groups(&self) -> Result<Vec<(GroupAddress, i64)>> {
         let rows = sqlx::query("SELECT pattern, name, seen_ms FROM switchboard_groups")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.on_kept().await?)
             .await
             .map_err(store_error)?;
         rows.iter()
@@ -167,7 +247,7 @@ impl Backend for SqliteStore {
         .bind(group.0.as_str())
         .bind(group.1.as_str())
         .bind(seen_ms)
-        .execute(&self.pool)
+        .execute(&mut *self.on_kept().await?)
         .await
         .map_err(store_error)?;
         Ok(())
@@ -178,7 +258,7 @@ impl Backend for SqliteStore {
         sqlx::query("DELETE FROM switchboard_groups WHERE pattern = ? AND name = ?")
             .bind(group.0.as_str())
             .bind(group.1.as_str())
-            .execute(&self.pool)
+            .execute(&mut *self.on_kept().await?)
             .await
             .map_err(store_error)?;
         Ok(())
@@ -190,7 +270,7 @@ impl Backend for SqliteStore {
             "SELECT subject, group_pattern, group_name, COUNT(*) AS held FROM switchboard_outbox
              WHERE group_name IS NOT NULL GROUP BY subject, group_pattern, group_name",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.on_kept().await?)
         .await
         .map_err(store_error)?;
         rows.iter()
@@ -214,7 +294,7 @@ impl Backend for SqliteStore {
         )
         .bind(after)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.on_kept().await?)
         .await
         .map_err(store_error)?;
         rows.iter().map(pending_from).collect()
@@ -223,6 +303,7 @@ impl Backend for SqliteStore {
     /// Removes delivered (or dead-lettered) events, as one statement per
     /// [`MAX_ROWS`] of them.
     async fn remove(&self, seqs: &[i64]) -> Result<()> {
+        let mut connection = self.on_kept().await?;
         for chunk in seqs.chunks(MAX_ROWS) {
             let sql = format!(
                 "DELETE FROM switchboard_outbox WHERE seq IN ({})",
@@ -232,7 +313,10 @@ impl Backend for SqliteStore {
             for seq in chunk {
                 delete = delete.bind(seq);
             }
-            delete.execute(&self.pool).await.map_err(store_error)?;
+            delete
+                .execute(&mut *connection)
+                .await
+                .map_err(store_error)?;
         }
         Ok(())
     }
@@ -245,31 +329,44 @@ impl Backend for SqliteStore {
         .bind(route)
         .bind(id)
         .bind(now_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.on_kept().await?)
         .await
         .map_err(store_error)?;
         Ok(found.is_some())
     }
 
-    /// Remembers that `id` was handled on `route` until `expires_ms`.
-    async fn remember(&self, route: &str, id: &str, expires_ms: i64) -> Result<()> {
-        sqlx::query(
-            "INSERT OR REPLACE INTO switchboard_dedup (route, id, expires_ms) VALUES (?, ?, ?)",
+    async fn remember_many(&self, route: &str, ids: &[(String, i64)]) -> Result<()> {
+        let sql = format!(
+            "INSERT OR REPLACE INTO switchboard_dedup (route, id, expires_ms) VALUES {}",
+            vec!["(?, ?, ?)"; ids.len()].join(", ")
+        );
+        let mut statement = sqlx::query(&sql);
+        for (id, expires_ms) in ids {
+            statement = statement.bind(route).bind(id.as_str()).bind(*expires_ms);
+        }
+        statement
+            .execute(&mut *self.on_kept().await?)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn handled_ids(&self, route: &str, now_ms: i64) -> Result<Vec<(String, i64)>> {
+        sqlx::query_as(
+            "SELECT id, expires_ms FROM switchboard_dedup WHERE route = ? AND expires_ms > ?",
         )
         .bind(route)
-        .bind(id)
-        .bind(expires_ms)
-        .execute(&self.pool)
+        .bind(now_ms)
+        .fetch_all(&mut *self.on_kept().await?)
         .await
-        .map_err(store_error)?;
-        Ok(())
+        .map_err(store_error)
     }
 
     /// Forgets every id remembered no later than `now_ms`; how many.
     async fn forget_expired(&self, now_ms: i64) -> Result<u64> {
         let done = sqlx::query("DELETE FROM switchboard_dedup WHERE expires_ms <= ?")
             .bind(now_ms)
-            .execute(&self.pool)
+            .execute(&mut *self.on_kept().await?)
             .await
             .map_err(store_error)?;
         Ok(done.rows_affected())
@@ -278,7 +375,7 @@ impl Backend for SqliteStore {
     /// How many events are pending.
     async fn count(&self) -> Result<u64> {
         let count: i64 = sqlx::query("SELECT COUNT(*) FROM switchboard_outbox")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.on_kept().await?)
             .await
             .and_then(|row| row.try_get(0))
             .map_err(store_error)?;
@@ -299,11 +396,29 @@ impl Backend for SqliteStore {
     }
 
     async fn close(&self) {
+        self.kept.lock().await.connection = None;
         store_file::close(&self.pool).await;
     }
 }
 
 impl SqliteStore {
+    /// The kept connection for one statement or transaction: taken from the
+    /// pool when none is kept, or when it was kept for [`MAX_HOLD`] (given
+    /// back first, so a caller's transaction waiting for it goes next).
+    async fn on_kept(&self) -> Result<OnKept<'_>> {
+        let mut kept = self.kept.lock().await;
+        if kept
+            .connection
+            .as_ref()
+            .is_none_or(|(_, since)| since.elapsed() >= MAX_HOLD)
+        {
+            kept.connection = None;
+            let connection = self.pool.acquire().await.map_err(store_error)?;
+            kept.connection = Some((connection, Instant::now()));
+        }
+        Ok(OnKept { kept, store: self })
+    }
+
     /// The file's connections, for a caller's transaction that sends with
     /// [`insert_in`] (its tables live in the same file).
     pub(crate) fn pool(&self) -> &SqlitePool {
