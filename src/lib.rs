@@ -82,6 +82,8 @@
 //! - `graphql`: a GraphQL gateway in front of the bus ([`graphql::Gateway`]).
 //! - `outbox`: async sends held in an embedded SQLite file until a recipient
 //!   took them ([`outbox`], `[outbox]` in the settings).
+//! - `msgpack`, `cbor`: MessagePack and CBOR payloads (`codec` on a route;
+//!   [`codec::Encoding`]).
 //! - `outbox-postgres`: the outbox in a PostgreSQL database a service's
 //!   instances share (`[outbox] url`), and [`Bus::send_in`] inside the
 //!   caller's transaction on it.

@@ -78,3 +78,249 @@ impl Codec for JsonCodec {
         })
     }
 }
+
+/// MessagePack via `rmp-serde` (feature `msgpack`): structs as maps with
+/// field names, so a receiver need not share the sender's field order.
+#[cfg(feature = "msgpack")]
+#[cfg_attr(docsrs, doc(cfg(feature = "msgpack")))]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MsgPackCodec;
+
+#[cfg(feature = "msgpack")]
+impl Codec for MsgPackCodec {
+    const CONTENT_TYPE: &'static str = crate::wire::names::MSGPACK;
+
+    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
+        rmp_serde::to_vec_named(value)
+            .map(Bytes::from)
+            .map_err(|e| Error::Codec {
+                message: format!("cannot encode MessagePack: {e}"),
+                source: Some(Box::new(e)),
+            })
+    }
+
+    fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
+        rmp_serde::from_slice(payload).map_err(|e| Error::Codec {
+            message: format!(
+                "cannot decode MessagePack into {}: {e}",
+                std::any::type_name::<T>()
+            ),
+            source: Some(Box::new(e)),
+        })
+    }
+}
+
+/// CBOR (RFC 8949) via `ciborium` (feature `cbor`).
+#[cfg(feature = "cbor")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cbor")))]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CborCodec;
+
+#[cfg(feature = "cbor")]
+impl Codec for CborCodec {
+    const CONTENT_TYPE: &'static str = crate::wire::names::CBOR;
+
+    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
+        let mut out = Vec::new();
+        ciborium::into_writer(value, &mut out).map_err(|e| Error::Codec {
+            message: format!("cannot encode CBOR: {e}"),
+            source: Some(Box::new(e)),
+        })?;
+        Ok(Bytes::from(out))
+    }
+
+    fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
+        ciborium::from_reader(payload).map_err(|e| Error::Codec {
+            message: format!(
+                "cannot decode CBOR into {}: {e}",
+                std::any::type_name::<T>()
+            ),
+            source: Some(Box::new(e)),
+        })
+    }
+}
+
+/// A payload encoding chosen at run time: by a route's `codec` setting when
+/// sending, by the message's `content-type` when receiving. Each is compiled
+/// in by its feature (`msgpack`, `cbor`); JSON always is.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Encoding {
+    /// JSON, the default: sent without a `content-type` header.
+    #[default]
+    Json,
+    /// MessagePack (`application/msgpack`), feature `msgpack`.
+    #[serde(rename = "msgpack")]
+    MsgPack,
+    /// CBOR (`application/cbor`), feature `cbor`.
+    Cbor,
+}
+
+impl Encoding {
+    /// The encoding a received message's `content-type` names: none (or any
+    /// type this crate has no codec for, such as `text/plain`) is JSON, as it
+    /// always was; MessagePack and CBOR by their media types, whether or not
+    /// their feature is compiled in (decoding then says which feature is missing).
+    pub fn of(message: &crate::message::Message) -> Encoding {
+        Encoding::of_headers(&message.headers)
+    }
+
+    /// [`of`](Self::of) for a message's headers.
+    pub fn of_headers(headers: &crate::headers::Headers) -> Encoding {
+        match headers.get(crate::wire::names::CONTENT_TYPE) {
+            None => Encoding::Json,
+            Some(value) => Encoding::from_content_type(value),
+        }
+    }
+
+    /// The encoding of a `content-type` value (parameters such as
+    /// `; charset=utf-8` are ignored); JSON for any other type.
+    pub fn from_content_type(value: &str) -> Encoding {
+        let media = value.split(';').next().unwrap_or("").trim();
+        if media.eq_ignore_ascii_case("application/msgpack")
+            || media.eq_ignore_ascii_case("application/x-msgpack")
+            || media.eq_ignore_ascii_case("application/vnd.msgpack")
+        {
+            Encoding::MsgPack
+        } else if media.eq_ignore_ascii_case("application/cbor") {
+            Encoding::Cbor
+        } else {
+            Encoding::Json
+        }
+    }
+
+    /// The `content-type` this encoding is sent with.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Json => crate::wire::names::JSON,
+            Encoding::MsgPack => crate::wire::names::MSGPACK,
+            Encoding::Cbor => crate::wire::names::CBOR,
+        }
+    }
+
+    /// Whether this build can encode and decode it.
+    pub fn is_compiled_in(self) -> bool {
+        match self {
+            Encoding::Json => true,
+            Encoding::MsgPack => cfg!(feature = "msgpack"),
+            Encoding::Cbor => cfg!(feature = "cbor"),
+        }
+    }
+
+    /// The Cargo feature that compiles it in (`None` for JSON).
+    pub fn feature(self) -> Option<&'static str> {
+        match self {
+            Encoding::Json => None,
+            Encoding::MsgPack => Some("msgpack"),
+            Encoding::Cbor => Some("cbor"),
+        }
+    }
+
+    /// Encodes `value`.
+    pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Bytes> {
+        match self {
+            Encoding::Json => JsonCodec::encode(value),
+            #[cfg(feature = "msgpack")]
+            Encoding::MsgPack => MsgPackCodec::encode(value),
+            #[cfg(feature = "cbor")]
+            Encoding::Cbor => CborCodec::encode(value),
+            #[allow(unreachable_patterns)]
+            missing => Err(missing.not_compiled_in()),
+        }
+    }
+
+    /// Decodes `payload` into `T`.
+    pub fn decode<T: DeserializeOwned>(self, payload: &[u8]) -> Result<T> {
+        match self {
+            Encoding::Json => JsonCodec::decode(payload),
+            #[cfg(feature = "msgpack")]
+            Encoding::MsgPack => MsgPackCodec::decode(payload),
+            #[cfg(feature = "cbor")]
+            Encoding::Cbor => CborCodec::decode(payload),
+            #[allow(unreachable_patterns)]
+            missing => Err(missing.not_compiled_in()),
+        }
+    }
+
+    #[allow(dead_code)] // Unused when every codec is compiled in.
+    fn not_compiled_in(self) -> Error {
+        Error::Codec {
+            message: format!(
+                "the payload is {}, and this build of switchboard has no codec for it: enable its `{}` feature",
+                self.content_type(),
+                self.feature().unwrap_or("json")
+            ),
+            source: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Encoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Encoding::Json => "json",
+            Encoding::MsgPack => "msgpack",
+            Encoding::Cbor => "cbor",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Order {
+        id: u64,
+        item: String,
+        tags: Vec<String>,
+    }
+
+    #[test]
+    fn every_compiled_encoding_round_trips_and_names_its_content_type() {
+        let order = Order {
+            id: 7,
+            item: "tea".into(),
+            tags: vec!["hot".into()],
+        };
+        for encoding in [Encoding::Json, Encoding::MsgPack, Encoding::Cbor] {
+            let message = crate::message::Message::encode_as(encoding, &order);
+            if !encoding.is_compiled_in() {
+                let err = message.unwrap_err().to_string();
+                assert!(err.contains(encoding.feature().unwrap()), "{err}");
+                continue;
+            }
+            let message = message.unwrap();
+            assert_eq!(Encoding::of(&message), encoding);
+            assert_eq!(message.decode_typed::<Order>().unwrap(), order);
+        }
+    }
+
+    #[test]
+    fn content_types_are_read_leniently() {
+        assert_eq!(
+            Encoding::from_content_type("application/json; charset=utf-8"),
+            Encoding::Json
+        );
+        assert_eq!(Encoding::from_content_type("text/plain"), Encoding::Json);
+        assert_eq!(
+            Encoding::from_content_type("Application/X-MsgPack"),
+            Encoding::MsgPack
+        );
+        assert_eq!(
+            Encoding::from_content_type("application/cbor"),
+            Encoding::Cbor
+        );
+    }
+
+    #[test]
+    fn a_payload_that_does_not_fit_is_a_codec_error() {
+        for encoding in [Encoding::MsgPack, Encoding::Cbor] {
+            let err = encoding.decode::<Order>(b"\xff\x00garbage").unwrap_err();
+            assert_eq!(err.kind(), crate::error::ErrorKind::Codec, "{err}");
+        }
+    }
+}

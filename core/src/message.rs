@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::codec::{Codec, JsonCodec};
+use crate::codec::{Codec, Encoding, JsonCodec};
 use crate::error::Result;
 use crate::headers::Headers;
 use crate::wire::names as wire;
@@ -68,6 +68,22 @@ impl Message {
     /// Decodes the payload with codec `C`.
     pub fn decode<C: Codec, T: DeserializeOwned>(&self) -> Result<T> {
         C::decode(&self.payload)
+    }
+
+    /// Encodes `value` in `encoding` (chosen at run time, as a route's
+    /// `codec` setting does), with its `content-type` unless it is JSON.
+    pub fn encode_as<T: Serialize + ?Sized>(encoding: Encoding, value: &T) -> Result<Self> {
+        let message = Message::new(encoding.encode(value)?);
+        Ok(match encoding {
+            Encoding::Json => message,
+            other => message.with_header(wire::CONTENT_TYPE, other.content_type()),
+        })
+    }
+
+    /// Decodes the payload in the encoding its `content-type` names (JSON
+    /// without one), as typed handlers do.
+    pub fn decode_typed<T: DeserializeOwned>(&self) -> Result<T> {
+        Encoding::of(self).decode(&self.payload)
     }
 
     /// Serialises `value` as JSON (the default codec: no `content-type` header is added).

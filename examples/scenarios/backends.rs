@@ -227,6 +227,7 @@ impl Backend {
                 dedup: None,
                 query: None,
                 fallback: Some(Style::Async),
+                codec: None,
             });
         }
         // A file per connection: a restarted service in a scenario gets a

@@ -133,6 +133,7 @@ pub async fn measure(
         dedup: None,
         query: None,
         fallback: None,
+        codec: None,
     }];
     let mut chain = chain::start(backend, seed, prefix, depth, style).await?;
     let caller = backend

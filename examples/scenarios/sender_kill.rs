@@ -230,6 +230,7 @@ pub async fn run_sender() -> Result<(), BoxError> {
             dedup: None,
             query: None,
             fallback: None,
+            codec: None,
         }],
         outbox: OutboxSettings {
             path: outbox,

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::capabilities::Capabilities;
+use crate::codec::Encoding;
 use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::message::Message;
@@ -37,6 +38,8 @@ struct Resolved<'a> {
     on_no_subscriber: NoSubscriber,
     /// `fallback = "async"`: a sync send no responder could take is published instead.
     fallback_async: bool,
+    /// How `send` encodes payloads.
+    codec: Encoding,
     /// The pattern of the rule that decided, for logs.
     rule: Option<&'a str>,
 }
@@ -243,6 +246,7 @@ impl Bus {
                 timeout: self.inner.default.timeout,
                 on_no_subscriber: NoSubscriber::Count,
                 fallback_async: false,
+                codec: Encoding::Json,
                 rule: None,
             };
         }
@@ -255,6 +259,7 @@ impl Bus {
             timeout: decision.timeout.unwrap_or(carrier.timeout),
             on_no_subscriber: decision.on_no_subscriber,
             fallback_async: decision.fallback_async,
+            codec: decision.codec,
             rule: decision.rule,
         }
     }
@@ -263,7 +268,9 @@ impl Bus {
         self.resolve(subject_or_pattern).carrier
     }
 
-    /// Sends `payload` as JSON in the style configured for `subject`.
+    /// Sends `payload` in the style configured for `subject`, encoded as its
+    /// route's `codec` says (JSON by default; the reply is decoded by its
+    /// `content-type`).
     ///
     /// A sync route waits for the reply (up to the route's timeout, else the
     /// transport's) and returns [`Sent::Replied`], or the handler's error. An
@@ -297,7 +304,8 @@ impl Bus {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
-        match self.send_message(subject, Message::json(payload)?).await? {
+        let message = Message::encode_as(self.resolve(subject).codec, payload)?;
+        match self.send_message(subject, message).await? {
             Sent::Replied(reply) => Ok(Sent::Replied(decode_reply(subject, &reply)?)),
             Sent::Accepted => Ok(Sent::Accepted),
             Sent::Deferred(deferred) => Ok(Sent::Deferred(deferred)),
@@ -748,7 +756,7 @@ impl Bus {
 /// Decodes a JSON reply; an error says it was the reply to `subject` that
 /// did not decode (the request was handled, with whatever effects it had).
 fn decode_reply<T: DeserializeOwned>(subject: &str, reply: &Message) -> Result<T> {
-    reply.decode_json().map_err(|err| match err {
+    reply.decode_typed().map_err(|err| match err {
         Error::Codec { message, source } => Error::Codec {
             message: format!("the reply to `{subject}` (the request was handled): {message}"),
             source,

@@ -14,7 +14,7 @@ use crate::trace;
 use crate::wire;
 
 impl Bus {
-    /// Sends `payload` (as JSON) on `subject` inside the caller's transaction
+    /// Sends `payload` (encoded as its route's `codec` says) on `subject` inside the caller's transaction
     /// on the outbox's database: the event is delivered after the transaction
     /// commits, and never if it rolls back. Returns the message id it carries.
     ///
@@ -79,7 +79,7 @@ impl Bus {
         };
         subject::validate(subject)?;
         let route = self.resolve(subject);
-        let mut message = Message::json(payload)?;
+        let mut message = Message::encode_as(route.codec, payload)?;
         let id = crate::outbox::with_message_id(&mut message);
         match route.style {
             Style::Async => {}

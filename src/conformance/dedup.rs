@@ -13,7 +13,7 @@ use crate::bus::Bus;
 use crate::handler::State;
 use crate::message::Message;
 use crate::service::Service;
-use crate::settings::{NoSubscriber, OutboxSettings, RouteRule, RouteTable, Style};
+use crate::settings::{OutboxSettings, RouteRule, RouteTable, Style};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Job {
@@ -52,14 +52,9 @@ async fn once_per_id(
 ) -> CaseResult {
     let mut table = RouteTable::new(Style::Async);
     table.push(RouteRule {
-        pattern: subject.to_owned(),
         style: Some(Style::Async),
-        transport: None,
-        timeout: None,
-        on_no_subscriber: NoSubscriber::Count,
         dedup: Some(Duration::from_secs(60)),
-        query: false,
-        fallback: None,
+        ..RouteRule::new(subject)
     })?;
     let settings = OutboxSettings {
         path: Some(path.to_owned()),

@@ -22,6 +22,8 @@
 //! every trial; otherwise its trials are ignored with the connection error as
 //! the reason.
 
+#[cfg(any(feature = "msgpack", feature = "cbor"))]
+mod codec;
 #[cfg(feature = "outbox")]
 mod dedup;
 #[cfg(feature = "outbox")]
@@ -225,6 +227,18 @@ pub fn cases() -> Vec<Case> {
         ),
         case!("typed_round_trip", |c| c.request_reply, typed::round_trip),
         case!("typed_codec_error", |c| c.request_reply, typed::codec_error),
+        #[cfg(feature = "msgpack")]
+        case!(
+            "codec_msgpack_typed_requests_and_events",
+            |c| c.request_reply,
+            codec::msgpack_round_trip
+        ),
+        #[cfg(feature = "cbor")]
+        case!(
+            "codec_cbor_typed_requests_and_events",
+            |c| c.request_reply,
+            codec::cbor_round_trip
+        ),
         case!(
             "typed_handler_error",
             |c| c.request_reply,

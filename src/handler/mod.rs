@@ -93,7 +93,9 @@ macro_rules! impl_handler {
             $($extractor: FromContext + Send + 'static,)*
         {
             fn call(&self, message: Message, context: Context) -> HandlerFuture {
-                let payload: T = match message.decode_json() {
+                // Decoded as its `content-type` says; the reply in the same encoding.
+                let encoding = crate::codec::Encoding::of_headers(&context.headers);
+                let payload: T = match encoding.decode(&message.payload) {
                     Ok(payload) => payload,
                     Err(err) => return Box::pin(std::future::ready(Err(Rejection::undecodable(err)))),
                 };
@@ -104,7 +106,7 @@ macro_rules! impl_handler {
                     };
                 )*
                 let run = (self)(payload, $($extractor,)*);
-                Box::pin(async move { run.await.into_reply() })
+                Box::pin(async move { run.await.into_reply_as(encoding) })
             }
 
             fn check(state: &StateMap) -> Result<(), String> {

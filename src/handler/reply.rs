@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::codec::Encoding;
 use crate::error::{Error, ErrorKind, Origin};
 use crate::message::Message;
 
@@ -200,9 +201,17 @@ impl From<Infallible> for Rejection {
 /// | `Result<Message, E>` | use [`Raw`] for a raw reply that can fail |
 ///
 /// For events the reply is discarded; only success or failure counts.
-pub trait IntoReply {
+pub trait IntoReply: Sized {
     /// Turns the value into a reply.
     fn into_reply(self) -> Result<Message, Rejection>;
+
+    /// Turns the value into a reply in `encoding`, the request's (see
+    /// [`Encoding::of`]): typed values are encoded in it, a ready
+    /// [`Message`] is sent as it is.
+    fn into_reply_as(self, encoding: Encoding) -> Result<Message, Rejection> {
+        let _ = encoding;
+        self.into_reply()
+    }
 }
 
 impl IntoReply for () {
@@ -225,6 +234,10 @@ impl<T: Serialize> IntoReply for Json<T> {
     fn into_reply(self) -> Result<Message, Rejection> {
         Message::json(&self.0).map_err(Rejection::from)
     }
+
+    fn into_reply_as(self, encoding: Encoding) -> Result<Message, Rejection> {
+        Message::encode_as(encoding, &self.0).map_err(Rejection::from)
+    }
 }
 
 /// A raw [`Message`] reply inside a `Result`: `Ok(Raw(message))`.
@@ -233,8 +246,12 @@ pub struct Raw(pub Message);
 
 impl<T: Serialize, E: Into<Rejection>> IntoReply for Result<T, E> {
     fn into_reply(self) -> Result<Message, Rejection> {
+        self.into_reply_as(Encoding::Json)
+    }
+
+    fn into_reply_as(self, encoding: Encoding) -> Result<Message, Rejection> {
         match self {
-            Ok(value) => Message::json(&value).map_err(Rejection::from),
+            Ok(value) => Message::encode_as(encoding, &value).map_err(Rejection::from),
             Err(err) => Err(err.into()),
         }
     }

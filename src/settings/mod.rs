@@ -13,6 +13,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::Encoding;
 use crate::error::{Error, Result};
 use crate::layers::Resilience;
 use events::EventPolicy;
@@ -181,6 +182,11 @@ pub struct RouteSettings {
     /// needs `[outbox]` where the transport does not keep events itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Style>,
+    /// How `send` encodes payloads on these subjects: `json` (default),
+    /// `msgpack` or `cbor` (features of the same names), carried in
+    /// `content-type`; receivers decode what they get whatever this says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<Encoding>,
 }
 
 impl Settings {
@@ -278,6 +284,13 @@ impl Settings {
                 .as_deref()
                 .map(|window| crate::options::parse_duration(&key("dedup"), window))
                 .transpose()?;
+            if let Some(codec) = route.codec.filter(|codec| !codec.is_compiled_in()) {
+                return Err(Error::config(format!(
+                    "key `{}`: `{codec}` needs the `{}` feature of switchboard, which this build does not enable",
+                    key("codec"),
+                    codec.feature().unwrap_or("json")
+                )));
+            }
 
             if let Some(name) = &route.transport {
                 if name != DEFAULT_TRANSPORT && !self.transports.contains_key(name) {
@@ -297,6 +310,7 @@ impl Settings {
                     dedup,
                     query: route.query.unwrap_or(false),
                     fallback: route.fallback,
+                    codec: route.codec.unwrap_or_default(),
                 })
                 .map_err(|err| {
                     Error::config(format!(
@@ -389,6 +403,23 @@ mod tests {
         assert_eq!(url(&overridden), "http://127.0.0.1:7009");
         let unknown = Settings::from_toml("[services.orders]\nport = 1").unwrap_err();
         assert!(unknown.to_string().contains("port"), "{unknown}");
+    }
+
+    #[test]
+    fn a_route_names_its_codec_and_a_wrong_one_is_refused_with_the_choices() {
+        let table = Settings::from_toml(
+            "[[routes]]\nsubjects = \"prices.*\"\ncodec = \"msgpack\"\n[[routes]]\nsubjects = \"audit.*\"\ncodec = \"cbor\"",
+        )
+        .unwrap()
+        .route_table()
+        .unwrap();
+        assert_eq!(table.decide("prices.tea").codec, Encoding::MsgPack);
+        assert_eq!(table.decide("audit.login").codec, Encoding::Cbor);
+        assert_eq!(table.decide("orders.place").codec, Encoding::Json);
+        let err = Settings::from_toml("[[routes]]\nsubjects = \"a\"\ncodec = \"yaml\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("codec") && err.contains("msgpack"), "{err}");
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::codec::Encoding;
 use crate::error::Result;
 use crate::settings::Style;
 use crate::subject;
@@ -23,6 +24,8 @@ pub struct RouteDecision<'a> {
     pub dedup: Option<Duration>,
     /// A sync send that cannot reach a responder goes out as an event instead.
     pub fallback_async: bool,
+    /// How `send` encodes payloads.
+    pub codec: Encoding,
     /// The pattern of the rule that decided; `None` when no rule matched.
     pub rule: Option<&'a str>,
 }
@@ -70,6 +73,9 @@ pub struct RouteRule {
     /// never once the handler may have run) publishes the command as an
     /// event instead and returns [`Sent::Deferred`](crate::Sent::Deferred).
     pub fallback: Option<Style>,
+    /// How [`Bus::send`](crate::Bus::send) encodes payloads on matching
+    /// subjects (`codec = "msgpack"`); receivers decode by `content-type`.
+    pub codec: Encoding,
 }
 
 impl RouteRule {
@@ -86,6 +92,7 @@ impl RouteRule {
             dedup: None,
             query: false,
             fallback: None,
+            codec: Encoding::Json,
         }
     }
 }
@@ -187,6 +194,7 @@ impl RouteTable {
             on_no_subscriber: rule.map(|r| r.on_no_subscriber).unwrap_or_default(),
             dedup: rule.and_then(|r| r.dedup),
             fallback_async: rule.is_some_and(|r| r.fallback == Some(Style::Async)),
+            codec: rule.map(|r| r.codec).unwrap_or_default(),
             rule: rule.map(|r| r.pattern.as_str()),
         }
     }

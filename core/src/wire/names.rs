@@ -56,6 +56,10 @@ pub const DEAD_LETTER_CAUSE: &str = "sb-dead-letter-cause";
 
 /// The media type the JSON helpers use.
 pub const JSON: &str = "application/json";
+/// The `content-type` of MessagePack payloads.
+pub const MSGPACK: &str = "application/msgpack";
+/// The `content-type` of CBOR payloads.
+pub const CBOR: &str = "application/cbor";
 
 /// `sb-status`: the responder's handler returned an error.
 pub const STATUS_HANDLER_ERROR: &str = "handler-error";
