@@ -35,7 +35,7 @@ pub async fn connect(url: &str) -> Result<Bus> {
     let backend = find_in(&backends(), endpoint.url.scheme())?;
     let connect = backend.connect.expect("find returns enabled backends only");
     let transport = connect(endpoint).await?;
-    let bus = Bus::new(transport);
+    let bus = Bus::new(transport).with_url(url);
     Ok(match request_timeout {
         Some(timeout) => bus.with_default_timeout(timeout),
         None => bus,

@@ -82,6 +82,8 @@
 //! - `graphql`: a GraphQL gateway in front of the bus ([`graphql::Gateway`]).
 //! - `outbox`: async sends held in an embedded SQLite file until a recipient
 //!   took them ([`outbox`], `[outbox]` in the settings).
+//! - `asyncapi`: JSON Schemas of handler types in generated AsyncAPI
+//!   documents ([`asyncapi`], `Service::schema`).
 //! - `msgpack`, `cbor`: MessagePack and CBOR payloads (`codec` on a route;
 //!   [`codec::Encoding`]).
 //! - `outbox-postgres`: the outbox in a PostgreSQL database a service's
@@ -99,6 +101,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod asyncapi;
 mod bus;
 mod connect;
 #[cfg(feature = "fuzzing")]
@@ -187,6 +190,8 @@ pub mod guide {
     pub mod resilience {}
     #[doc = include_str!("../docs/guide/measured.md")]
     pub mod measured {}
+    #[doc = include_str!("../docs/guide/asyncapi.md")]
+    pub mod asyncapi {}
     #[doc = include_str!("../docs/guide/graphql.md")]
     pub mod graphql {}
     #[doc = include_str!("../docs/guide/security.md")]

@@ -80,10 +80,16 @@ impl Message {
         })
     }
 
+    /// The encoding this message's `content-type` names (JSON without one;
+    /// see [`Encoding::of_headers`]).
+    pub fn encoding(&self) -> Encoding {
+        Encoding::of_headers(&self.headers)
+    }
+
     /// Decodes the payload in the encoding its `content-type` names (JSON
     /// without one), as typed handlers do.
     pub fn decode_typed<T: DeserializeOwned>(&self) -> Result<T> {
-        Encoding::of(self).decode(&self.payload)
+        self.encoding().decode(&self.payload)
     }
 
     /// Serialises `value` as JSON (the default codec: no `content-type` header is added).
@@ -118,6 +124,33 @@ impl From<Vec<u8>> for Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Order {
+        id: u64,
+        item: String,
+        tags: Vec<String>,
+    }
+
+    #[test]
+    fn every_compiled_encoding_round_trips_and_names_its_content_type() {
+        let order = Order {
+            id: 7,
+            item: "tea".into(),
+            tags: vec!["hot".into()],
+        };
+        for encoding in [Encoding::Json, Encoding::MsgPack, Encoding::Cbor] {
+            let message = Message::encode_as(encoding, &order);
+            if !encoding.is_compiled_in() {
+                let err = message.unwrap_err().to_string();
+                assert!(err.contains(encoding.feature().unwrap()), "{err}");
+                continue;
+            }
+            let message = message.unwrap();
+            assert_eq!(message.encoding(), encoding);
+            assert_eq!(message.decode_typed::<Order>().unwrap(), order);
+        }
+    }
 
     #[test]
     fn json_round_trip_and_errors() {

@@ -21,8 +21,9 @@ struct Receipt {
     order_id: u64,
 }
 
+/// What `orders` announces and `shipping` ships.
 #[derive(Debug, Serialize, Deserialize)]
-struct OrderPlaced {
+pub struct OrderPlaced {
     order_id: u64,
     item: String,
     quantity: u32,
@@ -78,6 +79,21 @@ pub enum Refusal {
     DeadLettered { attempts: u32, reason: String },
 }
 
+/// `orders`: places an order (`orders.place`) and announces it (`orders.placed`).
+pub fn orders_service(bus: Bus) -> Service {
+    Service::new("orders", bus.clone())
+        .state(bus)
+        .event_policy(EventPolicy::default().max_attempts(3))
+        .on("orders.place", place)
+}
+
+/// `shipping`: ships what was placed (`orders.placed`), in order.
+pub fn shipping_service(bus: Bus, shipped: UnboundedSender<OrderPlaced>) -> Service {
+    Service::new("shipping", bus)
+        .state(shipped)
+        .on_ordered("orders.placed", ship)
+}
+
 /// Runs the quickstart with each service's settings from `settings` (by
 /// service name: `orders`, `shipping`, `client`), printing as it goes.
 pub async fn run(
@@ -85,18 +101,11 @@ pub async fn run(
 ) -> Result<Outcome, Box<dyn std::error::Error>> {
     // Each service loads its own settings and gets its own connection, as separate processes would.
     let orders_bus = settings("orders")?.connect().await?;
-    let orders = Service::new("orders", orders_bus.clone())
-        .state(orders_bus.clone())
-        .event_policy(EventPolicy::default().max_attempts(3))
-        .on("orders.place", place)
-        .start()
-        .await?;
+    let orders = orders_service(orders_bus.clone()).start().await?;
 
     let shipping_bus = settings("shipping")?.connect().await?;
     let (shipped_tx, mut shipped_rx) = tokio::sync::mpsc::unbounded_channel::<OrderPlaced>();
-    let shipping = Service::new("shipping", shipping_bus.clone())
-        .state(shipped_tx)
-        .on_ordered("orders.placed", ship)
+    let shipping = shipping_service(shipping_bus.clone(), shipped_tx)
         .start()
         .await?;
 

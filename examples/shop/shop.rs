@@ -196,16 +196,19 @@ async fn list_orders(_: (), State(orders): State<Orders>) -> Json<BTreeMap<u32, 
     Json(orders.0.lock().unwrap().clone())
 }
 
-/// Starts the orders service (`orders.place`, `orders.settle`, `orders.report`).
-pub async fn start_orders(bus: Bus) -> switchboard::Result<RunningService> {
+/// The orders service (`orders.place`, `orders.settle`, `orders.report`).
+pub fn orders_service(bus: Bus) -> Service {
     Service::new("orders", bus.clone())
         .state(Orders::default())
         .state(bus)
         .on("orders.place", place_order)
         .on("orders.settle", settle_order)
         .on("orders.report", list_orders)
-        .start()
-        .await
+}
+
+/// Starts the orders service.
+pub async fn start_orders(bus: Bus) -> switchboard::Result<RunningService> {
+    orders_service(bus).start().await
 }
 
 async fn reserve_stock(
@@ -259,8 +262,8 @@ async fn list_stock(_: (), State(stock): State<Stock>) -> Json<BTreeMap<String, 
     Json(stock.0.lock().unwrap().clone())
 }
 
-/// Starts the inventory service (`inventory.reserve`, `inventory.release`, `inventory.report`).
-pub async fn start_inventory(bus: Bus) -> switchboard::Result<RunningService> {
+/// The inventory service (`inventory.reserve`, `inventory.release`, `inventory.report`).
+pub fn inventory_service(bus: Bus) -> Service {
     let stock = Stock(Arc::new(Mutex::new(BTreeMap::from([
         ("tea".into(), 5),
         ("coffee".into(), 2),
@@ -272,8 +275,11 @@ pub async fn start_inventory(bus: Bus) -> switchboard::Result<RunningService> {
         .on("inventory.reserve", reserve_stock)
         .on("inventory.release", release_stock)
         .on("inventory.report", list_stock)
-        .start()
-        .await
+}
+
+/// Starts the inventory service.
+pub async fn start_inventory(bus: Bus) -> switchboard::Result<RunningService> {
+    inventory_service(bus).start().await
 }
 
 async fn charge(
@@ -317,8 +323,8 @@ async fn list_balances(_: (), State(balances): State<Balances>) -> Json<BTreeMap
     Json(balances.0.lock().unwrap().clone())
 }
 
-/// Starts the payments service (`payments.charge`, `payments.report`).
-pub async fn start_payments(bus: Bus) -> switchboard::Result<RunningService> {
+/// The payments service (`payments.charge`, `payments.report`).
+pub fn payments_service(bus: Bus) -> Service {
     let balances = Balances(Arc::new(Mutex::new(BTreeMap::from([
         ("ada".into(), 20),
         ("bob".into(), 4),
@@ -328,8 +334,11 @@ pub async fn start_payments(bus: Bus) -> switchboard::Result<RunningService> {
         .state(bus)
         .on("payments.charge", charge)
         .on("payments.report", list_balances)
-        .start()
-        .await
+}
+
+/// Starts the payments service.
+pub async fn start_payments(bus: Bus) -> switchboard::Result<RunningService> {
+    payments_service(bus).start().await
 }
 
 /// A query needs its answer, so it is always a request, whatever the route's style.

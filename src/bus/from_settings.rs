@@ -35,7 +35,12 @@ impl Settings {
                 "transport connected"
             );
             let layered = self.resilience.wrap(bus.transport().clone())?;
-            let bus = Bus::new(layered).with_default_timeout(bus.default_timeout());
+            let url = bus.transport_url(DEFAULT_TRANSPORT).map(str::to_owned);
+            let mut layered_bus = Bus::new(layered).with_default_timeout(bus.default_timeout());
+            if let Some(url) = url {
+                layered_bus = layered_bus.with_url(&url);
+            }
+            let bus = layered_bus;
             buses.insert(name.to_owned(), bus);
         }
         let handlers = self.resilience.concurrency.as_ref().map(|c| c.handlers);

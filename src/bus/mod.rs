@@ -2,6 +2,7 @@
 //! (`send`) becomes a request or a publish as configuration says, over the
 //! transport configuration picks; it validates input once for every backend.
 
+mod describe;
 mod from_settings;
 #[cfg(feature = "outbox")]
 mod send_in;
@@ -49,6 +50,8 @@ struct Resolved<'a> {
 struct Carrier {
     transport: Arc<dyn Transport>,
     timeout: Duration,
+    /// The URL it was connected with, password removed (for documents).
+    url: Option<Arc<str>>,
 }
 
 #[derive(Clone)]
@@ -104,6 +107,7 @@ impl Bus {
         let default = Carrier {
             transport,
             timeout: DEFAULT_REQUEST_TIMEOUT,
+            url: None,
         };
         Bus {
             inner: Arc::new(Inner {
@@ -161,6 +165,20 @@ impl Bus {
                 outbox: None,
             }),
         })
+    }
+
+    /// The same bus, remembering the URL its transport was connected with
+    /// (password removed), which generated documents name.
+    pub(crate) fn with_url(self, url: &str) -> Self {
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        let url: Arc<str> = crate::endpoint::redact(url).into();
+        inner.default.url = Some(url.clone());
+        if let Some(carrier) = inner.carriers.get_mut(DEFAULT_TRANSPORT) {
+            carrier.url = Some(url);
+        }
+        Bus {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The same bus with `timeout` as the default transport's request timeout.

@@ -86,7 +86,7 @@ pub(super) async fn round_trip(fixture: &dyn Fixture, encoding: Encoding) -> Cas
         .request(&requests, Message::encode_as(encoding, &quote(2))?)
         .await?;
     ensure!(
-        Encoding::of(&reply) == encoding,
+        reply.encoding() == encoding,
         "the reply came back as {:?}, not {}",
         reply.headers.get(wire::CONTENT_TYPE),
         encoding.content_type()

@@ -79,6 +79,17 @@ pub trait Handler<Args>: Clone + Send + Sync + 'static {
     /// Checks, when the service starts, that every extractor can be served
     /// (for example that the [`State`] it asks for was given).
     fn check(state: &StateMap) -> Result<(), String>;
+
+    /// The Rust type the payload is decoded into, for generated documents
+    /// ([`Service::asyncapi`](crate::Service::asyncapi)).
+    fn payload_type() -> &'static str {
+        "unknown"
+    }
+
+    /// The Rust type of the reply's payload, if the handler's result names one.
+    fn reply_type() -> Option<&'static str> {
+        None
+    }
 }
 
 macro_rules! impl_handler {
@@ -112,6 +123,14 @@ macro_rules! impl_handler {
             fn check(state: &StateMap) -> Result<(), String> {
                 $($extractor::check(state)?;)*
                 Ok(())
+            }
+
+            fn payload_type() -> &'static str {
+                std::any::type_name::<T>()
+            }
+
+            fn reply_type() -> Option<&'static str> {
+                R::reply_type()
             }
         }
     };

@@ -206,11 +206,17 @@ pub trait IntoReply: Sized {
     fn into_reply(self) -> Result<Message, Rejection>;
 
     /// Turns the value into a reply in `encoding`, the request's (see
-    /// [`Encoding::of`]): typed values are encoded in it, a ready
+    /// [`Message::encoding`]): typed values are encoded in it, a ready
     /// [`Message`] is sent as it is.
     fn into_reply_as(self, encoding: Encoding) -> Result<Message, Rejection> {
         let _ = encoding;
         self.into_reply()
+    }
+
+    /// The Rust type a successful reply's payload encodes, where there is
+    /// one (`Result<T, E>` and `Json<T>`: `T`), for generated documents.
+    fn reply_type() -> Option<&'static str> {
+        None
     }
 }
 
@@ -238,6 +244,10 @@ impl<T: Serialize> IntoReply for Json<T> {
     fn into_reply_as(self, encoding: Encoding) -> Result<Message, Rejection> {
         Message::encode_as(encoding, &self.0).map_err(Rejection::from)
     }
+
+    fn reply_type() -> Option<&'static str> {
+        Some(std::any::type_name::<T>())
+    }
 }
 
 /// A raw [`Message`] reply inside a `Result`: `Ok(Raw(message))`.
@@ -254,6 +264,10 @@ impl<T: Serialize, E: Into<Rejection>> IntoReply for Result<T, E> {
             Ok(value) => Message::encode_as(encoding, &value).map_err(Rejection::from),
             Err(err) => Err(err.into()),
         }
+    }
+
+    fn reply_type() -> Option<&'static str> {
+        Some(std::any::type_name::<T>())
     }
 }
 

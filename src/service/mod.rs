@@ -33,6 +33,8 @@ pub use signal::run_until_signal;
 struct Route {
     subject: String,
     handler: ErasedHandler,
+    /// The Rust types of the payload and the reply, for generated documents.
+    types: (&'static str, Option<&'static str>),
     /// One message at a time, in arrival order.
     ordered: bool,
     check: fn(&StateMap) -> std::result::Result<(), String>,
@@ -85,6 +87,8 @@ pub struct Service {
     concurrency: usize,
     events: EventPolicy,
     state: StateMap,
+    /// Payload schemas for the service's AsyncAPI document.
+    schemas: crate::asyncapi::Schemas,
 }
 
 impl Service {
@@ -99,6 +103,7 @@ impl Service {
             bus,
             routes: Vec::new(),
             state: StateMap::default(),
+            schemas: crate::asyncapi::Schemas::default(),
         }
     }
 
@@ -159,10 +164,60 @@ impl Service {
         self.routes.push(Route {
             subject,
             handler: Arc::new(move |message, context| handler.call(message, context)),
+            types: (H::payload_type(), H::reply_type()),
             ordered,
             check: H::check,
         });
         self
+    }
+
+    /// Registers the JSON Schema of `T` (through schemars), which the
+    /// service's AsyncAPI document gives every message whose payload is a `T`.
+    #[cfg(feature = "asyncapi")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "asyncapi")))]
+    pub fn schema<T: schemars::JsonSchema>(mut self) -> Self {
+        self.schemas.add::<T>();
+        self
+    }
+
+    /// An AsyncAPI 3.0 document of what this service receives, as its bus's
+    /// route table carries it: one channel per handler on its transport,
+    /// with a `receive` operation and, for a sync route, a reply; payloads
+    /// named by the handlers' Rust types, with their schemas where
+    /// [`schema`](Self::schema) registered them. See [`crate::asyncapi`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> switchboard::Result<()> {
+    /// #[derive(serde::Deserialize)]
+    /// struct PlaceOrder { item: String }
+    ///
+    /// let bus = switchboard::connect("memory://service-asyncapi-doc").await?;
+    /// let orders = switchboard::Service::new("orders", bus)
+    ///     .on("orders.place", |order: PlaceOrder| async move { Ok::<_, String>(order.item.len()) });
+    /// let document = orders.asyncapi();
+    /// let operation = &document["operations"]["orders.place"];
+    /// assert_eq!(operation["action"], "receive");
+    /// assert!(operation.get("reply").is_some()); // sync by default: a request with a reply
+    /// # Ok(()) }
+    /// ```
+    pub fn asyncapi(&self) -> serde_json::Value {
+        let channels: Vec<crate::asyncapi::Channel<'_>> = self
+            .routes
+            .iter()
+            .map(|route| {
+                self.bus
+                    .channel(&route.subject, Some(route.types.0), route.types.1)
+            })
+            .collect();
+        let servers = crate::asyncapi::servers_of(&channels, |name| self.bus.transport_url(name));
+        crate::asyncapi::document(
+            &self.name,
+            crate::asyncapi::Side::Receiver,
+            &servers,
+            &channels,
+            &self.schemas,
+        )
     }
 
     /// Subscribes every route and starts handling; returns once all routes are live.

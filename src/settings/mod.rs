@@ -1,6 +1,7 @@
 //! Settings: transports, routes and their defaults, from a TOML file and the
 //! environment, through one loader ([`Settings::load`]).
 
+mod describe;
 pub(crate) mod events;
 mod graphql;
 pub(crate) mod outbox;

@@ -6,6 +6,7 @@
 //! switchboard --url kafka://127.0.0.1:9092 sub 'orders.*'           # print events
 //! switchboard --url kafka://127.0.0.1:9092 pub orders.placed '{"id":1}'
 //! switchboard --url http://127.0.0.1:0 bench --mode request         # rates against itself
+//! SWITCHBOARD_CONFIG=shop.toml switchboard asyncapi                 # the route table as AsyncAPI 3.0
 //! switchboard outbox groups data/outbox.db                           # queue groups an outbox remembers
 //! switchboard outbox forget data/outbox.db billing                   # forget a service gone for good
 //! switchboard --url nats://127.0.0.1:4222 dead-letters keep --store dl.db   # keep dead letters
@@ -57,6 +58,12 @@ enum OutboxCommand {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Print the AsyncAPI 3.0 document of the settings' route table (no backend is contacted).
+    Asyncapi {
+        /// The document's title; the service name by default.
+        #[arg(long)]
+        title: Option<String>,
+    },
     /// Inspect or edit an outbox file (no backend is contacted).
     #[command(subcommand)]
     Outbox(OutboxCommand),
@@ -161,6 +168,18 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         None => switchboard::Settings::load(&cli.service)?.connect().await,
     };
     let command = match cli.command {
+        Command::Asyncapi { title } => {
+            let settings = match &cli.url {
+                Some(url) => switchboard::Settings::from_toml(&format!(
+                    "[transports.default]\nurl = {}",
+                    toml_string(url)
+                ))?,
+                None => switchboard::Settings::load(&cli.service)?,
+            };
+            let document = settings.asyncapi(title.as_deref().unwrap_or(&cli.service))?;
+            println!("{}", serde_json::to_string_pretty(&document)?);
+            return Ok(());
+        }
         Command::Outbox(command) => return outbox(command).await,
         Command::DeadLetters(command) => return dead_letters::run(command, connect).await,
         command => command,
@@ -203,6 +222,11 @@ async fn outbox(command: OutboxCommand) -> Result<(), Box<dyn std::error::Error>
 #[cfg(not(feature = "outbox"))]
 async fn outbox(_: OutboxCommand) -> Result<(), Box<dyn std::error::Error>> {
     Err("this switchboard was built without the `outbox` feature".into())
+}
+
+/// `text` as a TOML basic string.
+fn toml_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
 }
 
 /// memory:// is one process's bus: a `sub` or `reply` there hears only itself.
@@ -339,6 +363,7 @@ async fn command(bus: &Bus, command: Command) -> Result<(), Box<dyn std::error::
         }
         Command::Bench(args) => bench::run(bus, args).await?,
         Command::Outbox(command) => outbox(command).await?,
+        Command::Asyncapi { .. } => unreachable!("handled before connecting"),
         Command::DeadLetters(command) => {
             let bus = bus.clone();
             dead_letters::run(command, async move || Ok(bus)).await?
