@@ -287,7 +287,52 @@ async fn the_cli_prints_a_settings_files_document() {
     validate(dir.path(), &[("cli".into(), document)]);
 }
 
+/// An HTTP service serves the documents of the services running on it at
+/// `GET /_switchboard/asyncapi/SERVICE` (and their names at `GET /_switchboard/asyncapi`), behind the
+/// same bearer token as every other path; a stopped service's is gone.
+async fn an_http_service_serves_its_document() {
+    let bus = switchboard::connect("http://127.0.0.1:0?token=s3cret")
+        .await
+        .unwrap();
+    let address = bus.local_address().unwrap();
+    let service = Service::new("inventory", bus.clone()).on("inventory.reserve", reserve);
+    let expected = service.asyncapi();
+    let running = service.start().await.unwrap();
+    let http = reqwest::Client::new();
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = http.get(format!("http://{address}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let listed = get("/_switchboard/asyncapi", Some("s3cret")).await.unwrap();
+    assert_eq!(listed.status(), 200);
+    assert_eq!(listed.json::<Vec<String>>().await.unwrap(), ["inventory"]);
+    let served = get("/_switchboard/asyncapi/inventory", Some("s3cret"))
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    let served: Value = served.json().await.unwrap();
+    assert_eq!(served, expected);
+    let dir = tempfile::tempdir().unwrap();
+    validate(dir.path(), &[("served".into(), served)]);
+    let stranger = get("/_switchboard/asyncapi/inventory", None).await.unwrap();
+    assert_eq!(stranger.status(), 401, "no document without the token");
+    let other = get("/_switchboard/asyncapi/payments", Some("s3cret"))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+    running.shutdown().await;
+    let gone = get("/_switchboard/asyncapi/inventory", Some("s3cret"))
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404, "a stopped service's document is gone");
+    bus.close().await.unwrap();
+}
+
 crate::tests!(
+    an_http_service_serves_its_document,
     quickstart_and_shop_documents_validate_in_both_styles,
     flipping_one_route_changes_only_its_operation,
     a_service_document_carries_the_schemas_it_registered,

@@ -153,6 +153,14 @@ pub trait Transport: Send + Sync + 'static {
     fn health(&self) -> Health {
         Health::Connected
     }
+
+    /// Takes the document describing a service that runs on this transport
+    /// (its AsyncAPI JSON, from a `Service` that started; `None` once it
+    /// stopped), for backends that serve it (HTTP, at `GET /_switchboard/asyncapi/SERVICE`).
+    /// The default ignores it; a wrapper forwards it.
+    fn describe_service(&self, service: &str, document: Option<bytes::Bytes>) {
+        let _ = (service, document);
+    }
 }
 
 /// The future an adapter's connect function returns.

@@ -9,14 +9,14 @@
 //!   ends in the dead-letter subject after its retries).
 //!
 //! ```text
-//! cargo run --example quickstart
-//! SWITCHBOARD_STYLE=async cargo run --example quickstart
-//! SWITCHBOARD_CONFIG=examples/quickstart-nats.toml cargo run --example quickstart --features nats
-//! SWITCHBOARD_URL=nats://127.0.0.1:4222 cargo run --example quickstart --features nats
+//! cargo run -p quickstart
+//! SWITCHBOARD_STYLE=async cargo run -p quickstart
+//! SWITCHBOARD_CONFIG=examples/quickstart-nats.toml cargo run -p quickstart --features nats
+//! SWITCHBOARD_URL=nats://127.0.0.1:4222 cargo run -p quickstart --features nats
 //! SWITCHBOARD_URL_ORDERS=http://127.0.0.1:7001 \
 //! SWITCHBOARD_URL_SHIPPING=http://127.0.0.1:7002?peers=http://127.0.0.1:7001 \
 //! SWITCHBOARD_URL_CLIENT=http://127.0.0.1:7003?peers=http://127.0.0.1:7001 \
-//!   cargo run --example quickstart --features http
+//!   cargo run -p quickstart --features http
 //! ```
 
 mod quickstart;

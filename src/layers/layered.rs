@@ -174,4 +174,8 @@ impl<L: Layer> Transport for Layered<L> {
     fn health(&self) -> Health {
         self.layer.health(&*self.inner)
     }
+
+    fn describe_service(&self, service: &str, document: Option<bytes::Bytes>) {
+        self.inner.describe_service(service, document);
+    }
 }

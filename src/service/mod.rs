@@ -246,6 +246,16 @@ impl Service {
                 ))
             })?;
         }
+        // The transports this service's routes use, each told its document
+        // (the HTTP backend serves it at `GET /_switchboard/asyncapi/SERVICE`).
+        let document = bytes::Bytes::from(serde_json::to_vec(&self.asyncapi()).unwrap_or_default());
+        let mut described: Vec<Arc<dyn crate::transport::Transport>> = Vec::new();
+        for route in &self.routes {
+            let transport = self.bus.transport_for(&route.subject);
+            if !described.iter().any(|known| Arc::ptr_eq(known, transport)) {
+                described.push(transport.clone());
+            }
+        }
         let shutdown = shutdown::Signal::new();
         let state = Arc::new(self.state);
         let mut live = Vec::with_capacity(self.routes.len());
@@ -274,12 +284,16 @@ impl Service {
             let concurrency = if ordered { 1 } else { self.concurrency };
             routes.spawn(serve::serve(context, subscription, handler, concurrency));
         }
+        for transport in &described {
+            transport.describe_service(&self.name, Some(document.clone()));
+        }
         tracing::debug!(service = %self.name, "service started");
         Ok(RunningService::new(
             self.name,
             shutdown,
             routes,
             self.events.shutdown_grace,
+            described,
         ))
     }
 

@@ -190,15 +190,24 @@ pub struct RunningService {
     signal: Signal,
     routes: JoinSet<()>,
     grace: Duration,
+    /// The transports told this service's document, told again when it stops.
+    described: Vec<Arc<dyn crate::transport::Transport>>,
 }
 
 impl RunningService {
-    pub(crate) fn new(name: String, signal: Signal, routes: JoinSet<()>, grace: Duration) -> Self {
+    pub(crate) fn new(
+        name: String,
+        signal: Signal,
+        routes: JoinSet<()>,
+        grace: Duration,
+        described: Vec<Arc<dyn crate::transport::Transport>>,
+    ) -> Self {
         RunningService {
             name,
             signal,
             routes,
             grace,
+            described,
         }
     }
 
@@ -218,6 +227,9 @@ impl RunningService {
     /// [`shutdown`](Self::shutdown) with `grace` instead of the policy's.
     pub async fn shutdown_within(mut self, grace: Duration) -> ShutdownReport {
         let started = Instant::now();
+        for transport in &self.described {
+            transport.describe_service(&self.name, None);
+        }
         self.signal.begin(grace);
         self.wait_for_routes().await;
         let report = self.signal.report(started.elapsed());

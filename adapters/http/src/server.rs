@@ -31,6 +31,8 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/events/{subject}", post(handle_event))
         .route(SUBSCRIPTIONS, get(read_snapshot).post(exchange_snapshot))
         .route(HEALTH, get(|| async { "ok" }))
+        .route("/_switchboard/asyncapi", get(list_documents))
+        .route("/_switchboard/asyncapi/{service}", get(read_document))
         .fallback(unknown_path)
         .layer(middleware::from_fn_with_state(shared.clone(), guard))
         .layer(DefaultBodyLimit::max(settings.max_body))
@@ -43,6 +45,27 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
             documented_error,
         ))
         .with_state(shared)
+}
+
+/// The names of the services here that publish an AsyncAPI document, as a JSON array.
+async fn list_documents(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.documented_services()).into_response()
+}
+
+/// The AsyncAPI document of a service running here; 404 for another name.
+async fn read_document(State(shared): State<Arc<Shared>>, Path(service): Path<String>) -> Response {
+    match shared.document(&service) {
+        Some(document) => (
+            [(header::CONTENT_TYPE, HeaderValue::from_static(wire::JSON))],
+            document,
+        )
+            .into_response(),
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            http_wire::STATUS_NOT_FOUND,
+            "no service of that name publishes a document here",
+        ),
+    }
 }
 
 /// Checks what can be checked before the body is read: a declared size over

@@ -49,9 +49,30 @@ pub struct Shared {
     pub(super) announced: AtomicU64,
     /// Set by `close`: snapshots from here on tell peers this service is leaving.
     pub(super) leaving: AtomicBool,
+    /// The documents (AsyncAPI JSON) of the services running here, by name.
+    pub(super) documents: std::sync::RwLock<std::collections::BTreeMap<String, bytes::Bytes>>,
 }
 
 impl Shared {
+    /// The document of the service `name` running here, if it gave one.
+    pub fn document(&self, name: &str) -> Option<bytes::Bytes> {
+        self.documents
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The names of the services running here that gave a document.
+    pub fn documented_services(&self) -> Vec<String> {
+        self.documents
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// This service's current snapshot.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot::of(

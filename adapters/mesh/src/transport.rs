@@ -115,6 +115,7 @@ impl MeshTransport {
             self_url,
             announced: AtomicU64::new(0),
             leaving: AtomicBool::new(false),
+            documents: std::sync::RwLock::default(),
             settings,
         });
         let (shutdown, stopped) = watch::channel(false);
@@ -497,5 +498,17 @@ impl Transport for MeshTransport {
 
     fn local_address(&self) -> Option<SocketAddr> {
         Some(self.local_address)
+    }
+
+    fn describe_service(&self, service: &str, document: Option<bytes::Bytes>) {
+        let mut documents = self
+            .shared
+            .documents
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        match document {
+            Some(document) => documents.insert(service.to_owned(), document),
+            None => documents.remove(service),
+        };
     }
 }
