@@ -402,15 +402,6 @@ fn dedup_settings(hub: &str, path: Option<&Path>, window: &str) -> Settings {
     .unwrap()
 }
 
-async fn record(
-    n: u32,
-    switchboard::handler::State(seen): switchboard::handler::State<
-        tokio::sync::mpsc::UnboundedSender<u32>,
-    >,
-) {
-    let _ = seen.send(n);
-}
-
 /// Starts a deduplicating `orders` service; returns it and what it handles.
 async fn dedup_service(
     bus: &Bus,
@@ -421,7 +412,7 @@ async fn dedup_service(
     let (seen_tx, seen) = tokio::sync::mpsc::unbounded_channel();
     let running = switchboard::Service::new("orders", bus.clone())
         .state(seen_tx)
-        .on_ordered("orders.place", record)
+        .on_ordered("orders.place", support::record)
         .start()
         .await
         .unwrap();
@@ -432,21 +423,6 @@ async fn dedup_service(
 async fn publish_with_id(bus: &Bus, n: u32, id: &str) {
     let message = Message::json(&n).unwrap().with_id(id);
     bus.publish("orders.place", message).await.unwrap();
-}
-
-/// Receives what the service handled until `last` arrived (10 s at most).
-async fn handled_until(
-    seen: &mut tokio::sync::mpsc::UnboundedReceiver<u32>,
-    last: u32,
-) -> Vec<u32> {
-    let mut got = Vec::new();
-    while got.last() != Some(&last) {
-        match tokio::time::timeout(Duration::from_secs(10), seen.recv()).await {
-            Ok(Some(n)) => got.push(n),
-            _ => break,
-        }
-    }
-    got
 }
 
 /// A message id handled before the service (and its bus) restarted is
@@ -461,7 +437,7 @@ async fn dedup_remembers_ids_across_a_restart() {
         .unwrap();
     let (running, mut seen) = dedup_service(&bus).await;
     publish_with_id(&bus, 1, "order-1").await;
-    assert_eq!(handled_until(&mut seen, 1).await, [1]);
+    assert_eq!(support::handled_until(&mut seen, 1).await, [1]);
     let report = running.shutdown().await;
     assert!(report.is_clean(), "{report}");
     bus.close().await.unwrap();
@@ -473,7 +449,7 @@ async fn dedup_remembers_ids_across_a_restart() {
     let (running, mut seen) = dedup_service(&bus).await;
     publish_with_id(&bus, 1, "order-1").await;
     publish_with_id(&bus, 2, "order-2").await;
-    assert_eq!(handled_until(&mut seen, 2).await, [2]);
+    assert_eq!(support::handled_until(&mut seen, 2).await, [2]);
     let report = running.shutdown().await;
     assert_eq!(report.duplicates_skipped, 1, "{report}");
     bus.close().await.unwrap();
@@ -531,10 +507,10 @@ async fn dedup_forgets_ids_after_its_window() {
     publish_with_id(&bus, 1, "order-1").await;
     publish_with_id(&bus, 2, "order-1").await;
     publish_with_id(&bus, 3, "order-3").await;
-    assert_eq!(handled_until(&mut seen, 3).await, [1, 3]);
+    assert_eq!(support::handled_until(&mut seen, 3).await, [1, 3]);
     tokio::time::sleep(Duration::from_millis(600)).await;
     publish_with_id(&bus, 4, "order-1").await;
-    assert_eq!(handled_until(&mut seen, 4).await, [4]);
+    assert_eq!(support::handled_until(&mut seen, 4).await, [4]);
     let report = running.shutdown().await;
     assert_eq!(report.duplicates_skipped, 1, "{report}");
     bus.close().await.unwrap();

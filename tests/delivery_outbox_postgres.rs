@@ -361,30 +361,6 @@ async fn a_sender_killed_mid_stream_loses_nothing_on_postgres() {
     bus.close().await.unwrap();
 }
 
-async fn record(
-    n: u32,
-    switchboard::handler::State(seen): switchboard::handler::State<
-        tokio::sync::mpsc::UnboundedSender<u32>,
-    >,
-) {
-    let _ = seen.send(n);
-}
-
-/// Receives what the service handled until `last` arrived (10 s at most).
-async fn handled_until(
-    seen: &mut tokio::sync::mpsc::UnboundedReceiver<u32>,
-    last: u32,
-) -> Vec<u32> {
-    let mut got = Vec::new();
-    while got.last() != Some(&last) {
-        match tokio::time::timeout(Duration::from_secs(10), seen.recv()).await {
-            Ok(Some(n)) => got.push(n),
-            _ => break,
-        }
-    }
-    got
-}
-
 /// A route with `dedup` keeps its handled ids in the database: an id
 /// handled before the service (and its bus) restarted is skipped after it,
 /// and counted.
@@ -405,7 +381,7 @@ async fn dedup_on_postgres_remembers_ids_across_a_restart() {
         let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
         let running = switchboard::Service::new("billing", bus.clone())
             .state(seen_tx)
-            .on_ordered("orders.placed", record)
+            .on_ordered("orders.placed", support::record)
             .start()
             .await
             .unwrap();
@@ -413,7 +389,7 @@ async fn dedup_on_postgres_remembers_ids_across_a_restart() {
             publish(bus.clone(), *n).await;
         }
         let last = *round.last().unwrap();
-        let handled = handled_until(&mut seen, last).await;
+        let handled = support::handled_until(&mut seen, last).await;
         assert_eq!(handled, [last], "round {round:?}");
         let report = running.shutdown().await;
         skipped.push(report.duplicates_skipped);

@@ -169,7 +169,9 @@ async fn relay_while_leading(
             forget_unseen_groups(shared, &mut state).await;
             refresh_pending(shared).await;
         }
-        let next_retry = match pass(shared, routes, &mut state, stopped, start).await {
+        let passed = pass(shared, routes, &mut state, stopped, start).await;
+        shared.store.pass_done().await;
+        let next_retry = match passed {
             Ok((next_retry, last)) => {
                 seen_through = seen_through.max(last);
                 next_retry

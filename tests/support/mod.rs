@@ -363,3 +363,28 @@ impl Drop for PrivateProcess {
         self.stop();
     }
 }
+
+/// A handler that records each numbered event it handles (dedup tests).
+pub async fn record(
+    n: u32,
+    switchboard::handler::State(seen): switchboard::handler::State<
+        tokio::sync::mpsc::UnboundedSender<u32>,
+    >,
+) {
+    let _ = seen.send(n);
+}
+
+/// What [`record`] handled, until `last` arrived (10 s at most).
+pub async fn handled_until(
+    seen: &mut tokio::sync::mpsc::UnboundedReceiver<u32>,
+    last: u32,
+) -> Vec<u32> {
+    let mut got = Vec::new();
+    while got.last() != Some(&last) {
+        match tokio::time::timeout(Duration::from_secs(10), seen.recv()).await {
+            Ok(Some(n)) => got.push(n),
+            _ => break,
+        }
+    }
+    got
+}

@@ -54,8 +54,13 @@ pub(crate) trait Backend: Send + Sync {
     async fn forget_group(&self, group: &GroupAddress) -> Result<()>;
     /// How many events are held per (subject, queue group).
     async fn backlog(&self) -> Result<Vec<((String, GroupAddress), u64)>>;
-    /// Up to `limit` pending events after `after`, oldest first.
+    /// Up to `limit` pending events after `after`, oldest first. In a
+    /// shared store, the calls of one relay pass (from `after == 0` until
+    /// [`pass_done`](Self::pass_done)) read one snapshot, so an event
+    /// committed late with an earlier number is never skipped past.
     async fn after(&self, after: i64, limit: u32) -> Result<Vec<Pending>>;
+    /// The relay finished a pass over [`after`](Self::after)'s pages.
+    async fn pass_done(&self) {}
     /// Removes delivered (or dead-lettered) events.
     async fn remove(&self, seqs: &[i64]) -> Result<()>;
     /// Whether `id` was handled on `route` and is remembered past `now_ms`.

@@ -34,6 +34,11 @@ pub(crate) struct PgStore {
     /// The session holding (or trying for) the relay lock, and whether it holds it.
     lock: Mutex<Option<(PgConnection, bool)>>,
     listener: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The read-only snapshot the relay's current pass reads its pages in:
+    /// numbers are taken at insert and committed in another order, so pages
+    /// read in separate snapshots could pass over a late commit's event and
+    /// deliver its sender's next one first.
+    snapshot: Mutex<Option<sqlx::Transaction<'static, sqlx::Postgres>>>,
 }
 
 impl PgStore {
@@ -63,6 +68,7 @@ impl PgStore {
             options,
             lock: Mutex::new(None),
             listener: std::sync::Mutex::new(None),
+            snapshot: Mutex::new(None),
         })
     }
 
@@ -189,16 +195,37 @@ impl Backend for PgStore {
     }
 
     async fn after(&self, after: i64, limit: u32) -> Result<Vec<Pending>> {
+        let mut snapshot = self.snapshot.lock().await;
+        if after == 0 || snapshot.is_none() {
+            if let Some(previous) = snapshot.take() {
+                let _ = previous.rollback().await;
+            }
+            let mut tx = self.pool.begin().await.map_err(store_error)?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            *snapshot = Some(tx);
+        }
+        let Some(tx) = snapshot.as_mut() else {
+            unreachable!("a snapshot was just begun")
+        };
         let rows = sqlx::query(
             "SELECT seq, subject, headers, payload, created_ms, group_pattern, group_name
              FROM switchboard_outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(after)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut **tx)
         .await
         .map_err(store_error)?;
         rows.iter().map(pending_from).collect()
+    }
+
+    async fn pass_done(&self) {
+        if let Some(tx) = self.snapshot.lock().await.take() {
+            let _ = tx.rollback().await;
+        }
     }
 
     async fn remove(&self, seqs: &[i64]) -> Result<()> {
@@ -331,6 +358,7 @@ impl Backend for PgStore {
     }
 
     async fn close(&self) {
+        self.pass_done().await;
         if let Some(task) = self
             .listener
             .lock()
