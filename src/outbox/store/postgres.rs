@@ -1,10 +1,11 @@
 //! The outbox in a PostgreSQL database (feature `outbox-postgres`), which
 //! several processes of a service may share: each writes its sends (and
 //! `send_in` writes inside the caller's transaction), and one at a time
-//! relays — the one holding the store's advisory lock. Another takes over
-//! within a second of the lock's session ending. Every commit of an event
-//! sends a `NOTIFY`, so the relaying process forwards it at once, whichever
-//! process wrote it.
+//! relays — the one holding the store's advisory lock, on a session of its
+//! own. The others try for the lock every second, so when that session
+//! ends, one of them relays next. Every commit of an event sends a
+//! `NOTIFY`, so the relaying process forwards it at once, whichever process
+//! wrote it.
 
 use std::time::Duration;
 
