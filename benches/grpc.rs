@@ -23,7 +23,9 @@ use common::{bench_in_flight, config, payload, runtime, PAYLOADS};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use switchboard::grpc::proto::switchboard_client::SwitchboardClient;
 use switchboard::grpc::proto::switchboard_server::{Switchboard, SwitchboardServer};
-use switchboard::grpc::proto::{Accepted, Envelope, SubscribeRequest};
+use switchboard::grpc::proto::{
+    Accepted, DescribeRequest, Description, Envelope, SubscribeRequest,
+};
 use switchboard::Message;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
@@ -57,6 +59,15 @@ impl Switchboard for RawEcho {
         _: tonic::Request<SubscribeRequest>,
     ) -> Result<tonic::Response<Self::SubscribeStream>, tonic::Status> {
         Err(tonic::Status::unimplemented("not benched"))
+    }
+
+    async fn describe(
+        &self,
+        _: tonic::Request<DescribeRequest>,
+    ) -> Result<tonic::Response<Description>, tonic::Status> {
+        Err(tonic::Status::unimplemented(
+            "an echo server has no documents",
+        ))
     }
 }
 

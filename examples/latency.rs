@@ -228,7 +228,9 @@ mod grpc {
     use super::*;
     use switchboard::grpc::proto::switchboard_client::SwitchboardClient;
     use switchboard::grpc::proto::switchboard_server::{Switchboard, SwitchboardServer};
-    use switchboard::grpc::proto::{Accepted, Envelope, SubscribeRequest};
+    use switchboard::grpc::proto::{
+        Accepted, DescribeRequest, Description, Envelope, SubscribeRequest,
+    };
 
     pub async fn switchboard(requests: u64) -> Result<Histogram<u64>, String> {
         mesh_echo("grpc", requests).await
@@ -260,6 +262,15 @@ mod grpc {
             _: tonic::Request<SubscribeRequest>,
         ) -> Result<tonic::Response<Self::SubscribeStream>, tonic::Status> {
             Ok(tonic::Response::new(futures_util::stream::empty()))
+        }
+
+        async fn describe(
+            &self,
+            _: tonic::Request<DescribeRequest>,
+        ) -> Result<tonic::Response<Description>, tonic::Status> {
+            Err(tonic::Status::unimplemented(
+                "an echo server has no documents",
+            ))
         }
     }
 

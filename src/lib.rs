@@ -103,6 +103,7 @@
 
 pub mod asyncapi;
 mod bus;
+pub mod cloudevents;
 mod connect;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -112,6 +113,7 @@ pub mod handler;
 pub mod layers;
 mod limits;
 mod observe;
+pub mod payload;
 mod registry;
 pub mod service;
 pub mod settings;
@@ -174,6 +176,10 @@ pub use bus::{Bus, Deferred, Sent};
 pub use connect::connect;
 pub use error::{Error, ErrorKind, Result};
 pub use message::Message;
+#[cfg(feature = "protobuf")]
+#[cfg_attr(docsrs, doc(cfg(feature = "protobuf")))]
+pub use payload::Proto;
+pub use payload::{FromPayload, Payload};
 pub use service::Service;
 pub use settings::{Settings, Style};
 

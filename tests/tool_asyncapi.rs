@@ -331,8 +331,76 @@ async fn an_http_service_serves_its_document() {
     bus.close().await.unwrap();
 }
 
+/// A gRPC service answers `Switchboard/Describe` with the document of a
+/// service running on it (and their names for an empty `service`), behind the
+/// bearer token; a stopped service's is gone.
+async fn a_grpc_service_serves_its_document() {
+    use switchboard::grpc::proto::switchboard_client::SwitchboardClient;
+    use switchboard::grpc::proto::DescribeRequest;
+
+    let bus = switchboard::connect("grpc://127.0.0.1:0?token=s3cret")
+        .await
+        .unwrap();
+    let address = bus.local_address().unwrap();
+    let service = Service::new("inventory", bus.clone()).on("inventory.reserve", reserve);
+    let expected = service.asyncapi();
+    let running = service.start().await.unwrap();
+    let mut client = SwitchboardClient::connect(format!("http://{address}"))
+        .await
+        .unwrap();
+    let describe = |service: &str, token: Option<&str>| {
+        let mut request = tonic::Request::new(DescribeRequest {
+            service: service.to_owned(),
+        });
+        if let Some(token) = token {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        request
+    };
+    let listed = client
+        .describe(describe("", Some("s3cret")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.services, ["inventory"]);
+    assert!(listed.asyncapi.is_empty());
+    let served = client
+        .describe(describe("inventory", Some("s3cret")))
+        .await
+        .unwrap()
+        .into_inner();
+    let served: Value = serde_json::from_slice(&served.asyncapi).unwrap();
+    assert_eq!(served, expected);
+    let dir = tempfile::tempdir().unwrap();
+    validate(dir.path(), &[("served".into(), served)]);
+    let stranger = client
+        .describe(describe("inventory", None))
+        .await
+        .unwrap_err();
+    assert_eq!(stranger.code(), tonic::Code::Unauthenticated);
+    let other = client
+        .describe(describe("payments", Some("s3cret")))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), tonic::Code::NotFound);
+    running.shutdown().await;
+    let gone = client
+        .describe(describe("inventory", Some("s3cret")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        gone.code(),
+        tonic::Code::NotFound,
+        "a stopped service's document is gone"
+    );
+    bus.close().await.unwrap();
+}
+
 crate::tests!(
     an_http_service_serves_its_document,
+    a_grpc_service_serves_its_document,
     quickstart_and_shop_documents_validate_in_both_styles,
     flipping_one_route_changes_only_its_operation,
     a_service_document_carries_the_schemas_it_registered,

@@ -142,7 +142,7 @@ impl Codec for CborCodec {
 
 /// A payload encoding chosen at run time: by a route's `codec` setting when
 /// sending, by the message's `content-type` when receiving. Each is compiled
-/// in by its feature (`msgpack`, `cbor`); JSON always is.
+/// in by its feature (`msgpack`, `cbor`, `protobuf`); JSON always is.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -157,6 +157,11 @@ pub enum Encoding {
     MsgPack,
     /// CBOR (`application/cbor`), feature `cbor`.
     Cbor,
+    /// Protocol Buffers (`application/protobuf`), feature `protobuf`: prost
+    /// message types, carried as `switchboard::Proto<T>` (serde values have
+    /// no field numbers, so [`encode`](Self::encode) and
+    /// [`decode`](Self::decode) refuse them).
+    Protobuf,
 }
 
 impl Encoding {
@@ -183,6 +188,11 @@ impl Encoding {
             Encoding::MsgPack
         } else if media.eq_ignore_ascii_case("application/cbor") {
             Encoding::Cbor
+        } else if media.eq_ignore_ascii_case("application/protobuf")
+            || media.eq_ignore_ascii_case("application/x-protobuf")
+            || media.eq_ignore_ascii_case("application/vnd.google.protobuf")
+        {
+            Encoding::Protobuf
         } else {
             Encoding::Json
         }
@@ -194,6 +204,7 @@ impl Encoding {
             Encoding::Json => crate::wire::names::JSON,
             Encoding::MsgPack => crate::wire::names::MSGPACK,
             Encoding::Cbor => crate::wire::names::CBOR,
+            Encoding::Protobuf => crate::wire::names::PROTOBUF,
         }
     }
 
@@ -203,6 +214,7 @@ impl Encoding {
             Encoding::Json => true,
             Encoding::MsgPack => cfg!(feature = "msgpack"),
             Encoding::Cbor => cfg!(feature = "cbor"),
+            Encoding::Protobuf => cfg!(feature = "protobuf"),
         }
     }
 
@@ -212,6 +224,7 @@ impl Encoding {
             Encoding::Json => None,
             Encoding::MsgPack => Some("msgpack"),
             Encoding::Cbor => Some("cbor"),
+            Encoding::Protobuf => Some("protobuf"),
         }
     }
 
@@ -223,6 +236,8 @@ impl Encoding {
             Encoding::MsgPack => MsgPackCodec::encode(value),
             #[cfg(feature = "cbor")]
             Encoding::Cbor => CborCodec::encode(value),
+            #[cfg(feature = "protobuf")]
+            Encoding::Protobuf => Err(Encoding::not_serde("send `switchboard::Proto(value)`")),
             #[allow(unreachable_patterns)]
             missing => Err(missing.not_compiled_in()),
         }
@@ -236,8 +251,23 @@ impl Encoding {
             Encoding::MsgPack => MsgPackCodec::decode(payload),
             #[cfg(feature = "cbor")]
             Encoding::Cbor => CborCodec::decode(payload),
+            #[cfg(feature = "protobuf")]
+            Encoding::Protobuf => Err(Encoding::not_serde(&format!(
+                "decode it as `switchboard::Proto<M>` where M is the prost message, not as {}",
+                std::any::type_name::<T>()
+            ))),
             #[allow(unreachable_patterns)]
             missing => Err(missing.not_compiled_in()),
+        }
+    }
+
+    #[cfg(feature = "protobuf")]
+    fn not_serde(what_to_do: &str) -> Error {
+        Error::Codec {
+            message: format!(
+                "Protobuf payloads are prost messages, not serde values: {what_to_do}"
+            ),
+            source: None,
         }
     }
 
@@ -260,6 +290,7 @@ impl std::fmt::Display for Encoding {
             Encoding::Json => "json",
             Encoding::MsgPack => "msgpack",
             Encoding::Cbor => "cbor",
+            Encoding::Protobuf => "protobuf",
         })
     }
 }

@@ -228,6 +228,7 @@ impl Backend {
                 query: None,
                 fallback: Some(Style::Async),
                 codec: None,
+                cloudevents: None,
             });
         }
         // A file per connection: a restarted service in a scenario gets a

@@ -134,6 +134,7 @@ pub async fn measure(
         query: None,
         fallback: None,
         codec: None,
+        cloudevents: None,
     }];
     let mut chain = chain::start(backend, seed, prefix, depth, style).await?;
     let caller = backend

@@ -231,6 +231,7 @@ pub async fn run_sender() -> Result<(), BoxError> {
             query: None,
             fallback: None,
             codec: None,
+            cloudevents: None,
         }],
         outbox: OutboxSettings {
             path: outbox,

@@ -40,11 +40,17 @@ impl Settings {
             if let Some(url) = url {
                 layered_bus = layered_bus.with_url(&url);
             }
+            if config.cloudevents {
+                layered_bus = layered_bus.with_cloudevents();
+            }
             let bus = layered_bus;
             buses.insert(name.to_owned(), bus);
         }
         let handlers = self.resilience.concurrency.as_ref().map(|c| c.handlers);
-        let bus = Bus::routed(table, buses, self.events.clone(), handlers)?;
+        let mut bus = Bus::routed(table, buses, self.events.clone(), handlers)?;
+        if let Some(source) = &self.cloudevents.source {
+            bus = bus.with_cloudevents_source(source);
+        }
         let bus = match self.outbox.is_on() {
             false => bus,
             #[cfg(feature = "outbox")]

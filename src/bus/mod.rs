@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::payload::{FromPayload, Payload};
+
 use crate::capabilities::Capabilities;
 use crate::codec::Encoding;
 use crate::error::{Error, Result};
@@ -41,6 +43,8 @@ struct Resolved<'a> {
     fallback_async: bool,
     /// How `send` encodes payloads.
     codec: Encoding,
+    /// Events carry CloudEvents attributes.
+    cloudevents: bool,
     /// The pattern of the rule that decided, for logs.
     rule: Option<&'a str>,
 }
@@ -52,6 +56,8 @@ struct Carrier {
     timeout: Duration,
     /// The URL it was connected with, password removed (for documents).
     url: Option<Arc<str>>,
+    /// Events published here carry CloudEvents attributes (`cloudevents = true`).
+    cloudevents: bool,
 }
 
 #[derive(Clone)]
@@ -69,6 +75,8 @@ struct Inner {
     /// Where async sends are held until a recipient took them (`[outbox]`).
     #[cfg(feature = "outbox")]
     outbox: Option<Arc<crate::outbox::Outbox>>,
+    /// `ce-source` of the CloudEvents published here.
+    cloudevents_source: Arc<str>,
 }
 
 /// The handle a service holds: returned by [`connect`](crate::connect) and
@@ -108,6 +116,7 @@ impl Bus {
             transport,
             timeout: DEFAULT_REQUEST_TIMEOUT,
             url: None,
+            cloudevents: false,
         };
         Bus {
             inner: Arc::new(Inner {
@@ -120,6 +129,7 @@ impl Bus {
                 deferred: Arc::default(),
                 #[cfg(feature = "outbox")]
                 outbox: None,
+                cloudevents_source: crate::cloudevents::DEFAULT_SOURCE.into(),
             }),
         }
     }
@@ -163,8 +173,31 @@ impl Bus {
                 deferred: Arc::default(),
                 #[cfg(feature = "outbox")]
                 outbox: None,
+                cloudevents_source: crate::cloudevents::DEFAULT_SOURCE.into(),
             }),
         })
+    }
+
+    /// The same bus with its default transport's events carrying
+    /// CloudEvents attributes (a transport's `cloudevents = true`).
+    pub(crate) fn with_cloudevents(self) -> Self {
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        inner.default.cloudevents = true;
+        if let Some(carrier) = inner.carriers.get_mut(DEFAULT_TRANSPORT) {
+            carrier.cloudevents = true;
+        }
+        Bus {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The same bus with `source` as the `ce-source` of its CloudEvents.
+    pub(crate) fn with_cloudevents_source(self, source: &str) -> Self {
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        inner.cloudevents_source = source.into();
+        Bus {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The same bus, remembering the URL its transport was connected with
@@ -265,6 +298,7 @@ impl Bus {
                 on_no_subscriber: NoSubscriber::Count,
                 fallback_async: false,
                 codec: Encoding::Json,
+                cloudevents: self.inner.default.cloudevents,
                 rule: None,
             };
         }
@@ -278,6 +312,7 @@ impl Bus {
             on_no_subscriber: decision.on_no_subscriber,
             fallback_async: decision.fallback_async,
             codec: decision.codec,
+            cloudevents: decision.cloudevents.unwrap_or(carrier.cloudevents),
             rule: decision.rule,
         }
     }
@@ -319,10 +354,10 @@ impl Bus {
     /// ```
     pub async fn send<Req, Resp>(&self, subject: &str, payload: &Req) -> Result<Sent<Resp>>
     where
-        Req: Serialize + ?Sized,
-        Resp: DeserializeOwned,
+        Req: Payload + ?Sized,
+        Resp: FromPayload,
     {
-        let message = Message::encode_as(self.resolve(subject).codec, payload)?;
+        let message = encode_payload(self.resolve(subject).codec, payload)?;
         match self.send_message(subject, message).await? {
             Sent::Replied(reply) => Ok(Sent::Replied(decode_reply(subject, &reply)?)),
             Sent::Accepted => Ok(Sent::Accepted),
@@ -529,6 +564,13 @@ impl Bus {
     ) -> Result<()> {
         let transport = &route.carrier.transport;
         let mut message = message;
+        if route.cloudevents {
+            crate::cloudevents::stamp(
+                &mut message.headers,
+                subject,
+                &self.inner.cloudevents_source,
+            );
+        }
         let trace = trace::propagate(&mut message.headers);
         let backend = transport.capabilities().backend;
         #[cfg(feature = "outbox")]
@@ -680,6 +722,11 @@ impl Bus {
             .backend
     }
 
+    /// Whether events on `subject` carry CloudEvents attributes.
+    pub(crate) fn cloudevents_for(&self, subject_or_pattern: &str) -> bool {
+        self.resolve(subject_or_pattern).cloudevents
+    }
+
     /// Whether a nacked event on this route's transport comes back.
     pub(crate) fn redelivers(&self, subject_or_pattern: &str) -> bool {
         self.transport_for(subject_or_pattern)
@@ -773,8 +820,19 @@ impl Bus {
 
 /// Decodes a JSON reply; an error says it was the reply to `subject` that
 /// did not decode (the request was handled, with whatever effects it had).
-fn decode_reply<T: DeserializeOwned>(subject: &str, reply: &Message) -> Result<T> {
-    reply.decode_typed().map_err(|err| match err {
+/// `payload` as a message in the encoding `route` names (or its own, for
+/// a `Proto`), with its `content-type` unless it is JSON.
+pub(crate) fn encode_payload<T: Payload + ?Sized>(route: Encoding, payload: &T) -> Result<Message> {
+    let (bytes, encoding) = payload.to_payload(route)?;
+    let message = Message::new(bytes);
+    Ok(match encoding {
+        Encoding::Json => message,
+        other => message.with_header(wire::CONTENT_TYPE, other.content_type()),
+    })
+}
+
+fn decode_reply<T: FromPayload>(subject: &str, reply: &Message) -> Result<T> {
+    T::from_payload(reply.encoding(), &reply.payload).map_err(|err| match err {
         Error::Codec { message, source } => Error::Codec {
             message: format!("the reply to `{subject}` (the request was handled): {message}"),
             source,

@@ -2,11 +2,8 @@
 //! inside the caller's own database transaction, so a state change and its
 //! event commit together or not at all.
 
-use serde::Serialize;
-
 use super::{check_outgoing, Bus};
 use crate::error::{Error, Result};
-use crate::message::Message;
 use crate::outbox::{Database, OutboxConnection};
 use crate::settings::Style;
 use crate::subject;
@@ -70,7 +67,7 @@ impl Bus {
     ) -> Result<String>
     where
         C: OutboxConnection + ?Sized,
-        T: Serialize + ?Sized,
+        T: crate::payload::Payload + ?Sized,
     {
         let Some(outbox) = &self.inner.outbox else {
             return Err(Error::config(
@@ -79,7 +76,7 @@ impl Bus {
         };
         subject::validate(subject)?;
         let route = self.resolve(subject);
-        let mut message = Message::encode_as(route.codec, payload)?;
+        let mut message = super::encode_payload(route.codec, payload)?;
         let id = crate::outbox::with_message_id(&mut message);
         match route.style {
             Style::Async => {}

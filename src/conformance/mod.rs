@@ -239,6 +239,12 @@ pub fn cases() -> Vec<Case> {
             |c| c.request_reply,
             codec::cbor_round_trip
         ),
+        #[cfg(feature = "protobuf")]
+        case!(
+            "codec_protobuf_typed_requests_and_events",
+            |c| c.request_reply,
+            codec::protobuf_round_trip
+        ),
         case!(
             "typed_handler_error",
             |c| c.request_reply,

@@ -57,9 +57,8 @@ mod reply;
 use std::future::Future;
 use std::pin::Pin;
 
-use serde::de::DeserializeOwned;
-
 use crate::message::Message;
+use crate::payload::FromPayload;
 
 pub use extract::{Context, FromContext, State, StateMap, Subject};
 pub use reply::{IntoReply, Json, Raw, Rejection};
@@ -68,8 +67,10 @@ pub use reply::{IntoReply, Json, Raw, Rejection};
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Message, Rejection>> + Send>>;
 
 /// Something a [`Service`](crate::Service) can call for a message: implemented
-/// for every `async fn(T, X1, …, X4) -> R` where `T` is the JSON payload
-/// type, each `Xi` is a [`FromContext`] extractor and `R` is [`IntoReply`].
+/// for every `async fn(T, X1, …, X4) -> R` where `T` is the payload type (any
+/// `DeserializeOwned` type, or a prost message in `Proto<M>`, see
+/// [`FromPayload`]), each `Xi` is a [`FromContext`] extractor and `R` is
+/// [`IntoReply`].
 ///
 /// `Args` only tells the implementations apart; callers never name it.
 pub trait Handler<Args>: Clone + Send + Sync + 'static {
@@ -99,14 +100,14 @@ macro_rules! impl_handler {
         where
             F: Fn(T, $($extractor,)*) -> Fut + Clone + Send + Sync + 'static,
             Fut: Future<Output = R> + Send + 'static,
-            T: DeserializeOwned + Send + 'static,
+            T: FromPayload + Send + 'static,
             R: IntoReply,
             $($extractor: FromContext + Send + 'static,)*
         {
             fn call(&self, message: Message, context: Context) -> HandlerFuture {
                 // Decoded as its `content-type` says; the reply in the same encoding.
                 let encoding = crate::codec::Encoding::of_headers(&context.headers);
-                let payload: T = match encoding.decode(&message.payload) {
+                let payload = match T::from_payload(encoding, &message.payload) {
                     Ok(payload) => payload,
                     Err(err) => return Box::pin(std::future::ready(Err(Rejection::undecodable(err)))),
                 };
@@ -126,7 +127,7 @@ macro_rules! impl_handler {
             }
 
             fn payload_type() -> &'static str {
-                std::any::type_name::<T>()
+                T::type_name()
             }
 
             fn reply_type() -> Option<&'static str> {

@@ -197,6 +197,7 @@ impl From<Infallible> for Rejection {
 /// | `()` | empty success reply |
 /// | `Result<T, E>` where `T: Serialize`, `E: Into<Rejection>` | `T` as JSON, or the error |
 /// | `Json<T>` | `T` as JSON |
+/// | `Proto<M>`, `Result<Proto<M>, E>` | the prost message as Protocol Buffers (feature `protobuf`) |
 /// | [`Message`] | that message, as is |
 /// | `Result<Message, E>` | use [`Raw`] for a raw reply that can fail |
 ///
@@ -274,5 +275,27 @@ impl<T: Serialize, E: Into<Rejection>> IntoReply for Result<T, E> {
 impl<E: Into<Rejection>> IntoReply for Result<Raw, E> {
     fn into_reply(self) -> Result<Message, Rejection> {
         self.map(|raw| raw.0).map_err(Into::into)
+    }
+}
+
+#[cfg(feature = "protobuf")]
+impl<M: prost::Message> IntoReply for crate::payload::Proto<M> {
+    fn into_reply(self) -> Result<Message, Rejection> {
+        Ok(self.to_message())
+    }
+
+    fn reply_type() -> Option<&'static str> {
+        Some(std::any::type_name::<M>())
+    }
+}
+
+#[cfg(feature = "protobuf")]
+impl<M: prost::Message, E: Into<Rejection>> IntoReply for Result<crate::payload::Proto<M>, E> {
+    fn into_reply(self) -> Result<Message, Rejection> {
+        self.map(|proto| proto.to_message()).map_err(Into::into)
+    }
+
+    fn reply_type() -> Option<&'static str> {
+        Some(std::any::type_name::<M>())
     }
 }

@@ -29,6 +29,9 @@ pub(super) struct RouteContext {
     pub(super) redelivers: bool,
     /// The route's memory of handled message ids (`dedup` in the route table).
     pub(super) dedup: Option<Arc<Dedup>>,
+    /// `cloudevents = true` on the route: an event with malformed `ce-*`
+    /// attributes is dead-lettered before the handler runs.
+    pub(super) cloudevents: bool,
 }
 
 impl RouteContext {

@@ -48,7 +48,22 @@ pub(super) async fn handle_event(
     // Set once this event has waited to retry while the service was stopping.
     let mut held_at_shutdown = false;
     let mut attempts = 0u32;
+    let malformed =
+        match context.cloudevents && crate::cloudevents::carries_attributes(&message.headers) {
+            true => crate::cloudevents::CloudEvent::from_headers(&message.headers).err(),
+            false => None,
+        };
     let gave_up = loop {
+        if let Some(reason) = &malformed {
+            // Retrying cannot mend the attributes: dead-lettered with the reason at once.
+            break Some(GaveUp {
+                reason: reason.clone(),
+                code: Some(crate::cloudevents::MALFORMED.to_owned()),
+                attempts,
+                is_final: true,
+                at_shutdown: false,
+            });
+        }
         attempts += 1;
         let outcome = run_observed(
             context,

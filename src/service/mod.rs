@@ -270,6 +270,7 @@ impl Service {
                 service: self.name.clone(),
                 backend: self.bus.backend_for(&route.subject),
                 redelivers: self.bus.redelivers(&route.subject),
+                cloudevents: self.bus.cloudevents_for(&route.subject),
                 route: route.subject,
                 policy: self.events.clone(),
                 dead_letter: dead_letter.clone(),

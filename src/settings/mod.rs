@@ -121,6 +121,25 @@ pub struct Settings {
     /// overrides them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub services: BTreeMap<String, ServiceSettings>,
+    /// What CloudEvents attributes say about this process (`[cloudevents]`);
+    /// which events carry them is `cloudevents` on routes and transports.
+    #[serde(default)]
+    pub cloudevents: CloudEventsSettings,
+}
+
+/// The `[cloudevents]` table.
+///
+/// ```toml
+/// [cloudevents]
+/// source = "https://shop.example.com/orders"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudEventsSettings {
+    /// `ce-source` of the events published here; by default `/SERVICE` for
+    /// settings loaded for a service ([`Settings::load`]), else `/switchboard`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// One `[services.NAME]` table: what differs for the service called `NAME`
@@ -188,6 +207,11 @@ pub struct RouteSettings {
     /// `content-type`; receivers decode what they get whatever this says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub codec: Option<Encoding>,
+    /// `true`: events on these subjects carry CloudEvents attributes as
+    /// `ce-*` headers (see [`crate::cloudevents`]); `false` turns off what
+    /// the transport's `cloudevents` turned on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudevents: Option<bool>,
 }
 
 impl Settings {
@@ -234,6 +258,9 @@ impl Settings {
                 .map_err(|err| Error::config(format!("{CONFIG_ENV}: {}", config_message(err))))?,
             None => Settings::default(),
         };
+        if settings.cloudevents.source.is_none() {
+            settings.cloudevents.source = Some(format!("/{service}"));
+        }
         if let Some(own) = settings.services.get(service).cloned() {
             if let Some(url) = own.url {
                 settings
@@ -312,6 +339,7 @@ impl Settings {
                     query: route.query.unwrap_or(false),
                     fallback: route.fallback,
                     codec: route.codec.unwrap_or_default(),
+                    cloudevents: route.cloudevents,
                 })
                 .map_err(|err| {
                     Error::config(format!(

@@ -26,6 +26,9 @@ pub struct RouteDecision<'a> {
     pub fallback_async: bool,
     /// How `send` encodes payloads.
     pub codec: Encoding,
+    /// Whether events carry CloudEvents attributes, when the route says
+    /// (`None`: as the transport says).
+    pub cloudevents: Option<bool>,
     /// The pattern of the rule that decided; `None` when no rule matched.
     pub rule: Option<&'a str>,
 }
@@ -76,6 +79,10 @@ pub struct RouteRule {
     /// How [`Bus::send`](crate::Bus::send) encodes payloads on matching
     /// subjects (`codec = "msgpack"`); receivers decode by `content-type`.
     pub codec: Encoding,
+    /// Events on matching subjects carry CloudEvents attributes
+    /// (`cloudevents = true`, see [`crate::cloudevents`]); `None`: as the
+    /// transport's `cloudevents` says.
+    pub cloudevents: Option<bool>,
 }
 
 impl RouteRule {
@@ -93,6 +100,7 @@ impl RouteRule {
             query: false,
             fallback: None,
             codec: Encoding::Json,
+            cloudevents: None,
         }
     }
 }
@@ -195,6 +203,7 @@ impl RouteTable {
             dedup: rule.and_then(|r| r.dedup),
             fallback_async: rule.is_some_and(|r| r.fallback == Some(Style::Async)),
             codec: rule.map(|r| r.codec).unwrap_or_default(),
+            cloudevents: rule.and_then(|r| r.cloudevents),
             rule: rule.map(|r| r.pattern.as_str()),
         }
     }

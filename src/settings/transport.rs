@@ -37,6 +37,11 @@ pub struct TransportSettings {
     /// Backend options, merged into the URL's query string.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// `true`: events published on this transport carry CloudEvents
+    /// attributes as `ce-*` headers (see [`crate::cloudevents`]); a route's
+    /// own `cloudevents` wins.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cloudevents: bool,
 }
 
 fn default_url() -> String {
@@ -49,6 +54,7 @@ impl Default for TransportSettings {
             url: default_url(),
             request_timeout: None,
             options: BTreeMap::new(),
+            cloudevents: false,
         }
     }
 }

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use super::proto::mesh_server::{Mesh, MeshServer};
 use super::proto::switchboard_server::{Switchboard, SwitchboardServer};
-use super::proto::{self, Accepted, Envelope, SubscribeRequest};
+use super::proto::{self, Accepted, DescribeRequest, Description, Envelope, SubscribeRequest};
 use super::{convert, status};
 use switchboard_core::error::Error;
 use switchboard_core::web::auth;
@@ -200,6 +200,28 @@ impl Switchboard for Service {
             Some((item, receiver))
         });
         Ok(Response::new(Box::pin(events)))
+    }
+
+    async fn describe(
+        &self,
+        request: Request<DescribeRequest>,
+    ) -> Result<Response<Description>, Status> {
+        let DescribeRequest { service } = request.into_inner();
+        if service.is_empty() {
+            return Ok(Response::new(Description {
+                services: self.shared.documented_services(),
+                asyncapi: Default::default(),
+            }));
+        }
+        match self.shared.document(&service) {
+            Some(document) => Ok(Response::new(Description {
+                services: vec![service],
+                asyncapi: document,
+            })),
+            None => Err(Status::not_found(
+                "no service of that name publishes a document here",
+            )),
+        }
     }
 }
 

@@ -103,4 +103,8 @@ impl Transport for GrpcTransport {
     fn local_address(&self) -> Option<SocketAddr> {
         self.mesh.local_address()
     }
+
+    fn describe_service(&self, service: &str, document: Option<bytes::Bytes>) {
+        self.mesh.describe_service(service, document);
+    }
 }

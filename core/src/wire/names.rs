@@ -60,6 +60,8 @@ pub const JSON: &str = "application/json";
 pub const MSGPACK: &str = "application/msgpack";
 /// The `content-type` of CBOR payloads.
 pub const CBOR: &str = "application/cbor";
+/// The `content-type` of Protocol Buffers payloads.
+pub const PROTOBUF: &str = "application/protobuf";
 
 /// `sb-status`: the responder's handler returned an error.
 pub const STATUS_HANDLER_ERROR: &str = "handler-error";
