@@ -14,6 +14,7 @@ use crate::registry::{backends, find_in};
 /// | `grpc://HOST:PORT?…`, `grpcs://…` | gRPC | `grpc` |
 /// | `nats://HOST:PORT[,HOST:PORT]?…` | NATS | `nats` |
 /// | `kafka://HOST:PORT[,HOST:PORT]?…` | Kafka | `kafka` |
+/// | `amqp://[USER:PASSWORD@]HOST:PORT[/VHOST]?…`, `amqps://…` | RabbitMQ | `amqp` |
 ///
 /// Every URL also accepts `request_timeout=DURATION` (e.g. `500ms`, `5s`): the
 /// default timeout of [`Bus::request`]. Other options are the adapter's own; an

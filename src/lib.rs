@@ -63,7 +63,7 @@
 //!
 //! # Crates
 //! Each backend is its own crate under `adapters/` (`switchboard-memory`,
-//! `-http`, `-grpc`, `-nats`, `-kafka`; HTTP and gRPC share
+//! `-http`, `-grpc`, `-nats`, `-kafka`, `-amqp`; HTTP and gRPC share
 //! `switchboard-mesh`), built only on `switchboard-core`: the [`transport`]
 //! contract, [`Message`], [`headers`], [`wire`] and [`Error`], the surface a
 //! backend written elsewhere uses too. This crate is the one to depend on: a
@@ -76,6 +76,7 @@
 //!   (tonic) serving the contract in `proto/switchboard/v1/` ([`grpc::proto`]).
 //! - `nats`: the NATS backend, `nats://`, with JetStream durable subscriptions.
 //! - `kafka`: the Kafka backend, `kafka://`, on rdkafka (librdkafka built from source).
+//! - `amqp`: the RabbitMQ backend, `amqp://` and `amqps://`, on lapin.
 //! - `full`: every backend.
 //! - `metrics`: counters and histograms through the `metrics` facade.
 //! - `otel`: handler spans join the caller's OpenTelemetry trace (with `tracing-opentelemetry`).
@@ -150,6 +151,11 @@ pub use switchboard_grpc as grpc;
 #[cfg(feature = "kafka")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
 pub use switchboard_kafka as kafka;
+
+/// The RabbitMQ backend (`amqp://`, `amqps://`), from `switchboard-amqp`.
+#[cfg(feature = "amqp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "amqp")))]
+pub use switchboard_amqp as amqp;
 
 /// The NATS backend (`nats://`), from `switchboard-nats`.
 #[cfg(feature = "nats")]

@@ -62,6 +62,11 @@ const NATS_CONNECT: Option<ConnectFn> = Some(crate::nats::connect);
 #[cfg(not(feature = "nats"))]
 const NATS_CONNECT: Option<ConnectFn> = None;
 
+#[cfg(feature = "amqp")]
+const AMQP_CONNECT: Option<ConnectFn> = Some(crate::amqp::connect);
+#[cfg(not(feature = "amqp"))]
+const AMQP_CONNECT: Option<ConnectFn> = None;
+
 #[cfg(feature = "kafka")]
 const KAFKA_CONNECT: Option<ConnectFn> = Some(crate::kafka::connect);
 #[cfg(not(feature = "kafka"))]
@@ -97,6 +102,12 @@ const BACKENDS: &[BackendInfo] = &[
         schemes: &["kafka"],
         feature: "kafka",
         connect: KAFKA_CONNECT,
+    },
+    BackendInfo {
+        name: "amqp",
+        schemes: &["amqp", "amqps"],
+        feature: "amqp",
+        connect: AMQP_CONNECT,
     },
 ];
 
@@ -208,7 +219,7 @@ mod tests {
     #[test]
     fn scheme_table_knows_every_backend() {
         let names: Vec<_> = backends().iter().map(|b| b.name).collect();
-        assert_eq!(names, ["memory", "http", "grpc", "nats", "kafka"]);
+        assert_eq!(names, ["memory", "http", "grpc", "nats", "kafka", "amqp"]);
         match find_in(BACKENDS, "bogus") {
             Err(Error::UnknownScheme { known, .. }) => {
                 assert!(known.contains("nats://") && known.contains("kafka://"))

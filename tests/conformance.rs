@@ -30,6 +30,8 @@ fn fixtures() -> Vec<Arc<dyn Fixture>> {
         )),
         #[cfg(feature = "kafka")]
         Arc::new(UrlFixture::new("kafka", "kafka://127.0.0.1:9092")),
+        #[cfg(feature = "amqp")]
+        Arc::new(UrlFixture::new("amqp", "amqp://127.0.0.1:5672")),
     ]
 }
 

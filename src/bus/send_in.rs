@@ -90,6 +90,13 @@ impl Bus {
             }
         }
         check_outgoing(route.carrier.transport.capabilities(), &message)?;
+        if route.cloudevents {
+            crate::cloudevents::stamp(
+                &mut message.headers,
+                subject,
+                &self.inner.cloudevents_source,
+            );
+        }
         let _trace = trace::propagate(&mut message.headers);
         outbox.append_in(connection, subject, message).await?;
         Ok(id)

@@ -80,10 +80,23 @@ const MAX_TRACKED: usize = 4096;
 /// Opens a circuit per subject after repeated failures (see [`CircuitBreakerPolicy`]).
 pub type CircuitBreakerLayer = Layered<CircuitBreaker>;
 
-/// The circuits of a [`CircuitBreakerLayer`], one per destination subject.
+/// The circuits of a [`CircuitBreakerLayer`], one per destination subject
+/// and kind of call: requests (the health of a subject's responders) and
+/// publishes (the health of the way to its subscribers) are judged apart,
+/// so responders that are away do not stop the events a broker would keep
+/// for them (`fallback = "async"` publishes a command it could not deliver).
 pub struct CircuitBreaker {
     policy: CircuitBreakerPolicy,
-    circuits: Mutex<HashMap<String, Circuit>>,
+    circuits: [Mutex<HashMap<String, Circuit>>; 2],
+}
+
+/// Which circuit a call goes through.
+#[derive(Debug, Clone, Copy)]
+enum Destination {
+    /// Requests, to a subject's responders.
+    Responders = 0,
+    /// Publishes, to a subject's subscribers.
+    Subscribers = 1,
 }
 
 /// What a call was allowed to do.
@@ -97,28 +110,33 @@ impl Layered<CircuitBreaker> {
     pub fn new(inner: Arc<dyn Transport>, policy: CircuitBreakerPolicy) -> Self {
         let breaker = CircuitBreaker {
             policy,
-            circuits: Mutex::new(HashMap::new()),
+            circuits: [Mutex::new(HashMap::new()), Mutex::new(HashMap::new())],
         };
         Layered::wrap(inner, breaker)
     }
 
-    /// The state of the circuit for `subject` (closed if never called).
+    /// The state of the circuit for requests to `subject` (closed if never called).
     pub fn state(&self, subject: &str) -> CircuitState {
-        self.layer().state(subject)
+        self.layer().state(Destination::Responders, subject)
+    }
+
+    /// The state of the circuit for publishes to `subject` (closed if never called).
+    pub fn publish_state(&self, subject: &str) -> CircuitState {
+        self.layer().state(Destination::Subscribers, subject)
     }
 }
 
 impl CircuitBreaker {
-    fn state(&self, subject: &str) -> CircuitState {
-        self.circuits
+    fn state(&self, destination: Destination, subject: &str) -> CircuitState {
+        self.circuits[destination as usize]
             .lock()
             .unwrap()
             .get(subject)
             .map_or(CircuitState::Closed, |c| c.state)
     }
 
-    fn admit(&self, subject: &str) -> Result<Admission> {
-        let mut circuits = self.circuits.lock().unwrap();
+    fn admit(&self, destination: Destination, subject: &str) -> Result<Admission> {
+        let mut circuits = self.circuits[destination as usize].lock().unwrap();
         if circuits.len() >= MAX_TRACKED && !circuits.contains_key(subject) {
             circuits.retain(|_, c| c.state != CircuitState::Closed || c.recent.contains(&true));
         }
@@ -160,8 +178,8 @@ impl CircuitBreaker {
         }
     }
 
-    fn record(&self, subject: &str, admission: Admission, failed: bool) {
-        let mut circuits = self.circuits.lock().unwrap();
+    fn record(&self, destination: Destination, subject: &str, admission: Admission, failed: bool) {
+        let mut circuits = self.circuits[destination as usize].lock().unwrap();
         let Some(circuit) = circuits.get_mut(subject) else {
             return;
         };
@@ -205,19 +223,21 @@ impl CircuitBreaker {
 
     async fn guarded<T>(
         &self,
+        destination: Destination,
         subject: &str,
         call: impl std::future::Future<Output = Result<T>>,
         failed: impl FnOnce(&Result<T>) -> bool,
     ) -> Result<T> {
         let mut pending = Pending {
             layer: self,
+            destination,
             subject,
-            admission: Some(self.admit(subject)?),
+            admission: Some(self.admit(destination, subject)?),
         };
         let outcome = call.await;
         let is_failure = failed(&outcome);
         if let Some(admission) = pending.admission.take() {
-            self.record(subject, admission, is_failure);
+            self.record(destination, subject, admission, is_failure);
         }
         outcome
     }
@@ -227,6 +247,7 @@ impl CircuitBreaker {
 /// circuit must not wait forever for its outcome.
 struct Pending<'a> {
     layer: &'a CircuitBreaker,
+    destination: Destination,
     subject: &'a str,
     admission: Option<Admission>,
 }
@@ -234,7 +255,8 @@ struct Pending<'a> {
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if let Some(Admission::Probe) = self.admission.take() {
-            self.layer.record(self.subject, Admission::Probe, true);
+            self.layer
+                .record(self.destination, self.subject, Admission::Probe, true);
         }
     }
 }
@@ -253,6 +275,7 @@ impl Layer for CircuitBreaker {
         timeout: Duration,
     ) -> Result<Message> {
         self.guarded(
+            Destination::Responders,
             subject,
             inner.request(subject, message, timeout),
             |outcome| outcome.as_ref().err().is_some_and(unhealthy),
@@ -273,7 +296,7 @@ impl Layer for CircuitBreaker {
         message: Message,
     ) -> Result<Reach> {
         let publish = inner.publish_reaching(subject, message);
-        self.guarded(subject, publish, |outcome| {
+        self.guarded(Destination::Subscribers, subject, publish, |outcome| {
             outcome.as_ref().err().is_some_and(unhealthy)
         })
         .await
@@ -288,7 +311,7 @@ impl Layer for CircuitBreaker {
         groups: &[GroupAddress],
     ) -> Result<Recipients> {
         let publish = inner.publish_to(subject, message, plain, groups);
-        self.guarded(subject, publish, |outcome| {
+        self.guarded(Destination::Subscribers, subject, publish, |outcome| {
             outcome.as_ref().err().is_some_and(unhealthy)
         })
         .await
@@ -299,16 +322,21 @@ impl Layer for CircuitBreaker {
         if inner != Health::Connected {
             return inner;
         }
-        let circuits = self.circuits.lock().unwrap();
-        let mut open: Vec<&str> = circuits
-            .iter()
-            .filter(|(_, c)| c.state != CircuitState::Closed)
-            .map(|(subject, _)| subject.as_str())
-            .collect();
+        let mut open: Vec<String> = Vec::new();
+        for circuits in &self.circuits {
+            let circuits = circuits.lock().unwrap();
+            open.extend(
+                circuits
+                    .iter()
+                    .filter(|(_, c)| c.state != CircuitState::Closed)
+                    .map(|(subject, _)| subject.clone()),
+            );
+        }
         if open.is_empty() {
             return Health::Connected;
         }
         open.sort_unstable();
+        open.dedup();
         Health::Degraded(format!("circuit open for {}", open.join(", ")))
     }
 }

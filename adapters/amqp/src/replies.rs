@@ -1,0 +1,114 @@
+//! Requests over RabbitMQ's direct reply-to: one channel publishes every
+//! request with `reply_to: amq.rabbitmq.reply-to` and a correlation id, and
+//! consumes the replies, which go to the waiting caller by that id.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, ConfirmSelectOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use tokio::sync::oneshot;
+
+use super::convert;
+use switchboard_core::error::Result;
+use switchboard_core::message::Message;
+
+/// The pseudo-queue of direct reply-to.
+pub(crate) const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
+
+/// The channel requests go out on and replies come back on, with the callers
+/// waiting for them.
+pub(crate) struct Replies {
+    pub(crate) channel: Channel,
+    waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Message>>>>,
+    /// Correlation ids: a per-connection random prefix and a counter, so a
+    /// reply meant for an earlier connection is never taken for a new call.
+    prefix: String,
+    next: AtomicU64,
+}
+
+/// A registered call: dropping it forgets the caller (a reply after that is dropped).
+pub(crate) struct Waiting<'a> {
+    replies: &'a Replies,
+    pub(crate) id: String,
+    pub(crate) reply: oneshot::Receiver<Message>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.replies
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
+}
+
+impl Replies {
+    /// Opens the channel (publisher confirms on, so an unroutable request
+    /// comes back at once) and starts taking replies.
+    pub(crate) async fn open(connection: &Connection) -> Result<Self> {
+        let channel = connection.create_channel().await.map_err(convert::error)?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(convert::error)?;
+        let mut consumer = channel
+            .basic_consume(
+                DIRECT_REPLY_TO.into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(convert::error)?;
+        let waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Message>>>> = Arc::default();
+        let routed = waiting.clone();
+        tokio::spawn(async move {
+            while let Some(delivery) = consumer.next().await {
+                let Ok(delivery) = delivery else { break };
+                let Some(id) = delivery.properties.correlation_id().clone() else {
+                    continue;
+                };
+                let caller = routed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(id.as_str());
+                if let Some(caller) = caller {
+                    let _ = caller.send(convert::message(delivery.data, &delivery.properties));
+                }
+            }
+        });
+        Ok(Replies {
+            channel,
+            waiting,
+            prefix: format!("{:016x}", fastrand::u64(..)),
+            next: AtomicU64::new(0),
+        })
+    }
+
+    /// Registers a call and returns its correlation id and where its reply arrives.
+    pub(crate) fn wait(&self) -> Waiting<'_> {
+        let id = format!(
+            "{}-{}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        );
+        let (sender, reply) = oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), sender);
+        Waiting {
+            replies: self,
+            id,
+            reply,
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! `AmqpTransport`: request/reply and pub/sub on one RabbitMQ connection.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+
+use lapin::types::{FieldTable, ShortString};
+use lapin::{Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+
+use super::convert::{self, BACKEND};
+use super::replies::{Replies, DIRECT_REPLY_TO};
+use super::settings::AmqpSettings;
+use super::subscription;
+use switchboard_core::capabilities::Capabilities;
+use switchboard_core::drain::DrainGate;
+use switchboard_core::error::{Error, Result};
+use switchboard_core::message::Message;
+use switchboard_core::subscription::Subscription;
+use switchboard_core::transport::{Reach, Transport};
+
+/// A connection to a RabbitMQ broker.
+pub struct AmqpTransport {
+    connection: Connection,
+    /// Events and replies go out here, with publisher confirms.
+    publisher: Channel,
+    replies: Replies,
+    settings: AmqpSettings,
+    gate: DrainGate,
+    capabilities: Capabilities,
+}
+
+impl AmqpTransport {
+    /// Connects with `settings` and declares the topic exchange; fails with
+    /// [`Error::Connect`] if the broker does not answer within the connect
+    /// timeout or refuses the credentials.
+    pub async fn connect(settings: AmqpSettings) -> Result<Self> {
+        let connect_error = |source: switchboard_core::error::BoxError| Error::Connect {
+            url: settings.shown_url.clone(),
+            source,
+        };
+        // After a lost connection lapin reconnects and declares the queues,
+        // bindings and consumers again; calls in between fail and are retried
+        // by the caller (or the bus's retry layer).
+        let properties = ConnectionProperties::default()
+            .with_connection_name("switchboard".into())
+            .enable_auto_recover();
+        let connecting = async {
+            match &settings.tls_ca {
+                Some(ca) => {
+                    let chain = std::fs::read_to_string(ca).map_err(|e| {
+                        Error::config(format!(
+                            "option `tls_ca`: cannot read {}: {e}",
+                            ca.display()
+                        ))
+                    })?;
+                    let tls = lapin::tcp::OwnedTLSConfig {
+                        cert_chain: Some(chain),
+                        ..Default::default()
+                    };
+                    Connection::connect_with_config(
+                        &settings.uri,
+                        properties,
+                        tls,
+                        lapin::runtime::default_runtime().map_err(|e| connect_error(e.into()))?,
+                    )
+                    .await
+                    .map_err(|e| connect_error(e.into()))
+                }
+                None => Connection::connect(&settings.uri, properties)
+                    .await
+                    .map_err(|e| connect_error(e.into())),
+            }
+        };
+        let connection = tokio::time::timeout(settings.connect_timeout, connecting)
+            .await
+            .map_err(|_| connect_error("timed out".into()))??;
+        let publisher = connection.create_channel().await.map_err(convert::error)?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(convert::error)?;
+        for exchange in [settings.exchange.clone(), settings.requests_exchange()] {
+            publisher
+                .exchange_declare(
+                    exchange.as_str().into(),
+                    ExchangeKind::Topic,
+                    ExchangeDeclareOptions {
+                        durable: settings.durable,
+                        ..ExchangeDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| {
+                    Error::config(format!(
+                        "exchange `{exchange}` could not be declared as a topic exchange (durable: {}): {e}",
+                        settings.durable
+                    ))
+                })?;
+        }
+        let replies = Replies::open(&connection).await?;
+        let capabilities = Capabilities::full(BACKEND, settings.max_payload);
+        Ok(AmqpTransport {
+            connection,
+            publisher,
+            replies,
+            settings,
+            gate: DrainGate::new(),
+            capabilities,
+        })
+    }
+
+    /// The underlying lapin connection, for what switchboard does not cover.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// Publishes an event and waits for the broker's confirm; `Nobody` when
+    /// no queue is bound for its subject (it came back, `mandatory`).
+    async fn publish_confirmed(&self, subject: &str, message: Message) -> Result<Reach> {
+        let mut properties = convert::properties(&message.headers);
+        if self.settings.durable {
+            properties = properties.with_delivery_mode(2);
+        }
+        let publish = async {
+            let confirm = self
+                .publisher
+                .basic_publish(
+                    self.settings.exchange.clone().into(),
+                    ShortString::from(subject),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &message.payload,
+                    properties,
+                )
+                .await
+                .map_err(convert::error)?
+                .await
+                .map_err(convert::error)?;
+            confirmed(confirm, subject)
+        };
+        tokio::time::timeout(self.settings.publish_timeout, publish)
+            .await
+            .map_err(|_| Error::Timeout {
+                subject: subject.to_owned(),
+                timeout: self.settings.publish_timeout,
+            })?
+    }
+}
+
+/// What the broker's confirm says: taken by a queue, returned (no queue
+/// bound), or refused.
+fn confirmed(confirm: Confirmation, subject: &str) -> Result<Reach> {
+    match confirm {
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(Reach::Taken),
+        Confirmation::Ack(Some(_)) => Ok(Reach::Nobody),
+        Confirmation::Nack(_) => Err(Error::backend(
+            BACKEND,
+            format!("the broker refused the message for `{subject}` (nack)"),
+        )),
+    }
+}
+
+#[async_trait]
+impl Transport for AmqpTransport {
+    async fn request(&self, subject: &str, message: Message, timeout: Duration) -> Result<Message> {
+        let _in_flight = self.gate.enter()?;
+        let call = async {
+            let mut waiting = self.replies.wait();
+            // The broker drops a request nobody took in time, so a responder
+            // back later does not answer a caller long gone.
+            let properties = convert::properties(&message.headers)
+                .with_reply_to(DIRECT_REPLY_TO.into())
+                .with_correlation_id(waiting.id.clone().into())
+                .with_expiration(timeout.as_millis().max(1).to_string().into());
+            let confirm = self
+                .replies
+                .channel
+                .basic_publish(
+                    self.settings.requests_exchange().into(),
+                    ShortString::from(subject),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &message.payload,
+                    properties,
+                )
+                .await
+                .map_err(convert::error)?
+                .await
+                .map_err(convert::error)?;
+            if confirmed(confirm, subject)? == Reach::Nobody {
+                return Err(Error::NoResponders {
+                    subject: subject.to_owned(),
+                });
+            }
+            (&mut waiting.reply).await.map_err(|_| Error::Closed)
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| Error::Timeout {
+                subject: subject.to_owned(),
+                timeout,
+            })?
+    }
+
+    async fn publish(&self, subject: &str, message: Message) -> Result<()> {
+        let _in_flight = self.gate.enter()?;
+        self.publish_confirmed(subject, message).await.map(|_| ())
+    }
+
+    /// `Nobody` when no queue is bound for the subject (no subscriber and no
+    /// group queue for it yet): RabbitMQ returns the event.
+    async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
+        let _in_flight = self.gate.enter()?;
+        self.publish_confirmed(subject, message).await
+    }
+
+    async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {
+        let _in_flight = self.gate.enter()?;
+        subscription::subscribe(
+            &self.connection,
+            self.publisher.clone(),
+            &self.settings,
+            subject,
+            group,
+        )
+        .await
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.gate.close().await {
+            self.connection
+                .close(200, "closed".into())
+                .await
+                .map_err(convert::error)?;
+        }
+        Ok(())
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    fn health(&self) -> switchboard_core::health::Health {
+        if self.gate.is_closed() {
+            return switchboard_core::health::Health::Closed;
+        }
+        let status = self.connection.status();
+        let degraded = |why: &str| switchboard_core::health::Health::Degraded(why.into());
+        if status.connected() && !status.blocked() {
+            switchboard_core::health::Health::Connected
+        } else if status.blocked() {
+            degraded("the broker blocked publishing (a resource alarm)")
+        } else if status.reconnecting() || status.connecting() {
+            degraded("disconnected, reconnecting")
+        } else {
+            degraded("disconnected")
+        }
+    }
+}
