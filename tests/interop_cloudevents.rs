@@ -36,6 +36,7 @@ enum Wire {
     Grpc,
     Nats,
     Kafka,
+    Amqp,
 }
 
 /// A bus on `url` whose `PREFIX.>` subjects are async CloudEvents routes,
@@ -123,6 +124,74 @@ async fn capture_outgoing(wire: Wire, bus: &Bus, subject: &str) -> (HeaderMap, V
                 }
             }
             (map, message.payload.to_vec())
+        }
+        Wire::Amqp => {
+            // A queue of the test's own, bound to the events exchange.
+            use futures_util::StreamExt;
+            use switchboard::amqp::lapin::{self, options::*, types::FieldTable};
+            let connection = lapin::Connection::connect(
+                "amqp://127.0.0.1:5672",
+                lapin::ConnectionProperties::default(),
+            )
+            .await
+            .unwrap();
+            let channel = connection.create_channel().await.unwrap();
+            let queue = channel
+                .queue_declare(
+                    "".into(),
+                    QueueDeclareOptions {
+                        exclusive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+            channel
+                .queue_bind(
+                    queue.name().clone(),
+                    switchboard::amqp::DEFAULT_EXCHANGE.into(),
+                    subject.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+            let mut consumer = channel
+                .basic_consume(
+                    queue.name().clone(),
+                    "".into(),
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+            bus.send::<_, ()>(subject, &order).await.unwrap();
+            let delivery = tokio::time::timeout(WITHIN, consumer.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            let mut map = HeaderMap::new();
+            for (name, value) in delivery.properties.headers().as_ref().unwrap().inner() {
+                if let lapin::types::AMQPValue::LongString(text) = value {
+                    map.insert(
+                        HeaderName::from_bytes(name.as_str().as_bytes()).unwrap(),
+                        HeaderValue::from_bytes(text.as_bytes()).unwrap(),
+                    );
+                }
+            }
+            if let Some(content_type) = delivery.properties.content_type() {
+                map.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_str(content_type.as_str()).unwrap(),
+                );
+            }
+            connection.close(200, "done".into()).await.unwrap();
+            (map, delivery.data)
         }
         Wire::Kafka => {
             use switchboard::kafka::rdkafka::consumer::{Consumer, StreamConsumer};
@@ -305,6 +374,41 @@ async fn inject(
                 .await
                 .unwrap();
             client.flush().await.unwrap();
+        }
+        Wire::Amqp => {
+            use switchboard::amqp::lapin::{self, options::*, types::*};
+            let connection = lapin::Connection::connect(
+                "amqp://127.0.0.1:5672",
+                lapin::ConnectionProperties::default(),
+            )
+            .await
+            .unwrap();
+            let channel = connection.create_channel().await.unwrap();
+            let mut table = FieldTable::default();
+            let mut properties = lapin::BasicProperties::default();
+            for (name, value) in &headers {
+                if name == "content-type" {
+                    properties = properties.with_content_type(value.as_str().into());
+                } else {
+                    table.insert(
+                        name.as_str().into(),
+                        AMQPValue::LongString(value.as_str().into()),
+                    );
+                }
+            }
+            channel
+                .basic_publish(
+                    switchboard::amqp::DEFAULT_EXCHANGE.into(),
+                    subject.into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    properties.with_headers(table),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            connection.close(200, "done".into()).await.unwrap();
         }
         Wire::Kafka => {
             use switchboard::kafka::rdkafka::message::{Header, OwnedHeaders};
@@ -496,4 +600,16 @@ async fn on_kafka() {
     round_trip(Wire::Kafka, |_| support::kafka_url()).await;
 }
 
-crate::tests!(on_memory, on_http, on_grpc, on_nats, on_jetstream, on_kafka);
+async fn on_amqp() {
+    round_trip(Wire::Amqp, |_| "amqp://127.0.0.1:5672".into()).await;
+}
+
+crate::tests!(
+    on_memory,
+    on_http,
+    on_grpc,
+    on_nats,
+    on_jetstream,
+    on_kafka,
+    on_amqp
+);

@@ -6,6 +6,7 @@ use std::time::Duration;
 pub mod certs;
 pub mod clusters;
 pub mod kafka_broker;
+pub mod rabbitmq;
 
 use switchboard::transport::{Incoming, Subscription};
 use switchboard::{connect, Bus};

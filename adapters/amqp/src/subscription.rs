@@ -36,7 +36,7 @@ pub(crate) fn group_queue(exchange: &str, group: &str, pattern: &str) -> String 
 
 /// Declares and binds the subscription's queues and starts consuming them.
 pub(crate) async fn subscribe(
-    connection: &Connection,
+    connection: Arc<Connection>,
     replies: Channel,
     settings: &AmqpSettings,
     pattern: &str,
@@ -120,6 +120,7 @@ pub(crate) async fn subscribe(
         }
     });
     let stream = OwnedChannel {
+        connection,
         channel: channel.clone(),
         inner: Box::pin(deliveries),
     };
@@ -285,8 +286,10 @@ impl Acker for Ack {
 
 /// The deliveries of a subscription's channel; dropping it closes the
 /// channel, which requeues what was not acknowledged and deletes a queue
-/// that was the subscriber's alone.
+/// that was the subscriber's alone. It keeps the connection open after the
+/// transport was dropped, and closes it when it is the last to hold it.
 struct OwnedChannel {
+    connection: Arc<Connection>,
     channel: Channel,
     inner: Pin<Box<dyn Stream<Item = Incoming> + Send>>,
 }
@@ -302,9 +305,14 @@ impl Stream for OwnedChannel {
 impl Drop for OwnedChannel {
     fn drop(&mut self) {
         let channel = self.channel.clone();
+        let connection = self.connection.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 let _ = channel.close(200, "unsubscribed".into()).await;
+                // The transport and every other subscription are gone.
+                if Arc::strong_count(&connection) == 1 {
+                    let _ = connection.close(200, "dropped".into()).await;
+                }
             });
         }
     }

@@ -21,7 +21,8 @@ use switchboard_core::transport::{Reach, Transport};
 
 /// A connection to a RabbitMQ broker.
 pub struct AmqpTransport {
-    connection: Connection,
+    /// Shared with the task that closes it when the transport is dropped unclosed.
+    connection: std::sync::Arc<Connection>,
     /// Events and replies go out here, with publisher confirms.
     publisher: Channel,
     replies: Replies,
@@ -33,48 +34,27 @@ pub struct AmqpTransport {
 impl AmqpTransport {
     /// Connects with `settings` and declares the topic exchange; fails with
     /// [`Error::Connect`] if the broker does not answer within the connect
-    /// timeout or refuses the credentials.
+    /// timeout, refuses the credentials or fails the TLS handshake.
     pub async fn connect(settings: AmqpSettings) -> Result<Self> {
-        let connect_error = |source: switchboard_core::error::BoxError| Error::Connect {
-            url: settings.shown_url.clone(),
-            source,
-        };
-        // After a lost connection lapin reconnects and declares the queues,
-        // bindings and consumers again; calls in between fail and are retried
-        // by the caller (or the bus's retry layer).
-        let properties = ConnectionProperties::default()
+        // A first connection without recovery: a broker that is down, refuses
+        // the credentials or fails the TLS handshake is an error at once,
+        // with no reconnect attempts left running in the background.
+        let probe = open(&settings, ConnectionProperties::default()).await?;
+        let _ = probe.close(200, "probe".into()).await;
+        // After a lost connection lapin reconnects (every 100 ms to 5 s, for
+        // as long as it takes) and declares the queues, bindings and
+        // consumers again; calls in between fail and are retried by the
+        // caller (or the bus's retry layer).
+        let recovering = ConnectionProperties::default()
             .with_connection_name("switchboard".into())
+            .configure_backoff(|backoff| {
+                backoff
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_max_times(usize::MAX)
+            })
             .enable_auto_recover();
-        let connecting = async {
-            match &settings.tls_ca {
-                Some(ca) => {
-                    let chain = std::fs::read_to_string(ca).map_err(|e| {
-                        Error::config(format!(
-                            "option `tls_ca`: cannot read {}: {e}",
-                            ca.display()
-                        ))
-                    })?;
-                    let tls = lapin::tcp::OwnedTLSConfig {
-                        cert_chain: Some(chain),
-                        ..Default::default()
-                    };
-                    Connection::connect_with_config(
-                        &settings.uri,
-                        properties,
-                        tls,
-                        lapin::runtime::default_runtime().map_err(|e| connect_error(e.into()))?,
-                    )
-                    .await
-                    .map_err(|e| connect_error(e.into()))
-                }
-                None => Connection::connect(&settings.uri, properties)
-                    .await
-                    .map_err(|e| connect_error(e.into())),
-            }
-        };
-        let connection = tokio::time::timeout(settings.connect_timeout, connecting)
-            .await
-            .map_err(|_| connect_error("timed out".into()))??;
+        let connection = open(&settings, recovering).await?;
         let publisher = connection.create_channel().await.map_err(convert::error)?;
         publisher
             .confirm_select(ConfirmSelectOptions::default())
@@ -102,7 +82,7 @@ impl AmqpTransport {
         let replies = Replies::open(&connection).await?;
         let capabilities = Capabilities::full(BACKEND, settings.max_payload);
         Ok(AmqpTransport {
-            connection,
+            connection: std::sync::Arc::new(connection),
             publisher,
             replies,
             settings,
@@ -149,6 +129,41 @@ impl AmqpTransport {
                 timeout: self.settings.publish_timeout,
             })?
     }
+}
+
+/// Opens a connection with `properties`, within the connect timeout.
+async fn open(settings: &AmqpSettings, properties: ConnectionProperties) -> Result<Connection> {
+    let connect_error = |source: switchboard_core::error::BoxError| Error::Connect {
+        url: settings.shown_url.clone(),
+        source,
+    };
+    let connecting = async {
+        match &settings.tls_ca {
+            Some(ca) => {
+                let chain = std::fs::read_to_string(ca).map_err(|e| {
+                    Error::config(format!(
+                        "option `tls_ca`: cannot read {}: {e}",
+                        ca.display()
+                    ))
+                })?;
+                let tls = lapin::tcp::OwnedTLSConfig {
+                    cert_chain: Some(chain),
+                    ..Default::default()
+                };
+                let runtime =
+                    lapin::runtime::default_runtime().map_err(|e| connect_error(e.into()))?;
+                Connection::connect_with_config(&settings.uri, properties, tls, runtime)
+                    .await
+                    .map_err(|e| connect_error(e.into()))
+            }
+            None => Connection::connect(&settings.uri, properties)
+                .await
+                .map_err(|e| connect_error(e.into())),
+        }
+    };
+    tokio::time::timeout(settings.connect_timeout, connecting)
+        .await
+        .map_err(|_| connect_error("timed out".into()))?
 }
 
 /// What the broker's confirm says: taken by a queue, returned (no queue
@@ -223,7 +238,7 @@ impl Transport for AmqpTransport {
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {
         let _in_flight = self.gate.enter()?;
         subscription::subscribe(
-            &self.connection,
+            self.connection.clone(),
             self.publisher.clone(),
             &self.settings,
             subject,
@@ -260,6 +275,23 @@ impl Transport for AmqpTransport {
             degraded("disconnected, reconnecting")
         } else {
             degraded("disconnected")
+        }
+    }
+}
+
+impl Drop for AmqpTransport {
+    fn drop(&mut self) {
+        // A transport dropped without `close` still closes its connection,
+        // once no subscription uses it: otherwise lapin's reconnecting I/O
+        // thread would outlive it.
+        if self.gate.is_closed() || std::sync::Arc::strong_count(&self.connection) > 1 {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let connection = self.connection.clone();
+            runtime.spawn(async move {
+                let _ = connection.close(200, "dropped".into()).await;
+            });
         }
     }
 }

@@ -1,0 +1,272 @@
+//! RabbitMQ backend against raw `lapin` with the same channel settings, same run.
+//!
+//! `cargo bench --all-features --bench amqp` (needs RabbitMQ on
+//! 127.0.0.1:5672: `scripts/rabbitmq-server.sh start`). Rows:
+//! - `amqp/publish_confirmed_64_in_flight`: a persistent, `mandatory` publish
+//!   until the broker confirmed it, 64 in flight, as `switchboard`
+//!   (`Bus::publish`) and `raw_lapin` (`basic_publish` on a confirm channel);
+//!   a raw consumer drains the queue.
+//! - `amqp/publish_to_handled`: typed events, `publish_json` until a typed
+//!   `Service` handler took each (`service_typed_json`), against a raw lapin
+//!   publisher and a raw consumer that decodes the same JSON and acks each
+//!   delivery (`raw_lapin`), both from a durable queue; both keep at most
+//!   4,096 unhandled.
+//! - `amqp/request_reply_serial` and `_64_in_flight`: `request_json` to a
+//!   typed handler (RabbitMQ has no request/reply of its own to compare with).
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::service_path::{self, Order, TypedService};
+use common::{bench_in_flight, config, payload, runtime, skip, PAYLOADS};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use futures_util::StreamExt;
+use switchboard::amqp::lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use switchboard::amqp::lapin::types::FieldTable;
+use switchboard::amqp::lapin::{self, BasicProperties, Channel, Connection};
+use switchboard::amqp::DEFAULT_EXCHANGE;
+use switchboard::Message;
+use tokio::sync::{Notify, Semaphore};
+
+const URL: &str = "amqp://127.0.0.1:5672";
+const WINDOW: usize = 4096;
+
+async fn raw_connection() -> Connection {
+    Connection::connect(URL, lapin::ConnectionProperties::default())
+        .await
+        .unwrap()
+}
+
+/// A confirm-mode channel, as switchboard publishes on.
+async fn confirm_channel(connection: &Connection) -> Channel {
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    channel
+}
+
+/// A queue bound to `subject` on the events exchange, consumed on `channel`
+/// with `no_ack` as given: the consumer's own (exclusive), or, with
+/// `durable`, a durable queue like a group's (the broker then confirms a
+/// persistent message once it is on disk).
+async fn bound_consumer(
+    channel: &Channel,
+    subject: &str,
+    no_ack: bool,
+    durable: bool,
+) -> lapin::Consumer {
+    let (name, options) = match durable {
+        false => (
+            String::new(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..QueueDeclareOptions::default()
+            },
+        ),
+        true => (
+            format!("{subject}.raw"),
+            QueueDeclareOptions {
+                durable: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+        ),
+    };
+    let queue = channel
+        .queue_declare(name.into(), options, FieldTable::default())
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.name().clone(),
+            DEFAULT_EXCHANGE.into(),
+            subject.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap()
+}
+
+/// What switchboard's publish sends: persistent, `mandatory`, awaited confirm.
+async fn raw_publish(channel: &Channel, subject: &str, body: &[u8]) {
+    let confirm = channel
+        .basic_publish(
+            DEFAULT_EXCHANGE.into(),
+            subject.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            body,
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(confirm.is_ack());
+}
+
+fn amqp(c: &mut Criterion) {
+    let rt = runtime();
+    let Ok(bus) = rt.block_on(switchboard::connect(URL)) else {
+        return skip("amqp", format!("{URL} is unreachable"));
+    };
+    let connection = rt.block_on(raw_connection());
+    let publisher = rt.block_on(confirm_channel(&connection));
+
+    // A raw consumer drains what both rows publish.
+    let topic = format!("bench.events.p{}", std::process::id());
+    let drain_channel = rt.block_on(connection.create_channel()).unwrap();
+    let mut drain = rt.block_on(bound_consumer(&drain_channel, &topic, true, false));
+    rt.spawn(async move { while drain.next().await.is_some() {} });
+
+    let mut group = c.benchmark_group("amqp/publish_confirmed_64_in_flight");
+    group.throughput(Throughput::Elements(1));
+    for size in PAYLOADS {
+        let message = Message::new(payload(size));
+        bench_in_flight(&mut group, "switchboard", size, &rt, {
+            let (bus, message, topic) = (bus.clone(), message.clone(), topic.clone());
+            move || {
+                let (bus, message, topic) = (bus.clone(), message.clone(), topic.clone());
+                async move { bus.publish(&topic, message).await.unwrap() }
+            }
+        });
+        bench_in_flight(&mut group, "raw_lapin", size, &rt, {
+            let (channel, body, topic) =
+                (publisher.clone(), message.payload.clone(), topic.clone());
+            move || {
+                let (channel, body, topic) = (channel.clone(), body.clone(), topic.clone());
+                async move { raw_publish(&channel, &topic, &body).await }
+            }
+        });
+    }
+    group.finish();
+
+    // Typed events: the Service path and its raw equivalent.
+    let typed = Arc::new(rt.block_on(TypedService::start(
+        &bus,
+        &format!("bench.typed.p{}", std::process::id()),
+    )));
+    let requester = rt.block_on(switchboard::connect(URL)).unwrap();
+    let raw_subject = format!("bench.raw-typed.p{}", std::process::id());
+    let raw_typed = rt.block_on(RawTyped::start(&connection, &raw_subject));
+    let mut handled = c.benchmark_group("amqp/publish_to_handled");
+    handled.throughput(Throughput::Elements(1));
+    service_path::bench_events(&mut handled, &rt, &requester, &typed, 128);
+    let order = serde_json::to_vec(&Order::of_size(128)).unwrap();
+    handled.bench_function(BenchmarkId::new("raw_lapin", 128), |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let (raw, channel, order, subject) = (
+                raw_typed.clone(),
+                publisher.clone(),
+                order.clone(),
+                raw_subject.clone(),
+            );
+            async move {
+                let target = raw.handled.load(Ordering::Relaxed) + iters;
+                let start = Instant::now();
+                for _ in 0..iters {
+                    raw.window.acquire().await.unwrap().forget();
+                    raw_publish(&channel, &subject, &order).await;
+                }
+                raw.handled_reaches(target).await;
+                start.elapsed()
+            }
+        })
+    });
+    handled.finish();
+
+    rt.block_on(requester.request_json::<_, Order>(&typed.echo, &Order::of_size(128)))
+        .unwrap();
+    let mut serial = c.benchmark_group("amqp/request_reply_serial");
+    serial.throughput(Throughput::Elements(1));
+    service_path::bench_serial(&mut serial, &rt, &requester, &typed.echo, 128);
+    serial.finish();
+    let mut in_flight = c.benchmark_group("amqp/request_reply_64_in_flight");
+    in_flight.throughput(Throughput::Elements(1));
+    service_path::bench_in_flight(&mut in_flight, &rt, &requester, &typed.echo, 128);
+    in_flight.finish();
+}
+
+/// A raw lapin consumer doing what a typed handler does: decode the JSON
+/// order, count it, ack the delivery.
+#[derive(Clone)]
+struct RawTyped {
+    handled: Arc<AtomicU64>,
+    progress: Arc<Notify>,
+    window: Arc<Semaphore>,
+}
+
+impl RawTyped {
+    async fn start(connection: &Connection, subject: &str) -> Self {
+        let channel = connection.create_channel().await.unwrap();
+        channel
+            .basic_qos(256, BasicQosOptions::default())
+            .await
+            .unwrap();
+        // Durable, as the group queue the typed service reads.
+        let mut consumer = bound_consumer(&channel, subject, false, true).await;
+        let raw = RawTyped {
+            handled: Arc::default(),
+            progress: Arc::default(),
+            window: Arc::new(Semaphore::new(WINDOW)),
+        };
+        let counter = raw.clone();
+        tokio::spawn(async move {
+            let _channel = channel;
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let _order: Order = serde_json::from_slice(&delivery.data).unwrap();
+                delivery.ack(BasicAckOptions::default()).await.unwrap();
+                counter.handled.fetch_add(1, Ordering::Relaxed);
+                counter.window.add_permits(1);
+                counter.progress.notify_one();
+            }
+        });
+        raw
+    }
+
+    async fn handled_reaches(&self, target: u64) {
+        while self.handled.load(Ordering::Relaxed) < target {
+            let wait = self.progress.notified();
+            if self.handled.load(Ordering::Relaxed) >= target {
+                return;
+            }
+            if tokio::time::timeout(Duration::from_secs(5), wait)
+                .await
+                .is_err()
+            {
+                eprintln!("raw bench: events were not all handled within 5 s");
+                return;
+            }
+        }
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = amqp
+}
+criterion_main!(benches);
