@@ -161,7 +161,179 @@ async fn foreign_header_tables_read_as_text() {
     bus.close().await.unwrap();
 }
 
+/// Header tables no switchboard sender could write — names with spaces or
+/// non-ASCII, values with control characters, nested tables, byte arrays —
+/// lose those entries and nothing else; the responder answers them and the
+/// next request alike.
+async fn hostile_header_tables_are_filtered_and_the_responder_serves_on() {
+    let Some(bus) = broker("").await else {
+        return;
+    };
+    let subject = unique("hostile");
+    let running = Service::new(format!("{subject}-svc"), bus.clone())
+        .on(
+            &subject,
+            |_: serde_json::Value, headers: switchboard::headers::Headers| async move {
+                let names: Vec<String> = headers.iter().map(|(name, _)| name.to_owned()).collect();
+                Ok::<_, String>(names)
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    let (connection, channel) = raw().await;
+    let replies = channel
+        .queue_declare(
+            "".into(),
+            lapin::options::QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut consumer = channel
+        .basic_consume(
+            replies.name().clone(),
+            "".into(),
+            lapin::options::BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    use lapin::types::{AMQPValue, ByteArray, FieldTable};
+    let mut table = FieldTable::default();
+    table.insert("x-kept".into(), AMQPValue::LongString("fine".into()));
+    table.insert("bad name".into(), AMQPValue::LongString("v".into()));
+    table.insert("naïve".into(), AMQPValue::LongString("v".into()));
+    table.insert("x-control".into(), AMQPValue::LongString("a\r\nb\0".into()));
+    table.insert(
+        "x-nested".into(),
+        AMQPValue::FieldTable(FieldTable::default()),
+    );
+    table.insert(
+        "x-bytes".into(),
+        AMQPValue::ByteArray(ByteArray::from(vec![0u8, 159, 146, 150])),
+    );
+    table.insert(
+        "x-huge".into(),
+        AMQPValue::LongString("h".repeat(64 * 1024).into()),
+    );
+    let requests = format!("{}.requests", switchboard::amqp::DEFAULT_EXCHANGE);
+    channel
+        .basic_publish(
+            requests.as_str().into(),
+            subject.as_str().into(),
+            lapin::options::BasicPublishOptions::default(),
+            b"{}",
+            lapin::BasicProperties::default()
+                .with_headers(table)
+                .with_reply_to(replies.name().clone())
+                .with_correlation_id("hostile-1".into()),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    use futures_util::StreamExt;
+    let reply = tokio::time::timeout(WITHIN, consumer.next())
+        .await
+        .expect("the responder answered the hostile request")
+        .unwrap()
+        .unwrap();
+    let names: Vec<String> = serde_json::from_slice(&reply.data).unwrap();
+    assert!(names.iter().any(|n| n == "x-kept"), "{names:?}");
+    for dropped in ["bad name", "naïve", "x-control", "x-nested", "x-bytes"] {
+        assert!(
+            !names.iter().any(|n| n == dropped),
+            "{dropped} kept: {names:?}"
+        );
+    }
+    let answer: Vec<String> = bus
+        .request_json_with_timeout(&subject, &(), WITHIN)
+        .await
+        .unwrap();
+    assert!(!answer.iter().any(|n| n == "x-kept"), "{answer:?}");
+    connection.close(200, "done".into()).await.unwrap();
+    running.shutdown().await;
+    bus.close().await.unwrap();
+}
+
+/// A message over the broker's own limit (`max_message_size`, 16 MiB on the
+/// test node, below this client's `max_payload`) is refused with the
+/// broker's reason; the broker closes the channel it came on and lapin
+/// recovers the connection, and calls go out again within moments (meanwhile
+/// they fail with a backend error, or no responders while the responder's
+/// queue is declared again; never a timeout).
+async fn a_message_over_the_brokers_limit_is_an_error_and_the_next_goes_out() {
+    let Some(bus) = broker("?max_payload=33554432").await else {
+        return;
+    };
+    let subject = unique("oversized");
+    let running = Service::new(format!("{subject}-svc"), bus.clone())
+        .on(&subject, |n: u32| async move { Ok::<_, String>(n + 1) })
+        .start()
+        .await
+        .unwrap();
+    let mut events = bus.subscribe(&format!("{subject}.events")).await.unwrap();
+    let huge = switchboard::Message::new(vec![b'x'; 17 * 1024 * 1024]);
+    let err = bus
+        .publish(&format!("{subject}.events"), huge.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+    let recovering = [ErrorKind::Backend, ErrorKind::NoResponders];
+    let deadline = std::time::Instant::now() + WITHIN;
+    while let Err(err) = bus
+        .publish(
+            &format!("{subject}.events"),
+            switchboard::Message::new("small"),
+        )
+        .await
+    {
+        assert!(recovering.contains(&err.kind()), "{err}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "publishing did not recover: {err}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let event = next_within(&mut events, WITHIN).await.unwrap();
+    assert_eq!(event.payload(), b"small");
+    let err = bus
+        .request_with_timeout(&subject, huge, WITHIN)
+        .await
+        .unwrap_err();
+    assert_ne!(err.kind(), ErrorKind::Timeout, "{err}");
+    let deadline = std::time::Instant::now() + WITHIN;
+    let answer = loop {
+        match bus
+            .request_json_with_timeout::<_, u32>(&subject, &1, WITHIN)
+            .await
+        {
+            Ok(answer) => break answer,
+            Err(err) => {
+                assert!(recovering.contains(&err.kind()), "{err}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "requests did not recover: {err}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(answer, 2);
+    running.shutdown().await;
+    bus.close().await.unwrap();
+}
+
 crate::tests!(
+    a_message_over_the_brokers_limit_is_an_error_and_the_next_goes_out,
+    hostile_header_tables_are_filtered_and_the_responder_serves_on,
     bad_urls_are_refused_with_a_reason,
     refused_credentials_are_a_connect_error,
     forged_reply_addresses_do_not_stop_a_responder,

@@ -17,6 +17,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod channels;
 mod convert;
 mod replies;
 mod settings;

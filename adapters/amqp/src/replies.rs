@@ -31,13 +31,13 @@ pub(crate) struct Replies {
 }
 
 /// A registered call: dropping it forgets the caller (a reply after that is dropped).
-pub(crate) struct Waiting<'a> {
-    replies: &'a Replies,
+pub(crate) struct Waiting {
+    replies: Arc<Replies>,
     pub(crate) id: String,
     pub(crate) reply: oneshot::Receiver<Message>,
 }
 
-impl Drop for Waiting<'_> {
+impl Drop for Waiting {
     fn drop(&mut self) {
         self.replies
             .waiting
@@ -94,7 +94,7 @@ impl Replies {
     }
 
     /// Registers a call and returns its correlation id and where its reply arrives.
-    pub(crate) fn wait(&self) -> Waiting<'_> {
+    pub(crate) fn wait(self: &Arc<Self>) -> Waiting {
         let id = format!(
             "{}-{}",
             self.prefix,
@@ -106,7 +106,7 @@ impl Replies {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.clone(), sender);
         Waiting {
-            replies: self,
+            replies: self.clone(),
             id,
             reply,
         }

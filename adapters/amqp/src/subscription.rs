@@ -1,8 +1,8 @@
 //! A subscription: a queue bound to the exchange by the subject's pattern,
 //! consumed on a channel of its own with manual acknowledgements.
 //!
-//! Without a group the queue is the subscriber's alone (server-named,
-//! exclusive, deleted with its channel). A group's queue is named after the
+//! Without a group the queue is the subscriber's alone
+//! (`EXCHANGE.subscriber.RANDOM`, exclusive, deleted with its channel). A group's queue is named after the
 //! exchange, the group and the pattern, so the group's members share it and
 //! it keeps events while all of them are away.
 
@@ -21,6 +21,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection};
 
+use super::channels::Publisher;
 use super::convert;
 use super::settings::AmqpSettings;
 use switchboard_core::error::{Error, Result};
@@ -37,7 +38,7 @@ pub(crate) fn group_queue(exchange: &str, group: &str, pattern: &str) -> String 
 /// Declares and binds the subscription's queues and starts consuming them.
 pub(crate) async fn subscribe(
     connection: Arc<Connection>,
-    replies: Channel,
+    replies: Arc<Publisher>,
     settings: &AmqpSettings,
     pattern: &str,
     group: Option<&str>,
@@ -55,7 +56,10 @@ pub(crate) async fn subscribe(
     let consumers = match group {
         None => {
             // One queue of its own for both; unacknowledged (at most once).
-            let queue = declare(&channel, "", exclusive(), FieldTable::default()).await?;
+            // Named here, not by the broker: lapin's recovery declares it
+            // again by name, which RabbitMQ refuses for `amq.gen-*` names.
+            let name = format!("{events}.subscriber.{:016x}", fastrand::u64(..));
+            let queue = declare(&channel, &name, exclusive(), FieldTable::default()).await?;
             bind(&channel, &queue, events, &key).await?;
             bind(&channel, &queue, &requests, &key).await?;
             vec![consume(&channel, queue, true).await?]
@@ -195,7 +199,7 @@ async fn consume(channel: &Channel, queue: ShortString, no_ack: bool) -> Result<
 async fn incoming(
     delivery: Delivery,
     pattern: &str,
-    replies: Channel,
+    replies: Arc<Publisher>,
     acknowledged: bool,
 ) -> Option<Incoming> {
     let subject = delivery.routing_key.as_str().to_owned();
@@ -233,7 +237,7 @@ async fn incoming(
 
 /// Answers one request at its reply address, through the default exchange.
 struct Reply {
-    channel: Channel,
+    channel: Arc<Publisher>,
     reply_to: ShortString,
     correlation_id: ShortString,
 }
@@ -245,7 +249,8 @@ impl Responder for Reply {
             convert::properties(&reply.headers).with_correlation_id(self.correlation_id);
         // A reply address that names no queue is dropped by the broker: the
         // responder goes on serving.
-        self.channel
+        let channel = self.channel.channel().await?;
+        let sent = channel
             .basic_publish(
                 "".into(),
                 self.reply_to,
@@ -253,8 +258,11 @@ impl Responder for Reply {
                 &reply.payload,
                 properties,
             )
-            .await
-            .map_err(convert::error)?;
+            .await;
+        if let Err(err) = sent {
+            self.channel.failed(&channel).await;
+            return Err(convert::error(err));
+        }
         Ok(())
     }
 }

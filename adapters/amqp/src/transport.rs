@@ -3,13 +3,14 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
 
 use lapin::types::{FieldTable, ShortString};
-use lapin::{Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Confirmation, Connection, ConnectionProperties, ExchangeKind};
 
+use super::channels::{self, Publisher, Requests};
 use super::convert::{self, BACKEND};
-use super::replies::{Replies, DIRECT_REPLY_TO};
+use super::replies::DIRECT_REPLY_TO;
 use super::settings::AmqpSettings;
 use super::subscription;
 use switchboard_core::capabilities::Capabilities;
@@ -24,8 +25,9 @@ pub struct AmqpTransport {
     /// Shared with the task that closes it when the transport is dropped unclosed.
     connection: std::sync::Arc<Connection>,
     /// Events and replies go out here, with publisher confirms.
-    publisher: Channel,
-    replies: Replies,
+    publisher: std::sync::Arc<Publisher>,
+    /// Requests go out and their replies come back here.
+    requests: Requests,
     settings: AmqpSettings,
     gate: DrainGate,
     capabilities: Capabilities,
@@ -55,13 +57,11 @@ impl AmqpTransport {
             })
             .enable_auto_recover();
         let connection = open(&settings, recovering).await?;
-        let publisher = connection.create_channel().await.map_err(convert::error)?;
-        publisher
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(convert::error)?;
+        let connection = std::sync::Arc::new(connection);
+        let publisher = std::sync::Arc::new(Publisher::open(&connection).await?);
+        let declaring = publisher.channel().await?;
         for exchange in [settings.exchange.clone(), settings.requests_exchange()] {
-            publisher
+            declaring
                 .exchange_declare(
                     exchange.as_str().into(),
                     ExchangeKind::Topic,
@@ -79,12 +79,12 @@ impl AmqpTransport {
                     ))
                 })?;
         }
-        let replies = Replies::open(&connection).await?;
+        let requests = Requests::open(&connection).await?;
         let capabilities = Capabilities::full(BACKEND, settings.max_payload);
         Ok(AmqpTransport {
-            connection: std::sync::Arc::new(connection),
+            connection,
             publisher,
-            replies,
+            requests,
             settings,
             gate: DrainGate::new(),
             capabilities,
@@ -104,23 +104,37 @@ impl AmqpTransport {
             properties = properties.with_delivery_mode(2);
         }
         let publish = async {
-            let confirm = self
-                .publisher
-                .basic_publish(
-                    self.settings.exchange.clone().into(),
-                    ShortString::from(subject),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    &message.payload,
-                    properties,
-                )
-                .await
-                .map_err(convert::error)?
-                .await
-                .map_err(convert::error)?;
-            confirmed(confirm, subject)
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let channel = self.publisher.channel().await?;
+                let sent = async {
+                    channel
+                        .basic_publish(
+                            self.settings.exchange.clone().into(),
+                            ShortString::from(subject),
+                            BasicPublishOptions {
+                                mandatory: true,
+                                ..BasicPublishOptions::default()
+                            },
+                            &message.payload,
+                            properties.clone(),
+                        )
+                        .await?
+                        .await
+                };
+                match sent.await {
+                    Ok(confirm) => return confirmed(confirm, subject),
+                    Err(err) => {
+                        channels::recovered(&channel, &err).await;
+                        if tries < 2 && channels::unusable(&err) {
+                            continue;
+                        }
+                        self.publisher.failed(&channel).await;
+                        return Err(convert::error(err));
+                    }
+                }
+            }
         };
         tokio::time::timeout(self.settings.publish_timeout, publish)
             .await
@@ -184,30 +198,48 @@ impl Transport for AmqpTransport {
     async fn request(&self, subject: &str, message: Message, timeout: Duration) -> Result<Message> {
         let _in_flight = self.gate.enter()?;
         let call = async {
-            let mut waiting = self.replies.wait();
-            // The broker drops a request nobody took in time, so a responder
-            // back later does not answer a caller long gone.
-            let properties = convert::properties(&message.headers)
-                .with_reply_to(DIRECT_REPLY_TO.into())
-                .with_correlation_id(waiting.id.clone().into())
-                .with_expiration(timeout.as_millis().max(1).to_string().into());
-            let confirm = self
-                .replies
-                .channel
-                .basic_publish(
-                    self.settings.requests_exchange().into(),
-                    ShortString::from(subject),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    &message.payload,
-                    properties,
-                )
-                .await
-                .map_err(convert::error)?
-                .await
-                .map_err(convert::error)?;
+            let mut tries = 0;
+            let (mut waiting, confirm) = loop {
+                tries += 1;
+                let replies = self.requests.replies().await?;
+                let waiting = replies.wait();
+                // The broker drops a request nobody took in time, so a
+                // responder back later does not answer a caller long gone.
+                let properties = convert::properties(&message.headers)
+                    .with_reply_to(DIRECT_REPLY_TO.into())
+                    .with_correlation_id(waiting.id.clone().into())
+                    .with_expiration(timeout.as_millis().max(1).to_string().into());
+                let sent = async {
+                    replies
+                        .channel
+                        .basic_publish(
+                            self.settings.requests_exchange().into(),
+                            ShortString::from(subject),
+                            BasicPublishOptions {
+                                mandatory: true,
+                                ..BasicPublishOptions::default()
+                            },
+                            &message.payload,
+                            properties,
+                        )
+                        .await?
+                        .await
+                };
+                match sent.await {
+                    Ok(confirm) => break (waiting, confirm),
+                    Err(err) => {
+                        drop(waiting);
+                        // The next request goes out on a fresh channel with
+                        // its own reply consumer, once the connection is up.
+                        self.requests.failed(&replies).await;
+                        channels::settled(&self.connection).await;
+                        if tries < 2 && channels::unusable(&err) {
+                            continue;
+                        }
+                        return Err(convert::error(err));
+                    }
+                }
+            };
             if confirmed(confirm, subject)? == Reach::Nobody {
                 return Err(Error::NoResponders {
                     subject: subject.to_owned(),
@@ -249,10 +281,16 @@ impl Transport for AmqpTransport {
 
     async fn close(&self) -> Result<()> {
         if self.gate.close().await {
-            self.connection
-                .close(200, "closed".into())
-                .await
-                .map_err(convert::error)?;
+            // A connection lapin is recovering is closed once it is back.
+            channels::settled(&self.connection).await;
+            if let Err(err) = self.connection.close(200, "closed".into()).await {
+                match err.kind() {
+                    lapin::ErrorKind::InvalidConnectionState(_) => {
+                        tracing::warn!(error = %err, "amqp: the connection was not open to close")
+                    }
+                    _ => return Err(convert::error(err)),
+                }
+            }
         }
         Ok(())
     }
