@@ -53,22 +53,27 @@ start() {
   node_env
   "$BIN/rabbitmq-server" -detached >"$STATE_DIR/start.log" 2>&1
   touch "$STARTED"
-  if ! timeout 120 "$BIN/rabbitmqctl" -n "$NODE" await_startup >"$STATE_DIR/await.log" 2>&1; then
-    echo "RabbitMQ did not start; see $STATE_DIR/log" >&2
-    tail -20 "$STATE_DIR"/log/*.log >&2 || true
-    exit 1
-  fi
-  for _ in $(seq 1 100); do
+  # The detached VM registers its node name only after a moment, and
+  # `await_startup` gives up at once on a node it cannot see yet: wait for the
+  # listener (it opens once the database is loaded), then for the boot.
+  for _ in $(seq 1 1200); do
     listening && break
     sleep 0.1
   done
+  if ! listening || ! timeout 60 "$BIN/rabbitmqctl" -n "$NODE" await_startup >"$STATE_DIR/await.log" 2>&1; then
+    echo "RabbitMQ did not start; see $STATE_DIR/log" >&2
+    cat "$STATE_DIR/start.log" "$STATE_DIR/await.log" >&2 2>/dev/null || true
+    tail -n 20 "$STATE_DIR/log/$NODE.log" >&2 || true
+    exit 1
+  fi
   echo "RabbitMQ started on 127.0.0.1:$PORT (node $NODE, data in $STATE_DIR/mnesia)"
 }
 
 stop() {
   [ -f "$STARTED" ] || return 0
   node_env
-  timeout 60 "$BIN/rabbitmqctl" -n "$NODE" stop >/dev/null 2>&1 || kill_node
+  # With the pid file, `stop` returns once the VM has exited.
+  timeout 60 "$BIN/rabbitmqctl" -n "$NODE" stop "$STATE_DIR/node.pid" >/dev/null 2>&1 || kill_node
   rm -f "$STARTED"
 }
 
