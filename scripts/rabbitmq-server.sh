@@ -22,6 +22,11 @@ install_binary() {
   # The package's own node is not started (no init system here, or it is
   # stopped below): this script runs its own node on $PORT.
   apt-get install -y -qq rabbitmq-server >/dev/null
+  # Where an init system started the package's own node, it is stopped: the
+  # tests expect this script's node and its settings on $PORT.
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet rabbitmq-server 2>/dev/null; then
+    systemctl stop rabbitmq-server || true
+  fi
 }
 
 # The node's environment: its own data, logs and Erlang cookie under
