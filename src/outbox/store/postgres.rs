@@ -1,11 +1,10 @@
-//! The outbox in a PostgreSQL database (feature `outbox-postgres`), which
-//! several processes of a service may share: each writes its sends (and
-//! `send_in` writes inside the caller's transaction), and one at a time
-//! relays — the one holding the store's advisory lock, on a session of its
-//! own. The others try for the lock every second, so when that session
-//! ends, one of them relays next. Every commit of an event sends a
-//! `NOTIFY`, so the relaying process forwards it at once, whichever process
-//! wrote it.
+//! The outbox in a PostgreSQL database (feature `outbox-postgres`) that
+//! several processes of a service share. Each process writes its own sends
+//! (`send_in` inside the caller's transaction). The relay runs in the
+//! process that holds the store's session-level advisory lock on a
+//! connection of its own; the other processes retry the lock every second
+//! and relay once that connection closes. Each committed event sends a
+//! `NOTIFY`, which wakes the relay for events any process wrote.
 
 use std::time::Duration;
 
