@@ -103,11 +103,15 @@ impl AmqpTransport {
         if self.settings.durable {
             properties = properties.with_delivery_mode(2);
         }
+        // The channel of the last try: one whose confirm never came is not
+        // used again (a channel recovered after a broker restart can stall).
+        let mut used = None;
         let publish = async {
             let mut tries = 0;
             loop {
                 tries += 1;
                 let channel = self.publisher.channel().await?;
+                used = Some(channel.clone());
                 let sent = async {
                     channel
                         .basic_publish(
@@ -136,12 +140,19 @@ impl AmqpTransport {
                 }
             }
         };
-        tokio::time::timeout(self.settings.publish_timeout, publish)
-            .await
-            .map_err(|_| Error::Timeout {
-                subject: subject.to_owned(),
-                timeout: self.settings.publish_timeout,
-            })?
+        let outcome = tokio::time::timeout(self.settings.publish_timeout, publish).await;
+        match outcome {
+            Ok(result) => result,
+            Err(_) => {
+                if let Some(channel) = &used {
+                    self.publisher.failed(channel).await;
+                }
+                Err(Error::Timeout {
+                    subject: subject.to_owned(),
+                    timeout: self.settings.publish_timeout,
+                })
+            }
+        }
     }
 }
 
