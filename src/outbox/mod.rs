@@ -240,6 +240,7 @@ impl Outbox {
             pending: AtomicU64::new(pending),
             expired: AtomicU64::new(0),
             committed: Notify::new(),
+            counting: tokio::sync::Mutex::new(()),
         });
         if pending > 0 {
             tracing::info!(pending, "outbox: forwarding events held from before");
@@ -417,11 +418,15 @@ async fn write(
                 group: None,
             })
             .collect();
+        let counting = shared.counting.lock().await;
         let outcome = shared.store.append(&entries).await;
         if outcome.is_ok() {
             shared
                 .pending
                 .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        }
+        drop(counting);
+        if outcome.is_ok() {
             shared.committed.notify_one();
         } else if let Err(err) = &outcome {
             tracing::error!(error = %err, sends = entries.len(), "outbox: could not write sends; they were refused");

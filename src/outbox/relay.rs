@@ -114,6 +114,7 @@ enum Ended {
 /// Reads the pending count again: other processes may write the store too,
 /// and a caller's transaction counted in by `send_in` may have rolled back.
 async fn refresh_pending(shared: &Shared) {
+    let _counting = shared.counting.lock().await;
     if let Ok(count) = shared.store.count().await {
         shared.pending.store(count, Ordering::Relaxed);
     }

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, Notify};
 
 use super::store::Store;
 use crate::settings::outbox::OutboxSettings;
@@ -19,6 +19,10 @@ pub(super) struct Shared {
     pub(super) expired: AtomicU64,
     /// Wakes the relay when a send was committed.
     pub(super) committed: Notify,
+    /// Held while the writer commits a batch and counts it in, and while
+    /// the relay reads the file's count and stores it: otherwise a count
+    /// read between a commit and its `fetch_add` counts that batch twice.
+    pub(super) counting: Mutex<()>,
 }
 
 impl Shared {
