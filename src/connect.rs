@@ -15,6 +15,7 @@ use crate::registry::{backends, find_in};
 /// | `nats://HOST:PORT[,HOST:PORT]?…` | NATS | `nats` |
 /// | `kafka://HOST:PORT[,HOST:PORT]?…` | Kafka | `kafka` |
 /// | `amqp://[USER:PASSWORD@]HOST:PORT[/VHOST]?…`, `amqps://…` | RabbitMQ | `amqp` |
+/// | `redis://[USER:PASSWORD@]HOST:PORT[/DB]?…`, `rediss://…` | Redis Streams | `redis` |
 ///
 /// Every URL also accepts `request_timeout=DURATION` (e.g. `500ms`, `5s`): the
 /// default timeout of [`Bus::request`]. Other options are the adapter's own; an

@@ -1,6 +1,6 @@
 //! Write a microservice's communication code once; run it as request/reply or
-//! publish/subscribe over in-memory, HTTP, gRPC, NATS or Kafka — chosen by
-//! configuration alone.
+//! publish/subscribe over in-memory, HTTP, gRPC, NATS, Kafka, RabbitMQ or Redis
+//! Streams — chosen by configuration alone.
 //!
 //! # Guide
 //!
@@ -63,7 +63,7 @@
 //!
 //! # Crates
 //! Each backend is its own crate under `adapters/` (`switchboard-memory`,
-//! `-http`, `-grpc`, `-nats`, `-kafka`, `-amqp`; HTTP and gRPC share
+//! `-http`, `-grpc`, `-nats`, `-kafka`, `-amqp`, `-redis`; HTTP and gRPC share
 //! `switchboard-mesh`), built only on `switchboard-core`: the [`transport`]
 //! contract, [`Message`], [`headers`], [`wire`] and [`Error`], the surface a
 //! backend written elsewhere uses too. This crate is the one to depend on: a
@@ -77,6 +77,7 @@
 //! - `nats`: the NATS backend, `nats://`, with JetStream durable subscriptions.
 //! - `kafka`: the Kafka backend, `kafka://`, on rdkafka (librdkafka built from source).
 //! - `amqp`: the RabbitMQ backend, `amqp://` and `amqps://`, on lapin.
+//! - `redis`: the Redis Streams backend, `redis://` and `rediss://`, on the redis crate.
 //! - `full`: every backend.
 //! - `metrics`: counters and histograms through the `metrics` facade.
 //! - `otel`: handler spans join the caller's OpenTelemetry trace (with `tracing-opentelemetry`).
@@ -156,6 +157,10 @@ pub use switchboard_kafka as kafka;
 #[cfg(feature = "amqp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "amqp")))]
 pub use switchboard_amqp as amqp;
+/// The Redis Streams backend (`redis://`, `rediss://`), from `switchboard-redis`.
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use switchboard_redis as redis;
 
 /// The NATS backend (`nats://`), from `switchboard-nats`.
 #[cfg(feature = "nats")]

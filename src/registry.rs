@@ -67,6 +67,11 @@ const AMQP_CONNECT: Option<ConnectFn> = Some(crate::amqp::connect);
 #[cfg(not(feature = "amqp"))]
 const AMQP_CONNECT: Option<ConnectFn> = None;
 
+#[cfg(feature = "redis")]
+const REDIS_CONNECT: Option<ConnectFn> = Some(crate::redis::connect);
+#[cfg(not(feature = "redis"))]
+const REDIS_CONNECT: Option<ConnectFn> = None;
+
 #[cfg(feature = "kafka")]
 const KAFKA_CONNECT: Option<ConnectFn> = Some(crate::kafka::connect);
 #[cfg(not(feature = "kafka"))]
@@ -108,6 +113,12 @@ const BACKENDS: &[BackendInfo] = &[
         schemes: &["amqp", "amqps"],
         feature: "amqp",
         connect: AMQP_CONNECT,
+    },
+    BackendInfo {
+        name: "redis",
+        schemes: &["redis", "rediss"],
+        feature: "redis",
+        connect: REDIS_CONNECT,
     },
 ];
 
@@ -219,7 +230,10 @@ mod tests {
     #[test]
     fn scheme_table_knows_every_backend() {
         let names: Vec<_> = backends().iter().map(|b| b.name).collect();
-        assert_eq!(names, ["memory", "http", "grpc", "nats", "kafka", "amqp"]);
+        assert_eq!(
+            names,
+            ["memory", "http", "grpc", "nats", "kafka", "amqp", "redis"]
+        );
         match find_in(BACKENDS, "bogus") {
             Err(Error::UnknownScheme { known, .. }) => {
                 assert!(known.contains("nats://") && known.contains("kafka://"))

@@ -32,6 +32,8 @@ fn fixtures() -> Vec<Arc<dyn Fixture>> {
         Arc::new(UrlFixture::new("kafka", "kafka://127.0.0.1:9092")),
         #[cfg(feature = "amqp")]
         Arc::new(UrlFixture::new("amqp", "amqp://127.0.0.1:5672")),
+        #[cfg(feature = "redis")]
+        Arc::new(UrlFixture::new("redis", "redis://127.0.0.1:6379")),
     ]
 }
 

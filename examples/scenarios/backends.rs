@@ -9,7 +9,7 @@ use switchboard::{Bus, Settings, Style};
 /// One backend the runner measures.
 #[derive(Debug, Clone)]
 pub struct Backend {
-    /// Name in tables and charts (`memory`, `http`, `grpc`, `nats`, `nats-js`, `kafka`, `amqp`).
+    /// Name in tables and charts (`memory`, `http`, `grpc`, `nats`, `nats-js`, `kafka`, `amqp`, `redis`).
     pub name: &'static str,
     /// URL every service uses; for HTTP and gRPC, `peers=` is added per scenario.
     url: String,
@@ -102,6 +102,16 @@ impl Backend {
                 fallback: false,
             });
         }
+        if cfg!(feature = "redis") {
+            all.push(Backend {
+                name: "redis",
+                url: "redis://127.0.0.1:6379".into(),
+                prefix: prefix.to_owned(),
+                styles: &[Style::Sync, Style::Async],
+                outbox: None,
+                fallback: false,
+            });
+        }
         all
     }
 
@@ -175,11 +185,11 @@ impl Backend {
     }
 
     /// What an accepted async send means here: held in an `outbox` file,
-    /// stored by the `broker` (JetStream, Kafka, RabbitMQ's group queues), or `at-most-once`.
+    /// stored by the `broker` (JetStream, Kafka, RabbitMQ's group queues, Redis streams), or `at-most-once`.
     pub fn delivery_mode(&self) -> &'static str {
         match (self.outbox.is_some(), self.name) {
             (true, _) => "outbox",
-            (false, "nats-js" | "kafka" | "amqp") => "broker",
+            (false, "nats-js" | "kafka" | "amqp" | "redis") => "broker",
             (false, _) => "at-most-once",
         }
     }

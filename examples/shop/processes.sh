@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # Runs the shop as four processes — orders, inventory, payments and a client —
-# on NATS, RabbitMQ or HTTP, in the sync or async style; stops the services with SIGTERM
+# on NATS, RabbitMQ, Redis or HTTP, in the sync or async style; stops the services with SIGTERM
 # and fails unless the client saw the expected result and every service shut
 # down cleanly.
 #
 #   examples/shop/processes.sh nats sync     # needs nats-server on 127.0.0.1:4222
 #   examples/shop/processes.sh amqp async    # needs RabbitMQ on 127.0.0.1:5672
+#   examples/shop/processes.sh redis sync    # needs Redis on 127.0.0.1:6379
 #   examples/shop/processes.sh http async    # ports 7301-7304 (examples/shop/processes.toml)
 set -euo pipefail
-backend=${1:?usage: processes.sh nats|amqp|http sync|async}
-style=${2:?usage: processes.sh nats|amqp|http sync|async}
+backend=${1:?usage: processes.sh nats|amqp|redis|http sync|async}
+style=${2:?usage: processes.sh nats|amqp|redis|http sync|async}
 cd "$(dirname "$0")/../.."
 
 case $backend in
   nats) export SWITCHBOARD_URL=nats://127.0.0.1:4222 ;;
   amqp) export SWITCHBOARD_URL=amqp://127.0.0.1:5672 ;;
+  redis) export SWITCHBOARD_URL=redis://127.0.0.1:6379 ;;
   http) export SWITCHBOARD_CONFIG=examples/shop/processes.toml ;;
-  *) echo "unknown backend $backend (nats, amqp or http)" >&2; exit 2 ;;
+  *) echo "unknown backend $backend (nats, amqp, redis or http)" >&2; exit 2 ;;
 esac
 export SWITCHBOARD_STYLE=$style
 # CARGO_FEATURES=--all-features reuses a build made with every feature (CI).

@@ -7,6 +7,7 @@ pub mod certs;
 pub mod clusters;
 pub mod kafka_broker;
 pub mod rabbitmq;
+pub mod redis;
 
 use switchboard::transport::{Incoming, Subscription};
 use switchboard::{connect, Bus};

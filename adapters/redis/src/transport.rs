@@ -1,0 +1,306 @@
+//! `RedisTransport`: events on streams, requests over pub/sub, on one
+//! reconnecting connection (plus two per subscription).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{AsyncPushSender, ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, IntoConnectionInfo, ProtocolVersion};
+use tokio::sync::watch;
+
+use super::convert::{self, BACKEND};
+use super::replies::Replies;
+use super::settings::RedisSettings;
+use super::subscription;
+use switchboard_core::capabilities::Capabilities;
+use switchboard_core::drain::DrainGate;
+use switchboard_core::error::{Error, Result};
+use switchboard_core::message::Message;
+use switchboard_core::subscription::Subscription;
+use switchboard_core::transport::{Reach, Transport};
+use switchboard_core::wire;
+
+/// What the transport and its subscriptions share.
+pub(crate) struct Shared {
+    pub(crate) client: Client,
+    pub(crate) settings: RedisSettings,
+    /// Publishes, acknowledgements, claims; the transport's reply channel
+    /// is subscribed on it too.
+    pub(crate) commands: ConnectionManager,
+    /// Turns `true` when the transport closes: subscriptions end.
+    pub(crate) closed: watch::Receiver<bool>,
+}
+
+/// A connection to a Redis server.
+pub struct RedisTransport {
+    shared: Arc<Shared>,
+    replies: Arc<Replies>,
+    /// Subjects this transport added to the subject set already.
+    registered: Mutex<HashSet<String>>,
+    closing: watch::Sender<bool>,
+    gate: DrainGate,
+    capabilities: Capabilities,
+}
+
+impl RedisTransport {
+    /// Connects with `settings` and subscribes this transport's reply
+    /// channel; fails with [`Error::Connect`] if the server does not answer
+    /// within the connect timeout, refuses the credentials or fails the TLS
+    /// handshake.
+    pub async fn connect(settings: RedisSettings) -> Result<Self> {
+        let client = client(&settings)?;
+        // A first connection without reconnecting: a server that is down,
+        // refuses the credentials or fails the TLS handshake is an error at
+        // once.
+        let probe = async {
+            let mut probe = client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<()>(&mut probe).await
+        };
+        tokio::time::timeout(settings.connect_timeout, probe)
+            .await
+            .map_err(|_| connect_error(&settings, "timed out".into()))?
+            .map_err(|e| connect_error(&settings, e.into()))?;
+        let replies = Replies::new(&settings.reply_prefix());
+        let delivering = replies.clone();
+        let push =
+            move |push: redis::PushInfo| -> std::result::Result<(), std::convert::Infallible> {
+                delivering.deliver(push);
+                Ok(())
+            };
+        let mut commands = manager(
+            &client,
+            &settings,
+            Some(push),
+            Some(settings.command_timeout),
+        )
+        .await?;
+        commands
+            .subscribe(&replies.channel)
+            .await
+            .map_err(convert::error)?;
+        let (closing, closed) = watch::channel(false);
+        let capabilities = Capabilities::full(BACKEND, settings.max_payload);
+        Ok(RedisTransport {
+            shared: Arc::new(Shared {
+                client,
+                settings,
+                commands,
+                closed,
+            }),
+            replies,
+            registered: Mutex::new(HashSet::new()),
+            closing,
+            gate: DrainGate::new(),
+            capabilities,
+        })
+    }
+
+    /// A connection to the server, for what switchboard does not cover
+    /// (it reconnects by itself; cloning it is cheap).
+    pub fn connection(&self) -> ConnectionManager {
+        self.shared.commands.clone()
+    }
+
+    /// Adds the event to its stream; the first publish of a subject by this
+    /// transport also adds the subject to the subject set and announces it,
+    /// so wildcard subscribers start reading its stream.
+    async fn add(&self, subject: &str, message: &Message) -> Result<()> {
+        let settings = &self.shared.settings;
+        let mut add = redis::cmd("XADD");
+        add.arg(settings.stream(subject));
+        if let Some(maxlen) = settings.maxlen {
+            add.arg("MAXLEN").arg("~").arg(maxlen);
+        }
+        add.arg("*");
+        convert::entry_fields(&mut add, message);
+        let mut connection = self.shared.commands.clone();
+        let known = self
+            .registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(subject);
+        if known {
+            add.query_async::<()>(&mut connection)
+                .await
+                .map_err(|e| publish_error(subject, e))?;
+            return Ok(());
+        }
+        let (_, added): ((), i64) = redis::pipe()
+            .add_command(add)
+            .cmd("SADD")
+            .arg(settings.subjects_key())
+            .arg(subject)
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| publish_error(subject, e))?;
+        if added > 0 {
+            redis::cmd("PUBLISH")
+                .arg(settings.new_subject_channel())
+                .arg(subject)
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(|e| publish_error(subject, e))?;
+        }
+        self.registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(subject.to_owned());
+        Ok(())
+    }
+}
+
+/// The client for `settings`: RESP3 (pushed messages share the command
+/// connection), TLS with the given CA for `rediss://`.
+fn client(settings: &RedisSettings) -> Result<Client> {
+    let info = settings
+        .uri
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| Error::config(format!("{}: {e}", settings.shown_url)))?;
+    let redis_settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    let info = info.set_redis_settings(redis_settings);
+    let built = match &settings.tls_ca {
+        Some(ca) => {
+            let root = std::fs::read(ca).map_err(|e| {
+                Error::config(format!(
+                    "option `tls_ca`: cannot read {}: {e}",
+                    ca.display()
+                ))
+            })?;
+            Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root),
+                },
+            )
+        }
+        None => Client::open(info),
+    };
+    built.map_err(|e| Error::config(format!("{}: {e}", settings.shown_url)))
+}
+
+/// A reconnecting connection; `push` receives what the server pushes
+/// (messages on subscribed channels), and its subscriptions are made again
+/// after a reconnect.
+pub(crate) async fn manager(
+    client: &Client,
+    settings: &RedisSettings,
+    push: Option<impl AsyncPushSender>,
+    response_timeout: Option<Duration>,
+) -> Result<ConnectionManager> {
+    let mut config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(settings.connect_timeout))
+        .set_response_timeout(response_timeout)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_secs(2))
+        .set_number_of_retries(30);
+    if let Some(push) = push {
+        config = config.set_push_sender(push).set_automatic_resubscription();
+    }
+    tokio::time::timeout(
+        settings.connect_timeout,
+        client.get_connection_manager_with_config(config),
+    )
+    .await
+    .map_err(|_| connect_error(settings, "timed out".into()))?
+    .map_err(|e| connect_error(settings, e.into()))
+}
+
+fn connect_error(settings: &RedisSettings, source: switchboard_core::error::BoxError) -> Error {
+    Error::Connect {
+        url: settings.shown_url.clone(),
+        source,
+    }
+}
+
+/// A failed publish: a timeout as [`Error::Timeout`], the rest as backend errors.
+fn publish_error(subject: &str, err: redis::RedisError) -> Error {
+    if err.is_timeout() {
+        return Error::Timeout {
+            subject: subject.to_owned(),
+            timeout: Duration::ZERO,
+        };
+    }
+    convert::error(err)
+}
+
+#[async_trait]
+impl Transport for RedisTransport {
+    async fn request(&self, subject: &str, message: Message, timeout: Duration) -> Result<Message> {
+        let _in_flight = self.gate.enter()?;
+        let call = async {
+            let mut waiting = self.replies.wait();
+            let mut message = message;
+            message
+                .headers
+                .insert(wire::REPLY_TO, self.replies.channel.as_str());
+            message
+                .headers
+                .insert(wire::CORRELATION_ID, waiting.id.to_string());
+            message
+                .headers
+                .insert(wire::TIMEOUT_MS, timeout.as_millis().max(1).to_string());
+            let mut connection = self.shared.commands.clone();
+            let receivers: i64 = redis::cmd("PUBLISH")
+                .arg(self.shared.settings.request_channel(subject))
+                .arg(convert::frame(&message).as_ref())
+                .query_async(&mut connection)
+                .await
+                .map_err(convert::error)?;
+            if receivers == 0 {
+                return Err(Error::NoResponders {
+                    subject: subject.to_owned(),
+                });
+            }
+            (&mut waiting.reply).await.map_err(|_| Error::Closed)
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| Error::Timeout {
+                subject: subject.to_owned(),
+                timeout,
+            })?
+    }
+
+    async fn publish(&self, subject: &str, message: Message) -> Result<()> {
+        let _in_flight = self.gate.enter()?;
+        self.add(subject, &message).await
+    }
+
+    /// `Taken` once the server added the event to its stream, as Kafka: the
+    /// stream keeps it for every consumer group, present or not.
+    async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
+        let _in_flight = self.gate.enter()?;
+        self.add(subject, &message).await.map(|()| Reach::Taken)
+    }
+
+    async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {
+        let _in_flight = self.gate.enter()?;
+        subscription::subscribe(self.shared.clone(), subject, group).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.gate.close().await {
+            self.closing.send_replace(true);
+        }
+        Ok(())
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    fn health(&self) -> switchboard_core::health::Health {
+        if self.gate.is_closed() {
+            switchboard_core::health::Health::Closed
+        } else {
+            switchboard_core::health::Health::Connected
+        }
+    }
+}
