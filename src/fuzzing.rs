@@ -85,6 +85,13 @@ pub fn http(data: &[u8]) {
     crate::http::fuzz_decoders(data, &header_pairs(data));
 }
 
+/// The Redis backend's decoders: a pub/sub frame, and the bytes as a RESP
+/// reply read as stream entries.
+#[cfg(feature = "redis")]
+pub fn redis(data: &[u8]) {
+    crate::redis::fuzz_decoders(data);
+}
+
 /// The gRPC backend's decoders: an envelope and a snapshot as protobuf bytes
 /// (into a message, and into the peer directory), and `grpc-timeout`.
 #[cfg(feature = "grpc")]

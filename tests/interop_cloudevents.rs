@@ -37,6 +37,7 @@ enum Wire {
     Nats,
     Kafka,
     Amqp,
+    Redis,
 }
 
 /// A bus on `url` whose `PREFIX.>` subjects are async CloudEvents routes,
@@ -192,6 +193,44 @@ async fn capture_outgoing(wire: Wire, bus: &Bus, subject: &str) -> (HeaderMap, V
             }
             connection.close(200, "done".into()).await.unwrap();
             (map, delivery.data)
+        }
+        Wire::Redis => {
+            // The subject's stream, read back with XRANGE: its one entry.
+            use switchboard::redis::redis;
+            bus.send::<_, ()>(subject, &order).await.unwrap();
+            let mut connection = redis_connection().await;
+            let entries: redis::Value = redis::cmd("XRANGE")
+                .arg(format!("switchboard:{subject}"))
+                .arg("-")
+                .arg("+")
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            let redis::Value::Array(entries) = entries else {
+                panic!("no stream: {entries:?}")
+            };
+            let [redis::Value::Array(entry)] = entries.as_slice() else {
+                panic!("not one entry: {entries:?}")
+            };
+            let redis::Value::Array(fields) = &entry[1] else {
+                panic!("no fields: {entry:?}")
+            };
+            let text =
+                |value: &redis::Value| -> Vec<u8> { redis::from_redis_value_ref(value).unwrap() };
+            let mut map = HeaderMap::new();
+            let mut body = Vec::new();
+            for pair in fields.chunks_exact(2) {
+                let (field, value) = (text(&pair[0]), text(&pair[1]));
+                if field == b"payload" {
+                    body = value;
+                } else if let Some(name) = field.strip_prefix(b"h:") {
+                    map.insert(
+                        HeaderName::from_bytes(name).unwrap(),
+                        HeaderValue::from_bytes(&value).unwrap(),
+                    );
+                }
+            }
+            (map, body)
         }
         Wire::Kafka => {
             use switchboard::kafka::rdkafka::consumer::{Consumer, StreamConsumer};
@@ -410,6 +449,21 @@ async fn inject(
                 .unwrap();
             connection.close(200, "done".into()).await.unwrap();
         }
+        Wire::Redis => {
+            use switchboard::redis::redis;
+            let mut add = redis::cmd("XADD");
+            add.arg(format!("switchboard:{subject}"))
+                .arg("*")
+                .arg("payload")
+                .arg(&body);
+            for (name, value) in &headers {
+                add.arg(format!("h:{name}")).arg(value.as_str());
+            }
+            let _: String = add
+                .query_async(&mut redis_connection().await)
+                .await
+                .unwrap();
+        }
         Wire::Kafka => {
             use switchboard::kafka::rdkafka::message::{Header, OwnedHeaders};
             use switchboard::kafka::rdkafka::producer::{FutureProducer, FutureRecord};
@@ -604,6 +658,19 @@ async fn on_amqp() {
     round_trip(Wire::Amqp, |_| "amqp://127.0.0.1:5672".into()).await;
 }
 
+async fn on_redis() {
+    round_trip(Wire::Redis, |_| "redis://127.0.0.1:6379".into()).await;
+}
+
+/// A raw connection to the test Redis.
+async fn redis_connection() -> switchboard::redis::redis::aio::MultiplexedConnection {
+    switchboard::redis::redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
 crate::tests!(
     on_memory,
     on_http,
@@ -611,5 +678,6 @@ crate::tests!(
     on_nats,
     on_jetstream,
     on_kafka,
-    on_amqp
+    on_amqp,
+    on_redis
 );

@@ -135,6 +135,57 @@ async fn forged_and_garbled_requests_do_not_stop_a_responder() {
     bus.close().await.unwrap();
 }
 
+/// Every member of a group receives each request over pub/sub; the claim
+/// lets exactly one of them run its handler: 60 requests to three members
+/// run 60 handlers, and more than one member takes part.
+async fn a_request_to_a_group_is_handled_once() {
+    let Some(caller) = server("").await else {
+        return;
+    };
+    let subject = unique("claimed-requests");
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut running = Vec::new();
+    for member in 0..3u32 {
+        let bus = server("").await.unwrap();
+        let calls = calls.clone();
+        running.push(
+            Service::new("claimers", bus)
+                .on(&subject, move |n: u32| {
+                    calls.lock().unwrap().push((member, n));
+                    async move { Ok::<_, String>(n) }
+                })
+                .start()
+                .await
+                .unwrap(),
+        );
+    }
+    for n in 0..60u32 {
+        let answer: u32 = caller
+            .request_json_with_timeout(&subject, &n, WITHIN)
+            .await
+            .unwrap();
+        assert_eq!(answer, n);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let calls = calls.lock().unwrap().clone();
+    let mut handled: Vec<u32> = calls.iter().map(|(_, n)| *n).collect();
+    handled.sort_unstable();
+    assert_eq!(
+        handled,
+        (0..60).collect::<Vec<_>>(),
+        "a request ran twice or never"
+    );
+    let members: std::collections::BTreeSet<u32> = calls.iter().map(|(m, _)| *m).collect();
+    assert!(
+        members.len() > 1,
+        "one member took every request: {members:?}"
+    );
+    for service in running {
+        service.shutdown().await;
+    }
+    caller.close().await.unwrap();
+}
+
 /// A group's place in the stream is kept while every member is away: the
 /// group gets every event published meanwhile, once each, when a member
 /// is back.
@@ -400,6 +451,7 @@ crate::tests!(
     refused_credentials_are_a_connect_error,
     forged_and_garbled_requests_do_not_stop_a_responder,
     a_group_keeps_its_place_while_the_group_is_away,
+    a_request_to_a_group_is_handled_once,
     a_crashed_members_events_are_claimed_by_another,
     foreign_stream_entries_read_as_messages,
     maxlen_trims_streams,

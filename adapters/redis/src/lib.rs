@@ -38,6 +38,20 @@ pub use transport::RedisTransport;
 use switchboard_core::endpoint::Endpoint;
 use switchboard_core::transport::ConnectFuture;
 
+/// Feeds fuzz input to every decoder of bytes from the server (see
+/// `switchboard::fuzzing`): the pub/sub frame, and the input as a RESP
+/// reply read as stream entries, a read reply and an `XAUTOCLAIM` reply.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_decoders(data: &[u8]) {
+    let _ = convert::unframe(data);
+    if let Ok(value) = redis::parse_redis_value(data) {
+        let _ = convert::entries(&value);
+        let _ = convert::read_reply(&value);
+        let _ = convert::autoclaim_reply(&value);
+    }
+}
+
 /// The entry point for `redis://` and `rediss://` URLs: reads the
 /// endpoint's options and connects (`switchboard` calls it by scheme).
 pub fn connect(endpoint: Endpoint) -> ConnectFuture {

@@ -146,13 +146,10 @@ pub(crate) async fn subscribe(
                 Delivery::Claim(incoming, key) => {
                     // The first member to set the key answers; it expires
                     // after the request's own timeout.
-                    let won: Option<String> = redis::cmd("SET")
-                        .arg(&key)
-                        .arg(1)
-                        .arg("NX")
-                        .arg("PX")
+                    let won: Option<String> = claim_script()
+                        .key(&key)
                         .arg(claim_ttl(&incoming))
-                        .query_async(&mut commands)
+                        .invoke_async(&mut commands)
                         .await
                         .unwrap_or_else(|err| {
                             tracing::warn!(error = %err, "redis: could not claim a request for the group");
@@ -179,6 +176,19 @@ pub(crate) async fn subscribe(
             stop.send_replace(true);
         }),
     )
+}
+
+/// `SET KEY 1 NX PX TTL`, kept out of the append-only file and replicas
+/// (`redis.set_repl`): a claim lives only as long as its request, so a
+/// server that syncs every write to disk does not sync one per request.
+fn claim_script() -> &'static redis::Script {
+    static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| {
+        redis::Script::new(
+            "redis.set_repl(redis.REPL_NONE)\n\
+             return redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1])",
+        )
+    })
 }
 
 /// How long a request's claim key lives: the caller's timeout (at least a
