@@ -24,8 +24,8 @@ use redis::aio::ConnectionManager;
 use redis::{PushInfo, PushKind};
 use tokio::sync::{mpsc, watch};
 
+use super::connection::{manager, Shared};
 use super::convert::{self, Entry};
-use super::transport::{manager, Shared};
 use switchboard_core::error::{Error, Result};
 use switchboard_core::incoming::{Acker, Incoming, Responder};
 use switchboard_core::message::Message;
