@@ -85,6 +85,13 @@ pub fn http(data: &[u8]) {
     crate::http::fuzz_decoders(data, &header_pairs(data));
 }
 
+/// The RabbitMQ backend's decoder: the bytes as AMQP basic properties (a
+/// header table among them) and a payload, read as a message.
+#[cfg(feature = "amqp")]
+pub fn amqp(data: &[u8]) {
+    crate::amqp::fuzz_decoders(data);
+}
+
 /// The Redis backend's decoders: a pub/sub frame, and the bytes as a RESP
 /// reply read as stream entries.
 #[cfg(feature = "redis")]

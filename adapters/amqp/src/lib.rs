@@ -39,6 +39,17 @@ pub use transport::AmqpTransport;
 use switchboard_core::endpoint::Endpoint;
 use switchboard_core::transport::ConnectFuture;
 
+/// Feeds fuzz input to every decoder of bytes from the broker (see
+/// `switchboard::fuzzing`): the input parsed as AMQP basic properties
+/// (lapin's parser), then read as a message with the rest as its payload.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_decoders(data: &[u8]) {
+    if let Ok((payload, properties)) = lapin::protocol::basic::parse_properties(data) {
+        let _ = convert::message(payload.to_vec(), &properties);
+    }
+}
+
 /// The entry point for `amqp://` and `amqps://` URLs: reads the endpoint's
 /// options and connects (`switchboard` calls it by scheme).
 pub fn connect(endpoint: Endpoint) -> ConnectFuture {
