@@ -186,6 +186,36 @@ async fn a_request_to_a_group_is_handled_once() {
     caller.close().await.unwrap();
 }
 
+/// A group new to a stream reads it from its first entry: events
+/// published before any group existed reach it, once each; with
+/// `group_start=latest` a new group starts at the moment of subscribing.
+async fn a_new_group_starts_at_the_first_entry() {
+    let Some(bus) = server("").await else {
+        return;
+    };
+    let subject = unique("before-any-group");
+    for n in 0..5u32 {
+        bus.publish_json(&subject, &n).await.unwrap();
+    }
+    let mut first = bus.queue_subscribe(&subject, "early").await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(mut incoming) = next_within(&mut first, Duration::from_secs(1)).await {
+        seen.push(incoming.decode_json::<u32>().unwrap());
+        incoming.ack().await.unwrap();
+    }
+    assert_eq!(seen, (0..5).collect::<Vec<_>>());
+    let latest = server("?group_start=latest").await.unwrap();
+    let mut late = latest.queue_subscribe(&subject, "late").await.unwrap();
+    bus.publish_json(&subject, &5u32).await.unwrap();
+    let only = next_within(&mut late, WITHIN).await.unwrap();
+    assert_eq!(only.decode_json::<u32>().unwrap(), 5);
+    assert!(next_within(&mut late, Duration::from_millis(500))
+        .await
+        .is_none());
+    bus.close().await.unwrap();
+    latest.close().await.unwrap();
+}
+
 /// A group's place in the stream is kept while every member is away: the
 /// group gets every event published meanwhile, once each, when a member
 /// is back.
@@ -452,6 +482,7 @@ crate::tests!(
     forged_and_garbled_requests_do_not_stop_a_responder,
     a_group_keeps_its_place_while_the_group_is_away,
     a_request_to_a_group_is_handled_once,
+    a_new_group_starts_at_the_first_entry,
     a_crashed_members_events_are_claimed_by_another,
     foreign_stream_entries_read_as_messages,
     maxlen_trims_streams,

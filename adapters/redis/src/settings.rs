@@ -11,6 +11,7 @@ pub const OPTIONS: &[&str] = &[
     "prefix",
     "maxlen",
     "claim_idle",
+    "group_start",
     "prefetch",
     "connect_timeout",
     "command_timeout",
@@ -24,6 +25,18 @@ pub const DEFAULT_PREFIX: &str = "switchboard";
 /// neither acknowledged nor returned it, before another member of its
 /// group claims it (`XAUTOCLAIM`).
 pub const DEFAULT_CLAIM_IDLE: Duration = Duration::from_secs(30);
+/// Where a consumer group new to a stream starts reading it (`group_start`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupStart {
+    /// At the stream's first entry: nothing published before the group's
+    /// first member subscribed is missed (the default, as Kafka's
+    /// `offset_reset=earliest`).
+    #[default]
+    Earliest,
+    /// At the moment its first member subscribed.
+    Latest,
+}
+
 /// Default entries one read takes, and deliveries a subscription buffers.
 pub const DEFAULT_PREFETCH: usize = 256;
 /// Default time allowed to establish a connection.
@@ -55,6 +68,8 @@ pub struct RedisSettings {
     /// An event pending this long with a consumer is claimed by another
     /// member of the group (`claim_idle`).
     pub claim_idle: Duration,
+    /// Where a consumer group new to a stream starts (`group_start`).
+    pub group_start: GroupStart,
     /// Entries one read takes, and deliveries a subscription buffers (`prefetch`).
     pub prefetch: usize,
     /// Time allowed for a connection (`connect_timeout`).
@@ -165,6 +180,15 @@ impl RedisSettings {
                 "option `claim_idle`: at least 10ms (a shorter time takes events from members still handling them)",
             ));
         }
+        let group_start = match options.take("group_start").as_deref() {
+            None | Some("earliest") => GroupStart::Earliest,
+            Some("latest") => GroupStart::Latest,
+            Some(other) => {
+                return Err(Error::config(format!(
+                    "option `group_start`: `{other}` is neither `earliest` nor `latest`"
+                )))
+            }
+        };
         let prefetch = options
             .take_parsed::<usize>("prefetch")?
             .unwrap_or(DEFAULT_PREFETCH);
@@ -206,6 +230,7 @@ impl RedisSettings {
             prefix,
             maxlen,
             claim_idle,
+            group_start,
             prefetch,
             connect_timeout,
             command_timeout,
@@ -239,6 +264,9 @@ mod tests {
         assert_eq!(tuned.maxlen, Some(1000));
         assert_eq!(tuned.claim_idle, Duration::from_secs(5));
         assert_eq!(tuned.prefetch, 16);
+        assert_eq!(tuned.group_start, GroupStart::Earliest);
+        let latest = settings("redis://127.0.0.1?group_start=latest").unwrap();
+        assert_eq!(latest.group_start, GroupStart::Latest);
         assert_eq!(tuned.uri, "redis://127.0.0.1");
     }
 
@@ -250,6 +278,7 @@ mod tests {
             ("redis://127.0.0.1?maxlen=0", "maxlen"),
             ("redis://127.0.0.1?prefix=a%20b", "prefix"),
             ("redis://127.0.0.1?claim_idle=1ms", "claim_idle"),
+            ("redis://127.0.0.1?group_start=now", "group_start"),
             ("redis://127.0.0.1/orders", "database number"),
             ("redis://a:1,b:2", "one server"),
             ("redis://127.0.0.1?tls_ca=/nonexistent.pem", "rediss"),

@@ -4,8 +4,9 @@
 //!
 //! Without a group, events are read with `XREAD` from the moment of
 //! subscribing, at most once. With a group, the streams get a consumer
-//! group of that name (created at the moment of subscribing, kept while
-//! the group is away); events are read with `XREADGROUP`, acknowledged with
+//! group of that name (created at its first subscription, reading from the
+//! stream's first entry unless `group_start=latest`; kept while the group
+//! is away); events are read with `XREADGROUP`, acknowledged with
 //! `XACK`, handed again at once when nacked (`XCLAIM`), and claimed from a
 //! member that took them and went quiet for `claim_idle` (`XAUTOCLAIM`).
 //! A request reaches one member of a group: the members race to `SET NX`
@@ -26,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::connection::{manager, Shared};
 use super::convert::{self, Entry};
+use super::settings::GroupStart;
 use switchboard_core::error::{Error, Result};
 use switchboard_core::incoming::{Acker, Incoming, Responder};
 use switchboard_core::message::Message;
@@ -349,7 +351,9 @@ struct Reader {
     pattern: Arc<str>,
     group: Option<Arc<str>>,
     consumer: String,
-    /// Where a stream followed from now on starts.
+    /// The moment of subscribing as a stream position: where a
+    /// subscription without a group starts (and a new group, with
+    /// `group_start=latest`).
     start: String,
     streams: Vec<Followed>,
     connection: ConnectionManager,
@@ -377,7 +381,13 @@ impl Reader {
         }
         let position = match &self.group {
             Some(group) => {
-                create_group(&mut self.connection, &key, group, &self.start).await?;
+                // A new group reads the stream from its first entry (or,
+                // with `group_start=latest`, from the moment of subscribing).
+                let from = match self.shared.settings.group_start {
+                    GroupStart::Earliest => "0",
+                    GroupStart::Latest => self.start.as_str(),
+                };
+                create_group(&mut self.connection, &key, group, from).await?;
                 ">".to_owned()
             }
             None => self.start.clone(),
