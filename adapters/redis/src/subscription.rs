@@ -38,6 +38,9 @@ use switchboard_core::wire;
 /// How long one blocking read waits: also how soon a stopped reader
 /// notices, and how soon a wildcard reader starts on a new subject.
 const BLOCK: Duration = Duration::from_millis(200);
+/// Requests a subscription holds before its handler takes them; more are
+/// dropped with a warning (their callers time out), as a slow consumer's.
+const REQUEST_BUFFER: usize = 65_536;
 /// How often a wildcard reader reads the subject set again (a subject
 /// announced while its connection was down is found this way).
 const RESCAN: Duration = Duration::from_secs(5);
@@ -59,9 +62,11 @@ pub(crate) async fn subscribe(
 ) -> Result<Subscription> {
     let settings = &shared.settings;
     let wildcard = subject::is_pattern(pattern);
-    let (inbox, deliveries) = mpsc::channel::<Delivery>(settings.prefetch);
-    // The pub/sub side hands requests over until the subscription stops.
-    let requests_inbox = Arc::new(Mutex::new(Some(inbox.clone())));
+    let (inbox, events) = mpsc::channel::<Delivery>(settings.prefetch);
+    // The pub/sub side hands requests over until the subscription stops, in
+    // a buffer of their own: a backlog of events never crowds them out.
+    let (requests_tx, requests) = mpsc::channel::<Delivery>(REQUEST_BUFFER);
+    let requests_inbox = Arc::new(Mutex::new(Some(requests_tx)));
     let (announced, new_subjects) = mpsc::unbounded_channel::<String>();
     let pushed = Pushed {
         pattern: pattern.into(),
@@ -140,7 +145,8 @@ pub(crate) async fn subscribe(
     let requests_stop = requests_inbox.clone();
     tokio::spawn(reader.run(stopped));
     let commands = shared.commands.clone();
-    let deliveries = tokio_stream(deliveries).filter_map(move |delivery| {
+    let deliveries = futures_util::stream::select(tokio_stream(requests), tokio_stream(events));
+    let deliveries = deliveries.filter_map(move |delivery| {
         let mut commands = commands.clone();
         async move {
             match delivery {
