@@ -1,9 +1,9 @@
 //! The outbox in a PostgreSQL database (feature `outbox-postgres`) that
 //! several processes of a service share. Each process writes its own sends
 //! (`send_in` inside the caller's transaction). The relay runs in the
-//! process that holds the store's session-level advisory lock on a
-//! connection of its own; the other processes retry the lock every second
-//! and relay once that connection closes. Each committed event sends a
+//! process whose dedicated connection owns the store's advisory lock (a
+//! lock PostgreSQL releases when that connection closes); the other
+//! processes try for the lock every second. Each committed event sends a
 //! `NOTIFY`, which wakes the relay for events any process wrote.
 
 use std::time::Duration;
