@@ -113,7 +113,7 @@ impl RedisTransport {
         if known {
             add.query_async::<()>(&mut connection)
                 .await
-                .map_err(|e| publish_error(subject, e))?;
+                .map_err(|e| publish_error(subject, settings.command_timeout, e))?;
             return Ok(());
         }
         let (_, added): ((), i64) = redis::pipe()
@@ -123,14 +123,19 @@ impl RedisTransport {
             .arg(subject)
             .query_async(&mut connection)
             .await
-            .map_err(|e| publish_error(subject, e))?;
+            .map_err(|e| publish_error(subject, settings.command_timeout, e))?;
         if added > 0 {
-            redis::cmd("PUBLISH")
+            // The event is in its stream already: a failed announcement is
+            // not the publish's failure (a retry would add it twice), and
+            // wildcard subscribers find the subject in the set within 5 s.
+            let announced = redis::cmd("PUBLISH")
                 .arg(settings.new_subject_channel())
                 .arg(subject)
                 .query_async::<()>(&mut connection)
-                .await
-                .map_err(|e| publish_error(subject, e))?;
+                .await;
+            if let Err(err) = announced {
+                tracing::warn!(%subject, error = %err, "redis: a new subject could not be announced; wildcard subscribers find it on their next read of the subject set");
+            }
         }
         self.registered
             .lock()
@@ -140,12 +145,13 @@ impl RedisTransport {
     }
 }
 
-/// A failed publish: a timeout as [`Error::Timeout`], the rest as backend errors.
-fn publish_error(subject: &str, err: redis::RedisError) -> Error {
+/// A failed publish: a timeout (after `timeout`) as [`Error::Timeout`], the
+/// rest as backend errors.
+fn publish_error(subject: &str, timeout: Duration, err: redis::RedisError) -> Error {
     if err.is_timeout() {
         return Error::Timeout {
             subject: subject.to_owned(),
-            timeout: Duration::ZERO,
+            timeout,
         };
     }
     convert::error(err)
