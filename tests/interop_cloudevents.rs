@@ -109,7 +109,17 @@ async fn capture_outgoing(wire: Wire, bus: &Bus, subject: &str) -> (HeaderMap, V
                 .await
                 .unwrap();
             let mut raw = client.subscribe(subject.to_owned()).await.unwrap();
-            client.flush().await.unwrap();
+            // `flush` only writes the socket; a request nobody answers comes
+            // back after the server processed the subscription, so the event
+            // published next from the bus's connection cannot overtake it.
+            let probe = switchboard::nats::async_nats::Request::new()
+                .payload(Default::default())
+                .timeout(Some(WITHIN));
+            let synced = client.send_request(client.new_inbox(), probe).await;
+            assert!(
+                matches!(&synced, Err(e) if e.kind() == switchboard::nats::async_nats::RequestErrorKind::NoResponders),
+                "the server did not answer the probe: {synced:?}"
+            );
             bus.send::<_, ()>(subject, &order).await.unwrap();
             let message = tokio::time::timeout(WITHIN, raw.next())
                 .await
