@@ -3,7 +3,10 @@
 //! cores is not, so a change that adds allocations to a hot path fails here.
 //!
 //! Each row runs a path many times after a warm-up and divides the
-//! allocations the whole process made by the number of messages. What the
+//! allocations the whole process made by the number of messages. A consumer
+//! runs on a thread of its own, whose allocations are also counted alone:
+//! the "consumed" rows are receiving, decoding and handling an event, apart
+//! from publishing it. What the
 //! payload type allocates when it is decoded (a `String` field) and, on NATS,
 //! what the raw client allocates for the same traffic are measured apart and
 //! printed beside the crate's own share; the budgets below hold the crate's
@@ -14,7 +17,10 @@
 //! prints the table.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard::Bus;
@@ -26,26 +32,37 @@ mod typed_paths;
 
 use typed_paths::{order, typed_service, Order};
 
-/// Counts every allocation and reallocation of the process.
+/// Counts every allocation and reallocation of the process, and of each thread.
 struct Counting;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Allocations made on this thread (const, without a destructor: safe to
+    /// touch from inside the allocator).
+    static ON_THIS_THREAD: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    ON_THIS_THREAD.with(|count| count.set(count.get() + 1));
+}
 
 // SAFETY: every call is passed on to the system allocator unchanged; the
 // counter is the only addition.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count_one();
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count_one();
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count_one();
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 
@@ -63,11 +80,14 @@ const MESSAGES: usize = 2_000;
 /// Budgets: the crate's own allocations per message (payload decoding and
 /// the raw client's share taken out), each the count measured on 2026-12-05
 /// plus half an allocation, so one more allocation per message fails.
-const MEMORY_REQUEST_ROUND_TRIP: f64 = 5.5;
-const MEMORY_EVENT_HANDLED: f64 = 5.5;
+const MEMORY_REQUEST_ROUND_TRIP: f64 = 4.5;
+const MEMORY_EVENT_HANDLED: f64 = 2.5;
+const MEMORY_EVENT_CONSUMED: f64 = 0.5;
 const MEMORY_PUBLISH_JSON: f64 = 4.5;
 #[cfg(feature = "nats")]
-const NATS_EVENT_HANDLED: f64 = 7.5;
+const NATS_EVENT_HANDLED: f64 = 4.5;
+#[cfg(feature = "nats")]
+const NATS_EVENT_CONSUMED: f64 = 0.5;
 #[cfg(feature = "nats")]
 const NATS_PUBLISH_JSON: f64 = 4.5;
 
@@ -106,21 +126,94 @@ fn report(row: &str, total: f64, payload: f64, client: f64, budget: f64) {
     );
 }
 
-/// Publishes `messages` events and waits until the service handled them all.
-async fn publish_and_wait(bus: &Bus, subject: &str, handled: &AtomicUsize, messages: usize) {
-    let target = handled.load(Ordering::Relaxed) + messages;
+/// A consumer on a thread of its own (a current-thread runtime), so that
+/// what receiving and handling allocate is counted apart from publishing.
+struct Consumer {
+    /// Messages the consumer finished.
+    handled: Arc<AtomicUsize>,
+    /// Asks the consumer's thread for its allocation count.
+    ask: tokio::sync::mpsc::UnboundedSender<tokio::sync::oneshot::Sender<u64>>,
+}
+
+impl Consumer {
+    /// Runs `setup` on a new thread, which then serves until the `Consumer`
+    /// is dropped; `setup` returns the counter of handled messages and what
+    /// must stay alive meanwhile (a service, a subscription's task).
+    async fn start<F, Fut, K>(setup: F) -> Consumer
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = (Arc<AtomicUsize>, K)>,
+        K: 'static,
+    {
+        let (ready, started) = tokio::sync::oneshot::channel();
+        let (ask, mut asked) =
+            tokio::sync::mpsc::unbounded_channel::<tokio::sync::oneshot::Sender<u64>>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let (handled, keep) = setup().await;
+                let _ = ready.send(handled);
+                while let Some(reply) = asked.recv().await {
+                    let _ = reply.send(ON_THIS_THREAD.with(Cell::get));
+                }
+                drop(keep);
+            });
+        });
+        let handled = started.await.expect("the consumer's set-up failed");
+        Consumer { handled, ask }
+    }
+
+    /// Allocations the consumer's thread has made so far.
+    async fn allocations(&self) -> u64 {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.ask.send(reply).unwrap();
+        answer.await.unwrap()
+    }
+
+    /// Runs `publish(messages)` and waits until the consumer finished them,
+    /// after a warm-up of as many: (all allocations, the consumer's) per message.
+    async fn per_message<P, Fut>(&self, mut publish: P) -> (f64, f64)
+    where
+        P: FnMut(usize) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let mut before = (0, 0);
+        for round in 0..2 {
+            if round == 1 {
+                before = (
+                    ALLOCATIONS.load(Ordering::Relaxed),
+                    self.allocations().await,
+                );
+            }
+            let target = self.handled.load(Ordering::Relaxed) + MESSAGES;
+            publish(MESSAGES).await;
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while self.handled.load(Ordering::Relaxed) < target {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{} of {target} messages handled within 60 s",
+                    self.handled.load(Ordering::Relaxed)
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        let consumer = self.allocations().await - before.1;
+        let total = ALLOCATIONS.load(Ordering::Relaxed) - before.0;
+        (
+            total as f64 / MESSAGES as f64,
+            consumer as f64 / MESSAGES as f64,
+        )
+    }
+}
+
+/// Publishes `messages` orders with `publish_json`.
+async fn publish_orders(bus: &Bus, subject: &str, messages: usize) {
     let order = order();
     for _ in 0..messages {
         bus.publish_json(subject, &order).await.unwrap();
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while handled.load(Ordering::Relaxed) < target {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{subject}: {} of {target} events handled within 60 s",
-            handled.load(Ordering::Relaxed)
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
@@ -156,9 +249,22 @@ async fn memory_typed_event_handled() {
     let bus = switchboard::connect("memory://allocations-event")
         .await
         .unwrap();
-    let (running, handled) = typed_service(&bus, "alloc").await.unwrap();
-    let total =
-        per_message(|messages| publish_and_wait(&bus, "alloc.placed", &handled, messages)).await;
+    let service_bus = bus.clone();
+    let consumer = Consumer::start(move || async move {
+        let (running, handled) = typed_service(&service_bus, "alloc").await.unwrap();
+        (handled, running)
+    })
+    .await;
+    let (total, consumed) = consumer
+        .per_message(|messages| publish_orders(&bus, "alloc.placed", messages))
+        .await;
+    report(
+        "memory: typed event consumed",
+        consumed,
+        decoding_an_order(),
+        0.0,
+        MEMORY_EVENT_CONSUMED,
+    );
     report(
         "memory: typed event, publish_json → handled",
         total,
@@ -166,7 +272,7 @@ async fn memory_typed_event_handled() {
         0.0,
         MEMORY_EVENT_HANDLED,
     );
-    let _ = running.shutdown().await;
+    drop(consumer);
     bus.close().await.unwrap();
 }
 
@@ -196,37 +302,51 @@ async fn memory_publish_json() {
 }
 
 #[cfg(feature = "nats")]
-/// What the raw NATS client allocates to publish `messages` 128-byte events
-/// and receive them on a subscription of its own.
-async fn raw_nats_per_event() -> f64 {
+/// What the raw NATS client allocates per 128-byte event: (publishing and
+/// receiving it, receiving it), its subscriber on a thread of its own as
+/// the service's is.
+async fn raw_nats_per_event() -> (f64, f64) {
     use futures_util::StreamExt;
     use switchboard::nats::async_nats;
 
-    let url = support::nats_url();
-    let client = async_nats::connect(url.trim_start_matches("nats://"))
+    let subject = support::unique("alloc-raw");
+    let listened = subject.clone();
+    let consumer = Consumer::start(move || async move {
+        let client = async_nats::connect(support::nats_url().trim_start_matches("nats://"))
+            .await
+            .unwrap();
+        let mut subscription = client.subscribe(listened).await.unwrap();
+        // A request nobody answers returns once the server holds the subscription.
+        let _ = client.request(client.new_inbox(), "".into()).await;
+        let handled = Arc::new(AtomicUsize::new(0));
+        let counter = handled.clone();
+        let reading = tokio::spawn(async move {
+            while let Some(message) = subscription.next().await {
+                std::hint::black_box(message);
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        (handled, (client, reading))
+    })
+    .await;
+    let client = async_nats::connect(support::nats_url().trim_start_matches("nats://"))
         .await
         .unwrap();
-    let subject = support::unique("alloc-raw");
-    let mut subscription = client.subscribe(subject.clone()).await.unwrap();
-    client.flush().await.unwrap();
     let payload = bytes::Bytes::from(serde_json::to_vec(&order()).unwrap());
-    let mut before = 0;
-    for round in 0..2 {
-        if round == 1 {
-            before = ALLOCATIONS.load(Ordering::Relaxed);
-        }
-        for _ in 0..MESSAGES {
-            client
-                .publish(subject.clone(), payload.clone())
-                .await
-                .unwrap();
-        }
-        client.flush().await.unwrap();
-        for _ in 0..MESSAGES {
-            std::hint::black_box(subscription.next().await.unwrap());
-        }
-    }
-    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / MESSAGES as f64
+    consumer
+        .per_message(|messages| {
+            let (client, subject, payload) = (&client, &subject, &payload);
+            async move {
+                for _ in 0..messages {
+                    client
+                        .publish(subject.clone(), payload.clone())
+                        .await
+                        .unwrap();
+                }
+                client.flush().await.unwrap();
+            }
+        })
+        .await
 }
 
 #[cfg(feature = "nats")]
@@ -260,17 +380,35 @@ async fn nats_typed_event_handled() {
         return;
     };
     let prefix = support::unique("alloc");
-    let (running, handled) = typed_service(&bus, &prefix).await.unwrap();
+    let service_prefix = prefix.clone();
+    // The service's own connection, on the consumer's thread: the client's
+    // reading is counted there, as the raw client's is.
+    let consumer = Consumer::start(move || async move {
+        let service_bus = switchboard::connect(&support::nats_url()).await.unwrap();
+        let (running, handled) = typed_service(&service_bus, &service_prefix).await.unwrap();
+        (handled, (running, service_bus))
+    })
+    .await;
     let subject = format!("{prefix}.placed");
-    let total = per_message(|messages| publish_and_wait(&bus, &subject, &handled, messages)).await;
+    let (total, consumed) = consumer
+        .per_message(|messages| publish_orders(&bus, &subject, messages))
+        .await;
+    let (raw_total, raw_consumed) = raw_nats_per_event().await;
+    report(
+        "nats: typed event consumed",
+        consumed,
+        decoding_an_order(),
+        raw_consumed,
+        NATS_EVENT_CONSUMED,
+    );
     report(
         "nats: typed event, publish_json → handled",
         total,
         decoding_an_order(),
-        raw_nats_per_event().await,
+        raw_total,
         NATS_EVENT_HANDLED,
     );
-    let _ = running.shutdown().await;
+    drop(consumer);
     bus.close().await.unwrap();
 }
 

@@ -57,6 +57,8 @@ mod reply;
 use std::future::Future;
 use std::pin::Pin;
 
+use bytes::Bytes;
+
 use crate::message::Message;
 use crate::payload::FromPayload;
 
@@ -76,6 +78,20 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Message, Rejection>>
 pub trait Handler<Args>: Clone + Send + Sync + 'static {
     /// Decodes the payload, extracts the context and runs the handler.
     fn call(&self, message: Message, context: Context) -> HandlerFuture;
+
+    /// [`call`](Self::call) without the box, from the payload alone (the
+    /// headers are in `context`): a route's serving loop knows the
+    /// handler's type and holds this future inside its own, so a message
+    /// costs no allocation of its own. Implemented for every async fn
+    /// handler; the default boxes [`call`](Self::call).
+    #[doc(hidden)]
+    fn call_inline(
+        &self,
+        payload: &Bytes,
+        context: Context,
+    ) -> impl Future<Output = Result<Message, Rejection>> + Send + 'static {
+        self.call(Message::new(payload.clone()), context)
+    }
 
     /// Checks, when the service starts, that every extractor can be served
     /// (for example that the [`State`] it asks for was given).
@@ -105,20 +121,35 @@ macro_rules! impl_handler {
             $($extractor: FromContext + Send + 'static,)*
         {
             fn call(&self, message: Message, context: Context) -> HandlerFuture {
+                Box::pin(self.call_inline(&message.payload, context))
+            }
+
+            fn call_inline(
+                &self,
+                payload: &Bytes,
+                context: Context,
+            ) -> impl Future<Output = Result<Message, Rejection>> + Send + 'static {
                 // Decoded as its `content-type` says; the reply in the same encoding.
                 let encoding = crate::codec::Encoding::of_headers(&context.headers);
-                let payload = match T::from_payload(encoding, &message.payload) {
-                    Ok(payload) => payload,
-                    Err(err) => return Box::pin(std::future::ready(Err(Rejection::undecodable(err)))),
-                };
-                $(
-                    let $extractor = match $extractor::from_context(&context) {
-                        Ok(value) => value,
-                        Err(rejection) => return Box::pin(std::future::ready(Err(rejection))),
+                let started: Result<Fut, Rejection> = 'start: {
+                    let payload = match T::from_payload(encoding, payload) {
+                        Ok(payload) => payload,
+                        Err(err) => break 'start Err(Rejection::undecodable(err)),
                     };
-                )*
-                let run = (self)(payload, $($extractor,)*);
-                Box::pin(async move { run.await.into_reply_as(encoding) })
+                    $(
+                        let $extractor = match $extractor::from_context(&context) {
+                            Ok(value) => value,
+                            Err(rejection) => break 'start Err(rejection),
+                        };
+                    )*
+                    Ok((self)(payload, $($extractor,)*))
+                };
+                async move {
+                    match started {
+                        Ok(run) => run.await.into_reply_as(encoding),
+                        Err(rejection) => Err(rejection),
+                    }
+                }
             }
 
             fn check(state: &StateMap) -> Result<(), String> {

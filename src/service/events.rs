@@ -2,7 +2,7 @@
 //! dedup, the outcome of a deferred command published back, and an event
 //! given up on dead-lettered.
 
-use super::context::{ErasedHandler, RouteContext};
+use super::context::{RouteContext, RouteHandler};
 use super::dead_letter::{give_up, GaveUp};
 use super::dedup::{self, Begun};
 use super::invoke::{incoming_trace, run_observed};
@@ -15,10 +15,10 @@ use crate::settings::Style;
 use crate::wire;
 
 /// Handles one event: retried, dead-lettered or acknowledged.
-pub(super) async fn handle_event(
+pub(super) async fn handle_event<H: RouteHandler>(
     context: &RouteContext,
     mut incoming: Incoming,
-    handler: &ErasedHandler,
+    handler: &H,
 ) {
     let subject = incoming.shared_subject();
     // The id is looked up only on a route with dedup: no work per event elsewhere.
@@ -70,7 +70,10 @@ pub(super) async fn handle_event(
             Operation::HandleEvent,
             &subject,
             handler,
-            message.clone(),
+            // The payload is lent, not cloned: the message stays whole for
+            // a dead letter, and a retry decodes it afresh.
+            &message.payload,
+            message.headers.clone(),
             (&parent, &trace),
             Style::Async,
         )

@@ -3,10 +3,13 @@
 
 use std::sync::Arc;
 
-use super::context::{ErasedHandler, RouteContext};
+use bytes::Bytes;
+
+use super::context::{RouteContext, RouteHandler};
 use super::recover::run_once;
 use crate::error::ErrorKind;
 use crate::handler::{Context, Rejection};
+use crate::headers::Headers;
 use crate::message::Message;
 use crate::observe::{observe_with, Operation};
 use crate::settings::Style;
@@ -27,38 +30,40 @@ pub(super) fn incoming_trace(message: &Message) -> (TraceContext, TraceContext) 
     }
 }
 
-/// The handler's context; the headers move out of `message` (the handler
-/// decodes only its payload), so nothing is copied per call.
+/// The handler's context, holding the message's headers (the handler
+/// decodes only its payload).
 fn handler_context(
     context: &RouteContext,
     subject: &Arc<str>,
-    message: &mut Message,
+    headers: Headers,
     trace: &TraceContext,
     style: Style,
 ) -> Context {
     Context {
         subject: subject.clone(),
-        headers: std::mem::take(&mut message.headers),
+        headers,
         trace: trace.clone(),
         style,
         state: context.state.clone(),
     }
 }
 
-/// Runs the handler once inside the handler's trace and span, recording the
-/// outcome's error kind: (caller's context, handler's context) in `traces`.
-pub(super) async fn run_observed(
+/// Runs the handler once on `payload` inside the handler's trace and span,
+/// recording the outcome's error kind: (caller's context, handler's
+/// context) in `traces`.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_observed<H: RouteHandler>(
     context: &RouteContext,
     operation: Operation,
     subject: &Arc<str>,
-    handler: &ErasedHandler,
-    message: Message,
+    handler: &H,
+    payload: &Bytes,
+    headers: Headers,
     (parent, trace): (&TraceContext, &TraceContext),
     style: Style,
 ) -> Result<Message, Rejection> {
-    let mut message = message;
-    let handler_context = handler_context(context, subject, &mut message, trace, style);
-    let run = run_once(handler, message, handler_context);
+    let handler_context = handler_context(context, subject, headers, trace, style);
+    let run = run_once(handler, payload, handler_context);
     observe_with(
         operation,
         subject,

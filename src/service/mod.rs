@@ -17,6 +17,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use tokio::task::JoinSet;
 
 use crate::bus::Bus;
@@ -26,13 +27,24 @@ use crate::subject;
 
 pub use crate::limits::DEFAULT_CONCURRENCY;
 pub use crate::settings::events::{EventPolicy, DEFAULT_DEAD_LETTER, DEFAULT_SHUTDOWN_GRACE};
-use context::{ErasedHandler, RouteContext};
+use context::{Boxed, RouteContext, Typed};
 pub use shutdown::{RunningService, ShutdownReport};
 pub use signal::run_until_signal;
 
+/// Serves one route: its subscription with its handler, whose type the
+/// serving loop is compiled for.
+type ServeRoute = Box<
+    dyn FnOnce(
+            Arc<RouteContext>,
+            crate::subscription::Subscription,
+            usize,
+        ) -> BoxFuture<'static, ()>
+        + Send,
+>;
+
 struct Route {
     subject: String,
-    handler: ErasedHandler,
+    serve: ServeRoute,
     /// The Rust types of the payload and the reply, for generated documents.
     types: (&'static str, Option<&'static str>),
     /// One message at a time, in arrival order.
@@ -163,7 +175,16 @@ impl Service {
     {
         self.routes.push(Route {
             subject,
-            handler: Arc::new(move |message, context| handler.call(message, context)),
+            serve: match context::fits_inline::<H, Args>() {
+                true => Box::new(move |context, subscription, concurrency| {
+                    let handler = Arc::new(Typed::<H, Args>::new(handler));
+                    Box::pin(serve::serve(context, subscription, handler, concurrency))
+                }),
+                false => Box::new(move |context, subscription, concurrency| {
+                    let handler = Arc::new(Boxed::<H, Args>::new(handler));
+                    Box::pin(serve::serve(context, subscription, handler, concurrency))
+                }),
+            },
             types: (H::payload_type(), H::reply_type()),
             ordered,
             check: H::check,
@@ -278,12 +299,12 @@ impl Service {
                 state: state.clone(),
                 shutdown: shutdown.clone(),
             });
-            live.push((subscription, route.handler, route.ordered, context));
+            live.push((subscription, route.serve, route.ordered, context));
         }
         let mut routes = JoinSet::new();
-        for (subscription, handler, ordered, context) in live {
+        for (subscription, serve, ordered, context) in live {
             let concurrency = if ordered { 1 } else { self.concurrency };
-            routes.spawn(serve::serve(context, subscription, handler, concurrency));
+            routes.spawn(serve(context, subscription, concurrency));
         }
         for transport in &described {
             transport.describe_service(&self.name, Some(document.clone()));

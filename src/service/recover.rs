@@ -6,20 +6,26 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
 
-use super::context::ErasedHandler;
+use bytes::Bytes;
+
+use super::context::RouteHandler;
 use crate::handler::{Context, Rejection};
 use crate::message::Message;
 
-/// Runs the handler once, turning a panic into a rejection.
-pub(super) async fn run_once(
-    handler: &ErasedHandler,
-    message: Message,
+/// Runs the handler once, turning a panic into a rejection (while decoding
+/// and extracting too, which run before the handler's future exists).
+pub(super) async fn run_once<H: RouteHandler>(
+    handler: &H,
+    payload: &Bytes,
     handler_context: Context,
 ) -> Result<Message, Rejection> {
-    match AssertUnwindSafe(handler(message, handler_context))
-        .catch_unwind()
-        .await
-    {
+    let started =
+        std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(payload, handler_context)));
+    let running = match started {
+        Ok(running) => running,
+        Err(panic) => return Err(Rejection::panicked(panic_message(&panic))),
+    };
+    match AssertUnwindSafe(running).catch_unwind().await {
         Ok(outcome) => outcome,
         Err(panic) => Err(Rejection::panicked(panic_message(&panic))),
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::context::{ErasedHandler, RouteContext};
+use super::context::{RouteContext, RouteHandler};
 use super::invoke::{incoming_trace, run_observed};
 use crate::error::Origin;
 use crate::handler::Rejection;
@@ -14,10 +14,10 @@ use crate::settings::Style;
 use crate::wire;
 
 /// Answers one request and acknowledges it.
-pub(super) async fn answer(
+pub(super) async fn answer<H: RouteHandler>(
     context: &RouteContext,
     mut incoming: Incoming,
-    handler: &ErasedHandler,
+    handler: &H,
 ) {
     let subject = incoming.shared_subject();
     if incoming.is_expired() {
@@ -49,19 +49,21 @@ pub(super) fn skip_expired(context: &RouteContext, subject: &str) {
 
 /// The reply to one request: the handler's result, or the error reply for
 /// its rejection or panic.
-pub(super) async fn reply_for(
+pub(super) async fn reply_for<H: RouteHandler>(
     context: &RouteContext,
     subject: &Arc<str>,
     message: Message,
-    handler: &ErasedHandler,
+    handler: &H,
 ) -> Message {
     let (parent, trace) = incoming_trace(&message);
+    let Message { payload, headers } = message;
     let outcome = run_observed(
         context,
         Operation::HandleRequest,
         subject,
         handler,
-        message,
+        &payload,
+        headers,
         (&parent, &trace),
         Style::Sync,
     )

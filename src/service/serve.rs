@@ -11,8 +11,9 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio_util::sync::ReusableBoxFuture;
 
-use super::context::{ErasedHandler, RouteContext};
+use super::context::{RouteContext, RouteHandler};
 use super::events::handle_event;
 use super::keyed::KeyedQueue;
 use super::requests::{answer, reply_for, skip_expired};
@@ -24,10 +25,10 @@ use crate::subscription::Subscription;
 use crate::wire;
 
 /// Serves `subscription` with `handler` until the service shuts down.
-pub(super) async fn serve(
+pub(super) async fn serve<H: RouteHandler>(
     context: Arc<RouteContext>,
     mut subscription: Subscription,
-    handler: ErasedHandler,
+    handler: Arc<H>,
     concurrency: usize,
 ) {
     // `acquire_many` below counts in u32, and a semaphore has a ceiling.
@@ -57,6 +58,7 @@ pub(super) async fn serve(
         in_flight: JoinSet::new(),
         keys: KeyedQueue::default(),
         permit: None,
+        spare: None,
     };
     let mut stopping = context.shutdown.watch();
     let stop = async move {
@@ -99,9 +101,9 @@ pub(super) async fn serve(
 
 /// One route's loop state: the messages in flight, the keys busy, and the
 /// permit for the next message.
-struct RouteLoop<'a> {
+struct RouteLoop<'a, H> {
     context: &'a Arc<RouteContext>,
-    handler: &'a ErasedHandler,
+    handler: &'a Arc<H>,
     permits: &'a Arc<Semaphore>,
     concurrency: usize,
     in_flight: JoinSet<Option<String>>,
@@ -109,9 +111,13 @@ struct RouteLoop<'a> {
     /// order; each busy key's later events wait here with their permits.
     keys: KeyedQueue<Held>,
     permit: Option<OwnedSemaphorePermit>,
+    /// The allocation of the last message's handling that finished at once,
+    /// for the next message's: same handler, same size, so a message that
+    /// finishes without waiting allocates nothing here.
+    spare: Option<ReusableBoxFuture<'static, ()>>,
 }
 
-impl RouteLoop<'_> {
+impl<H: RouteHandler> RouteLoop<'_, H> {
     /// Takes and handles messages until `stop` completes (`false`) or the
     /// subscription ends (`true`).
     async fn take(
@@ -148,7 +154,7 @@ impl RouteLoop<'_> {
     async fn dispatch(&mut self, held: Held) {
         if self.concurrency == 1 {
             // Ordered route: the next message waits for this one.
-            handle(self.context, held.incoming, self.handler).await;
+            handle(self.context, held.incoming, &**self.handler).await;
             return;
         }
         let key = match held.incoming.expects_reply() {
@@ -167,11 +173,12 @@ impl RouteLoop<'_> {
         }
     }
 
-    fn running(&mut self) -> Running<'_> {
+    fn running(&mut self) -> Running<'_, H> {
         Running {
             in_flight: &mut self.in_flight,
             context: self.context,
             handler: self.handler,
+            spare: &mut self.spare,
         }
     }
 
@@ -181,6 +188,7 @@ impl RouteLoop<'_> {
             in_flight: &mut self.in_flight,
             context: self.context,
             handler: self.handler,
+            spare: &mut self.spare,
         };
         running.next_of_key(&mut self.keys, key);
     }
@@ -239,13 +247,14 @@ struct Held {
 }
 
 /// What a concurrent route needs to start handling a message.
-struct Running<'a> {
+struct Running<'a, H> {
     in_flight: &'a mut JoinSet<Option<String>>,
     context: &'a Arc<RouteContext>,
-    handler: &'a ErasedHandler,
+    handler: &'a Arc<H>,
+    spare: &'a mut Option<ReusableBoxFuture<'static, ()>>,
 }
 
-impl Running<'_> {
+impl<H: RouteHandler> Running<'_, H> {
     /// Handles one message: right here if its handler finishes without
     /// waiting (most do: no task, no wake-up, and replies leave in order, so
     /// the client batches their writes), else on its own task, whose result
@@ -253,11 +262,19 @@ impl Running<'_> {
     fn start(&mut self, held: Held, key: Option<String>) -> Option<Option<String>> {
         let Held { incoming, permit } = held;
         let (context, handler) = (self.context.clone(), self.handler.clone());
-        let mut handling = Box::pin(async move { handle(&context, incoming, &handler).await });
+        let work = async move { handle(&context, incoming, &*handler).await };
+        let mut handling = match self.spare.take() {
+            Some(mut spare) => {
+                spare.set(work);
+                spare
+            }
+            None => ReusableBoxFuture::new(work),
+        };
         // Polled once without a waker: a future left pending is polled again
         // by its task at once, which registers the task's waker.
-        if handling.as_mut().now_or_never().is_some() {
+        if handling.get_pin().now_or_never().is_some() {
             drop(permit);
+            *self.spare = Some(handling);
             return Some(key);
         }
         self.in_flight.spawn(async move {
@@ -282,13 +299,13 @@ impl Running<'_> {
 }
 
 /// A concurrent route answering requests in the caller's task (memory, HTTP).
-struct InlineRoute {
+struct InlineRoute<H> {
     context: Arc<RouteContext>,
-    handler: ErasedHandler,
+    handler: Arc<H>,
     permits: Arc<Semaphore>,
 }
 
-impl InlineAnswer for InlineRoute {
+impl<H: RouteHandler> InlineAnswer for InlineRoute<H> {
     fn answer(
         self: Arc<Self>,
         subject: Arc<str>,
@@ -301,13 +318,13 @@ impl InlineAnswer for InlineRoute {
                 skip_expired(&self.context, &subject);
                 return None;
             }
-            Some(reply_for(&self.context, &subject, message, &self.handler).await)
+            Some(reply_for(&self.context, &subject, message, &*self.handler).await)
         })
     }
 }
 
 /// How the message arrived decides what happens, never how the handler was registered.
-async fn handle(context: &RouteContext, incoming: Incoming, handler: &ErasedHandler) {
+async fn handle<H: RouteHandler>(context: &RouteContext, incoming: Incoming, handler: &H) {
     if incoming.expects_reply() {
         answer(context, incoming, handler).await;
     } else {

@@ -39,9 +39,14 @@ pub(super) fn from_header_map(map: Option<HeaderMap>) -> Headers {
     headers
 }
 
-/// A received core NATS message; requests get a responder that publishes to the reply inbox.
-pub(super) fn incoming(message: async_nats::Message, client: &async_nats::Client) -> Incoming {
-    let subject: Arc<str> = Arc::from(message.subject.as_str());
+/// A received core NATS message under `subject` (the caller shares one
+/// across messages on the same subject); requests get a responder that
+/// publishes to the reply inbox.
+pub(super) fn incoming(
+    subject: Arc<str>,
+    message: async_nats::Message,
+    client: &async_nats::Client,
+) -> Incoming {
     let reply = message.reply;
     let received = Message {
         payload: message.payload,

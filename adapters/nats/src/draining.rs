@@ -2,6 +2,7 @@
 //! over the ones already on their way (what a `Service` does at shutdown).
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use futures_core::Stream;
@@ -20,6 +21,9 @@ pub(super) struct DrainingStream {
     /// Telling the server to stop sending; gives the subscriber back when told.
     unsubscribing: Option<futures_util::future::BoxFuture<'static, async_nats::Subscriber>>,
     client: async_nats::Client,
+    /// The subject of the last message, shared with the next one on the
+    /// same subject (most subscriptions see one), so it is not copied per message.
+    last_subject: Option<Arc<str>>,
 }
 
 impl DrainingStream {
@@ -33,6 +37,7 @@ impl DrainingStream {
             stopped: Some(stopped),
             unsubscribing: None,
             client,
+            last_subject: None,
         }
     }
 }
@@ -67,6 +72,16 @@ impl Stream for DrainingStream {
             return Poll::Ready(None);
         };
         let message = ready!(subscriber.poll_next_unpin(cx));
-        Poll::Ready(message.map(|message| convert::incoming(message, &this.client)))
+        Poll::Ready(message.map(|message| {
+            let subject = match &this.last_subject {
+                Some(last) if **last == *message.subject.as_str() => last.clone(),
+                _ => {
+                    let subject: Arc<str> = Arc::from(message.subject.as_str());
+                    this.last_subject = Some(subject.clone());
+                    subject
+                }
+            };
+            convert::incoming(subject, message, &this.client)
+        }))
     }
 }
