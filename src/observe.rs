@@ -110,24 +110,15 @@ fn record(
     outcome: &'static str,
     elapsed: std::time::Duration,
 ) {
-    let calls = static_labels::of(&[
-        ("op", op.as_str()),
-        ("backend", backend),
-        ("outcome", outcome),
-    ]);
-    let timing = static_labels::of(&[("op", op.as_str()), ("backend", backend)]);
+    use static_keys::Metric;
+    let calls = static_keys::key(Metric::Calls, op, backend, outcome);
+    let timing = static_keys::key(Metric::Seconds, op, backend, "");
     metrics::with_recorder(|recorder| {
         recorder
-            .register_counter(
-                &metrics::Key::from_static_parts("switchboard_calls_total", calls),
-                &static_labels::METADATA,
-            )
+            .register_counter(calls, &static_keys::METADATA)
             .increment(1);
         recorder
-            .register_histogram(
-                &metrics::Key::from_static_parts("switchboard_call_seconds", timing),
-                &static_labels::METADATA,
-            )
+            .register_histogram(timing, &static_keys::METADATA)
             .record(elapsed.as_secs_f64());
     });
 }
@@ -144,11 +135,9 @@ struct InFlight {
 fn in_flight(op: Operation, backend: &'static str) -> InFlight {
     #[cfg(feature = "metrics")]
     {
-        let labels = static_labels::of(&[("op", op.as_str()), ("backend", backend)]);
-        let key = metrics::Key::from_static_parts("switchboard_in_flight", labels);
-        let gauge = metrics::with_recorder(|recorder| {
-            recorder.register_gauge(&key, &static_labels::METADATA)
-        });
+        let key = static_keys::key(static_keys::Metric::InFlight, op, backend, "");
+        let gauge =
+            metrics::with_recorder(|recorder| recorder.register_gauge(key, &static_keys::METADATA));
         gauge.increment(1.0);
         InFlight { gauge }
     }
@@ -166,47 +155,90 @@ impl Drop for InFlight {
     }
 }
 
-/// The label sets of the per-call metrics, whose values are all `'static`
-/// (operation, backend, outcome): each distinct set is made a static slice
-/// once, so a key built from it borrows instead of allocating, and recording
-/// a call allocates nothing, whatever recorder is installed (global or local).
+/// The keys of the per-call metrics, whose label values are all `'static`
+/// (operation, backend, outcome): each distinct key is made once and kept,
+/// so recording a call neither allocates nor hashes label strings, whatever
+/// recorder is installed (global or local); the recorder looks the key up
+/// by the hash the key carries.
 #[cfg(feature = "metrics")]
-mod static_labels {
+mod static_keys {
     use std::collections::HashMap;
     use std::sync::RwLock;
 
-    use metrics::Label;
+    use metrics::{Key, Label};
+
+    use super::Operation;
 
     /// The metadata the `metrics` macros would give these metrics.
     pub(super) static METADATA: metrics::Metadata<'static> =
         metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
-    /// Each label set seen, as (key, value) pairs, with its static slice.
-    type LabelSets = HashMap<Vec<(&'static str, &'static str)>, &'static [Label]>;
+    /// Which per-call metric a key names.
+    #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+    pub(super) enum Metric {
+        /// `switchboard_calls_total{op, backend, outcome}`
+        Calls,
+        /// `switchboard_call_seconds{op, backend}`
+        Seconds,
+        /// `switchboard_in_flight{op, backend}`
+        InFlight,
+    }
 
-    /// At most operations × backends × outcomes entries: bounded.
-    static KNOWN: RwLock<Option<LabelSets>> = RwLock::new(None);
+    /// A `'static` string by where it is: the same text at two addresses
+    /// only makes two entries for one key, and the set stays bounded.
+    type At = (usize, usize);
 
-    /// The static label slice for `pairs`.
-    pub(super) fn of<const N: usize>(
-        pairs: &[(&'static str, &'static str); N],
-    ) -> &'static [Label] {
-        if let Some(labels) = KNOWN
+    fn at(text: &'static str) -> At {
+        (text.as_ptr() as usize, text.len())
+    }
+
+    type Known = HashMap<(Metric, At, At, At), &'static Key, foldhash::fast::RandomState>;
+
+    /// At most metrics × operations × backends × outcomes entries: bounded.
+    static KNOWN: RwLock<Option<Known>> = RwLock::new(None);
+
+    /// The key of `metric` for this call (`outcome` is only read for `Calls`).
+    pub(super) fn key(
+        metric: Metric,
+        op: Operation,
+        backend: &'static str,
+        outcome: &'static str,
+    ) -> &'static Key {
+        let op = op.as_str();
+        let id = (metric, at(op), at(backend), at(outcome));
+        if let Some(key) = KNOWN
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .and_then(|known| known.get(pairs.as_slice()))
+            .and_then(|known| known.get(&id))
         {
-            return labels;
+            return key;
         }
         let mut known = KNOWN.write().unwrap_or_else(|e| e.into_inner());
-        let known = known.get_or_insert_with(HashMap::new);
-        known.entry(pairs.to_vec()).or_insert_with(|| {
-            let labels: Vec<Label> = pairs
-                .iter()
-                .map(|&(key, value)| Label::from_static_parts(key, value))
-                .collect();
-            Box::leak(labels.into_boxed_slice())
+        let known = known.get_or_insert_with(Known::default);
+        known.entry(id).or_insert_with(|| {
+            let (name, labels): (&'static str, Vec<Label>) = match metric {
+                Metric::Calls => (
+                    "switchboard_calls_total",
+                    vec![
+                        Label::from_static_parts("op", op),
+                        Label::from_static_parts("backend", backend),
+                        Label::from_static_parts("outcome", outcome),
+                    ],
+                ),
+                Metric::Seconds | Metric::InFlight => (
+                    match metric {
+                        Metric::Seconds => "switchboard_call_seconds",
+                        _ => "switchboard_in_flight",
+                    },
+                    vec![
+                        Label::from_static_parts("op", op),
+                        Label::from_static_parts("backend", backend),
+                    ],
+                ),
+            };
+            let labels: &'static [Label] = Box::leak(labels.into_boxed_slice());
+            Box::leak(Box::new(Key::from_static_parts(name, labels)))
         })
     }
 }

@@ -23,7 +23,8 @@ pub(crate) struct Unrouted {
 
 #[derive(Default)]
 struct State {
-    subjects: HashMap<String, Seen>,
+    /// foldhash: every event that reaches nobody looks its subject up here.
+    subjects: HashMap<String, Seen, foldhash::fast::RandomState>,
     total: u64,
     last: Option<Instant>,
 }
@@ -44,14 +45,14 @@ impl Unrouted {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.total += 1;
         state.last = Some(now);
-        let key = match state.subjects.contains_key(subject) || state.subjects.len() < MAX_SUBJECTS
-        {
+        let known = state.subjects.contains_key(subject);
+        let key = match known || state.subjects.len() < MAX_SUBJECTS {
             true => subject,
             false => OTHER_SUBJECTS,
         };
         // The subject is copied only the first time it goes unrouted.
-        if !state.subjects.contains_key(key) {
-            state.subjects.insert(key.to_owned(), Default::default());
+        if !known {
+            state.subjects.entry(key.to_owned()).or_default();
         }
         let Some(seen) = state.subjects.get_mut(key) else {
             return;

@@ -160,6 +160,27 @@ impl KafkaTransport {
             })
             .await
     }
+
+    /// Publishes one record within `delivery_timeout`. A plain async fn, so
+    /// `publish` and `publish_reaching` each box one future (theirs, for the
+    /// trait object), not two.
+    async fn publish_now(&self, subject: &str, message: Message) -> Result<()> {
+        let _in_flight = self.gate.enter()?;
+        // One bound for the whole publish: creating the topic, waiting for room
+        // in librdkafka's queue and the broker's acknowledgement together never
+        // take longer than `delivery_timeout` (they could add up to twice it).
+        let publish = async {
+            let topic = topic_for(subject);
+            self.topics.ensure(topic).await?;
+            let key = message
+                .headers
+                .get(wire::KEY)
+                .unwrap_or(&self.connection_id)
+                .to_owned();
+            self.produce(topic, &message, &key).await
+        };
+        switchboard_core::error::within(subject, self.settings.delivery_timeout, publish).await
+    }
 }
 
 /// A name no other connection uses, made of topic-safe characters.
@@ -211,26 +232,14 @@ impl Transport for KafkaTransport {
     }
 
     async fn publish(&self, subject: &str, message: Message) -> Result<()> {
-        let _in_flight = self.gate.enter()?;
-        // One bound for the whole publish: creating the topic, waiting for room
-        // in librdkafka's queue and the broker's acknowledgement together never
-        // take longer than `delivery_timeout` (they could add up to twice it).
-        let publish = async {
-            let topic = topic_for(subject);
-            self.topics.ensure(topic).await?;
-            let key = message
-                .headers
-                .get(wire::KEY)
-                .unwrap_or(&self.connection_id)
-                .to_owned();
-            self.produce(topic, &message, &key).await
-        };
-        switchboard_core::error::within(subject, self.settings.delivery_timeout, publish).await
+        self.publish_now(subject, message).await
     }
 
     /// The topic keeps the event for its consumer groups, present or not.
     async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
-        self.publish(subject, message).await.map(|()| Reach::Taken)
+        self.publish_now(subject, message)
+            .await
+            .map(|()| Reach::Taken)
     }
 
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {

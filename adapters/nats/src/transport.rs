@@ -136,6 +136,30 @@ impl NatsTransport {
         }
     }
 
+    /// Publishes through the stream that captures `subject`, else on core
+    /// NATS. A plain async fn, so `publish` and `publish_reaching` each box
+    /// one future (theirs, for the trait object), not two.
+    async fn publish_now(&self, subject: &str, message: Message) -> Result<()> {
+        let _in_flight = self.gate.enter()?;
+        let publish = async {
+            match &self.jetstream {
+                Some(jetstream) if jetstream.captures(subject) => {
+                    jetstream.publish(subject, message).await
+                }
+                _ => convert::publish_core(&self.client, subject.to_owned().into(), message).await,
+            }
+        };
+        // A core publish almost always completes at once (queued in the client):
+        // arm the timer only when it has to wait, to keep it off the hot path.
+        let mut publish = std::pin::pin!(publish);
+        if let Some(result) = (&mut publish).now_or_never() {
+            return result;
+        }
+        tokio::time::timeout(self.publish_timeout, publish)
+            .await
+            .map_err(|_| self.bounded_publish_error(subject))?
+    }
+
     fn bounded_publish_error(&self, subject: &str) -> Error {
         Error::Timeout {
             subject: subject.to_owned(),
@@ -201,24 +225,7 @@ impl Transport for NatsTransport {
     }
 
     async fn publish(&self, subject: &str, message: Message) -> Result<()> {
-        let _in_flight = self.gate.enter()?;
-        let publish = async {
-            match &self.jetstream {
-                Some(jetstream) if jetstream.captures(subject) => {
-                    jetstream.publish(subject, message).await
-                }
-                _ => convert::publish_core(&self.client, subject.to_owned().into(), message).await,
-            }
-        };
-        // A core publish almost always completes at once (queued in the client):
-        // arm the timer only when it has to wait, to keep it off the hot path.
-        let mut publish = std::pin::pin!(publish);
-        if let Some(result) = (&mut publish).now_or_never() {
-            return result;
-        }
-        tokio::time::timeout(self.publish_timeout, publish)
-            .await
-            .map_err(|_| self.bounded_publish_error(subject))?
+        self.publish_now(subject, message).await
     }
 
     /// A JetStream stream keeps what it captures; core NATS cannot tell
@@ -228,7 +235,7 @@ impl Transport for NatsTransport {
             .jetstream
             .as_ref()
             .is_some_and(|jetstream| jetstream.captures(subject));
-        self.publish(subject, message).await?;
+        self.publish_now(subject, message).await?;
         Ok(if stored { Reach::Taken } else { Reach::Unknown })
     }
 
