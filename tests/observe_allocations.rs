@@ -334,19 +334,25 @@ async fn raw_nats_per_event() -> (f64, f64) {
         .unwrap();
     let payload = bytes::Bytes::from(serde_json::to_vec(&order()).unwrap());
     consumer
-        .per_message(|messages| {
-            let (client, subject, payload) = (&client, &subject, &payload);
-            async move {
-                for _ in 0..messages {
-                    client
-                        .publish(subject.clone(), payload.clone())
-                        .await
-                        .unwrap();
-                }
-                client.flush().await.unwrap();
-            }
-        })
+        .per_message(|messages| raw_publish(&client, &subject, &payload, messages))
         .await
+}
+
+#[cfg(feature = "nats")]
+/// Publishes `payload` `messages` times with the raw client, then flushes.
+async fn raw_publish(
+    client: &switchboard::nats::async_nats::Client,
+    subject: &str,
+    payload: &bytes::Bytes,
+    messages: usize,
+) {
+    for _ in 0..messages {
+        client
+            .publish(subject.to_owned(), payload.clone())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
 }
 
 #[cfg(feature = "nats")]
@@ -359,19 +365,7 @@ async fn raw_nats_per_publish() -> f64 {
         .unwrap();
     let subject = support::unique("alloc-raw-publish");
     let payload = bytes::Bytes::from(serde_json::to_vec(&order()).unwrap());
-    per_message(|messages| {
-        let (client, subject, payload) = (&client, &subject, &payload);
-        async move {
-            for _ in 0..messages {
-                client
-                    .publish(subject.clone(), payload.clone())
-                    .await
-                    .unwrap();
-            }
-            client.flush().await.unwrap();
-        }
-    })
-    .await
+    per_message(|messages| raw_publish(&client, &subject, &payload, messages)).await
 }
 
 #[cfg(feature = "nats")]
