@@ -31,7 +31,7 @@ const POOL_SIZE: u32 = 8;
 pub(crate) struct PgStore {
     pool: PgPool,
     options: PgConnectOptions,
-    /// The session holding (or trying for) the relay lock, and whether it holds it.
+    /// The connection holding (or trying for) the relay lock, and whether it holds it.
     lock: Mutex<Option<(PgConnection, bool)>>,
     listener: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// The read-only snapshot the relay's current pass reads its pages in:
@@ -300,7 +300,7 @@ impl Backend for PgStore {
     async fn lead(&self) -> bool {
         let mut lock = self.lock.lock().await;
         if let Some((connection, held)) = lock.as_mut() {
-            // A session that broke let go of the lock with it.
+            // A connection that broke let go of the lock with it.
             let alive = if *held {
                 sqlx::query("SELECT 1")
                     .execute(&mut *connection)
@@ -313,7 +313,7 @@ impl Backend for PgStore {
                 return *held;
             }
             if *held {
-                tracing::warn!("outbox: lost the session holding the relay lock; another process may relay now");
+                tracing::warn!("outbox: lost the connection holding the relay lock; another process may relay now");
             }
             *lock = None;
         }
