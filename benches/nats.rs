@@ -7,8 +7,12 @@
 //! `service_typed_json` (a typed `Service` handler called with `request_json`
 //! / `publish_json`, the API users write) and `raw_async_nats` per payload size;
 //! and `two_process_*` groups with the responder in a second process (a copy
-//! of this binary), `service_typed_json` against `raw_async_nats`.
+//! of this binary), `service_typed_json` against `raw_async_nats`, with
+//! event bursts consumed in that process (`two_process_events_burst`, see
+//! `benches/nats/burst.rs`).
 
+#[path = "nats/burst.rs"]
+mod burst;
 mod common;
 
 use std::sync::Arc;
@@ -238,6 +242,7 @@ fn nats_responder(prefix: String) {
     runtime().block_on(async {
         let bus = switchboard::connect(URL).await.unwrap();
         let _typed = TypedService::start(&bus, &prefix).await;
+        let _burst = burst::consume(URL, &prefix).await;
         let raw = switchboard::nats::async_nats::connect(URL).await.unwrap();
         let mut requests = raw.subscribe(format!("{prefix}.raw")).await.unwrap();
         raw.flush().await.unwrap();
@@ -293,6 +298,8 @@ fn nats_two_process(c: &mut Criterion) {
         }
     });
     concurrent.finish();
+
+    burst::bench(c, &rt, URL, &requester, &prefix);
 }
 
 criterion_group! {

@@ -13,15 +13,15 @@
 //! (`fallback = "async"`).
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
-
-use tracing::Instrument;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::trace::TraceContext;
 
 /// What kind of call is being observed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Operation {
     /// An outgoing request.
     Request,
@@ -44,30 +44,41 @@ impl Operation {
     }
 }
 
+/// How [`observe`] tells a failed call: by its error's kind.
+type ErrorOf<T> = fn(&Result<T>) -> Option<ErrorKind>;
+
 /// Runs `call` inside a span named `switchboard` and records its outcome.
-pub(crate) async fn observe<T>(
+#[inline]
+pub(crate) fn observe<F, T>(
     op: Operation,
     subject: &str,
     backend: &'static str,
     trace: Option<&TraceContext>,
-    call: impl Future<Output = Result<T>>,
-) -> Result<T> {
+    call: F,
+) -> Observed<F, ErrorOf<T>>
+where
+    F: Future<Output = Result<T>>,
+{
     observe_with(op, subject, backend, trace, call, |result| {
         result.as_ref().err().map(Error::kind)
     })
-    .await
 }
 
 /// [`observe`] for calls whose output is not a `Result`: `failure` tells
 /// which error kind (if any) the output stands for.
-pub(crate) async fn observe_with<T>(
+#[inline]
+pub(crate) fn observe_with<F, C>(
     op: Operation,
     subject: &str,
     backend: &'static str,
     trace: Option<&TraceContext>,
-    call: impl Future<Output = T>,
-    failure: impl FnOnce(&T) -> Option<ErrorKind>,
-) -> T {
+    call: F,
+    failure: C,
+) -> Observed<F, C>
+where
+    F: Future,
+    C: FnOnce(&F::Output) -> Option<ErrorKind>,
+{
     let span = tracing::info_span!(
         "switchboard",
         op = op.as_str(),
@@ -77,7 +88,8 @@ pub(crate) async fn observe_with<T>(
         outcome = tracing::field::Empty,
         micros = tracing::field::Empty,
     );
-    if let (false, Some(trace)) = (span.is_disabled(), trace) {
+    let spanned = !span.is_disabled();
+    if let (true, Some(trace)) = (spanned, trace) {
         span.record("trace_id", trace.trace_id());
         // A handled message's span continues the caller's trace in OpenTelemetry too.
         #[cfg(feature = "otel")]
@@ -88,58 +100,103 @@ pub(crate) async fn observe_with<T>(
     }
     // Reading the clock is a measurable share of an in-memory call: only when
     // someone will see the duration (an enabled span or the metrics feature).
-    let started = (!span.is_disabled() || cfg!(feature = "metrics")).then(Instant::now);
-    let _in_flight = in_flight(op, backend);
-    let result = call.instrument(span.clone()).await;
-    if let Some(started) = started {
-        let elapsed = started.elapsed();
-        let outcome = failure(&result).map_or("ok", ErrorKind::as_str);
-        if !span.is_disabled() {
-            span.record("outcome", outcome);
-            span.record("micros", elapsed.as_micros() as u64);
-        }
-        record(op, backend, outcome, elapsed);
+    let started = (spanned || cfg!(feature = "metrics")).then(Instant::now);
+    Observed {
+        call,
+        span: spanned.then_some(span),
+        started,
+        in_flight: Some(in_flight(op, backend)),
+        failure: Some(failure),
     }
-    result
 }
 
+pin_project_lite::pin_project! {
+    /// A call running inside its span, recorded when it finishes. A plain
+    /// struct rather than an `async fn`, so it is the size of the call plus
+    /// a few words: an `async fn` holds its argument future twice, and a
+    /// route moves each message's handling future once or twice.
+    pub(crate) struct Observed<F, C> {
+        #[pin]
+        call: F,
+        // `None` when no subscriber wants it: nothing to enter per poll.
+        span: Option<tracing::Span>,
+        started: Option<Instant>,
+        in_flight: Option<InFlight>,
+        failure: Option<C>,
+    }
+}
+
+impl<F, C> Future for Observed<F, C>
+where
+    F: Future,
+    C: FnOnce(&F::Output) -> Option<ErrorKind>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let result = match this.span {
+            Some(span) => {
+                let _entered = span.enter();
+                ready!(this.call.poll(cx))
+            }
+            None => ready!(this.call.poll(cx)),
+        };
+        let in_flight = this.in_flight.take();
+        if let (Some(started), Some(failure)) = (this.started.take(), this.failure.take()) {
+            let elapsed = started.elapsed();
+            let outcome = failure(&result).map_or("ok", ErrorKind::as_str);
+            if let Some(span) = this.span {
+                span.record("outcome", outcome);
+                span.record("micros", elapsed.as_micros() as u64);
+            }
+            record(in_flight, outcome, elapsed);
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// Records a finished call on the metrics its in-flight guard names.
 #[cfg(feature = "metrics")]
-fn record(
-    op: Operation,
-    backend: &'static str,
-    outcome: &'static str,
-    elapsed: std::time::Duration,
-) {
-    use static_keys::Metric;
-    let calls = static_keys::key(Metric::Calls, op, backend, outcome);
-    let timing = static_keys::key(Metric::Seconds, op, backend, "");
+fn record(in_flight: Option<InFlight>, outcome: &'static str, elapsed: std::time::Duration) {
+    let Some(InFlight { keys, .. }) = &in_flight else {
+        return;
+    };
+    let calls = match outcome {
+        "ok" => &keys.calls_ok,
+        failed => static_keys::calls(keys.op, keys.backend, failed),
+    };
     metrics::with_recorder(|recorder| {
         recorder
             .register_counter(calls, &static_keys::METADATA)
             .increment(1);
         recorder
-            .register_histogram(timing, &static_keys::METADATA)
+            .register_histogram(&keys.seconds, &static_keys::METADATA)
             .record(elapsed.as_secs_f64());
     });
 }
 
 #[cfg(not(feature = "metrics"))]
-fn record(_: Operation, _: &'static str, _: &'static str, _: std::time::Duration) {}
+fn record(_: Option<InFlight>, _: &'static str, _: std::time::Duration) {}
 
 /// Counts a call in flight for as long as the guard lives.
 struct InFlight {
     #[cfg(feature = "metrics")]
     gauge: metrics::Gauge,
+    /// The call's metric keys, found once per call.
+    #[cfg(feature = "metrics")]
+    keys: &'static static_keys::CallKeys,
 }
 
 fn in_flight(op: Operation, backend: &'static str) -> InFlight {
     #[cfg(feature = "metrics")]
     {
-        let key = static_keys::key(static_keys::Metric::InFlight, op, backend, "");
-        let gauge =
-            metrics::with_recorder(|recorder| recorder.register_gauge(key, &static_keys::METADATA));
+        let keys = static_keys::keys(op, backend);
+        let gauge = metrics::with_recorder(|recorder| {
+            recorder.register_gauge(&keys.in_flight, &static_keys::METADATA)
+        });
         gauge.increment(1.0);
-        InFlight { gauge }
+        InFlight { gauge, keys }
     }
     #[cfg(not(feature = "metrics"))]
     {
@@ -159,7 +216,8 @@ impl Drop for InFlight {
 /// (operation, backend, outcome): each distinct key is made once and kept,
 /// so recording a call neither allocates nor hashes label strings, whatever
 /// recorder is installed (global or local); the recorder looks the key up
-/// by the hash the key carries.
+/// by the hash the key carries. A call finds its operation's and backend's
+/// keys in one lookup; a failed call looks up its outcome's counter too.
 #[cfg(feature = "metrics")]
 mod static_keys {
     use std::collections::HashMap;
@@ -173,15 +231,16 @@ mod static_keys {
     pub(super) static METADATA: metrics::Metadata<'static> =
         metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
-    /// Which per-call metric a key names.
-    #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-    pub(super) enum Metric {
-        /// `switchboard_calls_total{op, backend, outcome}`
-        Calls,
-        /// `switchboard_call_seconds{op, backend}`
-        Seconds,
+    /// The keys every call of one operation on one backend records.
+    pub(super) struct CallKeys {
+        pub(super) op: Operation,
+        pub(super) backend: &'static str,
         /// `switchboard_in_flight{op, backend}`
-        InFlight,
+        pub(super) in_flight: Key,
+        /// `switchboard_call_seconds{op, backend}`
+        pub(super) seconds: Key,
+        /// `switchboard_calls_total{op, backend, outcome="ok"}`
+        pub(super) calls_ok: Key,
     }
 
     /// A `'static` string by where it is: the same text at two addresses
@@ -192,54 +251,77 @@ mod static_keys {
         (text.as_ptr() as usize, text.len())
     }
 
-    type Known = HashMap<(Metric, At, At, At), &'static Key, foldhash::fast::RandomState>;
+    type Known<K, V> = RwLock<Option<HashMap<K, &'static V, foldhash::fast::RandomState>>>;
 
-    /// At most metrics × operations × backends × outcomes entries: bounded.
-    static KNOWN: RwLock<Option<Known>> = RwLock::new(None);
+    /// At most operations × backends entries: bounded.
+    static CALLS: Known<(Operation, At), CallKeys> = RwLock::new(None);
+    /// At most operations × backends × error kinds entries: bounded.
+    static FAILED: Known<(Operation, At, At), Key> = RwLock::new(None);
 
-    /// The key of `metric` for this call (`outcome` is only read for `Calls`).
-    pub(super) fn key(
-        metric: Metric,
-        op: Operation,
-        backend: &'static str,
-        outcome: &'static str,
-    ) -> &'static Key {
-        let op = op.as_str();
-        let id = (metric, at(op), at(backend), at(outcome));
-        if let Some(key) = KNOWN
+    /// The entry for `id`, made by `make` (and kept for good) the first time.
+    fn find<K: std::hash::Hash + Eq, V>(
+        known: &'static Known<K, V>,
+        id: K,
+        make: impl FnOnce() -> V,
+    ) -> &'static V {
+        if let Some(found) = known
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .and_then(|known| known.get(&id))
         {
-            return key;
+            return found;
         }
-        let mut known = KNOWN.write().unwrap_or_else(|e| e.into_inner());
-        let known = known.get_or_insert_with(Known::default);
-        known.entry(id).or_insert_with(|| {
-            let (name, labels): (&'static str, Vec<Label>) = match metric {
-                Metric::Calls => (
-                    "switchboard_calls_total",
-                    vec![
-                        Label::from_static_parts("op", op),
-                        Label::from_static_parts("backend", backend),
-                        Label::from_static_parts("outcome", outcome),
-                    ],
-                ),
-                Metric::Seconds | Metric::InFlight => (
-                    match metric {
-                        Metric::Seconds => "switchboard_call_seconds",
-                        _ => "switchboard_in_flight",
-                    },
-                    vec![
-                        Label::from_static_parts("op", op),
-                        Label::from_static_parts("backend", backend),
-                    ],
-                ),
+        let mut known = known.write().unwrap_or_else(|e| e.into_inner());
+        let known = known.get_or_insert_with(HashMap::default);
+        known
+            .entry(id)
+            .or_insert_with(|| Box::leak(Box::new(make())))
+    }
+
+    fn make_key(name: &'static str, labels: Vec<Label>) -> Key {
+        Key::from_static_parts(name, Box::leak(labels.into_boxed_slice()))
+    }
+
+    /// The keys of `op` on `backend`.
+    pub(super) fn keys(op: Operation, backend: &'static str) -> &'static CallKeys {
+        find(&CALLS, (op, at(backend)), || {
+            let labels = || {
+                vec![
+                    Label::from_static_parts("op", op.as_str()),
+                    Label::from_static_parts("backend", backend),
+                ]
             };
-            let labels: &'static [Label] = Box::leak(labels.into_boxed_slice());
-            Box::leak(Box::new(Key::from_static_parts(name, labels)))
+            CallKeys {
+                op,
+                backend,
+                in_flight: make_key("switchboard_in_flight", labels()),
+                seconds: make_key("switchboard_call_seconds", labels()),
+                calls_ok: calls_key(op, backend, "ok"),
+            }
         })
+    }
+
+    /// `switchboard_calls_total` of `op` on `backend` ended with `outcome`.
+    pub(super) fn calls(
+        op: Operation,
+        backend: &'static str,
+        outcome: &'static str,
+    ) -> &'static Key {
+        find(&FAILED, (op, at(backend), at(outcome)), || {
+            calls_key(op, backend, outcome)
+        })
+    }
+
+    fn calls_key(op: Operation, backend: &'static str, outcome: &'static str) -> Key {
+        make_key(
+            "switchboard_calls_total",
+            vec![
+                Label::from_static_parts("op", op.as_str()),
+                Label::from_static_parts("backend", backend),
+                Label::from_static_parts("outcome", outcome),
+            ],
+        )
     }
 }
 

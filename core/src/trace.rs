@@ -35,8 +35,7 @@ pub struct TraceContext {
 impl TraceContext {
     /// Starts a new, sampled trace with random ids.
     pub fn new_root() -> Self {
-        // `1..` rules out the all-zero id, which W3C reserves as invalid.
-        let trace_id = fastrand::u128(1..).to_be_bytes();
+        let trace_id = nonzero(fastrand::u128).to_be_bytes();
         TraceContext {
             trace_id,
             span_id: random_span_id(),
@@ -180,8 +179,8 @@ impl TraceContext {
     }
 
     /// Runs `future` with this as the current context, so calls it makes carry it.
-    pub async fn scope<F: Future>(self, future: F) -> F::Output {
-        CURRENT.scope(self, future).await
+    pub fn scope<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self, future)
     }
 }
 
@@ -219,7 +218,18 @@ impl fmt::Debug for TraceContext {
 }
 
 fn random_span_id() -> [u8; 8] {
-    fastrand::u64(1..).to_be_bytes()
+    nonzero(fastrand::u64).to_be_bytes()
+}
+
+/// A random id that is not all zeros (W3C reserves that as invalid): drawn
+/// again on zero rather than from a range, which costs a 128-bit division.
+fn nonzero<T: PartialEq + Default>(draw: impl Fn(std::ops::RangeFull) -> T) -> T {
+    loop {
+        let id = draw(..);
+        if id != T::default() {
+            return id;
+        }
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

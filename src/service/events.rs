@@ -27,7 +27,9 @@ pub(super) async fn handle_event<H: RouteHandler>(
         .as_ref()
         .and_then(|dedup| Some((dedup, dedup::delivery_id(&incoming)?)));
     let claim = match dedup_id {
-        Some((dedup, id)) => match dedup.begin(&id).await {
+        // Boxed here and below: a path most events never take adds a
+        // pointer to the handling future, not the size of its own.
+        Some((dedup, id)) => match Box::pin(dedup.begin(&id)).await {
             Begun::Handled => {
                 tracing::debug!(%subject, service = %context.service, id, "event already handled (dedup); skipped");
                 observe::duplicate(&context.service, &context.route);
@@ -44,7 +46,6 @@ pub(super) async fn handle_event<H: RouteHandler>(
     // A sync command published instead of sent: its outcome is published back.
     let deferred = message.headers.get(wire::DEFERRED_ID).map(str::to_owned);
     let mut reply = None;
-    let mut stopping = context.shutdown.watch();
     // Set once this event has waited to retry while the service was stopping.
     let mut held_at_shutdown = false;
     let mut attempts = 0u32;
@@ -99,20 +100,8 @@ pub(super) async fn handle_event<H: RouteHandler>(
         let rejection_code = rejection.code().map(str::to_owned);
         tracing::warn!(%subject, service = %context.service, attempts, %reason, "event handler failed; retrying");
         observe::redelivery(&context.service, &context.route);
-        // Wait before the next attempt; a shutdown whose grace ends first stops the retries.
-        let wake = tokio::time::Instant::now() + retry_pause(attempts);
-        let out_of_grace = loop {
-            if let Some(deadline) = context.shutdown.deadline() {
-                held_at_shutdown = true;
-                if deadline < wake {
-                    break true;
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep_until(wake) => break false,
-                changed = stopping.changed() => if changed.is_err() { break false },
-            }
-        };
+        let (out_of_grace, held) = Box::pin(wait_to_retry(context, attempts)).await;
+        held_at_shutdown |= held;
         if out_of_grace {
             break Some(GaveUp {
                 reason: format!("service shut down while retrying: {reason}"),
@@ -129,15 +118,18 @@ pub(super) async fn handle_event<H: RouteHandler>(
         }
         // Remembered before the acknowledgement: a redelivery after it is skipped.
         if let Some(claim) = claim {
-            claim.handled().await;
+            Box::pin(claim.handled()).await;
         }
         if let (Some(id), Some(reply)) = (deferred, reply) {
-            publish_outcome(context, &subject, id, reply).await;
+            Box::pin(publish_outcome(context, &subject, id, reply)).await;
         }
         context.settle(&subject, incoming.ack().await);
         return;
     };
-    let outcome = give_up(context, &subject, incoming, message, &gave_up, claim).await;
+    let outcome = Box::pin(give_up(
+        context, &subject, incoming, message, &gave_up, claim,
+    ))
+    .await;
     if let (Some(id), HeldOutcome::DeadLettered | HeldOutcome::Lost) = (deferred, &outcome) {
         let mut refusal = Message::new(bytes::Bytes::new());
         let headers = &mut refusal.headers;
@@ -149,10 +141,31 @@ pub(super) async fn handle_event<H: RouteHandler>(
         if let Some(code) = &gave_up.code {
             headers.insert(wire::DEFERRED_CODE, wire::sanitize_header_value(code));
         }
-        publish_outcome(context, &subject, id, refusal).await;
+        Box::pin(publish_outcome(context, &subject, id, refusal)).await;
     }
     if gave_up.at_shutdown || held_at_shutdown || matches!(outcome, HeldOutcome::Lost) {
         context.shutdown.record(outcome);
+    }
+}
+
+/// Waits before retry `attempts + 1`: `(true, _)` if the shutdown's grace
+/// ends first, `(_, true)` if the service began stopping meanwhile.
+async fn wait_to_retry(context: &RouteContext, attempts: u32) -> (bool, bool) {
+    let wake = tokio::time::Instant::now() + retry_pause(attempts);
+    // Watched from here: a shutdown begun earlier is seen by `deadline` below.
+    let mut stopping = context.shutdown.watch();
+    let mut held_at_shutdown = false;
+    loop {
+        if let Some(deadline) = context.shutdown.deadline() {
+            held_at_shutdown = true;
+            if deadline < wake {
+                return (true, true);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => return (false, held_at_shutdown),
+            changed = stopping.changed() => if changed.is_err() { return (false, held_at_shutdown) },
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Running a route's handler once: the trace it continues, the context it
 //! gets, and its span and metrics.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -50,18 +51,20 @@ fn handler_context(
 
 /// Runs the handler once on `payload` inside the handler's trace and span,
 /// recording the outcome's error kind: (caller's context, handler's
-/// context) in `traces`.
+/// context) in `traces`. Not an `async fn`, which would hold the handler's
+/// future twice (see [`crate::observe::Observed`]).
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn run_observed<H: RouteHandler>(
-    context: &RouteContext,
+#[inline]
+pub(super) fn run_observed<'a, H: RouteHandler>(
+    context: &'a RouteContext,
     operation: Operation,
-    subject: &Arc<str>,
-    handler: &H,
-    payload: &Bytes,
+    subject: &'a Arc<str>,
+    handler: &'a H,
+    payload: &'a Bytes,
     headers: Headers,
     (parent, trace): (&TraceContext, &TraceContext),
     style: Style,
-) -> Result<Message, Rejection> {
+) -> impl Future<Output = Result<Message, Rejection>> + 'a {
     let handler_context = handler_context(context, subject, headers, trace, style);
     let run = run_once(handler, payload, handler_context);
     observe_with(
@@ -70,11 +73,10 @@ pub(super) async fn run_observed<H: RouteHandler>(
         context.backend,
         Some(parent),
         trace.clone().scope(run),
-        |outcome| match outcome {
+        |outcome: &Result<Message, Rejection>| match outcome {
             Ok(_) => None,
             Err(rejection) if rejection.is_undecodable() => Some(ErrorKind::Codec),
             Err(_) => Some(ErrorKind::Remote),
         },
     )
-    .await
 }

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, Either};
 use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -127,7 +127,9 @@ impl<H: RouteHandler> RouteLoop<'_, H> {
     ) -> bool {
         tokio::pin!(stop);
         loop {
+            // Biased: no random draw per message, and a stop is seen first.
             let next = tokio::select! {
+                biased;
                 () = &mut stop => return false,
                 Some(finished) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
                     if let Ok(Some(key)) = finished {
@@ -153,8 +155,10 @@ impl<H: RouteHandler> RouteLoop<'_, H> {
     /// behind the running event of its key if it has one.
     async fn dispatch(&mut self, held: Held) {
         if self.concurrency == 1 {
-            // Ordered route: the next message waits for this one.
-            handle(self.context, held.incoming, &**self.handler).await;
+            // Ordered route: the next message waits for this one, and takes its permit.
+            let Held { incoming, permit } = held;
+            handle(self.context, incoming, &**self.handler).await;
+            self.permit = Some(permit);
             return;
         }
         let key = match held.incoming.expects_reply() {
@@ -179,6 +183,7 @@ impl<H: RouteHandler> RouteLoop<'_, H> {
             context: self.context,
             handler: self.handler,
             spare: &mut self.spare,
+            permit: &mut self.permit,
         }
     }
 
@@ -189,6 +194,7 @@ impl<H: RouteHandler> RouteLoop<'_, H> {
             context: self.context,
             handler: self.handler,
             spare: &mut self.spare,
+            permit: &mut self.permit,
         };
         running.next_of_key(&mut self.keys, key);
     }
@@ -221,6 +227,8 @@ impl<H: RouteHandler> RouteLoop<'_, H> {
                 self.next_of_key(key);
             }
         }
+        // A message started above may have left its permit for a next one.
+        self.permit = None;
     }
 }
 
@@ -252,6 +260,9 @@ struct Running<'a, H> {
     context: &'a Arc<RouteContext>,
     handler: &'a Arc<H>,
     spare: &'a mut Option<ReusableBoxFuture<'static, ()>>,
+    /// Where the permit of a message that finished at once goes, if empty:
+    /// the next message takes it without going through the semaphore.
+    permit: &'a mut Option<OwnedSemaphorePermit>,
 }
 
 impl<H: RouteHandler> Running<'_, H> {
@@ -273,7 +284,9 @@ impl<H: RouteHandler> Running<'_, H> {
         // Polled once without a waker: a future left pending is polled again
         // by its task at once, which registers the task's waker.
         if handling.get_pin().now_or_never().is_some() {
-            drop(permit);
+            if self.permit.is_none() {
+                *self.permit = Some(permit);
+            }
             *self.spare = Some(handling);
             return Some(key);
         }
@@ -323,11 +336,16 @@ impl<H: RouteHandler> InlineAnswer for InlineRoute<H> {
     }
 }
 
-/// How the message arrived decides what happens, never how the handler was registered.
-async fn handle<H: RouteHandler>(context: &RouteContext, incoming: Incoming, handler: &H) {
-    if incoming.expects_reply() {
-        answer(context, incoming, handler).await;
-    } else {
-        handle_event(context, incoming, handler).await;
+/// How the message arrived decides what happens, never how the handler was
+/// registered. Not an `async fn`, which would hold `incoming` beside the
+/// future it is moved into.
+fn handle<'a, H: RouteHandler>(
+    context: &'a RouteContext,
+    incoming: Incoming,
+    handler: &'a H,
+) -> impl Future<Output = ()> + 'a {
+    match incoming.expects_reply() {
+        true => Either::Left(answer(context, incoming, handler)),
+        false => Either::Right(handle_event(context, incoming, handler)),
     }
 }
