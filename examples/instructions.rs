@@ -15,7 +15,9 @@
 //! `nats-typed-event` and `nats-publish-json` (the same on core NATS at
 //! 127.0.0.1:4222), and beside them the raw async-nats client doing the same
 //! work: `nats-raw-event` (publish the order's JSON, receive it on a
-//! subscription, decode it) and `nats-raw-publish` (publish the JSON).
+//! subscription, decode it) and `nats-raw-publish` (publish the JSON);
+//! `http-typed-request` and `grpc-typed-request` are `request_json` from one
+//! bus to a typed `Service` on another, over loopback.
 //! One thread (a current-thread runtime), so the count does not depend on
 //! how two workers happened to share the work.
 
@@ -54,6 +56,10 @@ async fn main() -> switchboard::Result<()> {
         "nats-publish-json" => {
             publish_json(&switchboard::connect("nats://127.0.0.1:4222").await?, count).await
         }
+        #[cfg(feature = "http")]
+        "http-typed-request" => across_loopback("http", count).await,
+        #[cfg(feature = "grpc")]
+        "grpc-typed-request" => across_loopback("grpc", count).await,
         #[cfg(feature = "nats")]
         "nats-raw-event" => raw_nats::events(count).await,
         #[cfg(feature = "nats")]
@@ -74,6 +80,29 @@ async fn typed_requests(bus: &Bus, count: usize) -> switchboard::Result<()> {
     }
     let _ = running.shutdown().await;
     bus.close().await
+}
+
+/// `request_json` from one bus to a typed `Service` on another bus of
+/// `scheme` (`http` or `grpc`), listening on 127.0.0.1.
+#[cfg(any(feature = "http", feature = "grpc"))]
+async fn across_loopback(scheme: &str, count: usize) -> switchboard::Result<()> {
+    let responder = switchboard::connect(&format!("{scheme}://127.0.0.1:0")).await?;
+    let (running, _) = typed_service(&responder, "instructions").await?;
+    let address = responder
+        .local_address()
+        .expect("a listening backend has an address");
+    let caller = switchboard::connect(&format!(
+        "{scheme}://127.0.0.1:0?peers={scheme}://{address}"
+    ))
+    .await?;
+    let order = order();
+    for _ in 0..count {
+        let echoed: Order = caller.request_json("instructions.echo", &order).await?;
+        std::hint::black_box(echoed);
+    }
+    let _ = running.shutdown().await;
+    caller.close().await?;
+    responder.close().await
 }
 
 async fn typed_events(bus: &Bus, count: usize) -> switchboard::Result<()> {

@@ -85,11 +85,11 @@ const MEMORY_EVENT_HANDLED: f64 = 2.5;
 const MEMORY_EVENT_CONSUMED: f64 = 0.5;
 const MEMORY_PUBLISH_JSON: f64 = 4.5;
 #[cfg(feature = "nats")]
-const NATS_EVENT_HANDLED: f64 = 3.5;
+const NATS_EVENT_HANDLED: f64 = 1.5;
 #[cfg(feature = "nats")]
 const NATS_EVENT_CONSUMED: f64 = 0.5;
 #[cfg(feature = "nats")]
-const NATS_PUBLISH_JSON: f64 = 3.5;
+const NATS_PUBLISH_JSON: f64 = 1.5;
 
 /// Allocations per message of `run(messages)`.
 async fn per_message<F, Fut>(mut run: F) -> f64

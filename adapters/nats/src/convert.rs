@@ -1,9 +1,12 @@
 //! Mapping between switchboard messages and NATS messages and errors.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use async_nats::HeaderMap;
 use async_trait::async_trait;
+use futures_util::future::Either;
+use futures_util::FutureExt;
 
 use switchboard_core::error::{Error, Result};
 use switchboard_core::headers::Headers;
@@ -75,21 +78,23 @@ impl Responder for NatsResponder {
 }
 
 /// Publishes on core NATS (no acknowledgement beyond the client's buffer).
-pub(super) async fn publish_core(
-    client: &async_nats::Client,
+/// Not an `async fn`, which would hold the subject and message beside the
+/// client's future they are moved into.
+pub(super) fn publish_core<'a>(
+    client: &'a async_nats::Client,
     subject: async_nats::Subject,
     message: Message,
-) -> Result<()> {
+) -> impl Future<Output = Result<()>> + 'a {
     let size = message.payload.len();
     let published = match to_header_map(&message.headers) {
         Some(headers) => {
-            client
-                .publish_with_headers(subject, headers, message.payload)
-                .await
+            Either::Left(client.publish_with_headers(subject, headers, message.payload))
         }
-        None => client.publish(subject, message.payload).await,
+        None => Either::Right(client.publish(subject, message.payload)),
     };
-    published.map_err(|err| publish_error(err, size, client.server_info().max_payload))
+    published.map(move |published| {
+        published.map_err(|err| publish_error(err, size, client.server_info().max_payload))
+    })
 }
 
 /// A core publish error as a switchboard error; `size` and `limit` describe the payload.

@@ -22,6 +22,7 @@ mod draining;
 mod jetstream;
 mod settings;
 mod slow_consumer;
+mod subjects;
 mod transport;
 
 use std::sync::Arc;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::future::Either;
 use futures_util::FutureExt;
 
 use super::convert::{self, BACKEND};
@@ -11,6 +12,7 @@ use super::draining::DrainingStream;
 use super::jetstream::JetStream;
 use super::settings::NatsSettings;
 use super::slow_consumer::SlowConsumers;
+use super::subjects::Subjects;
 use switchboard_core::capabilities::{Capabilities, Support};
 use switchboard_core::drain::DrainGate;
 use switchboard_core::error::{Error, Result};
@@ -26,6 +28,7 @@ pub struct NatsTransport {
     publish_timeout: Duration,
     jetstream: Option<JetStream>,
     capabilities: Capabilities,
+    subjects: Subjects,
 }
 
 impl NatsTransport {
@@ -111,6 +114,7 @@ impl NatsTransport {
             publish_timeout: settings.publish_timeout,
             jetstream,
             capabilities,
+            subjects: Subjects::default(),
         })
     }
 
@@ -141,21 +145,27 @@ impl NatsTransport {
     /// one future (theirs, for the trait object), not two.
     async fn publish_now(&self, subject: &str, message: Message) -> Result<()> {
         let _in_flight = self.gate.enter()?;
-        let publish = async {
-            match &self.jetstream {
-                Some(jetstream) if jetstream.captures(subject) => {
-                    jetstream.publish(subject, message).await
-                }
-                _ => convert::publish_core(&self.client, subject.to_owned().into(), message).await,
+        let publish = match &self.jetstream {
+            // Boxed: a publish that waits for the stream's ack pays one
+            // allocation, and a core publish's future stays small (under
+            // 1 KiB, which the allocator serves from its per-thread cache).
+            Some(jetstream) if jetstream.captures(subject) => {
+                Either::Left(Box::pin(jetstream.publish(subject, message)))
             }
+            _ => Either::Right(convert::publish_core(
+                &self.client,
+                self.subjects.get(subject),
+                message,
+            )),
         };
-        // A core publish almost always completes at once (queued in the client):
-        // arm the timer only when it has to wait, to keep it off the hot path.
+        // A core publish almost always completes at once (queued in the
+        // client): the timer is armed, and boxed, only when it has to wait,
+        // to keep it off the hot path.
         let mut publish = std::pin::pin!(publish);
-        if let Some(result) = (&mut publish).now_or_never() {
+        if let Some(result) = publish.as_mut().now_or_never() {
             return result;
         }
-        tokio::time::timeout(self.publish_timeout, publish)
+        Box::pin(tokio::time::timeout(self.publish_timeout, publish))
             .await
             .map_err(|_| self.bounded_publish_error(subject))?
     }

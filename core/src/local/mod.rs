@@ -290,24 +290,42 @@ enum Recipient<'a> {
 
 impl Recipient<'_> {
     /// Sends `incoming`; whether it was taken, noted in `taken` if asked.
+    /// A queue with room takes it at once; only a full one is waited for,
+    /// in a boxed future, so a delivery's own future stays small.
     async fn send(self, incoming: Incoming, taken: Option<&mut Recipients>) -> bool {
+        let sent = match self.try_send(incoming) {
+            Ok(sent) => sent,
+            Err(incoming) => Box::pin(self.send_waiting(incoming)).await,
+        };
+        if let (true, Some(taken)) = (sent, taken) {
+            match self {
+                Recipient::Plain(_) => taken.plain = true,
+                Recipient::Group(pattern, group) => taken
+                    .groups
+                    .push((pattern.to_string(), group.name.to_string())),
+            }
+        }
+        sent
+    }
+
+    /// Sends without waiting: whether it was taken, or the message back
+    /// when every queue it may go to is full.
+    fn try_send(&self, incoming: Incoming) -> std::result::Result<bool, Incoming> {
         match self {
-            Recipient::Plain(member) => {
-                let sent = member.queue.send(incoming).await.is_ok();
-                if let (true, Some(taken)) = (sent, taken) {
-                    taken.plain = true;
-                }
-                sent
-            }
-            Recipient::Group(pattern, group) => {
-                let sent = send_to_group(group, incoming).await;
-                if let (true, Some(taken)) = (sent, taken) {
-                    taken
-                        .groups
-                        .push((pattern.to_string(), group.name.to_string()));
-                }
-                sent
-            }
+            Recipient::Plain(member) => match member.queue.try_send(incoming) {
+                Ok(()) => Ok(true),
+                Err(TrySendError::Closed(_)) => Ok(false),
+                Err(TrySendError::Full(back)) => Err(back),
+            },
+            Recipient::Group(_, group) => try_send_to_group(group, incoming),
+        }
+    }
+
+    /// Sends, waiting for room: whether it was taken.
+    async fn send_waiting(&self, incoming: Incoming) -> bool {
+        match self {
+            Recipient::Plain(member) => member.queue.send(incoming).await.is_ok(),
+            Recipient::Group(_, group) => send_to_group_waiting(group, incoming).await,
         }
     }
 }
@@ -349,22 +367,41 @@ fn sole_inline_recipient(
     Some((subject, answerer))
 }
 
-/// Sends to one member of a group: the next in rotation with room in its
-/// queue, or, when all are full, waits for the next in rotation.
-async fn send_to_group(group: &Group, mut incoming: Incoming) -> bool {
+/// Sends to one member of a group without waiting: the next in rotation
+/// with room in its queue; the message back when none has room.
+fn try_send_to_group(group: &Group, mut incoming: Incoming) -> std::result::Result<bool, Incoming> {
     let count = group.members.len();
     let start = group
         .cursor
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let in_rotation = |step: usize| -> &Member { &group.members[(start + step) % count] };
     for step in 0..count {
-        match in_rotation(step).queue.try_send(incoming) {
-            Ok(()) => return true,
+        match group.members[(start + step) % count]
+            .queue
+            .try_send(incoming)
+        {
+            Ok(()) => return Ok(true),
             Err(TrySendError::Full(back) | TrySendError::Closed(back)) => incoming = back,
         }
     }
+    // No member took it (all full, or all gone): wait for one, in rotation.
+    match count {
+        0 => Ok(false),
+        _ => Err(incoming),
+    }
+}
+
+/// The group's members in rotation, each waited for until one takes `incoming`.
+async fn send_to_group_waiting(group: &Group, mut incoming: Incoming) -> bool {
+    let count = group.members.len();
+    let start = group
+        .cursor
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     for step in 0..count {
-        match in_rotation(step).queue.send(incoming).await {
+        match group.members[(start + step) % count]
+            .queue
+            .send(incoming)
+            .await
+        {
             Ok(()) => return true,
             Err(SendError(back)) => incoming = back,
         }
