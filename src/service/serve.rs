@@ -4,6 +4,7 @@
 //! was given. How each message is handled depends on how it arrived.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,6 @@ use futures_util::future::{BoxFuture, Either};
 use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
-use tokio_util::sync::ReusableBoxFuture;
 
 use super::context::{RouteContext, RouteHandler};
 use super::events::handle_event;
@@ -23,6 +23,10 @@ use crate::inline::InlineAnswer;
 use crate::message::Message;
 use crate::subscription::Subscription;
 use crate::wire;
+
+/// Messages a concurrent route takes in a row, when they are already
+/// waiting, before it looks at its stop signal and finished tasks again.
+const WAITING_BATCH: usize = 32;
 
 /// Serves `subscription` with `handler` until the service shuts down.
 pub(super) async fn serve<H: RouteHandler>(
@@ -58,6 +62,7 @@ pub(super) async fn serve<H: RouteHandler>(
         in_flight: JoinSet::new(),
         keys: KeyedQueue::default(),
         permit: None,
+        make: handling::<H>,
         spare: None,
     };
     let mut stopping = context.shutdown.watch();
@@ -101,7 +106,7 @@ pub(super) async fn serve<H: RouteHandler>(
 
 /// One route's loop state: the messages in flight, the keys busy, and the
 /// permit for the next message.
-struct RouteLoop<'a, H> {
+struct RouteLoop<'a, H, W> {
     context: &'a Arc<RouteContext>,
     handler: &'a Arc<H>,
     permits: &'a Arc<Semaphore>,
@@ -111,13 +116,16 @@ struct RouteLoop<'a, H> {
     /// order; each busy key's later events wait here with their permits.
     keys: KeyedQueue<Held>,
     permit: Option<OwnedSemaphorePermit>,
-    /// The allocation of the last message's handling that finished at once,
-    /// for the next message's: same handler, same size, so a message that
-    /// finishes without waiting allocates nothing here.
-    spare: Option<ReusableBoxFuture<'static, ()>>,
+    /// Makes a message's handling ([`handling`]; a parameter so that its
+    /// future's type can be named here).
+    make: fn(Arc<RouteContext>, Incoming, Arc<H>) -> W,
+    /// The box of the last message's handling that finished at once, for
+    /// the next message's: the same type, so a message that finishes
+    /// without waiting allocates nothing here.
+    spare: Option<Pin<Box<W>>>,
 }
 
-impl<H: RouteHandler> RouteLoop<'_, H> {
+impl<H: RouteHandler, W: Future<Output = ()> + Send + 'static> RouteLoop<'_, H, W> {
     /// Takes and handles messages until `stop` completes (`false`) or the
     /// subscription ends (`true`).
     async fn take(
@@ -148,7 +156,36 @@ impl<H: RouteHandler> RouteLoop<'_, H> {
                 return true;
             };
             self.dispatch(Held { incoming, permit }).await;
+            if !self.take_waiting(subscription).await {
+                return true;
+            }
         }
+    }
+
+    /// On a concurrent route, takes messages already waiting without going
+    /// round the select, while each finishes at once and leaves its permit:
+    /// at most [`WAITING_BATCH`], so a stop and finished tasks are seen
+    /// soon. Starting a message never waits on such a route (a handler that
+    /// waits gets a task), so the batch is short. `false` once the
+    /// subscription ended.
+    async fn take_waiting(&mut self, subscription: &mut Subscription) -> bool {
+        if self.concurrency == 1 {
+            return true;
+        }
+        for _ in 0..WAITING_BATCH {
+            let Some(permit) = self.permit.take() else {
+                break;
+            };
+            match subscription.next().now_or_never() {
+                Some(Some(incoming)) => self.dispatch(Held { incoming, permit }).await,
+                Some(None) => return false,
+                None => {
+                    self.permit = Some(permit);
+                    break;
+                }
+            }
+        }
+        true
     }
 
     /// Handles one message: in turn on an ordered route, else concurrently,
@@ -177,11 +214,12 @@ impl<H: RouteHandler> RouteLoop<'_, H> {
         }
     }
 
-    fn running(&mut self) -> Running<'_, H> {
+    fn running(&mut self) -> Running<'_, H, W> {
         Running {
             in_flight: &mut self.in_flight,
             context: self.context,
             handler: self.handler,
+            make: self.make,
             spare: &mut self.spare,
             permit: &mut self.permit,
         }
@@ -193,6 +231,7 @@ impl<H: RouteHandler> RouteLoop<'_, H> {
             in_flight: &mut self.in_flight,
             context: self.context,
             handler: self.handler,
+            make: self.make,
             spare: &mut self.spare,
             permit: &mut self.permit,
         };
@@ -255,35 +294,35 @@ struct Held {
 }
 
 /// What a concurrent route needs to start handling a message.
-struct Running<'a, H> {
+struct Running<'a, H, W> {
     in_flight: &'a mut JoinSet<Option<String>>,
     context: &'a Arc<RouteContext>,
     handler: &'a Arc<H>,
-    spare: &'a mut Option<ReusableBoxFuture<'static, ()>>,
+    make: fn(Arc<RouteContext>, Incoming, Arc<H>) -> W,
+    spare: &'a mut Option<Pin<Box<W>>>,
     /// Where the permit of a message that finished at once goes, if empty:
     /// the next message takes it without going through the semaphore.
     permit: &'a mut Option<OwnedSemaphorePermit>,
 }
 
-impl<H: RouteHandler> Running<'_, H> {
+impl<H: RouteHandler, W: Future<Output = ()> + Send + 'static> Running<'_, H, W> {
     /// Handles one message: right here if its handler finishes without
     /// waiting (most do: no task, no wake-up, and replies leave in order, so
     /// the client batches their writes), else on its own task, whose result
     /// is the message's key. `Some(key)` if it finished here.
     fn start(&mut self, held: Held, key: Option<String>) -> Option<Option<String>> {
         let Held { incoming, permit } = held;
-        let (context, handler) = (self.context.clone(), self.handler.clone());
-        let work = async move { handle(&context, incoming, &*handler).await };
+        let work = (self.make)(self.context.clone(), incoming, self.handler.clone());
         let mut handling = match self.spare.take() {
             Some(mut spare) => {
                 spare.set(work);
                 spare
             }
-            None => ReusableBoxFuture::new(work),
+            None => Box::pin(work),
         };
         // Polled once without a waker: a future left pending is polled again
         // by its task at once, which registers the task's waker.
-        if handling.get_pin().now_or_never().is_some() {
+        if handling.as_mut().now_or_never().is_some() {
             if self.permit.is_none() {
                 *self.permit = Some(permit);
             }
@@ -334,6 +373,15 @@ impl<H: RouteHandler> InlineAnswer for InlineRoute<H> {
             Some(reply_for(&self.context, &subject, message, &*self.handler).await)
         })
     }
+}
+
+/// One message's handling, owning what it needs, as a route's loop runs it.
+async fn handling<H: RouteHandler>(
+    context: Arc<RouteContext>,
+    incoming: Incoming,
+    handler: Arc<H>,
+) {
+    handle(&context, incoming, &*handler).await
 }
 
 /// How the message arrived decides what happens, never how the handler was
