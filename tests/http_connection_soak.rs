@@ -3,8 +3,8 @@
 //! back when cut off), for `SWITCHBOARD_SOAK_SECONDS` (60 by default; `.ci/run`
 //! runs it in release with `--ignored`), while a
 //! caller keeps sending typed requests. The caller's p99 stays under 10 ms and,
-//! once the flood is gone, resident memory returns to within 20 % of where it
-//! started. Loopback only; every loop ends by itself.
+//! once the flood is gone, resident memory gives back at least 90 % of what
+//! the flood took. Loopback only; every loop ends by itself.
 #![cfg(feature = "http")]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -203,9 +203,16 @@ async fn two_thousand_idle_and_slow_connections_do_not_slow_callers_or_leak_memo
         "p99 {p99:?} under the flood"
     );
     assert!(open_fds < 100, "{open_fds} descriptors still open");
+    // What the flood took must come back: at least 90 % of its growth. A
+    // leak per connection (thousands were cut off and reopened) keeps most
+    // of it; what stays is the allocator's fragmentation and the runtime's
+    // slabs sized for the peak, a megabyte or two (allowed in full when a
+    // short run grew little).
+    let grown = rss_peak.saturating_sub(rss_before);
+    let kept = rss_released.saturating_sub(rss_before);
     assert!(
-        (rss_released as f64) < rss_before as f64 * 1.2,
-        "memory still in use after the flood: {rss_before} bytes before, {rss_released} after"
+        kept * 10 < grown.max(20_000_000),
+        "memory still in use after the flood: {rss_before} bytes before, {rss_peak} at the peak, {rss_released} after (kept {kept} of {grown})"
     );
     running.shutdown().await;
 }
