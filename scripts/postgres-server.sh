@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Makes sure a PostgreSQL server for the tests listens on 127.0.0.1:55432
+# Makes sure a PostgreSQL server for the tests listens on 127.0.0.1:25432
 # (database `switchboard`, user `switchboard`, no password on loopback only).
 #   scripts/postgres-server.sh start   # install (Debian package) and start if needed, wait until ready
 #   scripts/postgres-server.sh stop    # stop the server this script started
 set -euo pipefail
 
-PORT="${POSTGRES_PORT:-55432}"
+PORT="${POSTGRES_PORT:-25432}"
 STATE_DIR="${POSTGRES_STATE_DIR:-/var/lib/switchboard-postgres}"
 DATA_DIR="$STATE_DIR/data"
 STARTED="$STATE_DIR/started-by-script"

@@ -23,7 +23,7 @@ use switchboard::{Bus, ErrorKind, Message, Sent, Settings};
 /// The server `scripts/postgres-server.sh` starts.
 fn server_url() -> String {
     std::env::var("SWITCHBOARD_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://switchboard@127.0.0.1:55432/switchboard".to_owned())
+        .unwrap_or_else(|_| "postgres://switchboard@127.0.0.1:25432/switchboard".to_owned())
 }
 
 /// A new, empty database for one test; its URL. Outside CI an unreachable
