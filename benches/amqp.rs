@@ -16,13 +16,12 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use common::raw_consumer::{bench_raw_events, RawCount};
 use common::service_path::{self, Order, TypedService};
 use common::{bench_in_flight, config, payload, runtime, skip, PAYLOADS};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures_util::StreamExt;
 use switchboard::amqp::lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -32,10 +31,8 @@ use switchboard::amqp::lapin::types::FieldTable;
 use switchboard::amqp::lapin::{self, BasicProperties, Channel, Connection};
 use switchboard::amqp::DEFAULT_EXCHANGE;
 use switchboard::Message;
-use tokio::sync::{Notify, Semaphore};
 
 const URL: &str = "amqp://127.0.0.1:5672";
-const WINDOW: usize = 4096;
 
 async fn raw_connection() -> Connection {
     Connection::connect(URL, lapin::ConnectionProperties::default())
@@ -171,30 +168,17 @@ fn amqp(c: &mut Criterion) {
     )));
     let requester = rt.block_on(switchboard::connect(URL)).unwrap();
     let raw_subject = format!("bench.raw-typed.p{}", std::process::id());
-    let raw_typed = rt.block_on(RawTyped::start(&connection, &raw_subject));
+    let raw_typed = rt.block_on(raw_typed_consumer(&connection, &raw_subject));
     let mut handled = c.benchmark_group("amqp/publish_to_handled");
     handled.throughput(Throughput::Elements(1));
     service_path::bench_events(&mut handled, &rt, &requester, &typed, 128);
     let order = serde_json::to_vec(&Order::of_size(128)).unwrap();
-    handled.bench_function(BenchmarkId::new("raw_lapin", 128), |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let (raw, channel, order, subject) = (
-                raw_typed.clone(),
-                publisher.clone(),
-                order.clone(),
-                raw_subject.clone(),
-            );
-            async move {
-                let target = raw.handled.load(Ordering::Relaxed) + iters;
-                let start = Instant::now();
-                for _ in 0..iters {
-                    raw.window.acquire().await.unwrap().forget();
-                    raw_publish(&channel, &subject, &order).await;
-                }
-                raw.handled_reaches(target).await;
-                start.elapsed()
-            }
-        })
+    bench_raw_events(&mut handled, &rt, "raw_lapin", 128, &raw_typed, {
+        let (channel, order, subject) = (publisher.clone(), order.clone(), raw_subject.clone());
+        move || {
+            let (channel, order, subject) = (channel.clone(), order.clone(), subject.clone());
+            async move { raw_publish(&channel, &subject, &order).await }
+        }
     });
     handled.finish();
 
@@ -212,56 +196,25 @@ fn amqp(c: &mut Criterion) {
 
 /// A raw lapin consumer doing what a typed handler does: decode the JSON
 /// order, count it, ack the delivery.
-#[derive(Clone)]
-struct RawTyped {
-    handled: Arc<AtomicU64>,
-    progress: Arc<Notify>,
-    window: Arc<Semaphore>,
-}
-
-impl RawTyped {
-    async fn start(connection: &Connection, subject: &str) -> Self {
-        let channel = connection.create_channel().await.unwrap();
-        channel
-            .basic_qos(256, BasicQosOptions::default())
-            .await
-            .unwrap();
-        // Durable, as the group queue the typed service reads.
-        let mut consumer = bound_consumer(&channel, subject, false, true).await;
-        let raw = RawTyped {
-            handled: Arc::default(),
-            progress: Arc::default(),
-            window: Arc::new(Semaphore::new(WINDOW)),
-        };
-        let counter = raw.clone();
-        tokio::spawn(async move {
-            let _channel = channel;
-            while let Some(Ok(delivery)) = consumer.next().await {
-                let _order: Order = serde_json::from_slice(&delivery.data).unwrap();
-                delivery.ack(BasicAckOptions::default()).await.unwrap();
-                counter.handled.fetch_add(1, Ordering::Relaxed);
-                counter.window.add_permits(1);
-                counter.progress.notify_one();
-            }
-        });
-        raw
-    }
-
-    async fn handled_reaches(&self, target: u64) {
-        while self.handled.load(Ordering::Relaxed) < target {
-            let wait = self.progress.notified();
-            if self.handled.load(Ordering::Relaxed) >= target {
-                return;
-            }
-            if tokio::time::timeout(Duration::from_secs(5), wait)
-                .await
-                .is_err()
-            {
-                eprintln!("raw bench: events were not all handled within 5 s");
-                return;
-            }
+async fn raw_typed_consumer(connection: &Connection, subject: &str) -> RawCount {
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .basic_qos(256, BasicQosOptions::default())
+        .await
+        .unwrap();
+    // Durable, as the group queue the typed service reads.
+    let mut consumer = bound_consumer(&channel, subject, false, true).await;
+    let count = RawCount::default();
+    let counter = count.clone();
+    tokio::spawn(async move {
+        let _channel = channel;
+        while let Some(Ok(delivery)) = consumer.next().await {
+            let _order: Order = serde_json::from_slice(&delivery.data).unwrap();
+            delivery.ack(BasicAckOptions::default()).await.unwrap();
+            counter.handled(1);
         }
-    }
+    });
+    count
 }
 
 criterion_group! {

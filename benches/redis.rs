@@ -15,19 +15,16 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use common::raw_consumer::{bench_raw_events, RawCount};
 use common::service_path::{self, Order, TypedService};
 use common::{bench_in_flight, config, payload, runtime, skip, PAYLOADS};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use switchboard::redis::redis::{self, aio::MultiplexedConnection};
 use switchboard::Message;
-use tokio::sync::{Notify, Semaphore};
 
 const URL: &str = "redis://127.0.0.1:6379";
-const WINDOW: usize = 4096;
 
 async fn raw_connection() -> MultiplexedConnection {
     redis::Client::open(URL)
@@ -88,30 +85,18 @@ fn redis_bench(c: &mut Criterion) {
     )));
     let requester = rt.block_on(switchboard::connect(URL)).unwrap();
     let raw_subject = format!("bench.raw-typed.p{}", std::process::id());
-    let raw_typed = rt.block_on(RawTyped::start(&raw_subject));
+    let raw_typed = rt.block_on(raw_typed_reader(&raw_subject));
     let mut handled = c.benchmark_group("redis/publish_to_handled");
     handled.throughput(Throughput::Elements(1));
     service_path::bench_events(&mut handled, &rt, &requester, &typed, 128);
     let order = serde_json::to_vec(&Order::of_size(128)).unwrap();
-    handled.bench_function(BenchmarkId::new("raw_redis", 128), |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let (raw, mut connection, order, subject) = (
-                raw_typed.clone(),
-                connection.clone(),
-                order.clone(),
-                raw_subject.clone(),
-            );
-            async move {
-                let target = raw.handled.load(Ordering::Relaxed) + iters;
-                let start = Instant::now();
-                for _ in 0..iters {
-                    raw.window.acquire().await.unwrap().forget();
-                    raw_add(&mut connection, &subject, &order).await;
-                }
-                raw.handled_reaches(target).await;
-                start.elapsed()
-            }
-        })
+    bench_raw_events(&mut handled, &rt, "raw_redis", 128, &raw_typed, {
+        let (connection, order, subject) = (connection.clone(), order.clone(), raw_subject.clone());
+        move || {
+            let (mut connection, order, subject) =
+                (connection.clone(), order.clone(), subject.clone());
+            async move { raw_add(&mut connection, &subject, &order).await }
+        }
     });
     handled.finish();
 
@@ -140,93 +125,60 @@ fn redis_bench(c: &mut Criterion) {
 
 /// A raw consumer group reader doing what a typed handler does: decode the
 /// JSON order and count it; each read's entries acknowledged in one `XACK`.
-#[derive(Clone)]
-struct RawTyped {
-    handled: Arc<AtomicU64>,
-    progress: Arc<Notify>,
-    window: Arc<Semaphore>,
-}
-
-impl RawTyped {
-    async fn start(subject: &str) -> Self {
-        let key = format!("switchboard:{subject}");
-        let mut reader = raw_connection().await;
-        let _: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&key)
-            .arg("raw")
-            .arg("$")
-            .arg("MKSTREAM")
-            .query_async(&mut reader)
-            .await;
-        let raw = RawTyped {
-            handled: Arc::default(),
-            progress: Arc::default(),
-            window: Arc::new(Semaphore::new(WINDOW)),
-        };
-        let counter = raw.clone();
-        tokio::spawn(async move {
-            loop {
-                let reply: redis::streams::StreamReadReply = match redis::cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg("raw")
-                    .arg("reader")
-                    .arg("COUNT")
-                    .arg(256)
-                    .arg("BLOCK")
-                    .arg(200)
-                    .arg("STREAMS")
-                    .arg(&key)
-                    .arg(">")
-                    .query_async(&mut reader)
-                    .await
-                {
-                    Ok(reply) => reply,
-                    Err(_) => return,
-                };
-                let mut ids = Vec::new();
-                for stream in reply.keys {
-                    for entry in stream.ids {
-                        let body: Vec<u8> = entry.get("payload").unwrap();
-                        let _order: Order = serde_json::from_slice(&body).unwrap();
-                        ids.push(entry.id);
-                    }
-                }
-                if ids.is_empty() {
-                    continue;
-                }
-                let _: () = redis::cmd("XACK")
-                    .arg(&key)
-                    .arg("raw")
-                    .arg(&ids)
-                    .query_async(&mut reader)
-                    .await
-                    .unwrap();
-                counter
-                    .handled
-                    .fetch_add(ids.len() as u64, Ordering::Relaxed);
-                counter.window.add_permits(ids.len());
-                counter.progress.notify_one();
-            }
-        });
-        raw
-    }
-
-    async fn handled_reaches(&self, target: u64) {
-        while self.handled.load(Ordering::Relaxed) < target {
-            let wait = self.progress.notified();
-            if self.handled.load(Ordering::Relaxed) >= target {
-                return;
-            }
-            if tokio::time::timeout(Duration::from_secs(5), wait)
+async fn raw_typed_reader(subject: &str) -> RawCount {
+    let key = format!("switchboard:{subject}");
+    let mut reader = raw_connection().await;
+    let _: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&key)
+        .arg("raw")
+        .arg("$")
+        .arg("MKSTREAM")
+        .query_async(&mut reader)
+        .await;
+    let count = RawCount::default();
+    let counter = count.clone();
+    tokio::spawn(async move {
+        loop {
+            let reply: redis::streams::StreamReadReply = match redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg("raw")
+                .arg("reader")
+                .arg("COUNT")
+                .arg(256)
+                .arg("BLOCK")
+                .arg(200)
+                .arg("STREAMS")
+                .arg(&key)
+                .arg(">")
+                .query_async(&mut reader)
                 .await
-                .is_err()
             {
-                eprintln!("raw bench: events were not all handled within 5 s");
-                return;
+                Ok(reply) => reply,
+                Err(_) => return,
+            };
+            let mut ids = Vec::new();
+            for stream in reply.keys {
+                for entry in stream.ids {
+                    let body: Vec<u8> = entry.get("payload").unwrap();
+                    let _order: Order = serde_json::from_slice(&body).unwrap();
+                    ids.push(entry.id);
+                }
             }
+            if ids.is_empty() {
+                continue;
+            }
+            let _: () = redis::cmd("XACK")
+                .arg(&key)
+                .arg("raw")
+                .arg(&ids)
+                .query_async(&mut reader)
+                .await
+                .unwrap();
+            counter.handled(ids.len());
         }
-    }
+    });
+    count
 }
 
 criterion_group! {

@@ -12,10 +12,13 @@
 //! Rows: `memory-typed-request` (`request_json` to a typed `Service`
 //! handler and its reply), `memory-typed-event` (`publish_json` until a typed
 //! handler ran), `memory-publish-json` (`publish_json`, nobody subscribed),
-//! `nats-typed-event` and `nats-publish-json` (the same on core NATS at
-//! 127.0.0.1:4222), and beside them the raw async-nats client doing the same
+//! `nats-typed-event`, `nats-typed-request` and `nats-publish-json` (the
+//! same on core NATS at 127.0.0.1:4222, requester and responder on one
+//! connection), and beside them the raw async-nats client doing the same
 //! work: `nats-raw-event` (publish the order's JSON, receive it on a
-//! subscription, decode it) and `nats-raw-publish` (publish the JSON);
+//! subscription, decode it), `nats-raw-request` (encode, request, decode and
+//! encode at a responder, reply, decode) and `nats-raw-publish` (publish the
+//! JSON);
 //! `http-typed-request` and `grpc-typed-request` are `request_json` from one
 //! bus to a typed `Service` on another, over loopback.
 //! One thread (a current-thread runtime), so the count does not depend on
@@ -53,6 +56,10 @@ async fn main() -> switchboard::Result<()> {
             typed_events(&switchboard::connect("nats://127.0.0.1:4222").await?, count).await
         }
         #[cfg(feature = "nats")]
+        "nats-typed-request" => {
+            typed_requests(&switchboard::connect("nats://127.0.0.1:4222").await?, count).await
+        }
+        #[cfg(feature = "nats")]
         "nats-publish-json" => {
             publish_json(&switchboard::connect("nats://127.0.0.1:4222").await?, count).await
         }
@@ -64,6 +71,8 @@ async fn main() -> switchboard::Result<()> {
         "nats-raw-event" => raw_nats::events(count).await,
         #[cfg(feature = "nats")]
         "nats-raw-publish" => raw_nats::publish(count).await,
+        #[cfg(feature = "nats")]
+        "nats-raw-request" => raw_nats::requests(count).await,
         other => {
             eprintln!("unknown row `{other}`");
             std::process::exit(2);
@@ -140,6 +149,22 @@ mod raw_nats {
             .map_err(|e| switchboard::Error::backend("nats", e))
     }
 
+    /// A client and its subscription to `subject`, known to the server.
+    async fn subscribed(
+        subject: &'static str,
+    ) -> switchboard::Result<(async_nats::Client, async_nats::Subscriber)> {
+        let client = client().await?;
+        let subscription = client
+            .subscribe(subject)
+            .await
+            .map_err(|e| switchboard::Error::backend("nats", e))?;
+        client
+            .flush()
+            .await
+            .map_err(|e| switchboard::Error::backend("nats", e))?;
+        Ok((client, subscription))
+    }
+
     fn payload() -> bytes::Bytes {
         serde_json::to_vec(&order())
             .expect("an order encodes")
@@ -147,15 +172,7 @@ mod raw_nats {
     }
 
     pub async fn events(count: usize) -> switchboard::Result<()> {
-        let client = client().await?;
-        let mut subscription = client
-            .subscribe("instructions.raw")
-            .await
-            .map_err(|e| switchboard::Error::backend("nats", e))?;
-        client
-            .flush()
-            .await
-            .map_err(|e| switchboard::Error::backend("nats", e))?;
+        let (client, mut subscription) = subscribed("instructions.raw").await?;
         let consumer = tokio::spawn(async move {
             for _ in 0..count {
                 let Some(message) = subscription.next().await else {
@@ -175,6 +192,34 @@ mod raw_nats {
         consumer
             .await
             .map_err(|e| switchboard::Error::backend("nats", e))?;
+        Ok(())
+    }
+
+    pub async fn requests(count: usize) -> switchboard::Result<()> {
+        let (client, mut subscription) = subscribed("instructions.raw-echo").await?;
+        let replies = client.clone();
+        let responder = tokio::spawn(async move {
+            while let Some(message) = subscription.next().await {
+                let order: Order = serde_json::from_slice(&message.payload).expect("an order");
+                let reply: bytes::Bytes =
+                    serde_json::to_vec(&order).expect("an order encodes").into();
+                if let Some(reply_to) = message.reply {
+                    let _ = replies.publish(reply_to, reply).await;
+                }
+            }
+        });
+        let order = order();
+        for _ in 0..count {
+            let payload: bytes::Bytes =
+                serde_json::to_vec(&order).expect("an order encodes").into();
+            let answer = client
+                .request("instructions.raw-echo", payload)
+                .await
+                .map_err(|e| switchboard::Error::backend("nats", e))?;
+            let echoed: Order = serde_json::from_slice(&answer.payload).expect("an order");
+            std::hint::black_box(echoed);
+        }
+        responder.abort();
         Ok(())
     }
 

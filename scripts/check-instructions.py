@@ -84,7 +84,11 @@ def main():
                 failures.append(f"{row}: {count:,.0f} instructions per message, {change:+.1%} over the baseline {base:,.0f}")
         else:
             print(f"| {row} | {count:,.0f} | — | — |")
-    for row, raw in (("nats-typed-event", "nats-raw-event"), ("nats-publish-json", "nats-raw-publish")):
+    for row, raw in (
+        ("nats-typed-event", "nats-raw-event"),
+        ("nats-typed-request", "nats-raw-request"),
+        ("nats-publish-json", "nats-raw-publish"),
+    ):
         if row in measured and raw in measured:
             print(f"{row}: raw ÷ switchboard = {measured[raw] / measured[row]:.2f}")
     if update:

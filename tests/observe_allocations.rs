@@ -90,6 +90,14 @@ const NATS_EVENT_HANDLED: f64 = 1.5;
 const NATS_EVENT_CONSUMED: f64 = 0.5;
 #[cfg(feature = "nats")]
 const NATS_PUBLISH_JSON: f64 = 1.5;
+/// A Kafka record's payload is copied out of librdkafka's buffer, its
+/// acknowledgement is a boxed `Acker` with a boxed future, and rdkafka's
+/// `store_offset` copies the topic name twice.
+#[cfg(feature = "kafka")]
+const KAFKA_EVENT_CONSUMED: f64 = 5.5;
+/// Both sides of an HTTP round trip, beyond what raw reqwest → axum allocates.
+#[cfg(feature = "http")]
+const HTTP_REQUEST_ROUND_TRIP: f64 = 28.5;
 
 /// Allocations per message of `run(messages)`.
 async fn per_message<F, Fut>(mut run: F) -> f64
@@ -301,6 +309,26 @@ async fn memory_publish_json() {
     bus.close().await.unwrap();
 }
 
+#[cfg(any(feature = "nats", feature = "kafka"))]
+/// Typed events published with `publish_json` on `bus` to a typed service
+/// with its own connection to `url`, on the consumer's thread (the
+/// client's reading is counted there, as the raw client's is): (all
+/// allocations, the consumer's) per event.
+async fn typed_events_per_message(bus: &Bus, url: &str) -> (f64, f64) {
+    let prefix = support::unique("alloc");
+    let (service_prefix, url) = (prefix.clone(), url.to_owned());
+    let consumer = Consumer::start(move || async move {
+        let service_bus = switchboard::connect(&url).await.unwrap();
+        let (running, handled) = typed_service(&service_bus, &service_prefix).await.unwrap();
+        (handled, (running, service_bus))
+    })
+    .await;
+    let subject = format!("{prefix}.placed");
+    consumer
+        .per_message(|messages| publish_orders(bus, &subject, messages))
+        .await
+}
+
 #[cfg(feature = "nats")]
 /// What the raw NATS client allocates per 128-byte event: (publishing and
 /// receiving it, receiving it), its subscriber on a thread of its own as
@@ -373,20 +401,7 @@ async fn nats_typed_event_handled() {
     let Some(bus) = support::connect_or_skip(&support::nats_url()).await else {
         return;
     };
-    let prefix = support::unique("alloc");
-    let service_prefix = prefix.clone();
-    // The service's own connection, on the consumer's thread: the client's
-    // reading is counted there, as the raw client's is.
-    let consumer = Consumer::start(move || async move {
-        let service_bus = switchboard::connect(&support::nats_url()).await.unwrap();
-        let (running, handled) = typed_service(&service_bus, &service_prefix).await.unwrap();
-        (handled, (running, service_bus))
-    })
-    .await;
-    let subject = format!("{prefix}.placed");
-    let (total, consumed) = consumer
-        .per_message(|messages| publish_orders(&bus, &subject, messages))
-        .await;
+    let (total, consumed) = typed_events_per_message(&bus, &support::nats_url()).await;
     let (raw_total, raw_consumed) = raw_nats_per_event().await;
     report(
         "nats: typed event consumed",
@@ -402,7 +417,6 @@ async fn nats_typed_event_handled() {
         raw_total,
         NATS_EVENT_HANDLED,
     );
-    drop(consumer);
     bus.close().await.unwrap();
 }
 
@@ -432,6 +446,174 @@ async fn nats_publish_json() {
     bus.close().await.unwrap();
 }
 
+#[cfg(feature = "kafka")]
+/// What a raw rdkafka consumer allocates per 128-byte event: (publishing
+/// and receiving it, receiving it). The consumer, on a thread of its own as
+/// the service's is, stores each offset for the automatic commit as
+/// switchboard's does; the publisher awaits each acknowledgement.
+async fn raw_kafka_per_event() -> (f64, f64) {
+    use switchboard::kafka::rdkafka::consumer::{Consumer as _, StreamConsumer};
+    use switchboard::kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+    use switchboard::kafka::rdkafka::ClientConfig;
+
+    let brokers = support::kafka_url()
+        .trim_start_matches("kafka://")
+        .to_owned();
+    let topic = support::unique("alloc-raw");
+    let consumer_config = {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", support::unique("alloc-raw-group"))
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "10");
+        config
+    };
+    let listened = topic.clone();
+    let consumer = Consumer::start(move || async move {
+        let consumer: StreamConsumer = consumer_config.create().unwrap();
+        consumer.subscribe(&[&listened]).unwrap();
+        let handled = Arc::new(AtomicUsize::new(0));
+        let counter = handled.clone();
+        let reading = tokio::spawn(async move {
+            while let Ok(message) = consumer.recv().await {
+                consumer.store_offset_from_message(&message).unwrap();
+                std::hint::black_box(message);
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        (handled, reading)
+    })
+    .await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    let payload = serde_json::to_vec(&order()).unwrap();
+    consumer
+        .per_message(|messages| {
+            let (producer, topic, payload) = (&producer, &topic, &payload);
+            async move {
+                for _ in 0..messages {
+                    producer
+                        .send(
+                            FutureRecord::<(), _>::to(topic).payload(&payload[..]),
+                            Duration::from_secs(10),
+                        )
+                        .await
+                        .unwrap();
+                }
+            }
+        })
+        .await
+}
+
+#[cfg(feature = "kafka")]
+async fn kafka_typed_event_handled() {
+    let Some(bus) = support::connect_or_skip(&support::kafka_url()).await else {
+        return;
+    };
+    let (total, consumed) = typed_events_per_message(&bus, &support::kafka_url()).await;
+    let (raw_total, raw_consumed) = raw_kafka_per_event().await;
+    report(
+        "kafka: typed event consumed",
+        consumed,
+        decoding_an_order(),
+        raw_consumed,
+        KAFKA_EVENT_CONSUMED,
+    );
+    // Reported, not held: rdkafka's own threads call back into Rust
+    // (delivery reports, rebalances) as the broker schedules them.
+    let own = total - decoding_an_order() - raw_total;
+    eprintln!(
+        "{:<40} total {total:>6.2}  payload {:>5.2}  client {raw_total:>5.2}  switchboard {own:>6.2}  (reported)",
+        "kafka: typed event, publish_json → handled",
+        decoding_an_order(),
+    );
+    bus.close().await.unwrap();
+}
+
+#[cfg(feature = "http")]
+/// What raw reqwest → axum allocates per JSON echo of an order, both sides
+/// in this process: the client with the settings switchboard's peer client
+/// uses, the server decoding and encoding the order as a typed route does.
+async fn raw_http_per_round_trip() -> f64 {
+    use axum::routing::post;
+    use axum::Json;
+
+    let app = axum::Router::new().route(
+        "/echo",
+        post(|Json(order): Json<Order>| async move { Json(order) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/echo", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let order = order();
+    let count = per_message(|messages| {
+        let (client, url, order) = (&client, &url, &order);
+        async move {
+            for _ in 0..messages {
+                let echoed: Order = client
+                    .post(url)
+                    .json(order)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                std::hint::black_box(echoed);
+            }
+        }
+    })
+    .await;
+    server.abort();
+    count
+}
+
+#[cfg(feature = "http")]
+async fn http_typed_request_round_trip() {
+    let responder = switchboard::connect("http://127.0.0.1:0").await.unwrap();
+    let (running, _) = typed_service(&responder, "alloc").await.unwrap();
+    let address = responder.local_address().expect("an HTTP bus listens");
+    let caller = switchboard::connect(&format!("http://127.0.0.1:0?peers=http://{address}"))
+        .await
+        .unwrap();
+    let order = order();
+    let total = per_message(|messages| {
+        let (caller, order) = (&caller, &order);
+        async move {
+            for _ in 0..messages {
+                let echoed: Order = caller.request_json("alloc.echo", order).await.unwrap();
+                std::hint::black_box(echoed);
+            }
+        }
+    })
+    .await;
+    let payload = 2.0 * decoding_an_order();
+    // The raw echo decodes the order twice too: that share is the payload's.
+    let client = raw_http_per_round_trip().await - payload;
+    report(
+        "http: typed request round trip",
+        total,
+        payload,
+        client,
+        HTTP_REQUEST_ROUND_TRIP,
+    );
+    let _ = running.shutdown().await;
+    caller.close().await.unwrap();
+    responder.close().await.unwrap();
+}
+
 /// Like `support::tests!`, but one trial at a time: the counter is the
 /// whole process's, so trials running side by side would count each other.
 fn main() -> std::process::ExitCode {
@@ -458,5 +640,13 @@ fn main() -> std::process::ExitCode {
         }),
         trial("nats_publish_json", || Box::pin(nats_publish_json())),
     ]);
+    #[cfg(feature = "kafka")]
+    trials.push(trial("kafka_typed_event_handled", || {
+        Box::pin(kafka_typed_event_handled())
+    }));
+    #[cfg(feature = "http")]
+    trials.push(trial("http_typed_request_round_trip", || {
+        Box::pin(http_typed_request_round_trip())
+    }));
     libtest_mimic::run(&arguments, trials).exit_code()
 }

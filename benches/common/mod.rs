@@ -1,6 +1,7 @@
 //! What the benches share: payload sizes, the runtime, quick mode and in-flight loops.
 #![allow(dead_code)]
 
+pub mod raw_consumer;
 pub mod raw_path;
 pub mod service_path;
 pub mod two_process;

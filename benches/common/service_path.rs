@@ -18,7 +18,7 @@ pub const ROW: &str = "service_typed_json";
 
 /// Events published but not yet handled, at most: keeps core NATS from
 /// dropping for a slow consumer, so delivery is measured, not drops.
-const WINDOW: usize = 4096;
+pub const WINDOW: usize = 4096;
 
 /// A typed message of about `size` bytes on the wire.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -5,6 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::peer_urls::PeerUrls;
 use super::wire::{self as http_wire, EVENTS, REQUESTS, SUBSCRIPTIONS};
 use switchboard_core::error::{Error, Result};
 use switchboard_core::message::Message;
@@ -23,6 +24,7 @@ const IDLE_CONNECTION_REUSE: Duration = Duration::from_secs(4);
 #[derive(Clone)]
 pub(super) struct PeerClient {
     http: reqwest::Client,
+    urls: PeerUrls,
     token: Option<String>,
     peer_timeout: Duration,
     /// The largest reply or snapshot body read from a peer (`max_body`).
@@ -49,14 +51,20 @@ impl PeerClient {
         let http = builder.build().map_err(|e| Error::backend(BACKEND, e))?;
         Ok(PeerClient {
             http,
+            urls: PeerUrls::default(),
             token,
             peer_timeout,
             max_body,
         })
     }
 
-    fn post(&self, url: String) -> reqwest::RequestBuilder {
-        let builder = self.http.post(url);
+    /// A POST of `path` (absolute) to `peer`.
+    fn post(&self, peer: &str, path: &str) -> reqwest::RequestBuilder {
+        let builder = match self.urls.at(peer, path) {
+            Some(url) => self.http.post(url),
+            // Not a URL: reqwest reports it as the call's error.
+            None => self.http.post(format!("{peer}{path}")),
+        };
         match &self.token {
             Some(token) => builder.bearer_auth(token),
             None => builder,
@@ -93,7 +101,7 @@ impl PeerCalls for PeerClient {
     ) -> Result<Message> {
         let sent = message.payload.len();
         let response = self
-            .post(format!("{peer}{REQUESTS}{subject}"))
+            .post(peer, &format!("{REQUESTS}{subject}"))
             .headers(http_wire::http_headers(&message.headers))
             .header(
                 reqwest::header::HeaderName::from_static(wire::TIMEOUT_MS),
@@ -144,7 +152,7 @@ impl PeerCalls for PeerClient {
         deliver: &str,
     ) -> Result<()> {
         let response = self
-            .post(format!("{peer}{EVENTS}{subject}"))
+            .post(peer, &format!("{EVENTS}{subject}"))
             .headers(http_wire::http_headers(&message.headers))
             .header(DELIVER, deliver)
             .timeout(self.peer_timeout)
@@ -192,7 +200,7 @@ impl PeerCalls for PeerClient {
 
     async fn exchange(&self, peer: &str, snapshot: &Snapshot) -> Result<Snapshot> {
         let response = self
-            .post(format!("{peer}{SUBSCRIPTIONS}"))
+            .post(peer, SUBSCRIPTIONS)
             .json(snapshot)
             .timeout(self.peer_timeout)
             .send()

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod client;
+mod peer_urls;
 mod server;
 mod wire;
 

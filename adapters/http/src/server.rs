@@ -10,6 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use tower_layer::Layer;
 
 use super::wire::{self as http_wire, HEALTH, SUBSCRIPTIONS};
 use switchboard_core::error::Error;
@@ -26,7 +27,7 @@ use switchboard_mesh::{EventRefused, SnapshotRefused};
 /// body too large, timeout), answers with the documented JSON body and `sb-status`.
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     let settings = &shared.settings;
-    Router::new()
+    let routes = Router::new()
         .route("/requests/{subject}", post(handle_request))
         .route("/events/{subject}", post(handle_event))
         .route(SUBSCRIPTIONS, get(read_snapshot).post(exchange_snapshot))
@@ -34,17 +35,19 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/_switchboard/asyncapi", get(list_documents))
         .route("/_switchboard/asyncapi/{service}", get(read_document))
         .fallback(unknown_path)
-        .layer(middleware::from_fn_with_state(shared.clone(), guard))
-        .layer(DefaultBodyLimit::max(settings.max_body))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            settings.server_timeout,
-        ))
-        .layer(middleware::map_response_with_state(
-            shared.clone(),
-            documented_error,
-        ))
-        .with_state(shared)
+        .with_state(shared.clone());
+    // The layers wrap the routes once, outermost first. Added with
+    // `Router::layer`, each route would hold them as boxed services, cloned
+    // (allocated) layer by layer on every request.
+    let guarded = middleware::from_fn_with_state(shared.clone(), guard).layer(routes);
+    let limited = DefaultBodyLimit::max(settings.max_body).layer(guarded);
+    let timed = tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        settings.server_timeout,
+    )
+    .layer(limited);
+    let documented = middleware::map_response_with_state(shared, documented_error).layer(timed);
+    Router::new().fallback_service(documented)
 }
 
 /// The names of the services here that publish an AsyncAPI document, as a JSON array.

@@ -393,8 +393,13 @@ async fn pump(
     mut stopped: watch::Receiver<bool>,
     mut taking_stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
+    // The topic of the last record, shared with the next one of the same
+    // topic (a plain subscription reads one), so it is not copied per record.
+    let mut last_topic: Option<Arc<str>> = None;
     loop {
         let received = tokio::select! {
+            // Biased: no random draw per record, and a stop is seen first.
+            biased;
             _ = stop_requested(&mut stopped) => break,
             _ = &mut taking_stopped => break,
             () = sender.closed() => break,
@@ -405,7 +410,10 @@ async fn pump(
                 if consumed.pattern && super::topics::is_reserved(record.topic()) {
                     continue;
                 }
-                let topic: Arc<str> = Arc::from(record.topic());
+                let topic = match &last_topic {
+                    Some(last) if **last == *record.topic() => last.clone(),
+                    _ => last_topic.insert(Arc::from(record.topic())).clone(),
+                };
                 let (partition, offset) = ((topic, record.partition()), record.offset());
                 consumed
                     .book
@@ -431,8 +439,15 @@ async fn pump(
                 continue;
             }
         };
+        // A queue with room takes the record at once, without the select.
+        let queued = match sender.try_send(queued) {
+            Ok(()) => continue,
+            Err(mpsc::error::TrySendError::Closed(_)) => break,
+            Err(mpsc::error::TrySendError::Full(queued)) => queued,
+        };
         // A record taken but not queued stays unacknowledged: it is delivered again.
         tokio::select! {
+            biased;
             _ = stop_requested(&mut stopped) => break,
             _ = &mut taking_stopped => break,
             sent = sender.send(queued) => if sent.is_err() { break },
