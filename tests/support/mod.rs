@@ -165,7 +165,10 @@ pub async fn publish_through_outage<S: Send + 'static>(
             let (server, outage) = pending.take().unwrap();
             restart = Some(tokio::task::spawn_blocking(move || outage(server)));
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // A replicated stream or partition whose leader died elects another
+        // after election timeouts of seconds, and a split vote starts over:
+        // on a starved 2-core machine that can take tens of seconds.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         // The same idempotency key on every try: a backend that de-duplicates
         // (JetStream) stores an event once even if an earlier try's ack was lost.
         let message =
