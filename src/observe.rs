@@ -34,6 +34,20 @@ pub(crate) enum Operation {
 }
 
 impl Operation {
+    /// How many operations there are, and each one's place among them.
+    #[cfg(feature = "metrics")]
+    const COUNT: usize = 4;
+
+    #[cfg(feature = "metrics")]
+    fn index(self) -> usize {
+        match self {
+            Operation::Request => 0,
+            Operation::Publish => 1,
+            Operation::HandleRequest => 2,
+            Operation::HandleEvent => 3,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Operation::Request => "request",
@@ -220,6 +234,7 @@ impl Drop for InFlight {
 /// keys in one lookup; a failed call looks up its outcome's counter too.
 #[cfg(feature = "metrics")]
 mod static_keys {
+    use std::cell::Cell;
     use std::collections::HashMap;
     use std::sync::RwLock;
 
@@ -283,8 +298,27 @@ mod static_keys {
         Key::from_static_parts(name, Box::leak(labels.into_boxed_slice()))
     }
 
+    thread_local! {
+        /// The keys each operation last found on this thread: a thread
+        /// mostly calls one backend, so most lookups compare an address.
+        static LAST: [Cell<Option<&'static CallKeys>>; Operation::COUNT] =
+            const { [const { Cell::new(None) }; Operation::COUNT] };
+    }
+
     /// The keys of `op` on `backend`.
     pub(super) fn keys(op: Operation, backend: &'static str) -> &'static CallKeys {
+        let slot = op.index();
+        let last = LAST.try_with(|last| last[slot].get()).ok().flatten();
+        if let Some(found) = last.filter(|found| at(found.backend) == at(backend)) {
+            return found;
+        }
+        let found = find_keys(op, backend);
+        let _ = LAST.try_with(|last| last[slot].set(Some(found)));
+        found
+    }
+
+    /// The keys of `op` on `backend` from the table all threads share.
+    fn find_keys(op: Operation, backend: &'static str) -> &'static CallKeys {
         find(&CALLS, (op, at(backend)), || {
             let labels = || {
                 vec![

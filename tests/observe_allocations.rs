@@ -627,28 +627,40 @@ async fn raw_http_per_round_trip() -> f64 {
     count
 }
 
-#[cfg(feature = "http")]
-async fn http_typed_request_round_trip() {
-    let responder = switchboard::connect("http://127.0.0.1:0").await.unwrap();
-    let (running, _) = typed_service(&responder, "alloc").await.unwrap();
-    let address = responder.local_address().expect("an HTTP bus listens");
-    let caller = switchboard::connect(&format!("http://127.0.0.1:0?peers=http://{address}"))
+#[cfg(any(feature = "http", feature = "grpc"))]
+/// `request_json` between two buses of `scheme` in this process (the
+/// caller has the responder as its peer), against `raw`: what the raw
+/// client and server allocate per round trip of the same echo.
+async fn peer_round_trip(scheme: &str, raw: impl Future<Output = f64>, budget: f64) {
+    let responder = switchboard::connect(&format!("{scheme}://127.0.0.1:0"))
         .await
         .unwrap();
+    let (running, _) = typed_service(&responder, "alloc").await.unwrap();
+    let address = responder.local_address().expect("the bus listens");
+    let caller = switchboard::connect(&format!(
+        "{scheme}://127.0.0.1:0?peers={scheme}://{address}"
+    ))
+    .await
+    .unwrap();
     let total = typed_requests_per_message(&caller, "alloc.echo").await;
     let payload = 2.0 * decoding_an_order();
     // The raw echo decodes the order twice too: that share is the payload's.
-    let client = raw_http_per_round_trip().await - payload;
+    let client = raw.await - payload;
     report(
-        "http: typed request round trip",
+        &format!("{scheme}: typed request round trip"),
         total,
         payload,
         client,
-        HTTP_REQUEST_ROUND_TRIP,
+        budget,
     );
     let _ = running.shutdown().await;
     caller.close().await.unwrap();
     responder.close().await.unwrap();
+}
+
+#[cfg(feature = "http")]
+async fn http_typed_request_round_trip() {
+    peer_round_trip("http", raw_http_per_round_trip(), HTTP_REQUEST_ROUND_TRIP).await;
 }
 
 #[cfg(feature = "nats")]
@@ -812,26 +824,7 @@ async fn raw_grpc_per_round_trip() -> f64 {
 
 #[cfg(feature = "grpc")]
 async fn grpc_typed_request_round_trip() {
-    let responder = switchboard::connect("grpc://127.0.0.1:0").await.unwrap();
-    let (running, _) = typed_service(&responder, "alloc").await.unwrap();
-    let address = responder.local_address().expect("a gRPC bus listens");
-    let caller = switchboard::connect(&format!("grpc://127.0.0.1:0?peers=grpc://{address}"))
-        .await
-        .unwrap();
-    let total = typed_requests_per_message(&caller, "alloc.echo").await;
-    let payload = 2.0 * decoding_an_order();
-    // The raw echo decodes the order twice too: that share is the payload's.
-    let client = raw_grpc_per_round_trip().await - payload;
-    report(
-        "grpc: typed request round trip",
-        total,
-        payload,
-        client,
-        GRPC_REQUEST_ROUND_TRIP,
-    );
-    let _ = running.shutdown().await;
-    caller.close().await.unwrap();
-    responder.close().await.unwrap();
+    peer_round_trip("grpc", raw_grpc_per_round_trip(), GRPC_REQUEST_ROUND_TRIP).await;
 }
 
 #[cfg(feature = "amqp")]
