@@ -15,7 +15,7 @@
 //! `nats-typed-event`, `nats-typed-request` and `nats-publish-json` (the
 //! same on core NATS at 127.0.0.1:4222, requester and responder on one
 //! connection), and beside them the raw async-nats client doing the same
-//! work: `nats-raw-event` (publish the order's JSON, receive it on a
+//! work: `nats-raw-event` (encode the order, publish it, receive it on a
 //! subscription, decode it), `nats-raw-request` (encode, request, decode and
 //! encode at a responder, reply, decode) and `nats-raw-publish` (publish the
 //! JSON);
@@ -165,12 +165,6 @@ mod raw_nats {
         Ok((client, subscription))
     }
 
-    fn payload() -> bytes::Bytes {
-        serde_json::to_vec(&order())
-            .expect("an order encodes")
-            .into()
-    }
-
     pub async fn events(count: usize) -> switchboard::Result<()> {
         let (client, mut subscription) = subscribed("instructions.raw").await?;
         let consumer = tokio::spawn(async move {
@@ -182,10 +176,13 @@ mod raw_nats {
                 std::hint::black_box(order);
             }
         });
-        let payload = payload();
+        let order = order();
         for _ in 0..count {
+            // Encoded per event, as `publish_json` does.
+            let payload: bytes::Bytes =
+                serde_json::to_vec(&order).expect("an order encodes").into();
             client
-                .publish("instructions.raw", payload.clone())
+                .publish("instructions.raw", payload)
                 .await
                 .map_err(|e| switchboard::Error::backend("nats", e))?;
         }

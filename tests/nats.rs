@@ -502,8 +502,88 @@ async fn a_slow_consumer_degrades_health_with_the_cause() {
     assert_eq!(first.payload(), b"0");
 }
 
+/// Events a subscriber lost of a 40,000-event burst published at up to
+/// 100 a millisecond, with a client queue of 10,000 (`options` adds the
+/// buffer's setting): the subscriber spends 100 µs on each event while the
+/// burst is on its way (a quarter of its rate at most), then reads the rest
+/// as fast as they come. Every receipt is checked for order and duplicates.
+async fn lost_of_a_burst(options: &str) -> Option<(u32, switchboard::transport::Health)> {
+    const BURST: u32 = 40_000;
+    const SPENT: Duration = Duration::from_micros(100);
+    let subscriber = shared(&format!("?subscription_capacity=10000{options}")).await?;
+    let publisher = shared("").await.unwrap();
+    let subject = format!("{}.burst", unique("burst"));
+    let mut events = subscriber.subscribe(&subject).await.unwrap();
+    let publishing = tokio::spawn({
+        let publisher = publisher.clone();
+        let subject = subject.clone();
+        async move {
+            for n in 0..BURST {
+                publisher
+                    .publish(&subject, Message::new(n.to_string()))
+                    .await
+                    .unwrap();
+                if n % 100 == 99 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    });
+    let mut received = 0u32;
+    let mut last: Option<u32> = None;
+    while let Some(event) = next_within(&mut events, Duration::from_secs(1)).await {
+        let n: u32 = std::str::from_utf8(event.payload())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(last.is_none_or(|last| n > last), "{n} after {last:?}");
+        last = Some(n);
+        received += 1;
+        if !publishing.is_finished() {
+            // Busy, not asleep: the subscription is read again at once.
+            let start = Instant::now();
+            while start.elapsed() < SPENT {
+                std::hint::spin_loop();
+            }
+        }
+    }
+    publishing.await.unwrap();
+    Some((BURST - received, subscriber.health()))
+}
+
+/// A burst larger than the client's queue reaches a subscriber that reads
+/// more slowly than it arrives: the subscription buffers what waits
+/// (`pending_bytes`, 64 MiB by default), so nothing is lost; with a smaller
+/// bound, or the buffer off, the same burst overflows the queue and the
+/// client drops events, which health reports.
+async fn a_burst_beyond_the_client_queue_waits_in_the_buffer() {
+    let Some((lost, health)) = lost_of_a_burst("").await else {
+        return;
+    };
+
+    assert_eq!(lost, 0, "events lost with the buffer on");
+    assert_eq!(health, switchboard::transport::Health::Connected);
+    // A bound smaller than the backlog holds: the rest is dropped and counted.
+    let (lost, health) = lost_of_a_burst("&pending_bytes=100000").await.unwrap();
+    assert!(lost > 0, "more than 100,000 bytes were buffered");
+    assert!(
+        matches!(&health, switchboard::transport::Health::Degraded(_)),
+        "{health:?}"
+    );
+    let (lost, health) = lost_of_a_burst("&pending_bytes=0").await.unwrap();
+    assert!(
+        lost > 0,
+        "the burst fitted the client's queue: the test shows nothing"
+    );
+    assert!(
+        matches!(&health, switchboard::transport::Health::Degraded(reason) if reason.contains("slow consumer")),
+        "{health:?}"
+    );
+}
+
 crate::tests!(
     connect_takes_a_round_trip_not_a_backoff,
+    a_burst_beyond_the_client_queue_waits_in_the_buffer,
     the_first_reconnect_is_not_delayed,
     a_slow_consumer_degrades_health_with_the_cause,
     durable_subscriber_gets_what_was_published_while_it_was_down,

@@ -1,6 +1,8 @@
-//! A core NATS subscription that can stop taking messages and still hand
-//! over the ones already on their way (what a `Service` does at shutdown).
+//! A core NATS subscription that keeps up with a burst and can stop taking
+//! messages while still handing over the ones already on their way (what a
+//! `Service` does at shutdown).
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -10,6 +12,14 @@ use futures_util::{FutureExt, StreamExt};
 
 use super::convert;
 use switchboard_core::incoming::Incoming;
+
+/// Every this many messages handed on, the stream moves what waits in the
+/// client's queue into its buffer: often enough that the queue (65,536 by
+/// default) does not fill meanwhile, rarely enough that the look, which
+/// usually finds the queue empty, costs little per message.
+const MOVE_EVERY: u32 = 16;
+/// An emptied buffer that grew past this many messages gives its memory back.
+const KEEP_CAPACITY: usize = 1024;
 
 /// A core subscription's messages; once `stopped` fires it unsubscribes at
 /// the server and yields what was already on its way, then ends.
@@ -24,6 +34,14 @@ pub(super) struct DrainingStream {
     /// The subject of the last message, shared with the next one on the
     /// same subject (most subscriptions see one), so it is not copied per message.
     last_subject: Option<Arc<str>>,
+    /// Messages taken from the client's queue ahead of the route, oldest first.
+    buffer: VecDeque<async_nats::Message>,
+    /// Their size as received (subject, reply, headers, payload).
+    buffered_bytes: usize,
+    /// The most `buffered_bytes` may reach (`pending_bytes`); 0 turns the buffer off.
+    pending_bytes: usize,
+    /// Messages handed on since the buffer was last topped up.
+    since_moved: u32,
 }
 
 impl DrainingStream {
@@ -31,6 +49,7 @@ impl DrainingStream {
         subscriber: async_nats::Subscriber,
         stopped: tokio::sync::oneshot::Receiver<()>,
         client: async_nats::Client,
+        pending_bytes: usize,
     ) -> Self {
         DrainingStream {
             subscriber: Some(subscriber),
@@ -38,7 +57,65 @@ impl DrainingStream {
             unsubscribing: None,
             client,
             last_subject: None,
+            buffer: VecDeque::new(),
+            buffered_bytes: 0,
+            pending_bytes,
+            since_moved: 0,
         }
+    }
+
+    /// Every [`MOVE_EVERY`] messages handed on, moves what waits in the
+    /// client's queue into the buffer, up to `pending_bytes`, so a burst
+    /// waits here instead of filling that queue (whose overflow the client
+    /// drops). It stops at the first wait (tokio's per-task budget
+    /// included), so it never holds the task long.
+    fn move_waiting(&mut self, cx: &mut Context<'_>) {
+        self.since_moved += 1;
+        if self.since_moved < MOVE_EVERY {
+            return;
+        }
+        self.since_moved = 0;
+        let Some(subscriber) = &mut self.subscriber else {
+            return;
+        };
+        while self.buffered_bytes < self.pending_bytes {
+            // An ended subscription ends again at the next direct poll.
+            let Poll::Ready(Some(message)) = subscriber.poll_next_unpin(cx) else {
+                break;
+            };
+            self.buffered_bytes += message.length;
+            self.buffer.push_back(message);
+        }
+    }
+
+    /// The oldest buffered message, if any, within tokio's per-task budget
+    /// (a buffer that never waits would otherwise hold its worker thread).
+    fn poll_buffered(&mut self, cx: &mut Context<'_>) -> Poll<Option<async_nats::Message>> {
+        if self.buffer.is_empty() {
+            return Poll::Ready(None);
+        }
+        let budget = ready!(tokio::task::coop::poll_proceed(cx));
+        budget.made_progress();
+        let message = self.buffer.pop_front();
+        if let Some(message) = &message {
+            self.buffered_bytes -= message.length;
+        }
+        if self.buffer.is_empty() && self.buffer.capacity() > KEEP_CAPACITY {
+            self.buffer = VecDeque::new();
+        }
+        Poll::Ready(message)
+    }
+
+    fn incoming(&mut self, message: async_nats::Message) -> Incoming {
+        let subject = match &self.last_subject {
+            Some(last) if **last == *message.subject.as_str() => last.clone(),
+            _ => {
+                let subject: Arc<str> = Arc::from(message.subject.as_str());
+                self.last_subject = Some(subject.clone());
+                subject
+            }
+        };
+        convert::incoming(subject, message, &self.client)
     }
 }
 
@@ -48,8 +125,15 @@ impl Stream for DrainingStream {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         if let Some(told) = &mut this.unsubscribing {
-            this.subscriber = Some(ready!(told.poll_unpin(cx)));
-            this.unsubscribing = None;
+            match told.poll_unpin(cx) {
+                Poll::Ready(subscriber) => {
+                    this.subscriber = Some(subscriber);
+                    this.unsubscribing = None;
+                }
+                // What is buffered goes on while the server is being told.
+                Poll::Pending if this.buffer.is_empty() => return Poll::Pending,
+                Poll::Pending => {}
+            }
         }
         if let Some(stopped) = &mut this.stopped {
             match stopped.poll_unpin(cx) {
@@ -68,20 +152,18 @@ impl Stream for DrainingStream {
                 }
             }
         }
+        // Buffered messages came first, so they go first.
+        if let Some(message) = ready!(this.poll_buffered(cx)) {
+            this.move_waiting(cx);
+            return Poll::Ready(Some(this.incoming(message)));
+        }
         let Some(subscriber) = &mut this.subscriber else {
             return Poll::Ready(None);
         };
-        let message = ready!(subscriber.poll_next_unpin(cx));
-        Poll::Ready(message.map(|message| {
-            let subject = match &this.last_subject {
-                Some(last) if **last == *message.subject.as_str() => last.clone(),
-                _ => {
-                    let subject: Arc<str> = Arc::from(message.subject.as_str());
-                    this.last_subject = Some(subject.clone());
-                    subject
-                }
-            };
-            convert::incoming(subject, message, &this.client)
-        }))
+        let Some(message) = ready!(subscriber.poll_next_unpin(cx)) else {
+            return Poll::Ready(None);
+        };
+        this.move_waiting(cx);
+        Poll::Ready(Some(this.incoming(message)))
     }
 }

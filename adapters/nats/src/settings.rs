@@ -13,6 +13,7 @@ pub const OPTIONS: &[&str] = &[
     "token",
     "creds",
     "subscription_capacity",
+    "pending_bytes",
     "tls",
     "tls_ca",
     "tls_cert",
@@ -34,8 +35,13 @@ pub const DEFAULT_RECONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
 /// Default bound on one publish, including a JetStream acknowledgement.
 pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default number of messages a subscription's queue holds in the client
-/// (async-nats' default); when full, core NATS messages are dropped.
+/// (async-nats' default); a core subscription moves them on into a buffer of
+/// `pending_bytes`, and when both are full, core NATS messages are dropped.
 pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 65_536;
+/// Default bytes (as received: subject, headers, payload) a core
+/// subscription buffers beyond the client's queue while its handler falls
+/// behind: 64 MiB, the pending-bytes limit of the Go client (nats.go).
+pub const DEFAULT_PENDING_BYTES: usize = 64 * 1024 * 1024;
 /// Default time JetStream waits for an ack before redelivering.
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 
@@ -62,9 +68,12 @@ pub struct NatsSettings {
     pub reconnect_delay_max: Duration,
     /// Bound on one publish, including the JetStream ack (`publish_timeout`).
     pub publish_timeout: Duration,
-    /// Messages queued per subscription in the client before core NATS
-    /// messages are dropped (`subscription_capacity`).
+    /// Messages queued per subscription in the client, ahead of the
+    /// subscription's own buffer (`subscription_capacity`).
     pub subscription_capacity: usize,
+    /// Bytes a core subscription buffers beyond that queue while its handler
+    /// falls behind (`pending_bytes`); 0 buffers nothing.
+    pub pending_bytes: usize,
     /// Durable mode, when `jetstream=STREAM` is given.
     pub jetstream: Option<JetStreamSettings>,
 }
@@ -189,6 +198,9 @@ impl NatsSettings {
                 }
                 n => n.unwrap_or(DEFAULT_SUBSCRIPTION_CAPACITY),
             },
+            pending_bytes: options
+                .take_parsed::<usize>("pending_bytes")?
+                .unwrap_or(DEFAULT_PENDING_BYTES),
             jetstream,
         };
         options.finish("nats://", OPTIONS)?;
@@ -261,9 +273,10 @@ mod tests {
         let s = settings(
             "nats://alice:p%40ss@a:4222,b?name=orders&connect_timeout=2s&max_reconnects=3\
              &reconnect_delay_max=500ms&publish_timeout=1s&jetstream=ORDERS\
-             &jetstream_subjects=orders.>,payments.*&ack_wait=10s",
+             &jetstream_subjects=orders.>,payments.*&ack_wait=10s&pending_bytes=1024",
         )
         .unwrap();
+        assert_eq!(s.pending_bytes, 1024);
         assert_eq!(s.servers, ["a:4222", "b:4222"]);
         assert_eq!(s.user_password, Some(("alice".into(), "p@ss".into())));
         assert_eq!(s.name.as_deref(), Some("orders"));
@@ -301,6 +314,7 @@ mod tests {
             ),
             ("nats://a?connect_timeout=fast", "connect_timeout"),
             ("nats://a?max_reconnects=-1", "max_reconnects"),
+            ("nats://a?pending_bytes=64MiB", "pending_bytes"),
             ("nats://a?colour=blue", "unknown option `colour`"),
             ("nats://a?tls_cert=c.pem", "go together"),
             ("nats://a?tls=false&tls_ca=ca.pem", "contradicts"),

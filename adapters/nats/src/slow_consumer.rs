@@ -56,8 +56,9 @@ impl SlowConsumers {
                 total,
                 capacity = self.capacity,
                 "nats: this client dropped messages for a subscription whose handler is slower than its publishers \
-                 (its queue of `subscription_capacity` messages was full); core NATS does not redeliver them: \
-                 use JetStream (?jetstream=STREAM) for events that must not be lost, or raise subscription_capacity"
+                 (its queue of `subscription_capacity` messages was full, with `pending_bytes` buffered or the \
+                 handler busy); core NATS does not redeliver them: use JetStream (?jetstream=STREAM) for events \
+                 that must not be lost, or raise pending_bytes"
             );
             state.last_report = Some(now);
             state.unreported = 0;

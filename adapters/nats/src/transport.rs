@@ -29,6 +29,8 @@ pub struct NatsTransport {
     jetstream: Option<JetStream>,
     capabilities: Capabilities,
     subjects: Subjects,
+    /// Bytes each core subscription may buffer (`pending_bytes`).
+    pending_bytes: usize,
 }
 
 impl NatsTransport {
@@ -115,6 +117,7 @@ impl NatsTransport {
             jetstream,
             capabilities,
             subjects: Subjects::default(),
+            pending_bytes: settings.pending_bytes,
         })
     }
 
@@ -267,7 +270,8 @@ impl Transport for NatsTransport {
         .map_err(|e| Error::backend(BACKEND, e))?;
         self.sync_with_server().await?;
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let stream = DrainingStream::new(subscriber, stopped, self.client.clone());
+        let stream =
+            DrainingStream::new(subscriber, stopped, self.client.clone(), self.pending_bytes);
         Ok(
             Subscription::new(subject, group.map(str::to_owned), stream).with_stop(move || {
                 let _ = stop.send(());
