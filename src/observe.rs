@@ -93,15 +93,21 @@ where
     F: Future,
     C: FnOnce(&F::Output) -> Option<ErrorKind>,
 {
-    let span = tracing::info_span!(
-        "switchboard",
-        op = op.as_str(),
-        subject,
-        backend,
-        trace_id = tracing::field::Empty,
-        outcome = tracing::field::Empty,
-        micros = tracing::field::Empty,
-    );
+    // The level first: with tracing's `log` feature on (sqlx turns it on),
+    // a span no subscriber wants still has its fields recorded for `log`
+    // and checks `log`'s level when created and dropped.
+    let span = match tracing::level_enabled!(tracing::Level::INFO) {
+        true => tracing::info_span!(
+            "switchboard",
+            op = op.as_str(),
+            subject,
+            backend,
+            trace_id = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            micros = tracing::field::Empty,
+        ),
+        false => tracing::Span::none(),
+    };
     let spanned = !span.is_disabled();
     if let (true, Some(trace)) = (spanned, trace) {
         span.record("trace_id", trace.trace_id());
