@@ -13,138 +13,148 @@ use crate::message::Message;
 use crate::observe::{self, Operation};
 use crate::settings::Style;
 use crate::wire;
+use std::future::Future;
+use std::ops::Deref;
 
 /// Handles one event: retried, dead-lettered or acknowledged.
-pub(super) async fn handle_event<H: RouteHandler>(
-    context: &RouteContext,
+pub(super) fn handle_event<C, R, H>(
+    context: C,
     mut incoming: Incoming,
-    handler: &H,
-) {
-    let subject = incoming.shared_subject();
-    // The id is looked up only on a route with dedup: no work per event elsewhere.
-    let dedup_id = context
-        .dedup
-        .as_ref()
-        .and_then(|dedup| Some((dedup, dedup::delivery_id(&incoming)?)));
-    let claim = match dedup_id {
-        // Boxed here and below: a path most events never take adds a
-        // pointer to the handling future, not the size of its own.
-        Some((dedup, id)) => match Box::pin(dedup.begin(&id)).await {
-            Begun::Handled => {
-                tracing::debug!(%subject, service = %context.service, id, "event already handled (dedup); skipped");
-                observe::duplicate(&context.service, &context.route);
-                context.shutdown.count_duplicate();
-                context.settle(&subject, incoming.ack().await);
-                return;
-            }
-            Begun::Fresh(claim) => Some(claim),
-        },
-        None => None,
-    };
-    let message = incoming.take_message();
-    let (parent, trace) = incoming_trace(&message);
-    // A sync command published instead of sent: its outcome is published back.
-    let deferred = message.headers.get(wire::DEFERRED_ID).map(str::to_owned);
-    let mut reply = None;
-    // Set once this event has waited to retry while the service was stopping.
-    let mut held_at_shutdown = false;
-    let mut attempts = 0u32;
-    let malformed =
-        match context.cloudevents && crate::cloudevents::carries_attributes(&message.headers) {
-            true => crate::cloudevents::CloudEvent::from_headers(&message.headers).err(),
-            false => None,
+    handler: R,
+) -> impl Future<Output = ()> + Send
+where
+    C: Deref<Target = RouteContext> + Send,
+    R: Deref<Target = H> + Send,
+    H: RouteHandler,
+{
+    async move {
+        let (context, handler) = (&*context, &*handler);
+        let subject = incoming.shared_subject();
+        // The id is looked up only on a route with dedup: no work per event elsewhere.
+        let dedup_id = context
+            .dedup
+            .as_ref()
+            .and_then(|dedup| Some((dedup, dedup::delivery_id(&incoming)?)));
+        let claim = match dedup_id {
+            // Boxed here and below: a path most events never take adds a
+            // pointer to the handling future, not the size of its own.
+            Some((dedup, id)) => match Box::pin(dedup.begin(&id)).await {
+                Begun::Handled => {
+                    tracing::debug!(%subject, service = %context.service, id, "event already handled (dedup); skipped");
+                    observe::duplicate(&context.service, &context.route);
+                    context.shutdown.count_duplicate();
+                    context.settle(&subject, incoming.ack().await);
+                    return;
+                }
+                Begun::Fresh(claim) => Some(claim),
+            },
+            None => None,
         };
-    let gave_up = loop {
-        if let Some(reason) = &malformed {
-            // Retrying cannot mend the attributes: dead-lettered with the reason at once.
-            break Some(GaveUp {
-                reason: reason.clone(),
-                code: Some(crate::cloudevents::MALFORMED.to_owned()),
-                attempts,
-                is_final: true,
-                at_shutdown: false,
-            });
-        }
-        attempts += 1;
-        let outcome = run_observed(
-            context,
-            Operation::HandleEvent,
-            &subject,
-            handler,
-            // The payload is lent, not cloned: the message stays whole for
-            // a dead letter, and a retry decodes it afresh.
-            &message.payload,
-            message.headers.clone(),
-            (&parent, &trace),
-            Style::Async,
-        )
+        let message = incoming.take_message();
+        let (parent, trace) = incoming_trace(&message);
+        // A sync command published instead of sent: its outcome is published back.
+        let deferred = message.headers.get(wire::DEFERRED_ID).map(str::to_owned);
+        let mut reply = None;
+        // Set once this event has waited to retry while the service was stopping.
+        let mut held_at_shutdown = false;
+        let mut attempts = 0u32;
+        let malformed =
+            match context.cloudevents && crate::cloudevents::carries_attributes(&message.headers) {
+                true => crate::cloudevents::CloudEvent::from_headers(&message.headers).err(),
+                false => None,
+            };
+        let gave_up = loop {
+            if let Some(reason) = &malformed {
+                // Retrying cannot mend the attributes: dead-lettered with the reason at once.
+                break Some(GaveUp {
+                    reason: reason.clone(),
+                    code: Some(crate::cloudevents::MALFORMED.to_owned()),
+                    attempts,
+                    is_final: true,
+                    at_shutdown: false,
+                });
+            }
+            attempts += 1;
+            let outcome = run_observed(
+                context,
+                Operation::HandleEvent,
+                &subject,
+                handler,
+                // The payload is lent, not cloned: the message stays whole for
+                // a dead letter, and a retry decodes it afresh.
+                &message.payload,
+                message.headers.clone(),
+                (&parent, &trace),
+                Style::Async,
+            )
+            .await;
+            let rejection = match outcome {
+                Ok(answer) => {
+                    reply = Some(answer);
+                    break None;
+                }
+                Err(rejection) => rejection,
+            };
+            let reason = rejection.message().to_owned();
+            let is_final = refused_for_good(&context.policy, &rejection);
+            if is_final || attempts >= context.policy.max_attempts {
+                break Some(GaveUp {
+                    reason,
+                    code: rejection.code().map(str::to_owned),
+                    attempts,
+                    is_final,
+                    at_shutdown: false,
+                });
+            }
+            let rejection_code = rejection.code().map(str::to_owned);
+            tracing::warn!(%subject, service = %context.service, attempts, %reason, "event handler failed; retrying");
+            observe::redelivery(&context.service, &context.route);
+            let (out_of_grace, held) = Box::pin(wait_to_retry(context, attempts)).await;
+            held_at_shutdown |= held;
+            if out_of_grace {
+                break Some(GaveUp {
+                    reason: format!("service shut down while retrying: {reason}"),
+                    code: rejection_code,
+                    attempts,
+                    is_final: false,
+                    at_shutdown: true,
+                });
+            }
+        };
+        let Some(gave_up) = gave_up else {
+            if held_at_shutdown {
+                context.shutdown.record(HeldOutcome::Completed);
+            }
+            // Remembered before the acknowledgement: a redelivery after it is skipped.
+            if let Some(claim) = claim {
+                Box::pin(claim.handled()).await;
+            }
+            if let (Some(id), Some(reply)) = (deferred, reply) {
+                Box::pin(publish_outcome(context, &subject, id, reply)).await;
+            }
+            context.settle(&subject, incoming.ack().await);
+            return;
+        };
+        let outcome = Box::pin(give_up(
+            context, &subject, incoming, message, &gave_up, claim,
+        ))
         .await;
-        let rejection = match outcome {
-            Ok(answer) => {
-                reply = Some(answer);
-                break None;
+        if let (Some(id), HeldOutcome::DeadLettered | HeldOutcome::Lost) = (deferred, &outcome) {
+            let mut refusal = Message::new(bytes::Bytes::new());
+            let headers = &mut refusal.headers;
+            headers.insert(
+                wire::DEFERRED_ERROR,
+                wire::sanitize_header_value(&gave_up.reason),
+            );
+            headers.insert(wire::DEFERRED_SERVICE, context.service.as_str());
+            if let Some(code) = &gave_up.code {
+                headers.insert(wire::DEFERRED_CODE, wire::sanitize_header_value(code));
             }
-            Err(rejection) => rejection,
-        };
-        let reason = rejection.message().to_owned();
-        let is_final = refused_for_good(&context.policy, &rejection);
-        if is_final || attempts >= context.policy.max_attempts {
-            break Some(GaveUp {
-                reason,
-                code: rejection.code().map(str::to_owned),
-                attempts,
-                is_final,
-                at_shutdown: false,
-            });
+            Box::pin(publish_outcome(context, &subject, id, refusal)).await;
         }
-        let rejection_code = rejection.code().map(str::to_owned);
-        tracing::warn!(%subject, service = %context.service, attempts, %reason, "event handler failed; retrying");
-        observe::redelivery(&context.service, &context.route);
-        let (out_of_grace, held) = Box::pin(wait_to_retry(context, attempts)).await;
-        held_at_shutdown |= held;
-        if out_of_grace {
-            break Some(GaveUp {
-                reason: format!("service shut down while retrying: {reason}"),
-                code: rejection_code,
-                attempts,
-                is_final: false,
-                at_shutdown: true,
-            });
+        if gave_up.at_shutdown || held_at_shutdown || matches!(outcome, HeldOutcome::Lost) {
+            context.shutdown.record(outcome);
         }
-    };
-    let Some(gave_up) = gave_up else {
-        if held_at_shutdown {
-            context.shutdown.record(HeldOutcome::Completed);
-        }
-        // Remembered before the acknowledgement: a redelivery after it is skipped.
-        if let Some(claim) = claim {
-            Box::pin(claim.handled()).await;
-        }
-        if let (Some(id), Some(reply)) = (deferred, reply) {
-            Box::pin(publish_outcome(context, &subject, id, reply)).await;
-        }
-        context.settle(&subject, incoming.ack().await);
-        return;
-    };
-    let outcome = Box::pin(give_up(
-        context, &subject, incoming, message, &gave_up, claim,
-    ))
-    .await;
-    if let (Some(id), HeldOutcome::DeadLettered | HeldOutcome::Lost) = (deferred, &outcome) {
-        let mut refusal = Message::new(bytes::Bytes::new());
-        let headers = &mut refusal.headers;
-        headers.insert(
-            wire::DEFERRED_ERROR,
-            wire::sanitize_header_value(&gave_up.reason),
-        );
-        headers.insert(wire::DEFERRED_SERVICE, context.service.as_str());
-        if let Some(code) = &gave_up.code {
-            headers.insert(wire::DEFERRED_CODE, wire::sanitize_header_value(code));
-        }
-        Box::pin(publish_outcome(context, &subject, id, refusal)).await;
-    }
-    if gave_up.at_shutdown || held_at_shutdown || matches!(outcome, HeldOutcome::Lost) {
-        context.shutdown.record(outcome);
     }
 }
 

@@ -1,6 +1,8 @@
 //! Serving requests: the handler's reply, or an error reply that names who
 //! refused; a request whose caller already gave up is skipped.
 
+use std::future::Future;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use super::context::{RouteContext, RouteHandler};
@@ -14,27 +16,35 @@ use crate::settings::Style;
 use crate::wire;
 
 /// Answers one request and acknowledges it.
-pub(super) async fn answer<H: RouteHandler>(
-    context: &RouteContext,
+pub(super) fn answer<C, R, H>(
+    context: C,
     mut incoming: Incoming,
-    handler: &H,
-) {
-    let subject = incoming.shared_subject();
-    if incoming.is_expired() {
-        skip_expired(context, &subject);
-        context.settle(&subject, incoming.ack().await);
-        return;
-    }
-    let reply = reply_for(context, &subject, incoming.take_message(), handler).await;
-    if let Err(err) = incoming.send_reply(reply).await {
-        // The caller's reply address was bad or is gone: count it, keep serving.
-        tracing::warn!(%subject, service = %context.service, error = %err, "could not send reply");
-        observe::undeliverable_reply(&context.service, &context.route);
-        context.shutdown.count_undeliverable();
-    }
-    // Answered: on backends that redeliver (Kafka), the request must not come back.
-    if let Err(err) = incoming.ack().await {
-        tracing::debug!(%subject, error = %err, "could not acknowledge request");
+    handler: R,
+) -> impl Future<Output = ()> + Send
+where
+    C: Deref<Target = RouteContext> + Send,
+    R: Deref<Target = H> + Send,
+    H: RouteHandler,
+{
+    async move {
+        let (context, handler) = (&*context, &*handler);
+        let subject = incoming.shared_subject();
+        if incoming.is_expired() {
+            skip_expired(context, &subject);
+            context.settle(&subject, incoming.ack().await);
+            return;
+        }
+        let reply = reply_for(context, &subject, incoming.take_message(), handler).await;
+        if let Err(err) = incoming.send_reply(reply).await {
+            // The caller's reply address was bad or is gone: count it, keep serving.
+            tracing::warn!(%subject, service = %context.service, error = %err, "could not send reply");
+            observe::undeliverable_reply(&context.service, &context.route);
+            context.shutdown.count_undeliverable();
+        }
+        // Answered: on backends that redeliver (Kafka), the request must not come back.
+        if let Err(err) = incoming.ack().await {
+            tracing::debug!(%subject, error = %err, "could not acknowledge request");
+        }
     }
 }
 

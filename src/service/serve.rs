@@ -4,6 +4,7 @@
 //! was given. How each message is handled depends on how it arrived.
 
 use std::future::Future;
+use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -194,7 +195,7 @@ impl<H: RouteHandler, W: Future<Output = ()> + Send + 'static> RouteLoop<'_, H, 
         if self.concurrency == 1 {
             // Ordered route: the next message waits for this one, and takes its permit.
             let Held { incoming, permit } = held;
-            handle(self.context, incoming, &**self.handler).await;
+            handle(&**self.context, incoming, &**self.handler).await;
             self.permit = Some(permit);
             return;
         }
@@ -375,23 +376,26 @@ impl<H: RouteHandler> InlineAnswer for InlineRoute<H> {
     }
 }
 
-/// One message's handling, owning what it needs, as a route's loop runs it.
-async fn handling<H: RouteHandler>(
+/// One message's handling, owning what it needs, as a route's loop runs it:
+/// the handling itself, not a future around it, so it is moved into its box
+/// once and holds the message once.
+fn handling<H: RouteHandler>(
     context: Arc<RouteContext>,
     incoming: Incoming,
     handler: Arc<H>,
-) {
-    handle(&context, incoming, &*handler).await
+) -> impl Future<Output = ()> + Send + 'static {
+    handle(context, incoming, handler)
 }
 
 /// How the message arrived decides what happens, never how the handler was
 /// registered. Not an `async fn`, which would hold `incoming` beside the
 /// future it is moved into.
-fn handle<'a, H: RouteHandler>(
-    context: &'a RouteContext,
-    incoming: Incoming,
-    handler: &'a H,
-) -> impl Future<Output = ()> + 'a {
+fn handle<C, R, H>(context: C, incoming: Incoming, handler: R) -> impl Future<Output = ()> + Send
+where
+    C: Deref<Target = RouteContext> + Send,
+    R: Deref<Target = H> + Send,
+    H: RouteHandler,
+{
     match incoming.expects_reply() {
         true => Either::Left(answer(context, incoming, handler)),
         false => Either::Right(handle_event(context, incoming, handler)),
