@@ -96,34 +96,34 @@ where
     // The level first: with tracing's `log` feature on (sqlx turns it on),
     // a span no subscriber wants still has its fields recorded for `log`
     // and checks `log`'s level when created and dropped.
-    let span = match tracing::level_enabled!(tracing::Level::INFO) {
-        true => tracing::info_span!(
-            "switchboard",
-            op = op.as_str(),
-            subject,
-            backend,
-            trace_id = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-            micros = tracing::field::Empty,
-        ),
-        false => tracing::Span::none(),
-    };
-    let spanned = !span.is_disabled();
-    if let (true, Some(trace)) = (spanned, trace) {
+    let span = tracing::level_enabled!(tracing::Level::INFO)
+        .then(|| {
+            tracing::info_span!(
+                "switchboard",
+                op = op.as_str(),
+                subject,
+                backend,
+                trace_id = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+                micros = tracing::field::Empty,
+            )
+        })
+        .filter(|span| !span.is_disabled());
+    if let (Some(span), Some(trace)) = (&span, trace) {
         span.record("trace_id", trace.trace_id());
         // A handled message's span continues the caller's trace in OpenTelemetry too.
         #[cfg(feature = "otel")]
         if matches!(op, Operation::HandleRequest | Operation::HandleEvent) {
             let parent = (trace.trace_id_bytes(), trace.span_id_bytes(), trace.flags());
-            crate::otel::set_remote_parent(&span, parent);
+            crate::otel::set_remote_parent(span, parent);
         }
     }
     // Reading the clock is a measurable share of an in-memory call: only when
     // someone will see the duration (an enabled span or the metrics feature).
-    let started = (spanned || cfg!(feature = "metrics")).then(Instant::now);
+    let started = (span.is_some() || cfg!(feature = "metrics")).then(Instant::now);
     Observed {
         call,
-        span: spanned.then_some(span),
+        span,
         started,
         in_flight: Some(in_flight(op, backend)),
         failure: Some(failure),
