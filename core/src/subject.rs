@@ -58,6 +58,11 @@ static CLASS: [u8; 256] = {
     class
 };
 
+thread_local! {
+    /// The subject [`validate`] last found valid on this thread.
+    static LAST_VALID: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
 /// Whether `bytes` is a valid concrete subject: token bytes and single dots,
 /// not starting or ending with a dot, within the length limit. One pass
 /// without a branch per byte: what is wrong is gathered, then looked at once.
@@ -123,9 +128,19 @@ fn check_token(subject: &str, token: &str) -> Result<()> {
 /// assert!(switchboard::subject::validate("orders..created").is_err());
 /// ```
 pub fn validate(subject: &str) -> Result<()> {
-    // Every call checks its subject, so the common valid case takes one pass
-    // over the bytes; anything else goes the slow way to name the exact fault.
+    // Every call checks its subject, and most callers use a few subjects over
+    // and over: the last one this thread found valid is compared first (a
+    // `memcmp`, where the check below costs about 12 instructions a byte).
+    if !subject.is_empty() && LAST_VALID.with_borrow(|last| *last == *subject) {
+        return Ok(());
+    }
+    // The common valid case takes one pass over the bytes; anything else
+    // goes the slow way to name the exact fault.
     if is_plain_subject(subject.as_bytes()) {
+        LAST_VALID.with_borrow_mut(|last| {
+            last.clear();
+            last.push_str(subject);
+        });
         return Ok(());
     }
     check_shape(subject)?;
@@ -250,6 +265,22 @@ mod tests {
                     .all(|token| check_token(subject, token).is_ok());
             assert_eq!(is_plain_subject(subject.as_bytes()), slow, "{subject:?}");
         }
+    }
+
+    #[test]
+    fn the_remembered_subject_lets_nothing_else_through() {
+        validate("orders.created").unwrap();
+        validate("orders.created").unwrap();
+        for bad in [
+            "",
+            "orders.",
+            "orders..created",
+            "orders.*",
+            "orders.created ",
+        ] {
+            assert!(validate(bad).is_err(), "{bad:?}");
+        }
+        validate("orders.created").unwrap();
     }
 
     #[test]
