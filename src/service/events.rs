@@ -17,6 +17,9 @@ use std::future::Future;
 use std::ops::Deref;
 
 /// Handles one event: retried, dead-lettered or acknowledged.
+// Not an `async fn`, which would hold `incoming` twice: as its argument and
+// as the local it is moved into.
+#[allow(clippy::manual_async_fn)]
 pub(super) fn handle_event<C, R, H>(
     context: C,
     mut incoming: Incoming,

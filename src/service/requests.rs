@@ -16,6 +16,9 @@ use crate::settings::Style;
 use crate::wire;
 
 /// Answers one request and acknowledges it.
+// Not an `async fn`, which would hold `incoming` twice: as its argument and
+// as the local it is moved into.
+#[allow(clippy::manual_async_fn)]
 pub(super) fn answer<C, R, H>(
     context: C,
     mut incoming: Incoming,
