@@ -131,13 +131,20 @@ pub fn validate(subject: &str) -> Result<()> {
     // Every call checks its subject, and most callers use a few subjects over
     // and over: the last one this thread found valid is compared first (a
     // `memcmp`, where the check below costs about 12 instructions a byte).
-    if !subject.is_empty() && LAST_VALID.with_borrow(|last| *last == *subject) {
+    let remembered = || {
+        LAST_VALID
+            .try_with(|last| *last.borrow() == *subject)
+            .unwrap_or(false)
+    };
+    if !subject.is_empty() && remembered() {
         return Ok(());
     }
     // The common valid case takes one pass over the bytes; anything else
     // goes the slow way to name the exact fault.
     if is_plain_subject(subject.as_bytes()) {
-        LAST_VALID.with_borrow_mut(|last| {
+        // Not remembered while the thread's locals are being torn down.
+        let _ = LAST_VALID.try_with(|last| {
+            let mut last = last.borrow_mut();
             last.clear();
             last.push_str(subject);
         });

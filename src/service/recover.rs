@@ -2,9 +2,10 @@
 //! panic, so the route keeps serving and the caller gets an error reply.
 
 use std::any::Any;
-use std::panic::AssertUnwindSafe;
-
-use futures_util::FutureExt;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
 
 use bytes::Bytes;
 
@@ -13,21 +14,60 @@ use crate::handler::{Context, Rejection};
 use crate::message::Message;
 
 /// Runs the handler once, turning a panic into a rejection (while decoding
-/// and extracting too, which run before the handler's future exists).
-pub(super) async fn run_once<H: RouteHandler>(
-    handler: &H,
-    payload: &Bytes,
+/// and extracting too, which run at the first poll, before the handler's
+/// future exists).
+pub(super) fn run_once<'a, H: RouteHandler>(
+    handler: &'a H,
+    payload: &'a Bytes,
     handler_context: Context,
-) -> Result<Message, Rejection> {
-    let started =
-        std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(payload, handler_context)));
-    let running = match started {
-        Ok(running) => running,
-        Err(panic) => return Err(Rejection::panicked(panic_message(&panic))),
-    };
-    match AssertUnwindSafe(running).catch_unwind().await {
-        Ok(outcome) => outcome,
-        Err(panic) => Err(Rejection::panicked(panic_message(&panic))),
+) -> impl Future<Output = Result<Message, Rejection>> + Send + 'a {
+    RunOnce::Start {
+        start: Some(move || handler.call(payload, handler_context)),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The handler's call before its first poll, then its future in the
+    /// same place: a future the size of the larger of the two, where an
+    /// `async fn` kept both (and the call's result) side by side.
+    #[project = State]
+    enum RunOnce<S, F> {
+        Start { start: Option<S> },
+        Running { #[pin] running: F },
+    }
+}
+
+impl<S, F> Future for RunOnce<S, F>
+where
+    S: FnOnce() -> F,
+    F: Future<Output = Result<Message, Rejection>>,
+{
+    type Output = Result<Message, Rejection>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        loop {
+            match self.as_mut().project() {
+                State::Start { start } => {
+                    let Some(start) = start.take() else {
+                        return Poll::Ready(Err(Rejection::panicked(
+                            "handler polled again after it panicked",
+                        )));
+                    };
+                    match catch_unwind(AssertUnwindSafe(start)) {
+                        Ok(running) => self.set(RunOnce::Running { running }),
+                        Err(panic) => {
+                            return Poll::Ready(Err(Rejection::panicked(panic_message(&panic))))
+                        }
+                    }
+                }
+                State::Running { running } => {
+                    return match catch_unwind(AssertUnwindSafe(|| running.poll(cx))) {
+                        Ok(poll) => poll,
+                        Err(panic) => Poll::Ready(Err(Rejection::panicked(panic_message(&panic)))),
+                    };
+                }
+            }
+        }
     }
 }
 
