@@ -14,6 +14,8 @@
 //! request/reply with the responder in a second process (a copy of this binary).
 
 mod common;
+#[path = "../tests/support/raw_kafka.rs"]
+mod raw_kafka;
 
 use std::time::Duration;
 
@@ -189,20 +191,10 @@ async fn typed_counting_service(
 /// the JSON order, stores its offset for the next automatic commit, and
 /// counts it.
 fn raw_typed_consumer(topic: &str) -> RawCount {
-    let consumer: StreamConsumer = switchboard::kafka::rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", "127.0.0.1:9092")
-        .set("socket.nagle.disable", "true")
-        .set("group.id", format!("bench.raw.p{}", std::process::id()))
-        .set("enable.auto.commit", "true")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.commit.interval.ms", "1000")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "1000")
-        .set("enable.partition.eof", "false")
-        .create()
-        .unwrap();
+    let consumer: StreamConsumer =
+        raw_kafka::consumer_config(&format!("bench.raw.p{}", std::process::id()))
+            .create()
+            .unwrap();
     consumer.subscribe(&[topic]).unwrap();
     let count = RawCount::default();
     let counter = count.clone();

@@ -20,9 +20,12 @@
 //! encode at a responder, reply, decode) and `nats-raw-publish` (publish the
 //! JSON);
 //! `http-typed-request` and `grpc-typed-request` are `request_json` from one
-//! bus to a typed `Service` on another, over loopback.
+//! bus to a typed `Service` on another, over loopback; `kafka-typed-event`
+//! and `kafka-raw-event` feed the same raw rdkafka producer's records to a
+//! typed `Service` handler or to a raw consumer (Kafka at 127.0.0.1:9092).
 //! One thread (a current-thread runtime), so the count does not depend on
-//! how two workers happened to share the work.
+//! how two workers happened to share the work; the Kafka rows also count
+//! librdkafka's own threads.
 
 use std::sync::atomic::Ordering;
 
@@ -30,6 +33,10 @@ use switchboard::Bus;
 
 #[path = "../tests/support/typed_paths.rs"]
 mod typed_paths;
+
+#[cfg(feature = "kafka")]
+#[path = "../tests/support/raw_kafka.rs"]
+mod raw_kafka;
 
 use typed_paths::{order, typed_service, Order};
 
@@ -73,6 +80,10 @@ async fn main() -> switchboard::Result<()> {
         "nats-raw-publish" => raw_nats::publish(count).await,
         #[cfg(feature = "nats")]
         "nats-raw-request" => raw_nats::requests(count).await,
+        #[cfg(feature = "kafka")]
+        "kafka-typed-event" => kafka_rows::typed_events(count).await,
+        #[cfg(feature = "kafka")]
+        "kafka-raw-event" => kafka_rows::raw_events(count).await,
         other => {
             eprintln!("unknown row `{other}`");
             std::process::exit(2);
@@ -236,5 +247,141 @@ mod raw_nats {
             .flush()
             .await
             .map_err(|e| switchboard::Error::backend("nats", e))
+    }
+}
+
+/// Kafka at 127.0.0.1:9092: the same raw producer feeds a typed `Service`
+/// handler (`kafka-typed-event`) or a raw rdkafka consumer in a group that
+/// decodes the order and stores its offset for the next automatic commit
+/// (`kafka-raw-event`), so the rows differ only in the consumer. Counts
+/// include librdkafka's own threads.
+#[cfg(feature = "kafka")]
+mod kafka_rows {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use switchboard::kafka::rdkafka::consumer::{Consumer, StreamConsumer};
+    use switchboard::kafka::rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+    use switchboard::kafka::rdkafka::ClientConfig;
+    use switchboard::kafka::rdkafka::Message as _;
+    use switchboard::Service;
+
+    use super::{order, Order};
+
+    const BROKER: &str = "127.0.0.1:9092";
+
+    fn producer() -> FutureProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", BROKER)
+            .set("socket.nagle.disable", "true")
+            .set("linger.ms", "0")
+            .create()
+            .expect("a producer")
+    }
+
+    /// Publishes the first order to `topic`, which creates it.
+    fn create(topic: &str) -> switchboard::Result<()> {
+        let producer = producer();
+        let payload = serde_json::to_vec(&order()).expect("an order encodes");
+        let record = FutureRecord::<(), _>::to(topic).payload(&payload[..]);
+        producer
+            .send_result(record)
+            .map(drop)
+            .map_err(|(e, _)| switchboard::Error::backend("kafka", e))?;
+        producer
+            .flush(Duration::from_secs(30))
+            .map_err(|e| switchboard::Error::backend("kafka", e))
+    }
+
+    /// Waits until `handled` counts an order (the consumer has its
+    /// partition), then publishes `count` more and waits for them.
+    async fn feed(topic: &str, count: usize, handled: &AtomicUsize) -> switchboard::Result<()> {
+        let producer = producer();
+        let payload = serde_json::to_vec(&order()).expect("an order encodes");
+        let send = |producer: &FutureProducer| {
+            let record = FutureRecord::<(), _>::to(topic).payload(&payload[..]);
+            producer.send_result(record).map(drop).map_err(|(e, _)| e)
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut next_warm_up = Instant::now() + Duration::from_secs(5);
+        while handled.load(Ordering::Relaxed) == 0 {
+            if Instant::now() > deadline {
+                return Err(switchboard::Error::backend("kafka", "no partition in 60 s"));
+            }
+            if Instant::now() >= next_warm_up {
+                send(&producer).map_err(|e| switchboard::Error::backend("kafka", e))?;
+                next_warm_up = Instant::now() + Duration::from_secs(2);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Warm-ups still on their way are counted before the timed records.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let start = handled.load(Ordering::Relaxed);
+        for _ in 0..count {
+            send(&producer).map_err(|e| switchboard::Error::backend("kafka", e))?;
+        }
+        producer
+            .flush(Duration::from_secs(30))
+            .map_err(|e| switchboard::Error::backend("kafka", e))?;
+        while handled.load(Ordering::Relaxed) < start + count {
+            if Instant::now() > deadline + Duration::from_secs(60) {
+                return Err(switchboard::Error::backend("kafka", "records missing"));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(())
+    }
+
+    fn topic(kind: &str) -> String {
+        format!("instructions.kafka-{kind}.p{}", std::process::id())
+    }
+
+    pub async fn typed_events(count: usize) -> switchboard::Result<()> {
+        let bus = switchboard::connect(&format!("kafka://{BROKER}")).await?;
+        let topic = topic("typed");
+        create(&topic)?;
+        let handled = Arc::new(AtomicUsize::new(0));
+        let counter = handled.clone();
+        let running = Service::new("instructions-kafka", bus.clone())
+            .on(topic.as_str(), move |order: Order| {
+                std::hint::black_box(order);
+                counter.fetch_add(1, Ordering::Relaxed);
+                async { Ok::<_, String>(()) }
+            })
+            .start()
+            .await?;
+        feed(&topic, count, &handled).await?;
+        let _ = running.shutdown().await;
+        bus.close().await
+    }
+
+    pub async fn raw_events(count: usize) -> switchboard::Result<()> {
+        let topic = topic("raw");
+        create(&topic)?;
+        let consumer: StreamConsumer =
+            super::raw_kafka::consumer_config(&format!("instructions.raw.p{}", std::process::id()))
+                .create()
+                .map_err(|e| switchboard::Error::backend("kafka", e))?;
+        consumer
+            .subscribe(&[topic.as_str()])
+            .map_err(|e| switchboard::Error::backend("kafka", e))?;
+        let handled = Arc::new(AtomicUsize::new(0));
+        let counter = handled.clone();
+        let consuming = tokio::spawn(async move {
+            loop {
+                let Ok(message) = consumer.recv().await else {
+                    continue;
+                };
+                let order: Order = serde_json::from_slice(message.payload().unwrap_or_default())
+                    .expect("an order");
+                std::hint::black_box(order);
+                let _ = consumer.store_offset_from_message(&message);
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let fed = feed(&topic, count, &handled).await;
+        consuming.abort();
+        fed
     }
 }

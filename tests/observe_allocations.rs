@@ -91,11 +91,10 @@ const NATS_EVENT_HANDLED: f64 = 1.5;
 const NATS_EVENT_CONSUMED: f64 = 0.5;
 #[cfg(feature = "nats")]
 const NATS_PUBLISH_JSON: f64 = 1.5;
-/// A Kafka record's payload is copied out of librdkafka's buffer, its
-/// acknowledgement is a boxed `Acker` with a boxed future, and rdkafka's
-/// `store_offset` copies the topic name twice.
+/// A Kafka record's payload is copied out of librdkafka's buffer, and its
+/// acknowledgement is a boxed `Acker`.
 #[cfg(feature = "kafka")]
-const KAFKA_EVENT_CONSUMED: f64 = 5.5;
+const KAFKA_EVENT_CONSUMED: f64 = 2.5;
 /// Both sides of an HTTP round trip, beyond what raw reqwest → axum
 /// allocates: 28.00 in most runs and 29.00 in some (one more on every
 /// round trip of the run, so set when the connections start), hence a

@@ -27,6 +27,13 @@ pub trait Acker: Send + 'static {
     /// The message was not handled; deliver it again.
     async fn nack(self: Box<Self>) -> Result<()>;
 
+    /// Acknowledges at once where that needs no waiting (a Kafka ack is
+    /// bookkeeping in memory), sparing the boxed future of [`ack`](Self::ack);
+    /// `None`, the default, leaves the ack to [`ack`](Self::ack).
+    fn ack_now(&mut self) -> Option<Result<()>> {
+        None
+    }
+
     /// Where the backend keeps this delivery, the same each time it is
     /// delivered again (a Kafka record's topic, partition and offset); `None` by
     /// default. Deduplication uses it for events that carry no message id.
@@ -181,7 +188,10 @@ impl Incoming {
     /// Acknowledges the message (no-op where the backend has no acknowledgements).
     pub async fn ack(&mut self) -> Result<()> {
         match self.acker.take() {
-            Some(acker) => acker.ack().await,
+            Some(mut acker) => match acker.ack_now() {
+                Some(acked) => acked,
+                None => acker.ack().await,
+            },
             None => Ok(()),
         }
     }

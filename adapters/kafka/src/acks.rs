@@ -2,63 +2,132 @@
 //! and when partitions were taken from it: the bookkeeping that commits only
 //! acknowledged offsets and keeps a rebalance from delivering a record twice.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rdkafka::TopicPartitionList;
+use rdkafka::{Offset, TopicPartitionList};
 
 /// What each partition has delivered and what the handler acknowledged.
 #[derive(Default)]
 struct PartitionAcks {
-    /// Delivered and not yet acknowledged.
-    outstanding: BTreeSet<i64>,
+    /// Delivered offsets not yet behind `stored`, in ascending order (a
+    /// partition delivers in order, and a rewind forgets everything from the
+    /// offset it rewinds to), each with whether it was acknowledged.
+    open: VecDeque<(i64, bool)>,
     /// Highest offset delivered.
     highest: i64,
-    /// Highest offset stored for commit (everything up to it is acknowledged).
+    /// Highest offset acknowledged with everything before it.
     stored: i64,
+    /// Highest offset handed to librdkafka for its next commit.
+    handed: i64,
+}
+
+impl PartitionAcks {
+    fn delivered(&mut self, offset: i64) {
+        match self.open.back() {
+            Some(&(last, _)) if last >= offset => {
+                // Out of order (not seen from librdkafka): kept sorted all the same.
+                let at = self.open.partition_point(|&(o, _)| o < offset);
+                match self.open.get_mut(at) {
+                    Some(entry) if entry.0 == offset => entry.1 = false,
+                    _ => self.open.insert(at, (offset, false)),
+                }
+            }
+            _ => self.open.push_back((offset, false)),
+        }
+        self.highest = self.highest.max(offset);
+    }
+
+    fn acknowledged(&mut self, offset: i64) -> bool {
+        // Acks mostly come in the order of delivery: the oldest open one first.
+        let at = match self.open.front() {
+            Some(&(oldest, _)) if oldest == offset => 0,
+            _ => match self.open.binary_search_by_key(&offset, |&(o, _)| o) {
+                Ok(at) => at,
+                Err(_) => return false,
+            },
+        };
+        if std::mem::replace(&mut self.open[at].1, true) {
+            return false;
+        }
+        while self.open.front().is_some_and(|&(_, acked)| acked) {
+            self.open.pop_front();
+        }
+        let done_through = match self.open.front() {
+            Some(&(lowest, _)) => lowest - 1,
+            None => self.highest,
+        };
+        if done_through > self.stored {
+            self.stored = done_through;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// One partition of one topic (a pattern subscription reads several topics).
 pub(super) type TopicPartition = (Arc<str>, i32);
 
 /// Acknowledgement bookkeeping of one consumer, per partition.
+///
+/// Acknowledged offsets reach librdkafka in batches ([`take_acknowledged`](Self::take_acknowledged)):
+/// its automatic commit sends them once a second anyway, and storing one
+/// offset costs a topic lookup inside librdkafka.
 #[derive(Default)]
-pub(super) struct AckBook(HashMap<TopicPartition, PartitionAcks>);
+pub(super) struct AckBook {
+    partitions: HashMap<TopicPartition, PartitionAcks, foldhash::fast::RandomState>,
+    /// Some partition's `stored` moved past its `handed`.
+    moved: bool,
+}
 
 impl AckBook {
     pub(super) fn delivered(&mut self, partition: TopicPartition, offset: i64) {
-        let acks = self.0.entry(partition).or_insert_with(|| PartitionAcks {
-            highest: offset - 1,
-            stored: offset - 1,
-            ..Default::default()
-        });
-        acks.outstanding.insert(offset);
-        acks.highest = acks.highest.max(offset);
+        self.partitions
+            .entry(partition)
+            .or_insert_with(|| PartitionAcks {
+                highest: offset - 1,
+                stored: offset - 1,
+                handed: offset - 1,
+                ..Default::default()
+            })
+            .delivered(offset);
     }
 
     /// Records an ack; returns the offset up to which everything is now acknowledged, if it moved.
     pub(super) fn acknowledged(&mut self, partition: &TopicPartition, offset: i64) -> Option<i64> {
-        let acks = self.0.get_mut(partition)?;
-        if !acks.outstanding.remove(&offset) {
-            return None;
-        }
-        let done_through = match acks.outstanding.first() {
-            Some(lowest) => lowest - 1,
-            None => acks.highest,
-        };
-        (done_through > acks.stored).then(|| {
-            acks.stored = done_through;
-            done_through
-        })
+        let acks = self.partitions.get_mut(partition)?;
+        let moved = acks.acknowledged(offset);
+        self.moved |= moved;
+        moved.then_some(acks.stored)
     }
 
     /// Forgets deliveries from `offset` on: they will be delivered again.
     pub(super) fn rewound(&mut self, partition: &TopicPartition, offset: i64) {
-        if let Some(acks) = self.0.get_mut(partition) {
-            acks.outstanding.retain(|o| *o < offset);
+        if let Some(acks) = self.partitions.get_mut(partition) {
+            let keep = acks.open.partition_point(|&(o, _)| o < offset);
+            acks.open.truncate(keep);
             acks.highest = acks.highest.min(offset - 1);
         }
+    }
+
+    /// The offsets acknowledged since the last call, as librdkafka stores
+    /// them (the next offset to read), or `None` if nothing moved.
+    pub(super) fn take_acknowledged(&mut self) -> Option<TopicPartitionList> {
+        if !std::mem::take(&mut self.moved) {
+            return None;
+        }
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), acks) in &mut self.partitions {
+            if acks.stored > acks.handed {
+                acks.handed = acks.stored;
+                // A valid offset is always accepted: adding cannot fail here.
+                let _ =
+                    list.add_partition_offset(topic, *partition, Offset::Offset(acks.stored + 1));
+            }
+        }
+        (list.count() > 0).then_some(list)
     }
 }
 
@@ -127,6 +196,36 @@ mod tests {
         assert_eq!(book.acknowledged(&p(0), 12), Some(12));
         assert_eq!(book.acknowledged(&p(0), 13), Some(14));
         assert_eq!(book.acknowledged(&p(7), 1), None, "unknown partition");
+    }
+
+    #[test]
+    fn acknowledged_offsets_are_handed_over_once_each() {
+        let mut book = AckBook::default();
+        for offset in 0..4 {
+            book.delivered(p(0), offset);
+            book.delivered(p(1), offset + 100);
+        }
+        assert!(
+            book.take_acknowledged().is_none(),
+            "nothing acknowledged yet"
+        );
+        book.acknowledged(&p(0), 0);
+        book.acknowledged(&p(0), 1);
+        book.acknowledged(&p(1), 101);
+        let list = book.take_acknowledged().expect("partition 0 moved");
+        assert_eq!(list.count(), 1, "partition 1 waits for offset 100");
+        assert_eq!(
+            list.find_partition("orders", 0).map(|e| e.offset()),
+            Some(Offset::Offset(2)),
+            "the next offset to read"
+        );
+        assert!(book.take_acknowledged().is_none(), "handed over once");
+        book.acknowledged(&p(1), 100);
+        let list = book.take_acknowledged().expect("partition 1 moved");
+        assert_eq!(
+            list.find_partition("orders", 1).map(|e| e.offset()),
+            Some(Offset::Offset(102))
+        );
     }
 
     #[test]

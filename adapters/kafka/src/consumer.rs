@@ -31,14 +31,20 @@ use switchboard_core::wire;
 pub(super) struct RebalanceWatch {
     assignments: watch::Sender<u64>,
     revocations: Arc<Revocations>,
+    /// Set when the consumer commits: what was acknowledged is handed to
+    /// librdkafka before a revocation, which commits it.
+    book: Option<Arc<Mutex<AckBook>>>,
 }
 
 impl ClientContext for RebalanceWatch {}
 
 impl ConsumerContext for RebalanceWatch {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
             self.revocations.revoke(partitions);
+            if let Some(book) = &self.book {
+                store_acknowledged(consumer, book);
+            }
         }
     }
 
@@ -123,6 +129,7 @@ pub(super) fn new_consumer(
     let context = RebalanceWatch {
         assignments,
         revocations: revocations.clone(),
+        book: commits.then(|| book.clone()),
     };
     let consumer: StreamConsumer<RebalanceWatch> = config
         .create_with_context(context)
@@ -137,6 +144,44 @@ pub(super) fn new_consumer(
         pumping: AtomicBool::new(true),
     };
     Ok((Arc::new(consumed), assigned))
+}
+
+/// How often acknowledged offsets are handed to librdkafka, which commits
+/// what it holds every second (`auto.commit.interval.ms`), at a revocation
+/// and when the consumer leaves.
+const STORE_EVERY: Duration = Duration::from_millis(100);
+
+/// Hands what `book` acknowledged since the last call to librdkafka for its
+/// next commit. A partition revoked meanwhile refuses its offset: its new
+/// owner reads those records again.
+fn store_acknowledged<C: ConsumerContext>(consumer: &impl Consumer<C>, book: &Mutex<AckBook>) {
+    let Some(offsets) = book
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take_acknowledged()
+    else {
+        return;
+    };
+    if let Err(err) = consumer.store_offsets(&offsets) {
+        tracing::debug!(error = %err, "kafka: offsets not stored");
+    }
+}
+
+/// Hands acknowledged offsets over every [`STORE_EVERY`] until the consumer is gone.
+async fn store_periodically(consumed: Weak<Consumed>) {
+    let mut ticks = tokio::time::interval(STORE_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(consumed) = consumed.upgrade() else {
+            return;
+        };
+        store_acknowledged(&consumed.consumer, &consumed.book);
+        if Arc::strong_count(&consumed) == 1 {
+            // The last hold: closing the consumer blocks.
+            drop(tokio::task::spawn_blocking(move || drop(consumed)));
+        }
+    }
 }
 
 /// Assigns every partition of `topic` at its current end, so the consumer sees
@@ -296,6 +341,9 @@ pub(super) fn subscription(
     let (sender, receiver) = mpsc::channel(context.buffer);
     let (stop_taking, taking_stopped) = tokio::sync::oneshot::channel();
     let subject = context.subject.to_string();
+    if consumed.commits {
+        tokio::spawn(store_periodically(Arc::downgrade(&consumed)));
+    }
     tokio::spawn(pump(
         consumed.clone(),
         context,
@@ -371,6 +419,7 @@ impl Drop for LeaveGroup {
         };
         let leave = move || {
             if consumed.commits {
+                store_acknowledged(&consumed.consumer, &consumed.book);
                 if let Err(err) = consumed.consumer.commit_consumer_state(CommitMode::Sync) {
                     // Nothing stored since the last commit is reported as an error too.
                     tracing::debug!(topic = %consumed.topic, error = %err, "kafka: final commit");
@@ -396,61 +445,82 @@ async fn pump(
     // The topic of the last record, shared with the next one of the same
     // topic (a plain subscription reads one), so it is not copied per record.
     let mut last_topic: Option<Arc<str>> = None;
-    loop {
-        let received = tokio::select! {
-            // Biased: no random draw per record, and a stop is seen first.
-            biased;
-            _ = stop_requested(&mut stopped) => break,
-            _ = &mut taking_stopped => break,
-            () = sender.closed() => break,
-            received = consumed.consumer.recv() => received,
-        };
-        let queued = match received {
-            Ok(record) => {
-                if consumed.pattern && super::topics::is_reserved(record.topic()) {
+    {
+        // Looked at before each record without a waker; the futures below
+        // wake the pump while it waits for records.
+        let mut stop_seen = stopped.clone();
+        let stop = stop_requested(&mut stopped);
+        let closed = sender.closed();
+        tokio::pin!(stop, closed);
+        loop {
+            if stop_seen.has_changed().unwrap_or(false) && *stop_seen.borrow_and_update()
+                || !matches!(
+                    taking_stopped.try_recv(),
+                    Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+                )
+                || sender.is_closed()
+            {
+                break;
+            }
+            let received = tokio::select! {
+                // Biased: no random draw per record; a stop is seen above.
+                biased;
+                received = consumed.consumer.recv() => received,
+                _ = &mut stop => break,
+                _ = &mut taking_stopped => break,
+                () = &mut closed => break,
+            };
+            let queued = match received {
+                Ok(record) => {
+                    if consumed.pattern && super::topics::is_reserved(record.topic()) {
+                        continue;
+                    }
+                    let topic = match &last_topic {
+                        // A plain subscription reads its one topic: no need to
+                        // read (and check as UTF-8) the record's.
+                        Some(last) if !consumed.pattern || **last == *record.topic() => {
+                            last.clone()
+                        }
+                        _ => last_topic.insert(Arc::from(record.topic())).clone(),
+                    };
+                    let (partition, offset) = ((topic, record.partition()), record.offset());
+                    consumed
+                        .book
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .delivered(partition.clone(), offset);
+                    Queued {
+                        queued_at: consumed.revocations.now(),
+                        incoming: incoming_from(
+                            &record,
+                            &consumed,
+                            &context,
+                            partition.clone(),
+                            offset,
+                        ),
+                        partition,
+                        offset,
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(subject = %context.subject, error = %err, "kafka: consume error");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
-                let topic = match &last_topic {
-                    Some(last) if **last == *record.topic() => last.clone(),
-                    _ => last_topic.insert(Arc::from(record.topic())).clone(),
-                };
-                let (partition, offset) = ((topic, record.partition()), record.offset());
-                consumed
-                    .book
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .delivered(partition.clone(), offset);
-                Queued {
-                    queued_at: consumed.revocations.now(),
-                    incoming: incoming_from(
-                        &record,
-                        &consumed,
-                        &context,
-                        partition.clone(),
-                        offset,
-                    ),
-                    partition,
-                    offset,
-                }
+            };
+            // A queue with room takes the record at once, without the select.
+            let queued = match sender.try_send(queued) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Closed(_)) => break,
+                Err(mpsc::error::TrySendError::Full(queued)) => queued,
+            };
+            // A record taken but not queued stays unacknowledged: it is delivered again.
+            tokio::select! {
+                biased;
+                _ = &mut stop => break,
+                _ = &mut taking_stopped => break,
+                sent = sender.send(queued) => if sent.is_err() { break },
             }
-            Err(err) => {
-                tracing::warn!(subject = %context.subject, error = %err, "kafka: consume error");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        // A queue with room takes the record at once, without the select.
-        let queued = match sender.try_send(queued) {
-            Ok(()) => continue,
-            Err(mpsc::error::TrySendError::Closed(_)) => break,
-            Err(mpsc::error::TrySendError::Full(queued)) => queued,
-        };
-        // A record taken but not queued stays unacknowledged: it is delivered again.
-        tokio::select! {
-            biased;
-            _ = stop_requested(&mut stopped) => break,
-            _ = &mut taking_stopped => break,
-            sent = sender.send(queued) => if sent.is_err() { break },
         }
     }
     // The queue ends after what it holds; the subscription's `LeaveGroup` commits and closes.
@@ -525,26 +595,27 @@ impl KafkaAcker {
         // The subscription ended; its unacknowledged records go to the next consumer.
         self.consumed.upgrade().ok_or(Error::Closed)
     }
+
+    /// Books the ack; the offset reaches librdkafka with the next batch
+    /// ([`store_acknowledged`]).
+    fn acknowledge(&self) -> Result<()> {
+        self.consumed()?
+            .book
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .acknowledged(&self.partition, self.offset);
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl Acker for KafkaAcker {
     async fn ack(self: Box<Self>) -> Result<()> {
-        let consumed = self.consumed()?;
-        let done_through = consumed
-            .book
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .acknowledged(&self.partition, self.offset);
-        if let (true, Some(offset)) = (consumed.commits, done_through) {
-            // librdkafka commits `offset + 1`, the next record to read. A partition
-            // revoked meanwhile refuses the store: its new owner reads the record again.
-            let (topic, partition) = &self.partition;
-            if let Err(err) = consumed.consumer.store_offset(topic, *partition, offset) {
-                tracing::debug!(%topic, partition, offset, error = %err, "kafka: offset not stored");
-            }
-        }
-        Ok(())
+        self.acknowledge()
+    }
+
+    fn ack_now(&mut self) -> Option<Result<()>> {
+        Some(self.acknowledge())
     }
 
     async fn nack(self: Box<Self>) -> Result<()> {
