@@ -15,6 +15,8 @@
 //!   typed handler (RabbitMQ has no request/reply of its own to compare with).
 
 mod common;
+#[path = "../tests/support/raw_amqp.rs"]
+mod raw_amqp;
 
 use std::sync::Arc;
 
@@ -23,13 +25,8 @@ use common::service_path::{self, Order, TypedService};
 use common::{bench_in_flight, config, payload, runtime, skip, PAYLOADS};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures_util::StreamExt;
-use switchboard::amqp::lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
-};
-use switchboard::amqp::lapin::types::FieldTable;
-use switchboard::amqp::lapin::{self, BasicProperties, Channel, Connection};
-use switchboard::amqp::DEFAULT_EXCHANGE;
+use switchboard::amqp::lapin::options::BasicAckOptions;
+use switchboard::amqp::lapin::{self, Channel, Connection};
 use switchboard::Message;
 
 const URL: &str = "amqp://127.0.0.1:5672";
@@ -40,89 +37,9 @@ async fn raw_connection() -> Connection {
         .unwrap()
 }
 
-/// A confirm-mode channel, as switchboard publishes on.
-async fn confirm_channel(connection: &Connection) -> Channel {
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    channel
-}
-
-/// A queue bound to `subject` on the events exchange, consumed on `channel`
-/// with `no_ack` as given: the consumer's own (exclusive), or, with
-/// `durable`, a durable queue like a group's (the broker then confirms a
-/// persistent message once it is on disk).
-async fn bound_consumer(
-    channel: &Channel,
-    subject: &str,
-    no_ack: bool,
-    durable: bool,
-) -> lapin::Consumer {
-    let (name, options) = match durable {
-        false => (
-            String::new(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..QueueDeclareOptions::default()
-            },
-        ),
-        true => (
-            format!("{subject}.raw"),
-            QueueDeclareOptions {
-                durable: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-        ),
-    };
-    let queue = channel
-        .queue_declare(name.into(), options, FieldTable::default())
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            queue.name().clone(),
-            DEFAULT_EXCHANGE.into(),
-            subject.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .basic_consume(
-            queue.name().clone(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap()
-}
-
 /// What switchboard's publish sends: persistent, `mandatory`, awaited confirm.
 async fn raw_publish(channel: &Channel, subject: &str, body: &[u8]) {
-    let confirm = channel
-        .basic_publish(
-            DEFAULT_EXCHANGE.into(),
-            subject.into(),
-            BasicPublishOptions {
-                mandatory: true,
-                ..BasicPublishOptions::default()
-            },
-            body,
-            BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    assert!(confirm.is_ack());
+    assert!(raw_amqp::publish(channel, subject, body).await.unwrap());
 }
 
 fn amqp(c: &mut Criterion) {
@@ -131,12 +48,19 @@ fn amqp(c: &mut Criterion) {
         return skip("amqp", format!("{URL} is unreachable"));
     };
     let connection = rt.block_on(raw_connection());
-    let publisher = rt.block_on(confirm_channel(&connection));
+    let publisher = rt.block_on(raw_amqp::confirm_channel(&connection)).unwrap();
 
     // A raw consumer drains what both rows publish.
     let topic = format!("bench.events.p{}", std::process::id());
     let drain_channel = rt.block_on(connection.create_channel()).unwrap();
-    let mut drain = rt.block_on(bound_consumer(&drain_channel, &topic, true, false));
+    let mut drain = rt
+        .block_on(raw_amqp::bound_consumer(
+            &drain_channel,
+            &topic,
+            true,
+            false,
+        ))
+        .unwrap();
     rt.spawn(async move { while drain.next().await.is_some() {} });
 
     let mut group = c.benchmark_group("amqp/publish_confirmed_64_in_flight");
@@ -198,12 +122,8 @@ fn amqp(c: &mut Criterion) {
 /// order, count it, ack the delivery.
 async fn raw_typed_consumer(connection: &Connection, subject: &str) -> RawCount {
     let channel = connection.create_channel().await.unwrap();
-    channel
-        .basic_qos(256, BasicQosOptions::default())
-        .await
-        .unwrap();
     // Durable, as the group queue the typed service reads.
-    let mut consumer = bound_consumer(&channel, subject, false, true).await;
+    let mut consumer = raw_amqp::group_consumer(&channel, subject).await.unwrap();
     let count = RawCount::default();
     let counter = count.clone();
     tokio::spawn(async move {

@@ -14,6 +14,8 @@
 //!   typed handler (Redis has no request/reply of its own to compare with).
 
 mod common;
+#[path = "../tests/support/raw_redis.rs"]
+mod raw_redis;
 
 use std::sync::Arc;
 
@@ -36,12 +38,7 @@ async fn raw_connection() -> MultiplexedConnection {
 
 /// What switchboard's publish sends for a message without headers.
 async fn raw_add(connection: &mut MultiplexedConnection, subject: &str, body: &[u8]) {
-    let _: String = redis::cmd("XADD")
-        .arg(format!("switchboard:{subject}"))
-        .arg("*")
-        .arg("payload")
-        .arg(body)
-        .query_async(connection)
+    raw_redis::add(connection, &format!("switchboard:{subject}"), body)
         .await
         .unwrap();
 }
@@ -128,56 +125,19 @@ fn redis_bench(c: &mut Criterion) {
 async fn raw_typed_reader(subject: &str) -> RawCount {
     let key = format!("switchboard:{subject}");
     let mut reader = raw_connection().await;
-    let _: redis::RedisResult<()> = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(&key)
-        .arg("raw")
-        .arg("$")
-        .arg("MKSTREAM")
-        .query_async(&mut reader)
-        .await;
+    // The group may be left from an earlier run of the same process id.
+    let _ = raw_redis::create_group(&mut reader, &key).await;
     let count = RawCount::default();
     let counter = count.clone();
-    tokio::spawn(async move {
-        loop {
-            let reply: redis::streams::StreamReadReply = match redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg("raw")
-                .arg("reader")
-                .arg("COUNT")
-                .arg(256)
-                .arg("BLOCK")
-                .arg(200)
-                .arg("STREAMS")
-                .arg(&key)
-                .arg(">")
-                .query_async(&mut reader)
-                .await
-            {
-                Ok(reply) => reply,
-                Err(_) => return,
-            };
-            let mut ids = Vec::new();
-            for stream in reply.keys {
-                for entry in stream.ids {
-                    let body: Vec<u8> = entry.get("payload").unwrap();
-                    let _order: Order = serde_json::from_slice(&body).unwrap();
-                    ids.push(entry.id);
-                }
-            }
-            if ids.is_empty() {
-                continue;
-            }
-            let _: () = redis::cmd("XACK")
-                .arg(&key)
-                .arg("raw")
-                .arg(&ids)
-                .query_async(&mut reader)
-                .await
-                .unwrap();
-            counter.handled(ids.len());
-        }
-    });
+    tokio::spawn(raw_redis::read_group(
+        reader,
+        key,
+        |entry| {
+            let body: Vec<u8> = entry.get("payload").unwrap();
+            let _order: Order = serde_json::from_slice(&body).unwrap();
+        },
+        move |acked| counter.handled(acked),
+    ));
     count
 }
 

@@ -25,6 +25,12 @@ use std::time::Duration;
 
 use switchboard::Bus;
 
+#[cfg(feature = "amqp")]
+#[path = "support/raw_amqp.rs"]
+mod raw_amqp;
+#[cfg(feature = "redis")]
+#[path = "support/raw_redis.rs"]
+mod raw_redis;
 #[path = "support/mod.rs"]
 mod support;
 #[path = "support/typed_paths.rs"]
@@ -834,13 +840,8 @@ async fn grpc_typed_request_round_trip() {
 /// each delivery.
 async fn raw_amqp_per_event() -> (f64, f64) {
     use futures_util::StreamExt;
-    use switchboard::amqp::lapin::options::{
-        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-        ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
-    };
-    use switchboard::amqp::lapin::types::FieldTable;
-    use switchboard::amqp::lapin::{BasicProperties, Connection, ConnectionProperties};
-    use switchboard::amqp::DEFAULT_EXCHANGE;
+    use switchboard::amqp::lapin::options::BasicAckOptions;
+    use switchboard::amqp::lapin::{Connection, ConnectionProperties};
 
     let subject = support::unique("alloc-raw");
     let listened = subject.clone();
@@ -849,42 +850,7 @@ async fn raw_amqp_per_event() -> (f64, f64) {
             .await
             .unwrap();
         let channel = connection.create_channel().await.unwrap();
-        channel
-            .basic_qos(256, BasicQosOptions::default())
-            .await
-            .unwrap();
-        let options = QueueDeclareOptions {
-            durable: true,
-            auto_delete: true,
-            ..QueueDeclareOptions::default()
-        };
-        let queue = channel
-            .queue_declare(
-                format!("{listened}.raw").as_str().into(),
-                options,
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        channel
-            .queue_bind(
-                queue.name().clone(),
-                DEFAULT_EXCHANGE.into(),
-                listened.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        let mut deliveries = channel
-            .basic_consume(
-                queue.name().clone(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        let mut deliveries = raw_amqp::group_consumer(&channel, &listened).await.unwrap();
         let handled = Arc::new(AtomicUsize::new(0));
         let counter = handled.clone();
         let reading = tokio::spawn(async move {
@@ -900,33 +866,16 @@ async fn raw_amqp_per_event() -> (f64, f64) {
     let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
         .await
         .unwrap();
-    let publisher = connection.create_channel().await.unwrap();
-    publisher
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let publisher = raw_amqp::confirm_channel(&connection).await.unwrap();
     let payload = serde_json::to_vec(&order()).unwrap();
     let counts = consumer
         .per_message(|messages| {
             let (publisher, subject, payload) = (&publisher, &subject, &payload);
             async move {
                 for _ in 0..messages {
-                    let confirm = publisher
-                        .basic_publish(
-                            DEFAULT_EXCHANGE.into(),
-                            subject.as_str().into(),
-                            BasicPublishOptions {
-                                mandatory: true,
-                                ..BasicPublishOptions::default()
-                            },
-                            payload,
-                            BasicProperties::default().with_delivery_mode(2),
-                        )
+                    assert!(raw_amqp::publish(publisher, subject, payload)
                         .await
-                        .unwrap()
-                        .await
-                        .unwrap();
-                    assert!(confirm.is_ack());
+                        .unwrap());
                 }
             }
         })
@@ -973,52 +922,19 @@ async fn raw_redis_per_event() -> (f64, f64) {
     let consumer = Consumer::start(move || async move {
         let client = redis::Client::open(REDIS_URL).unwrap();
         let mut reader = client.get_multiplexed_async_connection().await.unwrap();
-        let _: () = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&read_key)
-            .arg("raw")
-            .arg("$")
-            .arg("MKSTREAM")
-            .query_async(&mut reader)
+        raw_redis::create_group(&mut reader, &read_key)
             .await
             .unwrap();
         let handled = Arc::new(AtomicUsize::new(0));
         let counter = handled.clone();
-        let reading = tokio::spawn(async move {
-            loop {
-                let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg("raw")
-                    .arg("reader")
-                    .arg("COUNT")
-                    .arg(256)
-                    .arg("BLOCK")
-                    .arg(200)
-                    .arg("STREAMS")
-                    .arg(&read_key)
-                    .arg(">")
-                    .query_async(&mut reader)
-                    .await
-                    .unwrap();
-                let ids: Vec<String> = reply
-                    .keys
-                    .into_iter()
-                    .flat_map(|stream| stream.ids)
-                    .map(|entry| entry.id)
-                    .collect();
-                if ids.is_empty() {
-                    continue;
-                }
-                let _: () = redis::cmd("XACK")
-                    .arg(&read_key)
-                    .arg("raw")
-                    .arg(&ids)
-                    .query_async(&mut reader)
-                    .await
-                    .unwrap();
-                counter.fetch_add(ids.len(), Ordering::Relaxed);
-            }
-        });
+        let reading = tokio::spawn(raw_redis::read_group(
+            reader,
+            read_key,
+            |_| {},
+            move |acked| {
+                counter.fetch_add(acked, Ordering::Relaxed);
+            },
+        ));
         (handled, reading)
     })
     .await;
@@ -1030,14 +946,7 @@ async fn raw_redis_per_event() -> (f64, f64) {
             let (mut writer, key, payload) = (writer.clone(), &key, &payload);
             async move {
                 for _ in 0..messages {
-                    let _: String = redis::cmd("XADD")
-                        .arg(key)
-                        .arg("*")
-                        .arg("payload")
-                        .arg(payload)
-                        .query_async(&mut writer)
-                        .await
-                        .unwrap();
+                    raw_redis::add(&mut writer, key, payload).await.unwrap();
                 }
             }
         })

@@ -1,6 +1,6 @@
 //! The typed paths users call, as the allocation test
 //! (`tests/observe_allocations.rs`) and the instruction counter
-//! (`examples/instructions.rs`) both run them: a 128-byte `Order`, and a
+//! (`examples/instructions/`) both run them: a 128-byte `Order`, and a
 //! typed `Service` that echoes orders and counts handled ones.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
