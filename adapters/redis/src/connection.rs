@@ -8,6 +8,7 @@ use redis::aio::{AsyncPushSender, ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, IntoConnectionInfo, ProtocolVersion};
 use tokio::sync::watch;
 
+use super::acks::AckQueue;
 use super::settings::RedisSettings;
 use switchboard_core::error::{Error, Result};
 
@@ -20,6 +21,8 @@ pub(crate) struct Shared {
     pub(crate) commands: ConnectionManager,
     /// Turns `true` when the transport closes: subscriptions end.
     pub(crate) closed: watch::Receiver<bool>,
+    /// Acknowledgements of group events, sent in batches on `commands`.
+    pub(crate) acks: AckQueue,
 }
 
 /// The client for `settings`: RESP3 (pushed messages share the command

@@ -17,6 +17,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod acks;
 mod connection;
 mod convert;
 mod replies;

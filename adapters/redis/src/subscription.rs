@@ -25,6 +25,7 @@ use redis::aio::ConnectionManager;
 use redis::{PushInfo, PushKind};
 use tokio::sync::{mpsc, watch};
 
+use super::acks::Acked;
 use super::connection::{manager, Shared};
 use super::convert::{self, Entry};
 use super::settings::GroupStart;
@@ -340,11 +341,11 @@ impl Responder for Reply {
 }
 
 /// A nacked event: its stream key and id.
-type Nacked = (String, String);
+type Nacked = (Arc<str>, String);
 
 /// One stream the reader reads, and where it is in it.
 struct Followed {
-    key: String,
+    key: Arc<str>,
     subject: Arc<str>,
     /// The last id read (`XREAD`), or `>` (`XREADGROUP`).
     position: String,
@@ -382,7 +383,7 @@ impl Reader {
             return Ok(());
         }
         let key = self.shared.settings.stream(subject);
-        if self.streams.iter().any(|followed| followed.key == key) {
+        if self.streams.iter().any(|followed| *followed.key == *key) {
             return Ok(());
         }
         let position = match &self.group {
@@ -399,7 +400,7 @@ impl Reader {
             None => self.start.clone(),
         };
         self.streams.push(Followed {
-            key,
+            key: key.into(),
             subject: subject.into(),
             position,
             claimed_at: Instant::now(),
@@ -493,20 +494,20 @@ impl Reader {
         let Some(group) = self.group.clone() else {
             return Ok(());
         };
-        let mut nacked: HashMap<String, Vec<String>> = HashMap::new();
+        let mut nacked: HashMap<Arc<str>, Vec<String>> = HashMap::new();
         while let Ok((key, id)) = self.redeliver.1.try_recv() {
             nacked.entry(key).or_default().push(id);
         }
         for (key, ids) in nacked {
             let claimed: redis::Value = redis::cmd("XCLAIM")
-                .arg(&key)
+                .arg(&*key)
                 .arg(&*group)
                 .arg(&self.consumer)
                 .arg(0)
                 .arg(&ids)
                 .query_async(&mut self.connection)
                 .await?;
-            let Some(subject) = self.subject_of(&key) else {
+            let Some((key, subject)) = self.followed(&key) else {
                 continue;
             };
             for entry in convert::entries(&claimed) {
@@ -533,7 +534,7 @@ impl Reader {
             let mut cursor = "0-0".to_owned();
             loop {
                 let reply: redis::Value = redis::cmd("XAUTOCLAIM")
-                    .arg(&key)
+                    .arg(&*key)
                     .arg(&*group)
                     .arg(&self.consumer)
                     .arg(idle.as_millis() as u64)
@@ -576,19 +577,19 @@ impl Reader {
             .arg(BLOCK.as_millis() as u64)
             .arg("STREAMS");
         for followed in &self.streams {
-            read.arg(&followed.key);
+            read.arg(&*followed.key);
         }
         for followed in &self.streams {
             read.arg(&followed.position);
         }
         let reply: redis::Value = read.query_async(&mut self.connection).await?;
         for (key, entries) in convert::read_reply(&reply) {
-            let Some(subject) = self.subject_of(&key) else {
+            let Some((key, subject)) = self.followed(&key) else {
                 continue;
             };
             for entry in entries {
                 if self.group.is_none() {
-                    if let Some(followed) = self.streams.iter_mut().find(|f| f.key == key) {
+                    if let Some(followed) = self.streams.iter_mut().find(|f| *f.key == *key) {
                         followed.position.clone_from(&entry.id);
                     }
                 }
@@ -598,20 +599,21 @@ impl Reader {
         Ok(())
     }
 
-    fn subject_of(&self, key: &str) -> Option<Arc<str>> {
+    /// The stream `key` followed, as its shared key and its subject.
+    fn followed(&self, key: &str) -> Option<(Arc<str>, Arc<str>)> {
         self.streams
             .iter()
-            .find(|followed| followed.key == key)
-            .map(|followed| followed.subject.clone())
+            .find(|followed| *followed.key == *key)
+            .map(|followed| (followed.key.clone(), followed.subject.clone()))
     }
 
     /// Hands one entry to the subscription (waiting while its buffer is full).
-    async fn hand_over(&mut self, key: &str, subject: &Arc<str>, entry: Entry) {
+    async fn hand_over(&mut self, key: &Arc<str>, subject: &Arc<str>, entry: Entry) {
         let mut incoming = Incoming::new(subject.clone(), entry.message);
         if let Some(group) = &self.group {
             incoming = incoming.with_acker(Box::new(Ack {
-                commands: self.shared.commands.clone(),
-                key: key.to_owned(),
+                shared: self.shared.clone(),
+                key: key.clone(),
                 group: group.clone(),
                 id: entry.id,
                 redeliver: self.redeliver.0.clone(),
@@ -652,10 +654,11 @@ async fn create_group(
     }
 }
 
-/// Acknowledges one event of a group (`XACK`), or hands it over again.
+/// Acknowledges one event of a group (`XACK`, batched with the
+/// transport's other acknowledgements), or hands it over again.
 struct Ack {
-    commands: ConnectionManager,
-    key: String,
+    shared: Arc<Shared>,
+    key: Arc<str>,
     group: Arc<str>,
     id: String,
     redeliver: mpsc::UnboundedSender<Nacked>,
@@ -663,15 +666,32 @@ struct Ack {
 
 #[async_trait]
 impl Acker for Ack {
+    /// Its own `XACK`, awaited: taken only when the batching task is gone.
     async fn ack(self: Box<Self>) -> Result<()> {
-        let mut commands = self.commands;
+        let mut commands = self.shared.commands.clone();
         redis::cmd("XACK")
-            .arg(&self.key)
+            .arg(&*self.key)
             .arg(&*self.group)
             .arg(&self.id)
             .query_async::<()>(&mut commands)
             .await
             .map_err(convert::error)
+    }
+
+    /// Queued for the transport's next batch (see [`AckQueue`](super::acks::AckQueue)).
+    fn ack_now(&mut self) -> Option<Result<()>> {
+        let acked = Acked {
+            key: self.key.clone(),
+            group: self.group.clone(),
+            id: std::mem::take(&mut self.id),
+        };
+        match self.shared.acks.push(acked) {
+            Ok(()) => Some(Ok(())),
+            Err(refused) => {
+                self.id = refused.id;
+                None
+            }
+        }
     }
 
     async fn nack(self: Box<Self>) -> Result<()> {

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
+use super::acks::AckQueue;
 use super::connection::{client, connect_error, manager, Shared};
 use super::convert::{self, BACKEND};
 use super::replies::Replies;
@@ -75,6 +76,7 @@ impl RedisTransport {
             shared: Arc::new(Shared {
                 client,
                 settings,
+                acks: AckQueue::start(commands.clone()),
                 commands,
                 closed,
             }),
@@ -215,6 +217,9 @@ impl Transport for RedisTransport {
     async fn close(&self) -> Result<()> {
         if self.gate.close().await {
             self.closing.send_replace(true);
+            // What handlings acknowledged reaches the server before close returns.
+            let patience = self.shared.settings.command_timeout;
+            self.shared.acks.flushed(patience).await;
         }
         Ok(())
     }

@@ -1,0 +1,113 @@
+//! Acknowledgements of group events, sent in batches: one `XACK` per stream
+//! carries every id acknowledged while the previous one was on its way, so
+//! a burst costs a round trip per batch instead of one per event, and a
+//! handling does not wait on the server for its acknowledgement.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::{mpsc, Notify};
+
+/// Ids acknowledged in one batch at most (a longer `XACK` waits for the next).
+const BATCH: usize = 1024;
+
+/// One acknowledged event: its stream key, its group and its id.
+pub(crate) struct Acked {
+    pub key: Arc<str>,
+    pub group: Arc<str>,
+    pub id: String,
+}
+
+/// The way into a transport's acknowledgement task, and how many
+/// acknowledgements it has not sent yet.
+#[derive(Clone)]
+pub(crate) struct AckQueue {
+    sender: mpsc::UnboundedSender<Acked>,
+    unsent: Arc<Unsent>,
+}
+
+#[derive(Default)]
+struct Unsent {
+    count: AtomicUsize,
+    none: Notify,
+}
+
+impl AckQueue {
+    /// Starts the task that sends what is queued, on `commands`.
+    pub(crate) fn start(commands: ConnectionManager) -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let unsent = Arc::new(Unsent::default());
+        tokio::spawn(send_batches(receiver, commands, unsent.clone()));
+        AckQueue { sender, unsent }
+    }
+
+    /// Queues an acknowledgement; gives it back if the task is gone.
+    pub(crate) fn push(&self, acked: Acked) -> Result<(), Acked> {
+        self.unsent.count.fetch_add(1, Ordering::AcqRel);
+        self.sender.send(acked).map_err(|refused| {
+            self.unsent.done(1);
+            refused.0
+        })
+    }
+
+    /// Waits until everything queued so far was sent (or failed), at most `patience`.
+    pub(crate) async fn flushed(&self, patience: Duration) {
+        let wait = async {
+            loop {
+                let none = self.unsent.none.notified();
+                if self.unsent.count.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                none.await;
+            }
+        };
+        let _ = tokio::time::timeout(patience, wait).await;
+    }
+}
+
+impl Unsent {
+    fn done(&self, count: usize) {
+        if self.count.fetch_sub(count, Ordering::AcqRel) == count {
+            self.none.notify_waiters();
+        }
+    }
+}
+
+/// Sends what is queued, an `XACK` per stream and group, until every
+/// sender is gone. An `XACK` that fails is tried once more; what still
+/// fails stays pending in the group, and a member claims it again after
+/// `claim_idle` (delivered twice, never lost).
+async fn send_batches(
+    mut receiver: mpsc::UnboundedReceiver<Acked>,
+    mut commands: ConnectionManager,
+    unsent: Arc<Unsent>,
+) {
+    let mut batch = Vec::with_capacity(64);
+    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+        let mut rest = batch.as_slice();
+        while let Some(first) = rest.first() {
+            let same = rest
+                .iter()
+                .take_while(|acked| acked.key == first.key && acked.group == first.group)
+                .count();
+            let (run, after) = rest.split_at(same);
+            let mut xack = redis::cmd("XACK");
+            xack.arg(&*first.key).arg(&*first.group);
+            for acked in run {
+                xack.arg(&acked.id);
+            }
+            let mut sent = xack.query_async::<()>(&mut commands).await;
+            if sent.is_err() {
+                sent = xack.query_async::<()>(&mut commands).await;
+            }
+            if let Err(err) = sent {
+                tracing::warn!(stream = %first.key, count = run.len(), error = %err, "redis: acknowledgements not sent; the events will be claimed and delivered again");
+            }
+            rest = after;
+        }
+        unsent.done(batch.len());
+        batch.clear();
+    }
+}
