@@ -1,9 +1,12 @@
-//! `DrainGate`: admits calls until closed, then waits for the admitted ones to finish.
+//! `DrainGate`: admits calls until closed, then waits for the admitted ones
+//! to finish; `Pending`: counts work handed to a background task (queued
+//! acknowledgements) so a close can wait for it.
 //!
 //! Every adapter needs the same `close()` behaviour (drain in-flight work, then
 //! refuse new calls), so it lives here once.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -65,6 +68,57 @@ impl Drop for DrainGuard<'_> {
         if self.gate.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.gate.idle.notify_waiters();
         }
+    }
+}
+
+/// Work handed to a background task and not done yet, such as
+/// acknowledgements queued for a task that sends them in batches: counted
+/// up when handed over and down when done, so a close can wait for it.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard_core::drain::Pending;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let pending = Pending::default();
+/// pending.add(2);
+/// pending.done(2);
+/// assert!(pending.settled(Duration::from_millis(10)).await);
+/// # }
+/// ```
+#[derive(Debug, Default)]
+pub struct Pending {
+    count: AtomicUsize,
+    none: Notify,
+}
+
+impl Pending {
+    /// Counts `n` more handed over.
+    pub fn add(&self, n: usize) {
+        self.count.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Counts `n` done.
+    pub fn done(&self, n: usize) {
+        if self.count.fetch_sub(n, Ordering::AcqRel) == n {
+            self.none.notify_waiters();
+        }
+    }
+
+    /// Waits until nothing is pending, at most `patience`; whether nothing is.
+    pub async fn settled(&self, patience: Duration) -> bool {
+        let wait = async {
+            loop {
+                // Registered before the count is read: a `done` in between still wakes it.
+                let none = self.none.notified();
+                if self.count.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                none.await;
+            }
+        };
+        tokio::time::timeout(patience, wait).await.is_ok()
     }
 }
 

@@ -17,6 +17,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod acks;
 mod channels;
 mod convert;
 mod replies;

@@ -21,6 +21,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection};
 
+use super::acks::AckQueue;
 use super::channels::Publisher;
 use super::convert;
 use super::settings::AmqpSettings;
@@ -109,9 +110,12 @@ pub(crate) async fn subscribe(
     };
     let tags: Vec<ShortString> = consumers.iter().map(|consumer| consumer.tag()).collect();
     let pattern_owned: Arc<str> = pattern.into();
+    let acks = AckQueue::start();
+    let queue = acks.clone();
     let deliveries = futures_util::stream::select_all(consumers).filter_map(move |delivery| {
         let pattern = pattern_owned.clone();
         let replies = replies.clone();
+        let acks = queue.clone();
         async move {
             let delivery = match delivery {
                 Ok(delivery) => delivery,
@@ -120,12 +124,13 @@ pub(crate) async fn subscribe(
                     return None;
                 }
             };
-            incoming(delivery, &pattern, replies, acknowledged).await
+            incoming(delivery, &pattern, replies, acknowledged, acks).await
         }
     });
     let stream = OwnedChannel {
         connection,
         channel: channel.clone(),
+        acks,
         inner: Box::pin(deliveries),
     };
     let stop_channel = channel;
@@ -201,6 +206,7 @@ async fn incoming(
     pattern: &str,
     replies: Arc<Publisher>,
     acknowledged: bool,
+    acks: AckQueue,
 ) -> Option<Incoming> {
     let subject = delivery.routing_key.as_str().to_owned();
     if !subject::matches(pattern, &subject) {
@@ -229,7 +235,10 @@ async fn incoming(
                 correlation_id,
             })))
         }
-        None if acknowledged => Some(incoming.with_acker(Box::new(Ack(delivery.acker)))),
+        None if acknowledged => Some(incoming.with_acker(Box::new(Ack {
+            acker: delivery.acker,
+            queue: acks,
+        }))),
         // Acking a delivery the broker did not ask an ack for would close the channel.
         None => Some(incoming),
     }
@@ -267,21 +276,34 @@ impl Responder for Reply {
     }
 }
 
+/// How long a closing subscription waits for its acknowledgements to be written.
+const ACKS_WRITTEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Acknowledges one event delivery.
-struct Ack(lapin::Acker);
+struct Ack {
+    acker: lapin::Acker,
+    queue: AckQueue,
+}
 
 #[async_trait]
 impl Acker for Ack {
     async fn ack(self: Box<Self>) -> Result<()> {
-        self.0
+        self.acker
             .ack(BasicAckOptions::default())
             .await
             .map(|_| ())
             .map_err(convert::error)
     }
 
+    /// Handed to the subscription's acknowledgement task ([`AckQueue`]):
+    /// the handling does not wait until the frame is written, and the
+    /// channel closes only after it is.
+    fn ack_now(&mut self) -> Option<Result<()>> {
+        self.queue.push(self.acker.clone()).ok().map(Ok)
+    }
+
     async fn nack(self: Box<Self>) -> Result<()> {
-        self.0
+        self.acker
             .nack(BasicNackOptions {
                 requeue: true,
                 ..BasicNackOptions::default()
@@ -299,6 +321,8 @@ impl Acker for Ack {
 struct OwnedChannel {
     connection: Arc<Connection>,
     channel: Channel,
+    /// Acknowledgements to write before the channel closes.
+    acks: AckQueue,
     inner: Pin<Box<dyn Stream<Item = Incoming> + Send>>,
 }
 
@@ -314,8 +338,10 @@ impl Drop for OwnedChannel {
     fn drop(&mut self) {
         let channel = self.channel.clone();
         let connection = self.connection.clone();
+        let acks = self.acks.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
+                acks.written(ACKS_WRITTEN_WITHIN).await;
                 let _ = channel.close(200, "unsubscribed".into()).await;
                 // The transport and every other subscription are gone.
                 if Arc::strong_count(&connection) == 1 {

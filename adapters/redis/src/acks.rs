@@ -3,12 +3,12 @@
 //! a burst costs a round trip per batch instead of one per event, and a
 //! handling does not wait on the server for its acknowledgement.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use tokio::sync::{mpsc, Notify};
+use switchboard_core::drain::Pending;
+use tokio::sync::mpsc;
 
 /// Ids acknowledged in one batch at most (a longer `XACK` waits for the next).
 const BATCH: usize = 1024;
@@ -25,27 +25,21 @@ pub(crate) struct Acked {
 #[derive(Clone)]
 pub(crate) struct AckQueue {
     sender: mpsc::UnboundedSender<Acked>,
-    unsent: Arc<Unsent>,
-}
-
-#[derive(Default)]
-struct Unsent {
-    count: AtomicUsize,
-    none: Notify,
+    unsent: Arc<Pending>,
 }
 
 impl AckQueue {
     /// Starts the task that sends what is queued, on `commands`.
     pub(crate) fn start(commands: ConnectionManager) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let unsent = Arc::new(Unsent::default());
+        let unsent = Arc::new(Pending::default());
         tokio::spawn(send_batches(receiver, commands, unsent.clone()));
         AckQueue { sender, unsent }
     }
 
     /// Queues an acknowledgement; gives it back if the task is gone.
     pub(crate) fn push(&self, acked: Acked) -> Result<(), Acked> {
-        self.unsent.count.fetch_add(1, Ordering::AcqRel);
+        self.unsent.add(1);
         self.sender.send(acked).map_err(|refused| {
             self.unsent.done(1);
             refused.0
@@ -54,24 +48,7 @@ impl AckQueue {
 
     /// Waits until everything queued so far was sent (or failed), at most `patience`.
     pub(crate) async fn flushed(&self, patience: Duration) {
-        let wait = async {
-            loop {
-                let none = self.unsent.none.notified();
-                if self.unsent.count.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                none.await;
-            }
-        };
-        let _ = tokio::time::timeout(patience, wait).await;
-    }
-}
-
-impl Unsent {
-    fn done(&self, count: usize) {
-        if self.count.fetch_sub(count, Ordering::AcqRel) == count {
-            self.none.notify_waiters();
-        }
+        self.unsent.settled(patience).await;
     }
 }
 
@@ -82,7 +59,7 @@ impl Unsent {
 async fn send_batches(
     mut receiver: mpsc::UnboundedReceiver<Acked>,
     mut commands: ConnectionManager,
-    unsent: Arc<Unsent>,
+    unsent: Arc<Pending>,
 ) {
     let mut batch = Vec::with_capacity(64);
     while receiver.recv_many(&mut batch, BATCH).await > 0 {

@@ -1,0 +1,61 @@
+//! A subscription's acknowledgements, written by a task of its own: a
+//! handling hands its delivery's acker over and finishes at once, instead of
+//! waiting until lapin has written the frame, and the channel closes only
+//! after every acknowledgement handed over was written (lapin writes them
+//! concurrently, so each is waited for, not just the last).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::options::BasicAckOptions;
+use switchboard_core::drain::Pending;
+use tokio::sync::mpsc;
+
+/// Acknowledgements written together at most (more wait for the next round).
+const ROUND: usize = 256;
+
+/// The way into a subscription's acknowledgement task.
+#[derive(Clone)]
+pub(crate) struct AckQueue {
+    sender: mpsc::UnboundedSender<lapin::Acker>,
+    unwritten: Arc<Pending>,
+}
+
+impl AckQueue {
+    /// Starts the task; it ends once every clone of the queue is gone.
+    pub(crate) fn start() -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let unwritten = Arc::new(Pending::default());
+        tokio::spawn(write_acks(receiver, unwritten.clone()));
+        AckQueue { sender, unwritten }
+    }
+
+    /// Hands an acknowledgement over; gives the acker back if the task is gone.
+    pub(crate) fn push(&self, acker: lapin::Acker) -> Result<(), lapin::Acker> {
+        self.unwritten.add(1);
+        self.sender.send(acker).map_err(|refused| {
+            self.unwritten.done(1);
+            refused.0
+        })
+    }
+
+    /// Waits until everything handed over so far was written (or failed), at most `patience`.
+    pub(crate) async fn written(&self, patience: Duration) {
+        self.unwritten.settled(patience).await;
+    }
+}
+
+/// Writes what is handed over, a round at a time. An acknowledgement that
+/// fails (the channel closed) leaves its delivery to the broker, which
+/// requeues it: delivered again, never lost.
+async fn write_acks(mut receiver: mpsc::UnboundedReceiver<lapin::Acker>, unwritten: Arc<Pending>) {
+    let mut round = Vec::with_capacity(64);
+    while receiver.recv_many(&mut round, ROUND).await > 0 {
+        let count = round.len();
+        futures_util::future::join_all(round.drain(..).map(|acker| async move {
+            let _ = acker.ack(BasicAckOptions::default()).await;
+        }))
+        .await;
+        unwritten.done(count);
+    }
+}
