@@ -46,16 +46,25 @@ impl AckQueue {
 }
 
 /// Writes what is handed over, a round at a time. An acknowledgement that
-/// fails (the channel closed) leaves its delivery to the broker, which
-/// requeues it: delivered again, never lost.
+/// fails (the channel closed or broke) leaves its delivery to the broker,
+/// which requeues it: delivered again, never lost, and logged here, since
+/// the handling that acknowledged it has already finished.
 async fn write_acks(mut receiver: mpsc::UnboundedReceiver<lapin::Acker>, unwritten: Arc<Pending>) {
     let mut round = Vec::with_capacity(64);
     while receiver.recv_many(&mut round, ROUND).await > 0 {
         let count = round.len();
-        futures_util::future::join_all(round.drain(..).map(|acker| async move {
-            let _ = acker.ack(BasicAckOptions::default()).await;
+        let written = futures_util::future::join_all(round.drain(..).map(|acker| async move {
+            // `Ok(false)`: the channel broke first (lapin poisons its ackers).
+            matches!(acker.ack(BasicAckOptions::default()).await, Ok(true))
         }))
         .await;
+        let failed = written.iter().filter(|written| !**written).count();
+        if failed > 0 {
+            tracing::warn!(
+                failed,
+                "amqp: acknowledgements not written; the broker requeues those deliveries and they are delivered again"
+            );
+        }
         unwritten.done(count);
     }
 }
