@@ -1,16 +1,20 @@
 //! RabbitMQ behaviour beyond the conformance suite: bad URLs and credentials,
 //! forged reply addresses, a group's queue keeping events while the group is
-//! away, and header tables written by other clients. Needs the broker on
+//! away, header tables written by other clients, and a request whose
+//! connection drops while it is handled. Needs the broker on
 //! 127.0.0.1:5672 (`scripts/rabbitmq-server.sh start`); without it these
 //! tests are skipped with a message, unless `CI=true`, where they fail.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard::amqp::lapin;
 use switchboard::{connect, Bus, ErrorKind, Service};
+use tokio::sync::Notify;
 
 mod support;
-use support::{connect_or_skip, next_within, unique};
+use support::cut_proxy::CutProxy;
+use support::{answer_once_recovered, connect_or_skip, next_within, unique};
 
 const BROKER: &str = "amqp://127.0.0.1:5672";
 const WITHIN: Duration = Duration::from_secs(10);
@@ -309,23 +313,54 @@ async fn a_message_over_the_brokers_limit_is_an_error_and_the_next_goes_out() {
         .await
         .unwrap_err();
     assert_ne!(err.kind(), ErrorKind::Timeout, "{err}");
-    let deadline = std::time::Instant::now() + WITHIN;
-    let answer = loop {
-        match bus
-            .request_json_with_timeout::<_, u32>(&subject, &1, WITHIN)
-            .await
-        {
-            Ok(answer) => break answer,
-            Err(err) => {
-                assert!(recovering.contains(&err.kind()), "{err}");
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "requests did not recover: {err}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
+    let answer = answer_once_recovered(&bus, &subject, &recovering, WITHIN).await;
+    assert_eq!(answer, 2);
+    running.shutdown().await;
+    bus.close().await.unwrap();
+}
+
+/// A request whose connection drops while its handler runs fails at once
+/// with a backend error (its reply address went with the connection), not
+/// after its timeout; the next request is answered once lapin has
+/// reconnected and declared the responder's queue again.
+async fn a_request_in_flight_when_the_connection_drops_fails_at_once() {
+    if broker("").await.is_none() {
+        return;
+    }
+    let proxy = CutProxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let bus = connect(&format!("amqp://{}", proxy.addr)).await.unwrap();
+    let subject = unique("cut");
+    let entered = Arc::new(Notify::new());
+    let seen = entered.clone();
+    let running = Service::new(format!("{subject}-svc"), bus.clone())
+        .on(&subject, move |n: u32| {
+            let seen = seen.clone();
+            async move {
+                if n == 0 {
+                    seen.notify_one();
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Ok::<_, String>(n + 1)
             }
-        }
-    };
+        })
+        .start()
+        .await
+        .unwrap();
+    let caller = bus.clone();
+    let called = subject.clone();
+    let in_flight = tokio::spawn(async move {
+        caller
+            .request_json_with_timeout::<_, u32>(&called, &0, Duration::from_secs(30))
+            .await
+    });
+    tokio::time::timeout(WITHIN, entered.notified())
+        .await
+        .expect("the handler did not get the request");
+    proxy.cut();
+    let err = in_flight.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+    let recovering = [ErrorKind::Backend, ErrorKind::NoResponders];
+    let answer = answer_once_recovered(&bus, &subject, &recovering, WITHIN).await;
     assert_eq!(answer, 2);
     running.shutdown().await;
     bus.close().await.unwrap();
@@ -333,6 +368,7 @@ async fn a_message_over_the_brokers_limit_is_an_error_and_the_next_goes_out() {
 
 crate::tests!(
     a_message_over_the_brokers_limit_is_an_error_and_the_next_goes_out,
+    a_request_in_flight_when_the_connection_drops_fails_at_once,
     hostile_header_tables_are_filtered_and_the_responder_serves_on,
     bad_urls_are_refused_with_a_reason,
     refused_credentials_are_a_connect_error,

@@ -14,7 +14,7 @@ use switchboard::{connect, Bus, ErrorKind, Message, Service};
 mod support;
 use support::certs::TestPki;
 use support::redis::PrivateRedis;
-use support::{connect_or_skip, next_within, unique};
+use support::{answer_once_recovered, connect_or_skip, next_within, unique};
 
 const SERVER: &str = "redis://127.0.0.1:6379";
 const WITHIN: Duration = Duration::from_secs(10);
@@ -391,22 +391,7 @@ async fn a_message_over_the_servers_limit_is_an_error_and_the_next_goes_out() {
     }
     let event = next_within(&mut events, WITHIN).await.unwrap();
     assert_eq!(event.payload(), b"small");
-    let deadline = std::time::Instant::now() + WITHIN;
-    let answer = loop {
-        match bus
-            .request_json_with_timeout::<_, u32>(&subject, &1, WITHIN)
-            .await
-        {
-            Ok(answer) => break answer,
-            Err(err) => {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "requests did not recover: {err}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
+    let answer = answer_once_recovered(&bus, &subject, &[], WITHIN).await;
     assert_eq!(answer, 2);
     running.shutdown().await;
     bus.close().await.unwrap();

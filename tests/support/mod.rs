@@ -5,6 +5,7 @@ use std::time::Duration;
 
 pub mod certs;
 pub mod clusters;
+pub mod cut_proxy;
 pub mod kafka_broker;
 pub mod rabbitmq;
 pub mod redis;
@@ -392,4 +393,36 @@ pub async fn handled_until(
         }
     }
     got
+}
+
+/// Asks `subject` for `1 + 1` (a handler answering `n + 1`) until it is
+/// answered, after the backend lost a channel or a connection: an error of
+/// a kind in `recovering` (any kind, when empty) is tried again every 50 ms
+/// for up to `within`; any other error, or no answer by then, fails the test.
+pub async fn answer_once_recovered(
+    bus: &Bus,
+    subject: &str,
+    recovering: &[switchboard::ErrorKind],
+    within: Duration,
+) -> u32 {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match bus
+            .request_json_with_timeout::<_, u32>(subject, &1, within)
+            .await
+        {
+            Ok(answer) => return answer,
+            Err(err) => {
+                assert!(
+                    recovering.is_empty() || recovering.contains(&err.kind()),
+                    "{err}"
+                );
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "requests did not recover: {err}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }

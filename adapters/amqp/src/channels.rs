@@ -76,7 +76,7 @@ impl Requests {
     pub(crate) async fn replies(&self) -> Result<std::sync::Arc<Replies>> {
         let mut current = self.replies.lock().await;
         let (replies, failed) = &mut *current;
-        if *failed || !replies.channel.status().connected() {
+        if *failed || replies.broken() || !replies.channel.status().connected() {
             if let Some(connection) = live(&self.connection) {
                 tracing::debug!("amqp: the request channel was closed; opening another");
                 let old = std::mem::replace(
@@ -91,6 +91,13 @@ impl Requests {
         Ok(replies.clone())
     }
 
+    /// After lapin reconnected: the reply addresses of requests still
+    /// waiting went with the old connection, so those callers fail now and
+    /// the next request opens a fresh channel.
+    pub(crate) async fn reconnected(&self) {
+        self.replies.lock().await.0.abandon();
+    }
+
     /// Says a call on `used` failed: the next request opens a fresh channel.
     pub(crate) async fn failed(&self, used: &Replies) {
         let mut current = self.replies.lock().await;
@@ -98,6 +105,25 @@ impl Requests {
             current.1 = true;
         }
     }
+}
+
+/// Tells `requests` each time lapin has reconnected, until the transport
+/// is gone. The connection's event stream is read here alone.
+pub(crate) fn watch_reconnects(connection: &Connection, requests: Weak<Requests>) {
+    let mut events = connection.events_listener();
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        // The stream ends with the connection.
+        while let Some(event) = events.next().await {
+            if matches!(event, lapin::Event::Connected) {
+                let Some(requests) = requests.upgrade() else {
+                    return;
+                };
+                tracing::debug!("amqp: reconnected; requests waiting on the old connection fail");
+                requests.reconnected().await;
+            }
+        }
+    });
 }
 
 /// The connection, while it is up (not closed, not recovering).

@@ -27,7 +27,7 @@ pub struct AmqpTransport {
     /// Events and replies go out here, with publisher confirms.
     publisher: std::sync::Arc<Publisher>,
     /// Requests go out and their replies come back here.
-    requests: Requests,
+    requests: std::sync::Arc<Requests>,
     settings: AmqpSettings,
     gate: DrainGate,
     capabilities: Capabilities,
@@ -79,7 +79,8 @@ impl AmqpTransport {
                     ))
                 })?;
         }
-        let requests = Requests::open(&connection).await?;
+        let requests = std::sync::Arc::new(Requests::open(&connection).await?);
+        channels::watch_reconnects(&connection, std::sync::Arc::downgrade(&requests));
         let capabilities = Capabilities::full(BACKEND, settings.max_payload);
         Ok(AmqpTransport {
             connection,
@@ -92,6 +93,10 @@ impl AmqpTransport {
     }
 
     /// The underlying lapin connection, for what switchboard does not cover.
+    ///
+    /// The transport reads its [`Connection::events_listener`] to learn of
+    /// reconnections. lapin hands each event to one listener, so another
+    /// listener on this connection takes events the transport then misses.
     pub fn connection(&self) -> &Connection {
         &self.connection
     }
@@ -256,7 +261,14 @@ impl Transport for AmqpTransport {
                     subject: subject.to_owned(),
                 });
             }
-            (&mut waiting.reply).await.map_err(|_| Error::Closed)
+            (&mut waiting.reply).await.map_err(|_| {
+                Error::backend(
+                    BACKEND,
+                    format!(
+                        "the reply channel for `{subject}` was lost before the reply came (the connection dropped); the request may have been handled"
+                    ),
+                )
+            })
         };
         tokio::time::timeout(timeout, call)
             .await
