@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::watch;
 
 use super::fixture::Fixture;
 use super::support::{ensure, unique_subject, CaseResult, Failure, RECEIVE_WITHIN};
@@ -33,9 +34,21 @@ const LATE: u64 = 40;
 /// Shutdown's grace: long enough for a few queued jobs, not for all of them.
 const GRACE: Duration = Duration::from_millis(300);
 
-async fn slow_job(job: Job, State(seen): State<UnboundedSender<u64>>) {
+/// Where handled jobs are reported, and whether jobs may start: they wait
+/// until every job was published, so how fast the backend takes
+/// publishes (slow under load) does not decide how many are handled before
+/// shutdown.
+#[derive(Clone)]
+struct Jobs {
+    seen: UnboundedSender<u64>,
+    open: watch::Receiver<bool>,
+}
+
+async fn slow_job(job: Job, State(jobs): State<Jobs>) {
+    let mut open = jobs.open.clone();
+    let _ = open.wait_for(|open| *open).await;
     tokio::time::sleep(JOB_TAKES).await;
-    let _ = seen.send(job.id);
+    let _ = jobs.seen.send(job.id);
 }
 
 fn drain(seen: &mut UnboundedReceiver<u64>, into: &mut Vec<u64>) {
@@ -70,9 +83,14 @@ async fn accounts_for_queued_events(fixture: &dyn Fixture, ordered: bool) -> Cas
     let redelivers = server.redelivers(&subject);
     let name = subject.rsplit('.').next().unwrap_or("drain").to_owned();
     let (seen_tx, mut seen) = unbounded_channel::<u64>();
+    let (opening, open) = watch::channel(false);
+    let jobs = Jobs {
+        seen: seen_tx,
+        open,
+    };
     let start = |bus| {
         let service = Service::new(name.clone(), bus)
-            .state(seen_tx.clone())
+            .state(jobs.clone())
             .concurrency(CONCURRENCY);
         match ordered {
             true => service.on_ordered(&subject, slow_job),
@@ -84,6 +102,7 @@ async fn accounts_for_queued_events(fixture: &dyn Fixture, ordered: bool) -> Cas
     for id in 0..JOBS {
         client.publish_json(&subject, &Job { id }).await?;
     }
+    opening.send_replace(true);
     let first = tokio::time::timeout(RECEIVE_WITHIN, seen.recv())
         .await
         .map_err(|_| Failure("no event was handled".into()))?
