@@ -13,7 +13,7 @@ use switchboard::{connect, Bus, ErrorKind, Service};
 use tokio::sync::Notify;
 
 mod support;
-use support::cut_proxy::CutProxy;
+use support::cut_proxy::{lost_ack_is_reported, CutProxy};
 use support::{answer_once_recovered, connect_or_skip, next_within, unique};
 
 const BROKER: &str = "amqp://127.0.0.1:5672";
@@ -366,9 +366,24 @@ async fn a_request_in_flight_when_the_connection_drops_fails_at_once() {
     bus.close().await.unwrap();
 }
 
+/// An event whose acknowledgement could not be written (its connection
+/// dropped while the handler ran) is delivered again once lapin has
+/// reconnected, and the shutdown report counts it as unacknowledged.
+async fn an_ack_lost_with_the_connection_is_in_the_shutdown_report() {
+    let Some(publisher) = broker("").await else {
+        return;
+    };
+    let proxy = CutProxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let bus = connect(&format!("amqp://{}", proxy.addr)).await.unwrap();
+    lost_ack_is_reported(&publisher, &bus, &proxy, &unique("unacked"), WITHIN).await;
+    bus.close().await.unwrap();
+    publisher.close().await.unwrap();
+}
+
 crate::tests!(
     a_message_over_the_brokers_limit_is_an_error_and_the_next_goes_out,
     a_request_in_flight_when_the_connection_drops_fails_at_once,
+    an_ack_lost_with_the_connection_is_in_the_shutdown_report,
     hostile_header_tables_are_filtered_and_the_responder_serves_on,
     bad_urls_are_refused_with_a_reason,
     refused_credentials_are_a_connect_error,

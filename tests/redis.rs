@@ -13,6 +13,7 @@ use switchboard::{connect, Bus, ErrorKind, Message, Service};
 
 mod support;
 use support::certs::TestPki;
+use support::cut_proxy::{lost_ack_is_reported, CutProxy};
 use support::redis::PrivateRedis;
 use support::{answer_once_recovered, connect_or_skip, next_within, unique};
 
@@ -461,7 +462,24 @@ async fn requests_and_events_cross_tls_and_strangers_are_refused() {
     assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
 }
 
+/// An event whose `XACK` could not be sent (its connection dropped while
+/// the handler ran) stays pending, is claimed again after `claim_idle`, and
+/// the shutdown report counts it as unacknowledged.
+async fn an_ack_lost_with_the_connection_is_in_the_shutdown_report() {
+    let Some(publisher) = server("?claim_idle=300ms").await else {
+        return;
+    };
+    let proxy = CutProxy::start("127.0.0.1:6379".parse().unwrap()).await;
+    let bus = connect(&format!("redis://{}?claim_idle=300ms", proxy.addr))
+        .await
+        .unwrap();
+    lost_ack_is_reported(&publisher, &bus, &proxy, &unique("unacked"), WITHIN).await;
+    bus.close().await.unwrap();
+    publisher.close().await.unwrap();
+}
+
 crate::tests!(
+    an_ack_lost_with_the_connection_is_in_the_shutdown_report,
     bad_urls_are_refused_with_a_reason,
     refused_credentials_are_a_connect_error,
     forged_and_garbled_requests_do_not_stop_a_responder,

@@ -106,6 +106,11 @@ impl Pending {
         }
     }
 
+    /// How many are pending now.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
     /// Waits until nothing is pending, at most `patience`; whether nothing is.
     pub async fn settled(&self, patience: Duration) -> bool {
         let wait = async {

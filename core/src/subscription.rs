@@ -1,6 +1,7 @@
 //! A live subscription: a stream of incoming messages that unsubscribes when dropped.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -24,7 +25,14 @@ pub struct Subscription {
     inline: Option<Arc<InlineSlot>>,
     /// Stops new messages while those already buffered can still be read.
     stop: Option<Box<dyn FnOnce() + Send>>,
+    /// Waits for acknowledgements an adapter's task writes, and counts those not written.
+    settle: Option<Settle>,
 }
+
+/// Waits until every acknowledgement a subscription's handlers handed to
+/// the adapter's own task was written or failed, and returns how many were
+/// not written (see [`Subscription::with_settle`]).
+pub type Settle = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = usize> + Send>> + Send>;
 
 impl Subscription {
     /// Wraps a backend's stream; the stream must unsubscribe when dropped.
@@ -39,6 +47,7 @@ impl Subscription {
             stream: Box::pin(stream),
             inline: None,
             stop: None,
+            settle: None,
         }
     }
 
@@ -50,6 +59,30 @@ impl Subscription {
     pub fn with_stop(mut self, stop: impl FnOnce() + Send + 'static) -> Self {
         self.stop = Some(Box::new(stop));
         self
+    }
+
+    /// Sets how this subscription's acknowledgements settle, for adapters
+    /// that write them from a task of their own after the handling has
+    /// finished ([`Acker::ack_now`](crate::incoming::Acker::ack_now)), so a
+    /// failure there never reaches the handling. `settle` waits (within a
+    /// bound the adapter chooses) until each acknowledgement handed over was
+    /// written or failed, and returns how many failed or were still
+    /// unwritten, over the subscription's life. A `Service` adds them to its
+    /// shutdown report's `unacknowledged`: the backend may deliver those
+    /// events again.
+    pub fn with_settle<F>(mut self, settle: impl FnOnce() -> F + Send + 'static) -> Self
+    where
+        F: Future<Output = usize> + Send + 'static,
+    {
+        self.settle = Some(Box::new(move || Box::pin(settle())));
+        self
+    }
+
+    /// The settle hook (see [`with_settle`](Self::with_settle)), for the
+    /// caller that waits on it, or a wrapper that re-wraps this
+    /// subscription's stream.
+    pub fn take_settle(&mut self) -> Option<Settle> {
+        self.settle.take()
     }
 
     /// The stop hook, for a wrapper that re-wraps this subscription's stream.

@@ -109,7 +109,7 @@ impl RouteContext {
     pub(super) fn settle(&self, subject: &str, result: crate::error::Result<()>) {
         if let Err(err) = result {
             tracing::warn!(%subject, service = %self.service, error = %err, "could not acknowledge event");
-            self.shutdown.count_unacknowledged();
+            self.shutdown.count_unacknowledged(1);
         }
     }
 }

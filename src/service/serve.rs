@@ -71,6 +71,7 @@ pub(super) async fn serve<H: RouteHandler>(
         let _ = stopping.wait_for(Option::is_some).await;
     };
     let ended = route.take(&mut subscription, stop).await;
+    let settle = subscription.take_settle();
     // New requests go to the (closing) queue from here, and fail there.
     if let Some(slot) = inline {
         slot.remove();
@@ -100,6 +101,15 @@ pub(super) async fn serve<H: RouteHandler>(
     // Closing then fails any still waiting for room, so none starts after the route stopped.
     let _all = permits.acquire_many(concurrency as u32).await;
     permits.close();
+    // Acknowledgements an adapter writes from a task of its own: each
+    // one not written counts, since the backend may deliver it again.
+    if let Some(settle) = settle {
+        let unwritten = settle().await;
+        if unwritten > 0 {
+            tracing::warn!(route = %context.route, service = %context.service, unwritten, "acknowledgements not written; the backend may deliver those events again");
+            context.shutdown.count_unacknowledged(unwritten);
+        }
+    }
     // Only now, with every acknowledgement made, does a backend that commits
     // on unsubscribe (Kafka) let go.
     drop(held_open);

@@ -60,7 +60,9 @@ pub struct ShutdownReport {
     pub undeliverable_replies: usize,
     /// Events handled (or dead-lettered) whose acknowledgement the backend
     /// refused, over the service's life: a redelivering backend may run them
-    /// again. Each is logged.
+    /// again. Each is logged. Where the backend writes acknowledgements from
+    /// a task of its own (RabbitMQ, Redis), shutdown waits for that task and
+    /// counts those it could not write, or that were still unwritten.
     pub unacknowledged: usize,
     /// How long the shutdown took.
     pub took: Duration,
@@ -156,8 +158,10 @@ impl Signal {
         self.counts.duplicates.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn count_unacknowledged(&self) {
-        self.counts.unacknowledged.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn count_unacknowledged(&self, events: usize) {
+        self.counts
+            .unacknowledged
+            .fetch_add(events, Ordering::Relaxed);
     }
 
     pub(crate) fn count_undeliverable(&self) {

@@ -4,6 +4,7 @@
 //! after every acknowledgement handed over was written (lapin writes them
 //! concurrently, so each is waited for, not just the last).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ const ROUND: usize = 256;
 pub(crate) struct AckQueue {
     sender: mpsc::UnboundedSender<lapin::Acker>,
     unwritten: Arc<Pending>,
+    /// Acknowledgements lapin could not write, over the subscription's life.
+    failed: Arc<AtomicUsize>,
 }
 
 impl AckQueue {
@@ -26,8 +29,13 @@ impl AckQueue {
     pub(crate) fn start() -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let unwritten = Arc::new(Pending::default());
-        tokio::spawn(write_acks(receiver, unwritten.clone()));
-        AckQueue { sender, unwritten }
+        let failed = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(write_acks(receiver, unwritten.clone(), failed.clone()));
+        AckQueue {
+            sender,
+            unwritten,
+            failed,
+        }
     }
 
     /// Hands an acknowledgement over; gives the acker back if the task is gone.
@@ -43,13 +51,26 @@ impl AckQueue {
     pub(crate) async fn written(&self, patience: Duration) {
         self.unwritten.settled(patience).await;
     }
+
+    /// Waits as [`written`](Self::written) does, then says how many
+    /// acknowledgements handed over were not written: failed over the
+    /// subscription's life, or still waiting after `patience`.
+    pub(crate) async fn not_written(&self, patience: Duration) -> usize {
+        self.written(patience).await;
+        self.failed.load(Ordering::Acquire) + self.unwritten.count()
+    }
 }
 
 /// Writes what is handed over, a round at a time. An acknowledgement that
 /// fails (the channel closed or broke) leaves its delivery to the broker,
-/// which requeues it: delivered again, never lost, and logged here, since
-/// the handling that acknowledged it has already finished.
-async fn write_acks(mut receiver: mpsc::UnboundedReceiver<lapin::Acker>, unwritten: Arc<Pending>) {
+/// which requeues it: delivered again, never lost. It is logged here and
+/// counted for the subscription's settle (a `Service`'s shutdown report),
+/// since the handling that acknowledged it has already finished.
+async fn write_acks(
+    mut receiver: mpsc::UnboundedReceiver<lapin::Acker>,
+    unwritten: Arc<Pending>,
+    failed_total: Arc<AtomicUsize>,
+) {
     let mut round = Vec::with_capacity(64);
     while receiver.recv_many(&mut round, ROUND).await > 0 {
         let count = round.len();
@@ -60,6 +81,7 @@ async fn write_acks(mut receiver: mpsc::UnboundedReceiver<lapin::Acker>, unwritt
         .await;
         let failed = written.iter().filter(|written| !**written).count();
         if failed > 0 {
+            failed_total.fetch_add(failed, Ordering::AcqRel);
             tracing::warn!(
                 failed,
                 "amqp: acknowledgements not written; the broker requeues those deliveries and they are delivered again"

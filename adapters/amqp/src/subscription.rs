@@ -44,6 +44,8 @@ pub(crate) async fn subscribe(
     pattern: &str,
     group: Option<&str>,
 ) -> Result<Subscription> {
+    // While lapin reconnects, subscribing waits for it (up to 5 s).
+    super::channels::settled(&connection).await;
     let channel = connection.create_channel().await.map_err(convert::error)?;
     channel
         .basic_qos(settings.prefetch, BasicQosOptions::default())
@@ -134,8 +136,10 @@ pub(crate) async fn subscribe(
         inner: Box::pin(deliveries),
     };
     let stop_channel = channel;
-    Ok(
-        Subscription::new(pattern, group.map(str::to_owned), stream).with_stop(move || {
+    let settling = stream.acks.clone();
+    Ok(Subscription::new(pattern, group.map(str::to_owned), stream)
+        .with_settle(move || async move { settling.not_written(ACKS_WRITTEN_WITHIN).await })
+        .with_stop(move || {
             // The broker stops delivering; what it delivered stays readable.
             tokio::spawn(async move {
                 for tag in tags {
@@ -144,8 +148,7 @@ pub(crate) async fn subscribe(
                         .await;
                 }
             });
-        }),
-    )
+        }))
 }
 
 /// A queue only this subscriber reads, deleted with it.

@@ -443,6 +443,7 @@ impl Transport for MeshTransport {
         let _in_flight = self.gate.enter()?;
         let mut subscription = self.shared.subscribe(subject, group).await;
         let stop = subscription.take_stop();
+        let settle = subscription.take_settle();
         let (subject, group) = (
             subscription.subject().to_owned(),
             subscription.group().map(str::to_owned),
@@ -458,6 +459,9 @@ impl Transport for MeshTransport {
         }
         if let Some(stop) = stop {
             subscription = subscription.with_stop(stop);
+        }
+        if let Some(settle) = settle {
+            subscription = subscription.with_settle(settle);
         }
         Ok(subscription)
     }

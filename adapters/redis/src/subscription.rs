@@ -25,7 +25,7 @@ use redis::aio::ConnectionManager;
 use redis::{PushInfo, PushKind};
 use tokio::sync::{mpsc, watch};
 
-use super::acks::Acked;
+use super::acks::{Acked, GroupAcks};
 use super::connection::{manager, Shared};
 use super::convert::{self, Entry};
 use super::settings::GroupStart;
@@ -111,10 +111,15 @@ pub(crate) async fn subscribe(
         .map_err(convert::error)?;
     let now_ms = seconds * 1000 + micros / 1000;
     let start = format!("{}-{}", now_ms.saturating_sub(1), u64::MAX);
+    let group_name: Option<Arc<str>> = group.map(Into::into);
+    let acks = group_name
+        .clone()
+        .map(|name| Arc::new(GroupAcks::new(name)));
     let mut reader = Reader {
         shared: shared.clone(),
         pattern: pattern.into(),
-        group: group.map(Into::into),
+        group: group_name,
+        acks: acks.clone(),
         consumer: format!("{:016x}", fastrand::u64(..)),
         start,
         streams: Vec::new(),
@@ -174,7 +179,7 @@ pub(crate) async fn subscribe(
         _stop: stop.clone(),
         inner: Box::pin(deliveries),
     };
-    Ok(
+    let mut subscription =
         Subscription::new(pattern, group.map(str::to_owned), stream).with_stop(move || {
             // New requests are no longer taken and the reader stops after
             // the read in hand; what was handed over stays readable.
@@ -183,8 +188,13 @@ pub(crate) async fn subscribe(
                 .unwrap_or_else(|e| e.into_inner())
                 .take();
             stop.send_replace(true);
-        }),
-    )
+        });
+    if let Some(acks) = acks {
+        let patience = settings.command_timeout;
+        subscription =
+            subscription.with_settle(move || async move { acks.not_sent(patience).await });
+    }
+    Ok(subscription)
 }
 
 /// `SET KEY 1 NX PX TTL`, kept out of the append-only file and replicas
@@ -357,6 +367,8 @@ struct Reader {
     shared: Arc<Shared>,
     pattern: Arc<str>,
     group: Option<Arc<str>>,
+    /// The group's acknowledgements, counted for the subscription's settle.
+    acks: Option<Arc<GroupAcks>>,
     consumer: String,
     /// The moment of subscribing as a stream position: where a
     /// subscription without a group starts (and a new group, with
@@ -610,7 +622,7 @@ impl Reader {
     /// Hands one entry to the subscription (waiting while its buffer is full).
     async fn hand_over(&mut self, key: &Arc<str>, subject: &Arc<str>, entry: Entry) {
         let mut incoming = Incoming::new(subject.clone(), entry.message);
-        if let Some(group) = &self.group {
+        if let Some(group) = &self.acks {
             incoming = incoming.with_acker(Box::new(Ack {
                 shared: self.shared.clone(),
                 key: key.clone(),
@@ -659,7 +671,7 @@ async fn create_group(
 struct Ack {
     shared: Arc<Shared>,
     key: Arc<str>,
-    group: Arc<str>,
+    group: Arc<GroupAcks>,
     id: String,
     redeliver: mpsc::UnboundedSender<Nacked>,
 }
@@ -671,7 +683,7 @@ impl Acker for Ack {
         let mut commands = self.shared.commands.clone();
         redis::cmd("XACK")
             .arg(&*self.key)
-            .arg(&*self.group)
+            .arg(&*self.group.name)
             .arg(&self.id)
             .query_async::<()>(&mut commands)
             .await
