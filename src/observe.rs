@@ -93,41 +93,118 @@ where
     F: Future,
     C: FnOnce(&F::Output) -> Option<ErrorKind>,
 {
-    // The level first: with tracing's `log` feature on (sqlx turns it on),
-    // a span no subscriber wants still has its fields recorded for `log`
-    // and checks `log`'s level when created and dropped.
-    let span = tracing::level_enabled!(tracing::Level::INFO)
-        .then(|| {
-            tracing::info_span!(
-                "switchboard",
-                op = op.as_str(),
-                subject,
-                backend,
-                trace_id = tracing::field::Empty,
-                outcome = tracing::field::Empty,
-                micros = tracing::field::Empty,
-            )
-        })
-        .filter(|span| !span.is_disabled());
-    if let (Some(span), Some(trace)) = (&span, trace) {
-        span.record("trace_id", trace.trace_id());
-        // A handled message's span continues the caller's trace in OpenTelemetry too.
-        #[cfg(feature = "otel")]
-        if matches!(op, Operation::HandleRequest | Operation::HandleEvent) {
-            let parent = (trace.trace_id_bytes(), trace.span_id_bytes(), trace.flags());
-            crate::otel::set_remote_parent(span, parent);
+    Observation::start(op, subject, backend, trace).around(call, failure)
+}
+
+/// One call's span, clock and in-flight count, started before the call:
+/// finished at once for a call that completed without waiting, or
+/// [`around`](Self::around) the rest of it.
+pub(crate) struct Observation {
+    span: Option<tracing::Span>,
+    started: Option<Instant>,
+    in_flight: InFlight,
+}
+
+impl Observation {
+    /// Starts observing a call of `op` on `subject`.
+    #[inline]
+    pub(crate) fn start(
+        op: Operation,
+        subject: &str,
+        backend: &'static str,
+        trace: Option<&TraceContext>,
+    ) -> Self {
+        // The level first: with tracing's `log` feature on (sqlx turns it on),
+        // a span no subscriber wants still has its fields recorded for `log`
+        // and checks `log`'s level when created and dropped.
+        let span = tracing::level_enabled!(tracing::Level::INFO)
+            .then(|| {
+                tracing::info_span!(
+                    "switchboard",
+                    op = op.as_str(),
+                    subject,
+                    backend,
+                    trace_id = tracing::field::Empty,
+                    outcome = tracing::field::Empty,
+                    micros = tracing::field::Empty,
+                )
+            })
+            .filter(|span| !span.is_disabled());
+        if let (Some(span), Some(trace)) = (&span, trace) {
+            span.record("trace_id", trace.trace_id());
+            // A handled message's span continues the caller's trace in OpenTelemetry too.
+            #[cfg(feature = "otel")]
+            if matches!(op, Operation::HandleRequest | Operation::HandleEvent) {
+                let parent = (trace.trace_id_bytes(), trace.span_id_bytes(), trace.flags());
+                crate::otel::set_remote_parent(span, parent);
+            }
+        }
+        // Reading the clock is a measurable share of an in-memory call: only when
+        // someone will see the duration (an enabled span or the metrics feature).
+        let started = (span.is_some() || cfg!(feature = "metrics")).then(Instant::now);
+        Observation {
+            span,
+            started,
+            in_flight: in_flight(op, backend),
         }
     }
-    // Reading the clock is a measurable share of an in-memory call: only when
-    // someone will see the duration (an enabled span or the metrics feature).
-    let started = (span.is_some() || cfg!(feature = "metrics")).then(Instant::now);
-    Observed {
-        call,
-        span,
-        started,
-        in_flight: Some(in_flight(op, backend)),
-        failure: Some(failure),
+
+    /// Runs `call` inside the span (none when no subscriber wants it).
+    #[inline]
+    pub(crate) fn in_span<T>(&self, call: impl FnOnce() -> T) -> T {
+        match &self.span {
+            Some(span) => span.in_scope(call),
+            None => call(),
+        }
     }
+
+    /// Records a call that finished, failed with `failure` if `Some`.
+    #[inline]
+    pub(crate) fn finish(self, failure: Option<ErrorKind>) {
+        finish(
+            self.span.as_ref(),
+            self.started,
+            Some(self.in_flight),
+            failure,
+        );
+    }
+
+    /// The rest of the call, `call`, observed until it finishes.
+    #[inline]
+    pub(crate) fn around<F, C>(self, call: F, failure: C) -> Observed<F, C>
+    where
+        F: Future,
+        C: FnOnce(&F::Output) -> Option<ErrorKind>,
+    {
+        Observed {
+            call,
+            span: self.span,
+            started: self.started,
+            in_flight: Some(self.in_flight),
+            failure: Some(failure),
+        }
+    }
+}
+
+/// Records a finished call: its outcome and duration on the span, and in
+/// the metrics its in-flight guard names (then dropped).
+#[inline]
+fn finish(
+    span: Option<&tracing::Span>,
+    started: Option<Instant>,
+    in_flight: Option<InFlight>,
+    failure: Option<ErrorKind>,
+) {
+    let Some(started) = started else {
+        return;
+    };
+    let elapsed = started.elapsed();
+    let outcome = failure.map_or("ok", ErrorKind::as_str);
+    if let Some(span) = span {
+        span.record("outcome", outcome);
+        span.record("micros", elapsed.as_micros() as u64);
+    }
+    record(in_flight, outcome, elapsed);
 }
 
 pin_project_lite::pin_project! {
@@ -164,13 +241,12 @@ where
         };
         let in_flight = this.in_flight.take();
         if let (Some(started), Some(failure)) = (this.started.take(), this.failure.take()) {
-            let elapsed = started.elapsed();
-            let outcome = failure(&result).map_or("ok", ErrorKind::as_str);
-            if let Some(span) = this.span {
-                span.record("outcome", outcome);
-                span.record("micros", elapsed.as_micros() as u64);
-            }
-            record(in_flight, outcome, elapsed);
+            finish(
+                this.span.as_ref(),
+                Some(started),
+                in_flight,
+                failure(&result),
+            );
         }
         Poll::Ready(result)
     }

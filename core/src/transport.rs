@@ -31,6 +31,25 @@ pub enum Reach {
     Unknown,
 }
 
+/// A publish started by [`Transport::publish_eager`]: finished at once, or
+/// the rest of it to await.
+pub enum Publishing<'a> {
+    /// The backend took (or refused) the event without waiting.
+    Done(Result<Reach>),
+    /// The publish waits (for room in a client's buffer, for a broker's
+    /// acknowledgement): awaiting this finishes it.
+    Waiting(Pin<Box<dyn Future<Output = Result<Reach>> + Send + 'a>>),
+}
+
+impl std::fmt::Debug for Publishing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Publishing::Done(result) => f.debug_tuple("Done").field(result).finish(),
+            Publishing::Waiting(_) => f.write_str("Waiting(..)"),
+        }
+    }
+}
+
 /// A queue group as a delivery addresses it: the subject or pattern it
 /// subscribed to, and its name (a `Service`'s name).
 pub type GroupAddress = (String, String);
@@ -89,6 +108,18 @@ pub trait Transport: Send + Sync + 'static {
         self.publish(subject, message)
             .await
             .map(|()| Reach::Unknown)
+    }
+
+    /// Starts [`publish_reaching`](Self::publish_reaching) and finishes it
+    /// here if the backend takes the event without waiting, as a client that
+    /// queues it in its own buffer mostly does; the caller awaits only a
+    /// publish that waits. The default boxes `publish_reaching`'s future. A
+    /// backend overrides it to spare that box and its wrapping on its usual
+    /// path, and must then publish exactly as `publish_reaching` does. A
+    /// wrapper (a layer) keeps the default, so its own `publish_reaching`
+    /// runs.
+    fn publish_eager<'a>(&'a self, subject: &'a str, message: Message) -> Publishing<'a> {
+        Publishing::Waiting(self.publish_reaching(subject, message))
     }
 
     /// The queue groups subscribed now, anywhere this transport sees, whose

@@ -21,13 +21,13 @@ use crate::codec::Encoding;
 use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::message::Message;
-use crate::observe::{observe, Operation};
+use crate::observe::{observe, Observation, Operation};
 use crate::settings::events::EventPolicy;
 use crate::settings::{NoSubscriber, RouteDecision, RouteTable, Style, DEFAULT_TRANSPORT};
 use crate::subject;
 use crate::subscription::Subscription;
 use crate::trace;
-use crate::transport::{Reach, Transport};
+use crate::transport::{Publishing, Reach, Transport};
 use crate::unrouted::Unrouted;
 use crate::wire;
 
@@ -540,8 +540,9 @@ impl Bus {
     /// [`health`](Self::health); with `on_no_subscriber = "error"` on its
     /// route it fails with [`Error::NoResponders`].
     pub async fn publish(&self, subject: &str, message: Message) -> Result<()> {
-        self.publish_on(&self.resolve(subject), subject, message)
-            .await
+        let route = self.resolve(subject);
+        let begun = self.begin_publish_on(&route, subject, message);
+        self.published(&route, subject, begun).await
     }
 
     async fn publish_on(
@@ -550,9 +551,24 @@ impl Bus {
         subject: &str,
         message: Message,
     ) -> Result<()> {
-        subject::validate(subject)?;
-        check_outgoing(route.carrier.transport.capabilities(), &message)?;
-        self.publish_checked(route, subject, message).await
+        let begun = self.begin_publish_on(route, subject, message);
+        self.published(route, subject, begun).await
+    }
+
+    /// [`begin_publish`](Self::begin_publish) after checking the subject and
+    /// the message.
+    fn begin_publish_on<'a>(
+        &'a self,
+        route: &Resolved<'a>,
+        subject: &'a str,
+        message: Message,
+    ) -> Publishing<'a> {
+        if let Err(err) = subject::validate(subject)
+            .and_then(|()| check_outgoing(route.carrier.transport.capabilities(), &message))
+        {
+            return Publishing::Done(Err(err));
+        }
+        self.begin_publish(route, subject, message)
     }
 
     /// [`publish_on`](Self::publish_on) for a subject and message already checked.
@@ -562,6 +578,19 @@ impl Bus {
         subject: &str,
         message: Message,
     ) -> Result<()> {
+        let begun = self.begin_publish(route, subject, message);
+        self.published(route, subject, begun).await
+    }
+
+    /// Starts publishing a checked message, observed: most publishes finish
+    /// here (queued in a client's buffer), so no future is built around
+    /// them; the rest of one that waits is returned to await.
+    fn begin_publish<'a>(
+        &'a self,
+        route: &Resolved<'a>,
+        subject: &'a str,
+        message: Message,
+    ) -> Publishing<'a> {
         let transport = &route.carrier.transport;
         let mut message = message;
         if route.cloudevents {
@@ -578,12 +607,41 @@ impl Bus {
             // A broker that keeps events for absent consumers needs no outbox.
             if !transport.redelivers(subject) {
                 let call = outbox.append(subject, message);
-                return observe(Operation::Publish, subject, backend, trace.as_ref(), call).await;
+                // Held for a recipient: not one that reached nobody.
+                let call = observe(Operation::Publish, subject, backend, trace.as_ref(), call);
+                return Publishing::Waiting(Box::pin(
+                    async move { call.await.map(|()| Reach::Taken) },
+                ));
             }
         }
-        let call = transport.publish_reaching(subject, message);
-        let reach = observe(Operation::Publish, subject, backend, trace.as_ref(), call).await?;
+        let observation = Observation::start(Operation::Publish, subject, backend, trace.as_ref());
+        match observation.in_span(|| transport.publish_eager(subject, message)) {
+            Publishing::Done(result) => {
+                observation.finish(result.as_ref().err().map(Error::kind));
+                Publishing::Done(result)
+            }
+            Publishing::Waiting(call) => Publishing::Waiting(Box::pin(
+                observation.around(call, |result: &Result<Reach>| {
+                    result.as_ref().err().map(Error::kind)
+                }),
+            )),
+        }
+    }
+
+    /// A begun publish on `route`, finished: one that reached nobody is
+    /// counted, and fails where the route says `on_no_subscriber = "error"`.
+    async fn published(
+        &self,
+        route: &Resolved<'_>,
+        subject: &str,
+        begun: Publishing<'_>,
+    ) -> Result<()> {
+        let reach = match begun {
+            Publishing::Done(reached) => reached?,
+            Publishing::Waiting(rest) => rest.await?,
+        };
         if reach == Reach::Nobody {
+            let backend = route.carrier.transport.capabilities().backend;
             self.inner
                 .unrouted
                 .record(subject, route.rule.unwrap_or("(default)"), backend);
@@ -797,7 +855,10 @@ impl Bus {
         subject: &str,
         event: &T,
     ) -> Result<()> {
-        self.publish(subject, Message::json(event)?).await
+        let message = Message::json(event)?;
+        let route = self.resolve(subject);
+        let begun = self.begin_publish_on(&route, subject, message);
+        self.published(&route, subject, begun).await
     }
 
     /// Drains in-flight work and closes every transport; later calls fail

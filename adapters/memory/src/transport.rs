@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
 
 use switchboard_core::capabilities::{Capabilities, Support};
 use switchboard_core::drain::DrainGate;
@@ -10,7 +11,7 @@ use switchboard_core::error::Result;
 use switchboard_core::local::{LocalRouter, Targets};
 use switchboard_core::message::Message;
 use switchboard_core::subscription::Subscription;
-use switchboard_core::transport::{GroupAddress, Reach, Recipients, Transport};
+use switchboard_core::transport::{GroupAddress, Publishing, Reach, Recipients, Transport};
 
 /// Default number of messages buffered per subscription before publishers wait.
 pub const DEFAULT_BUFFER: usize = 1024;
@@ -88,12 +89,27 @@ impl Transport for MemoryTransport {
 
     async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
         let _in_flight = self.gate.enter()?;
-        Ok(
-            match self.router.publish(subject, message, Targets::All).await {
-                0 => Reach::Nobody,
-                _ => Reach::Taken,
-            },
-        )
+        Ok(reach(
+            self.router.publish(subject, message, Targets::All).await,
+        ))
+    }
+
+    /// Delivered here when every subscriber's buffer has room (the usual
+    /// case): the router's future is boxed once, not wrapped in
+    /// `publish_reaching`'s; one that waits for room is awaited.
+    fn publish_eager<'a>(&'a self, subject: &'a str, message: Message) -> Publishing<'a> {
+        let in_flight = match self.gate.enter() {
+            Ok(in_flight) => in_flight,
+            Err(err) => return Publishing::Done(Err(err)),
+        };
+        let mut publish = Box::pin(self.router.publish(subject, message, Targets::All));
+        if let Some(delivered) = publish.as_mut().now_or_never() {
+            return Publishing::Done(Ok(reach(delivered)));
+        }
+        Publishing::Waiting(Box::pin(async move {
+            let _in_flight = in_flight;
+            Ok(reach(publish.await))
+        }))
     }
 
     fn live_groups(&self, subject: &str) -> Option<Vec<GroupAddress>> {
@@ -135,5 +151,13 @@ impl Transport for MemoryTransport {
         } else {
             switchboard_core::health::Health::Connected
         }
+    }
+}
+
+/// What a publish delivered to `delivered` subscribers reached.
+fn reach(delivered: usize) -> Reach {
+    match delivered {
+        0 => Reach::Nobody,
+        _ => Reach::Taken,
     }
 }

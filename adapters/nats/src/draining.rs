@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -28,6 +29,9 @@ pub(super) struct DrainingStream {
     subscriber: Option<async_nats::Subscriber>,
     /// `None` once it fired (or its sender was dropped with the subscription).
     stopped: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Set before `stopped` fires: a message ready to hand on looks at this
+    /// flag, not the channel, which is polled when the stream would wait.
+    stop_asked: Arc<AtomicBool>,
     /// Telling the server to stop sending; gives the subscriber back when told.
     unsubscribing: Option<futures_util::future::BoxFuture<'static, async_nats::Subscriber>>,
     client: async_nats::Client,
@@ -47,13 +51,14 @@ pub(super) struct DrainingStream {
 impl DrainingStream {
     pub(super) fn new(
         subscriber: async_nats::Subscriber,
-        stopped: tokio::sync::oneshot::Receiver<()>,
+        (stopped, stop_asked): (tokio::sync::oneshot::Receiver<()>, Arc<AtomicBool>),
         client: async_nats::Client,
         pending_bytes: usize,
     ) -> Self {
         DrainingStream {
             subscriber: Some(subscriber),
             stopped: Some(stopped),
+            stop_asked,
             unsubscribing: None,
             client,
             last_subject: None,
@@ -106,6 +111,29 @@ impl DrainingStream {
         Poll::Ready(message)
     }
 
+    /// Whether a stop was asked for, and telling the server began: the
+    /// stream then hands on what is buffered and ends. Registers the task to
+    /// be woken by a stop still to come.
+    fn stop_began(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(stopped) = &mut self.stopped else {
+            return false;
+        };
+        let Poll::Ready(asked) = stopped.poll_unpin(cx) else {
+            return false;
+        };
+        self.stopped = None;
+        let (Ok(()), Some(mut subscriber)) = (asked, self.subscriber.take()) else {
+            return false;
+        };
+        self.unsubscribing = Some(Box::pin(async move {
+            if let Err(err) = subscriber.drain().await {
+                tracing::debug!(error = %err, "nats: could not drain a subscription");
+            }
+            subscriber
+        }));
+        true
+    }
+
     fn incoming(&mut self, message: async_nats::Message) -> Incoming {
         let subject = match &self.last_subject {
             Some(last) if **last == *message.subject.as_str() => last.clone(),
@@ -135,22 +163,8 @@ impl Stream for DrainingStream {
                 Poll::Pending => {}
             }
         }
-        if let Some(stopped) = &mut this.stopped {
-            match stopped.poll_unpin(cx) {
-                Poll::Pending => {}
-                Poll::Ready(asked) => {
-                    this.stopped = None;
-                    if let (Ok(()), Some(mut subscriber)) = (asked, this.subscriber.take()) {
-                        this.unsubscribing = Some(Box::pin(async move {
-                            if let Err(err) = subscriber.drain().await {
-                                tracing::debug!(error = %err, "nats: could not drain a subscription");
-                            }
-                            subscriber
-                        }));
-                        return Pin::new(this).poll_next(cx);
-                    }
-                }
-            }
+        if this.stop_asked.load(Ordering::Acquire) && this.stop_began(cx) {
+            return Pin::new(this).poll_next(cx);
         }
         // Buffered messages came first, so they go first.
         if let Some(message) = ready!(this.poll_buffered(cx)) {
@@ -160,8 +174,12 @@ impl Stream for DrainingStream {
         let Some(subscriber) = &mut this.subscriber else {
             return Poll::Ready(None);
         };
-        let Some(message) = ready!(subscriber.poll_next_unpin(cx)) else {
-            return Poll::Ready(None);
+        let message = match subscriber.poll_next_unpin(cx) {
+            Poll::Ready(Some(message)) => message,
+            Poll::Ready(None) => return Poll::Ready(None),
+            // Waiting: a stop asked for now, or later, wakes the task.
+            Poll::Pending if this.stop_began(cx) => return Pin::new(this).poll_next(cx),
+            Poll::Pending => return Poll::Pending,
         };
         this.move_waiting(cx);
         Poll::Ready(Some(this.incoming(message)))

@@ -3,6 +3,7 @@
 //! instead of copying the subject into a new allocation, and a second one
 //! when async-nats clones it.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::RwLock;
 
@@ -21,20 +22,54 @@ pub(super) struct Subjects {
 impl Subjects {
     /// `subject` as async-nats takes it.
     pub(super) fn get(&self, subject: &str) -> Subject {
+        thread_local! {
+            /// The subject this thread found last: a publisher mostly sends
+            /// to one subject in a row, so most lookups compare its bytes.
+            /// Any connection's: a `Subject` is only its text.
+            static LAST: RefCell<Option<Subject>> = const { RefCell::new(None) };
+        }
+        let last = LAST
+            .try_with(|last| {
+                last.try_borrow()
+                    .ok()?
+                    .as_ref()
+                    .filter(|last| last.as_str() == subject)
+                    .cloned()
+            })
+            .ok()
+            .flatten();
+        if let Some(last) = last {
+            return last;
+        }
+        let (found, kept) = self.find(subject);
+        if kept {
+            let _ = LAST.try_with(|last| {
+                if let Ok(mut last) = last.try_borrow_mut() {
+                    *last = Some(found.clone());
+                }
+            });
+        }
+        found
+    }
+
+    /// `subject` from the table all threads share, added if there is room;
+    /// whether the table holds it.
+    fn find(&self, subject: &str) -> (Subject, bool) {
         if let Some(known) = self
             .known
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(subject)
         {
-            return known.clone();
+            return (known.clone(), true);
         }
         let made = Subject::from(subject);
         let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
-        if known.len() < MAX_KEPT {
+        let kept = known.len() < MAX_KEPT;
+        if kept {
             known.insert(subject.into(), made.clone());
         }
-        made
+        (made, kept)
     }
 }
 

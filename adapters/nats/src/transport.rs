@@ -1,5 +1,7 @@
 //! `NatsTransport`: core NATS request/reply and pub/sub, JetStream where configured.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,7 +20,7 @@ use switchboard_core::drain::DrainGate;
 use switchboard_core::error::{Error, Result};
 use switchboard_core::message::Message;
 use switchboard_core::subscription::Subscription;
-use switchboard_core::transport::{Reach, Transport};
+use switchboard_core::transport::{Publishing, Reach, Transport};
 
 /// A connection to a NATS server or cluster.
 pub struct NatsTransport {
@@ -252,6 +254,39 @@ impl Transport for NatsTransport {
         Ok(if stored { Reach::Taken } else { Reach::Unknown })
     }
 
+    /// A core publish queued in the client's buffer at its first poll (the
+    /// usual case) is done here, its future boxed once and not wrapped in
+    /// `publish_reaching`'s; one that waits for room, or for a JetStream
+    /// acknowledgement, goes on under the same bound as `publish_reaching`.
+    fn publish_eager<'a>(&'a self, subject: &'a str, message: Message) -> Publishing<'a> {
+        if self
+            .jetstream
+            .as_ref()
+            .is_some_and(|jetstream| jetstream.captures(subject))
+        {
+            return Publishing::Waiting(self.publish_reaching(subject, message));
+        }
+        let in_flight = match self.gate.enter() {
+            Ok(in_flight) => in_flight,
+            Err(err) => return Publishing::Done(Err(err)),
+        };
+        let mut publish = Box::pin(convert::publish_core(
+            &self.client,
+            self.subjects.get(subject),
+            message,
+        ));
+        if let Some(result) = publish.as_mut().now_or_never() {
+            return Publishing::Done(result.map(|()| Reach::Unknown));
+        }
+        Publishing::Waiting(Box::pin(async move {
+            let _in_flight = in_flight;
+            tokio::time::timeout(self.publish_timeout, publish)
+                .await
+                .map_err(|_| self.bounded_publish_error(subject))?
+                .map(|()| Reach::Unknown)
+        }))
+    }
+
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {
         let _in_flight = self.gate.enter()?;
         if let Some(jetstream) = &self.jetstream {
@@ -270,10 +305,16 @@ impl Transport for NatsTransport {
         .map_err(|e| Error::backend(BACKEND, e))?;
         self.sync_with_server().await?;
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let stream =
-            DrainingStream::new(subscriber, stopped, self.client.clone(), self.pending_bytes);
+        let stop_asked = Arc::new(AtomicBool::new(false));
+        let stream = DrainingStream::new(
+            subscriber,
+            (stopped, stop_asked.clone()),
+            self.client.clone(),
+            self.pending_bytes,
+        );
         Ok(
             Subscription::new(subject, group.map(str::to_owned), stream).with_stop(move || {
+                stop_asked.store(true, Ordering::Release);
                 let _ = stop.send(());
             }),
         )
