@@ -4,16 +4,22 @@ callgrind, and fails when one costs more than its baseline allows.
 
 Each row of `examples/instructions/` runs N and 3N times; the difference
 of the two totals, divided by 2N, is the cost of one message with start-up
-and set-up cancelled out. The baseline (`benches/instructions.baseline`,
+and set-up cancelled out. The rows run a build with the backends' features
+alone (what a user of one backend compiles: no `metrics`, no `otel`); a row
+named `ROW@all-features` runs ROW on a build with every feature, so the
+cost of the `metrics` and `otel` features shows beside it. The baseline (`benches/instructions.baseline`,
 `ROW INSTRUCTIONS` per line) holds the counts this machine kind measured;
 a row more than 5 % above its baseline fails (10 % for the `kafka-*` and
 `amqp-*` rows, whose counts include the threads of librdkafka and lapin
 and move up to 4 % from run to run). Rows named `*-raw-*` are the raw client doing the same work: printed
 with the ratio, never failed.
 
-Usage: check-instructions.py [--update] [--report] [--rows ROW,ROW] [BINARY]
-  BINARY    the release build of the example
+Usage: check-instructions.py [--update] [--report] [--rows ROW,ROW] [BINARY [ALL_FEATURES_BINARY]]
+  BINARY    the release build of the example with the backends' features
             (default: $CARGO_TARGET_DIR or target, then release/examples/instructions)
+  ALL_FEATURES_BINARY
+            the release build with --all-features, for the `@all-features` rows
+            (default: release/examples/instructions-all-features beside it)
   --update  writes the measured counts as the new baseline
   --report  prints rows over the baseline without failing
   --rows    only these rows (default: every row in the baseline)"""
@@ -72,13 +78,16 @@ def main():
         rows = args[at + 1].split(",")
         del args[at : at + 2]
     target = os.environ.get("CARGO_TARGET_DIR", "target")
-    binary = args[0] if args else str(Path(target) / "release" / "examples" / "instructions")
+    examples = Path(target) / "release" / "examples"
+    binary = args[0] if args else str(examples / "instructions")
+    all_features = args[1] if len(args) > 1 else str(examples / "instructions-all-features")
     baseline = read_baseline()
     rows = rows or list(baseline)
     measured, failures = {}, []
     print(f"| row | instructions per message | baseline | change |\n|---|---|---|---|")
     for row in rows:
-        count = per_message(binary, row)
+        name, _, build = row.partition("@")
+        count = per_message(all_features if build == "all-features" else binary, name)
         measured[row] = count
         base = baseline.get(row)
         if base:
