@@ -196,6 +196,20 @@ impl Incoming {
         }
     }
 
+    /// Acknowledges where that needs no waiting (no acknowledgements on this
+    /// backend, or [`Acker::ack_now`]), sparing [`ack`](Self::ack)'s
+    /// future; `None` if `ack` must be awaited.
+    pub fn ack_at_once(&mut self) -> Option<Result<()>> {
+        let Some(mut acker) = self.acker.take() else {
+            return Some(Ok(()));
+        };
+        let acked = acker.ack_now();
+        if acked.is_none() {
+            self.acker = Some(acker);
+        }
+        acked
+    }
+
     /// Asks for redelivery (no-op where the backend has no acknowledgements).
     pub async fn nack(&mut self) -> Result<()> {
         match self.acker.take() {

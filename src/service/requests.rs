@@ -45,7 +45,11 @@ where
             context.shutdown.count_undeliverable();
         }
         // Answered: on backends that redeliver (Kafka), the request must not come back.
-        if let Err(err) = incoming.ack().await {
+        let acked = match incoming.ack_at_once() {
+            Some(acked) => acked,
+            None => incoming.ack().await,
+        };
+        if let Err(err) = acked {
             tracing::debug!(%subject, error = %err, "could not acknowledge request");
         }
     }
