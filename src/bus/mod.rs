@@ -388,7 +388,8 @@ impl Bus {
                 Ok(Sent::Replied(reply))
             }
             Style::Async => {
-                self.publish_on(&route, subject, message).await?;
+                let begun = self.begin_publish_on(&route, subject, message);
+                self.published(&route, subject, begun).await?;
                 Ok(Sent::Accepted)
             }
         }
@@ -418,7 +419,8 @@ impl Bus {
             }
         };
         command.headers.insert(wire::DEFERRED_ID, id.clone());
-        self.publish_checked(route, subject, command).await?;
+        let begun = self.begin_publish(route, subject, command);
+        self.published(route, subject, begun).await?;
         self.inner
             .deferred
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -545,16 +547,6 @@ impl Bus {
         self.published(&route, subject, begun).await
     }
 
-    async fn publish_on(
-        &self,
-        route: &Resolved<'_>,
-        subject: &str,
-        message: Message,
-    ) -> Result<()> {
-        let begun = self.begin_publish_on(route, subject, message);
-        self.published(route, subject, begun).await
-    }
-
     /// [`begin_publish`](Self::begin_publish) after checking the subject and
     /// the message.
     fn begin_publish_on<'a>(
@@ -569,17 +561,6 @@ impl Bus {
             return Publishing::Done(Err(err));
         }
         self.begin_publish(route, subject, message)
-    }
-
-    /// [`publish_on`](Self::publish_on) for a subject and message already checked.
-    async fn publish_checked(
-        &self,
-        route: &Resolved<'_>,
-        subject: &str,
-        message: Message,
-    ) -> Result<()> {
-        let begun = self.begin_publish(route, subject, message);
-        self.published(route, subject, begun).await
     }
 
     /// Starts publishing a checked message, observed: most publishes finish
