@@ -59,7 +59,12 @@ impl Operation {
 }
 
 /// How [`observe`] tells a failed call: by its error's kind.
-type ErrorOf<T> = fn(&Result<T>) -> Option<ErrorKind>;
+pub(crate) type ErrorOf<T> = fn(&Result<T>) -> Option<ErrorKind>;
+
+/// The kind of a failed call's error; `None` for one that succeeded.
+pub(crate) fn error_kind<T>(result: &Result<T>) -> Option<ErrorKind> {
+    result.as_ref().err().map(Error::kind)
+}
 
 /// Runs `call` inside a span named `switchboard` and records its outcome.
 #[inline]
@@ -73,9 +78,7 @@ pub(crate) fn observe<F, T>(
 where
     F: Future<Output = Result<T>>,
 {
-    observe_with(op, subject, backend, trace, call, |result| {
-        result.as_ref().err().map(Error::kind)
-    })
+    observe_with(op, subject, backend, trace, call, error_kind)
 }
 
 /// [`observe`] for calls whose output is not a `Result`: `failure` tells

@@ -12,6 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::payload::{FromPayload, Payload};
@@ -21,7 +22,7 @@ use crate::codec::Encoding;
 use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::message::Message;
-use crate::observe::{observe, Observation, Operation};
+use crate::observe::{error_kind, observe, ErrorOf, Observation, Observed, Operation};
 use crate::settings::events::EventPolicy;
 use crate::settings::{NoSubscriber, RouteDecision, RouteTable, Style, DEFAULT_TRANSPORT};
 use crate::subject;
@@ -34,6 +35,13 @@ use crate::wire;
 pub use crate::settings::DEFAULT_REQUEST_TIMEOUT;
 
 /// Where one call goes: the transport, the style and the request timeout.
+/// A publish the bus began: finished, or the rest of it, observed until it
+/// finishes.
+enum Begun<'a> {
+    Done(Result<Reach>),
+    Waiting(Observed<BoxFuture<'a, Result<Reach>>, ErrorOf<Reach>>),
+}
+
 struct Resolved<'a> {
     carrier: &'a Carrier,
     style: Style,
@@ -554,11 +562,11 @@ impl Bus {
         route: &Resolved<'a>,
         subject: &'a str,
         message: Message,
-    ) -> Publishing<'a> {
+    ) -> Begun<'a> {
         if let Err(err) = subject::validate(subject)
             .and_then(|()| check_outgoing(route.carrier.transport.capabilities(), &message))
         {
-            return Publishing::Done(Err(err));
+            return Begun::Done(Err(err));
         }
         self.begin_publish(route, subject, message)
     }
@@ -571,7 +579,7 @@ impl Bus {
         route: &Resolved<'a>,
         subject: &'a str,
         message: Message,
-    ) -> Publishing<'a> {
+    ) -> Begun<'a> {
         let transport = &route.carrier.transport;
         let mut message = message;
         if route.cloudevents {
@@ -587,39 +595,31 @@ impl Bus {
         if let Some(outbox) = &self.inner.outbox {
             // A broker that keeps events for absent consumers needs no outbox.
             if !transport.redelivers(subject) {
-                let call = outbox.append(subject, message);
+                let observation =
+                    Observation::start(Operation::Publish, subject, backend, trace.as_ref());
                 // Held for a recipient: not one that reached nobody.
-                let call = observe(Operation::Publish, subject, backend, trace.as_ref(), call);
-                return Publishing::Waiting(Box::pin(
-                    async move { call.await.map(|()| Reach::Taken) },
-                ));
+                let call = outbox.append(subject, message);
+                let call: BoxFuture<'_, Result<Reach>> =
+                    Box::pin(async move { call.await.map(|()| Reach::Taken) });
+                return Begun::Waiting(observation.around(call, error_kind));
             }
         }
         let observation = Observation::start(Operation::Publish, subject, backend, trace.as_ref());
         match observation.in_span(|| transport.publish_eager(subject, message)) {
             Publishing::Done(result) => {
-                observation.finish(result.as_ref().err().map(Error::kind));
-                Publishing::Done(result)
+                observation.finish(error_kind(&result));
+                Begun::Done(result)
             }
-            Publishing::Waiting(call) => Publishing::Waiting(Box::pin(
-                observation.around(call, |result: &Result<Reach>| {
-                    result.as_ref().err().map(Error::kind)
-                }),
-            )),
+            Publishing::Waiting(call) => Begun::Waiting(observation.around(call, error_kind)),
         }
     }
 
     /// A begun publish on `route`, finished: one that reached nobody is
     /// counted, and fails where the route says `on_no_subscriber = "error"`.
-    async fn published(
-        &self,
-        route: &Resolved<'_>,
-        subject: &str,
-        begun: Publishing<'_>,
-    ) -> Result<()> {
+    async fn published(&self, route: &Resolved<'_>, subject: &str, begun: Begun<'_>) -> Result<()> {
         let reach = match begun {
-            Publishing::Done(reached) => reached?,
-            Publishing::Waiting(rest) => rest.await?,
+            Begun::Done(reached) => reached?,
+            Begun::Waiting(rest) => rest.await?,
         };
         if reach == Reach::Nobody {
             let backend = route.carrier.transport.capabilities().backend;
