@@ -111,7 +111,10 @@ async fn run(serve_on: Option<String>) -> Result<(), BoxError> {
     for service in running {
         let shutdown = service.shutdown().await;
         if !shutdown.is_clean() {
-            return Err(format!("a service lost events at shutdown: {shutdown}").into());
+            return Err(format!(
+                "a service stopped with events lost or left unacknowledged: {shutdown}"
+            )
+            .into());
         }
     }
     println!("{}", serde_json::to_string_pretty(&report)?);

@@ -415,7 +415,10 @@ pub async fn run(
     for service in [orders_service, inventory_service, payments_service] {
         let shutdown: ShutdownReport = service.shutdown().await;
         if !shutdown.is_clean() {
-            return Err(format!("a service lost events at shutdown: {shutdown}").into());
+            return Err(format!(
+                "a service stopped with events lost or left unacknowledged: {shutdown}"
+            )
+            .into());
         }
     }
     for bus in [client, orders_bus, inventory_bus, payments_bus] {

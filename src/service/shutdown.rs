@@ -240,7 +240,7 @@ impl RunningService {
         match report.is_clean() {
             true => tracing::debug!(service = %self.name, %report, "service stopped"),
             false => {
-                tracing::error!(service = %self.name, %report, "service stopped and lost events")
+                tracing::error!(service = %self.name, %report, "service stopped with events lost or left unacknowledged")
             }
         }
         report
