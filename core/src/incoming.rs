@@ -1,8 +1,14 @@
 //! A received message, with the backend-neutral means to reply, ack and nack.
 
 use std::fmt;
+use std::future::{Future, Ready};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
+
+use futures_util::future::{BoxFuture, Either};
+use futures_util::FutureExt;
 
 use async_trait::async_trait;
 use serde::{de::DeserializeOwned, Serialize};
@@ -185,29 +191,20 @@ impl Incoming {
         }
     }
 
-    /// Acknowledges the message (no-op where the backend has no acknowledgements).
-    pub async fn ack(&mut self) -> Result<()> {
-        match self.acker.take() {
-            Some(mut acker) => match acker.ack_now() {
-                Some(acked) => acked,
-                None => acker.ack().await,
-            },
-            None => Ok(()),
-        }
-    }
-
-    /// Acknowledges where that needs no waiting (no acknowledgements on this
-    /// backend, or [`Acker::ack_now`]), sparing [`ack`](Self::ack)'s
-    /// future; `None` if `ack` must be awaited.
-    pub fn ack_at_once(&mut self) -> Option<Result<()>> {
+    /// Acknowledges the message (no-op where the backend has no
+    /// acknowledgements). An acknowledgement that needs no waiting
+    /// ([`Acker::ack_now`]) is made by this call, and the future returned is
+    /// ready; any other is made when the future is awaited.
+    pub fn ack(&mut self) -> Acking {
         let Some(mut acker) = self.acker.take() else {
-            return Some(Ok(()));
+            return Acking(Either::Left(std::future::ready(Ok(()))));
         };
-        let acked = acker.ack_now();
-        if acked.is_none() {
-            self.acker = Some(acker);
+        // An acknowledgement that needs no waiting is made here: the
+        // future returned is ready, and nothing is boxed for it.
+        match acker.ack_now() {
+            Some(acked) => Acking(Either::Left(std::future::ready(acked))),
+            None => Acking(Either::Right(acker.ack())),
         }
-        acked
     }
 
     /// Asks for redelivery (no-op where the backend has no acknowledgements).
@@ -216,6 +213,30 @@ impl Incoming {
             Some(acker) => acker.nack().await,
             None => Ok(()),
         }
+    }
+}
+
+/// The acknowledgement [`Incoming::ack`] began: ready at once where the
+/// backend has no acknowledgements or [`Acker::ack_now`] answered, else the
+/// backend's own future.
+#[must_use = "an acknowledgement that waits is made only when awaited"]
+pub struct Acking(Either<Ready<Result<()>>, BoxFuture<'static, Result<()>>>);
+
+impl Future for Acking {
+    type Output = Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.0.poll_unpin(cx)
+    }
+}
+
+impl fmt::Debug for Acking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.0 {
+            Either::Left(_) => "ready",
+            Either::Right(_) => "waiting",
+        };
+        f.debug_tuple("Acking").field(&state).finish()
     }
 }
 

@@ -135,11 +135,7 @@ where
             if let (Some(id), Some(reply)) = (deferred, reply) {
                 Box::pin(publish_outcome(context, &subject, id, reply)).await;
             }
-            let acked = match incoming.ack_at_once() {
-                Some(acked) => acked,
-                None => incoming.ack().await,
-            };
-            context.settle(&subject, acked);
+            context.settle(&subject, incoming.ack().await);
             return;
         };
         let outcome = Box::pin(give_up(

@@ -45,11 +45,7 @@ where
             context.shutdown.count_undeliverable();
         }
         // Answered: on backends that redeliver (Kafka), the request must not come back.
-        let acked = match incoming.ack_at_once() {
-            Some(acked) => acked,
-            None => incoming.ack().await,
-        };
-        if let Err(err) = acked {
+        if let Err(err) = incoming.ack().await {
             tracing::debug!(%subject, error = %err, "could not acknowledge request");
         }
     }
