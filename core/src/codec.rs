@@ -1,6 +1,6 @@
 //! Codecs: how typed values become payload bytes and back.
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Error, Result};
@@ -31,31 +31,14 @@ impl Codec for JsonCodec {
     const CONTENT_TYPE: &'static str = crate::wire::names::JSON;
 
     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
-        thread_local! {
-            /// Where payloads are written before they are copied out at their
-            /// exact size: one allocation per payload instead of two (a
-            /// `Vec` with spare capacity becomes `Bytes` through another box).
-            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        /// Payloads up to this size are copied out of the scratch buffer;
-        /// larger ones take it over (a copy would cost more than the box).
-        const COPY_UP_TO: usize = 16 * 1024;
-        let encoded = SCRATCH.with(|scratch| {
-            let Ok(mut buffer) = scratch.try_borrow_mut() else {
-                // A `Serialize` impl that encodes while being encoded.
-                return serde_json::to_vec(value).map(Bytes::from);
-            };
-            buffer.clear();
-            serde_json::to_writer(&mut *buffer, value)?;
-            Ok(if buffer.as_slice() == b"null" {
-                // `()` and `None`, e.g. an event handler's reply: no allocation.
-                Bytes::from_static(b"null")
-            } else if buffer.len() <= COPY_UP_TO {
-                Bytes::copy_from_slice(&buffer)
-            } else {
-                Bytes::from(std::mem::take(&mut *buffer))
-            })
-        });
+        let encoded =
+            crate::chunked::encode(|buffer| serde_json::to_writer(buffer.writer(), value)).map(
+                |payload| match &payload[..] {
+                    // `()` and `None`, e.g. an event handler's reply: no chunk held.
+                    b"null" => Bytes::from_static(b"null"),
+                    _ => payload,
+                },
+            );
         encoded.map_err(|e| Error::Codec {
             message: format!("cannot encode JSON: {e}"),
             source: Some(Box::new(e)),
@@ -91,8 +74,7 @@ impl Codec for MsgPackCodec {
     const CONTENT_TYPE: &'static str = crate::wire::names::MSGPACK;
 
     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
-        rmp_serde::to_vec_named(value)
-            .map(Bytes::from)
+        crate::chunked::encode(|buffer| rmp_serde::encode::write_named(&mut buffer.writer(), value))
             .map_err(|e| Error::Codec {
                 message: format!("cannot encode MessagePack: {e}"),
                 source: Some(Box::new(e)),
@@ -121,12 +103,12 @@ impl Codec for CborCodec {
     const CONTENT_TYPE: &'static str = crate::wire::names::CBOR;
 
     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
-        let mut out = Vec::new();
-        ciborium::into_writer(value, &mut out).map_err(|e| Error::Codec {
-            message: format!("cannot encode CBOR: {e}"),
-            source: Some(Box::new(e)),
-        })?;
-        Ok(Bytes::from(out))
+        crate::chunked::encode(|buffer| ciborium::into_writer(value, buffer.writer())).map_err(
+            |e| Error::Codec {
+                message: format!("cannot encode CBOR: {e}"),
+                source: Some(Box::new(e)),
+            },
+        )
     }
 
     fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {

@@ -65,7 +65,12 @@ impl DrainGate {
 
 impl Drop for DrainGuard<'_> {
     fn drop(&mut self) {
-        if self.gate.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+        // Only a close waits to be told: an open gate skips the waiters'
+        // lock. A close that began after `closed` was read here still sees
+        // the count this call left (both are sequentially consistent).
+        if self.gate.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.gate.closed.load(Ordering::SeqCst)
+        {
             self.gate.idle.notify_waiters();
         }
     }

@@ -26,6 +26,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod capabilities;
+mod chunked;
 pub mod codec;
 pub mod drain;
 pub mod endpoint;

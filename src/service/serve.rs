@@ -166,8 +166,12 @@ impl<H: RouteHandler, W: Future<Output = ()> + Send + 'static> RouteLoop<'_, H, 
             let Some(permit) = self.permit.take() else {
                 return true;
             };
-            self.dispatch(Held { incoming, permit }).await;
-            if !self.take_waiting(subscription).await {
+            let held = Held { incoming, permit };
+            match self.concurrency {
+                1 => self.handle_in_turn(held).await,
+                _ => self.dispatch(held),
+            }
+            if !self.take_waiting(subscription) {
                 return true;
             }
         }
@@ -179,7 +183,7 @@ impl<H: RouteHandler, W: Future<Output = ()> + Send + 'static> RouteLoop<'_, H, 
     /// soon. Starting a message never waits on such a route (a handler that
     /// waits gets a task), so the batch is short. `false` once the
     /// subscription ended.
-    async fn take_waiting(&mut self, subscription: &mut Subscription) -> bool {
+    fn take_waiting(&mut self, subscription: &mut Subscription) -> bool {
         if self.concurrency == 1 {
             return true;
         }
@@ -188,7 +192,7 @@ impl<H: RouteHandler, W: Future<Output = ()> + Send + 'static> RouteLoop<'_, H, 
                 break;
             };
             match subscription.next().now_or_never() {
-                Some(Some(incoming)) => self.dispatch(Held { incoming, permit }).await,
+                Some(Some(incoming)) => self.dispatch(Held { incoming, permit }),
                 Some(None) => return false,
                 None => {
                     self.permit = Some(permit);
@@ -199,16 +203,18 @@ impl<H: RouteHandler, W: Future<Output = ()> + Send + 'static> RouteLoop<'_, H, 
         true
     }
 
-    /// Handles one message: in turn on an ordered route, else concurrently,
-    /// behind the running event of its key if it has one.
-    async fn dispatch(&mut self, held: Held) {
-        if self.concurrency == 1 {
-            // Ordered route: the next message waits for this one, and takes its permit.
-            let Held { incoming, permit } = held;
-            handle(&**self.context, incoming, &**self.handler).await;
-            self.permit = Some(permit);
-            return;
-        }
+    /// Handles one message on an ordered route: the next message waits for
+    /// this one, and takes its permit.
+    async fn handle_in_turn(&mut self, held: Held) {
+        let Held { incoming, permit } = held;
+        handle(&**self.context, incoming, &**self.handler).await;
+        self.permit = Some(permit);
+    }
+
+    /// Starts one message on a concurrent route, behind the running event
+    /// of its key if it has one. Never waits: a handling that waits gets a
+    /// task of its own.
+    fn dispatch(&mut self, held: Held) {
         let key = match held.incoming.expects_reply() {
             true => None,
             false => held.incoming.headers().get(wire::KEY).map(str::to_owned),

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -452,6 +453,9 @@ async fn pump(
         let stop = stop_requested(&mut stopped);
         let closed = sender.closed();
         tokio::pin!(stop, closed);
+        // One stream for the pump's life: `recv` registers and unregisters
+        // a waker slot (two locks) per record.
+        let mut records = consumed.consumer.stream();
         loop {
             if stop_seen.has_changed().unwrap_or(false) && *stop_seen.borrow_and_update()
                 || !matches!(
@@ -465,7 +469,11 @@ async fn pump(
             let received = tokio::select! {
                 // Biased: no random draw per record; a stop is seen above.
                 biased;
-                received = consumed.consumer.recv() => received,
+                received = records.next() => match received {
+                    Some(received) => received,
+                    // librdkafka's streams do not end; this one ends the pump if it did.
+                    None => break,
+                },
                 _ = &mut stop => break,
                 _ = &mut taking_stopped => break,
                 () = &mut closed => break,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_nats::HeaderMap;
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures_util::future::Either;
 use futures_util::FutureExt;
 
@@ -73,7 +74,7 @@ struct NatsResponder {
 #[async_trait]
 impl Responder for NatsResponder {
     async fn respond(self: Box<Self>, reply: Message) -> Result<()> {
-        publish_core(&self.client, self.reply, reply).await
+        publish_core(&self.client, self.reply, &reply.headers, reply.payload).await
     }
 }
 
@@ -83,14 +84,13 @@ impl Responder for NatsResponder {
 pub(super) fn publish_core<'a>(
     client: &'a async_nats::Client,
     subject: async_nats::Subject,
-    message: Message,
+    headers: &Headers,
+    payload: Bytes,
 ) -> impl Future<Output = Result<()>> + 'a {
-    let size = message.payload.len();
-    let published = match to_header_map(&message.headers) {
-        Some(headers) => {
-            Either::Left(client.publish_with_headers(subject, headers, message.payload))
-        }
-        None => Either::Right(client.publish(subject, message.payload)),
+    let size = payload.len();
+    let published = match to_header_map(headers) {
+        Some(headers) => Either::Left(client.publish_with_headers(subject, headers, payload)),
+        None => Either::Right(client.publish(subject, payload)),
     };
     published.map(move |published| {
         published.map_err(|err| publish_error(err, size, client.server_info().max_payload))

@@ -160,7 +160,8 @@ impl NatsTransport {
             _ => Either::Right(convert::publish_core(
                 &self.client,
                 self.subjects.get(subject),
-                message,
+                &message.headers,
+                message.payload,
             )),
         };
         // A core publish almost always completes at once (queued in the
@@ -270,14 +271,25 @@ impl Transport for NatsTransport {
             Ok(in_flight) => in_flight,
             Err(err) => return Publishing::Done(Err(err)),
         };
-        let mut publish = Box::pin(convert::publish_core(
-            &self.client,
-            self.subjects.get(subject),
-            message,
-        ));
-        if let Some(result) = publish.as_mut().now_or_never() {
-            return Publishing::Done(result.map(|()| Reach::Unknown));
+        let nats_subject = self.subjects.get(subject);
+        {
+            // Tried first on the stack: the client's queue almost always has
+            // room, and the publish then needs no box. async-nats hands the
+            // message to a channel `send`, its only wait, which sends nothing
+            // when dropped before it completes; so an attempt that would
+            // wait is dropped unsent, and the publish waits in a box below.
+            let attempt = std::pin::pin!(convert::publish_core(
+                &self.client,
+                nats_subject.clone(),
+                &message.headers,
+                message.payload.clone(),
+            ));
+            if let Some(result) = attempt.now_or_never() {
+                return Publishing::Done(result.map(|()| Reach::Unknown));
+            }
         }
+        let Message { headers, payload } = message;
+        let publish = convert::publish_core(&self.client, nats_subject, &headers, payload);
         Publishing::Waiting(Box::pin(async move {
             let _in_flight = in_flight;
             tokio::time::timeout(self.publish_timeout, publish)
