@@ -1,4 +1,9 @@
 //! Codecs: how typed values become payload bytes and back.
+//!
+//! The built-in codecs write payloads into a 4 KiB chunk each thread keeps
+//! and split each payload off it: encoding allocates nothing of its own,
+//! and a payload kept long keeps its chunk (at most 4 KiB) alive. A payload
+//! over 4 KiB has its buffer to itself.
 
 use bytes::{BufMut, Bytes};
 use serde::{de::DeserializeOwned, Serialize};
