@@ -34,7 +34,6 @@ use crate::wire;
 
 pub use crate::settings::DEFAULT_REQUEST_TIMEOUT;
 
-/// Where one call goes: the transport, the style and the request timeout.
 /// A publish the bus began: finished, or the rest of it, observed until it
 /// finishes.
 enum Begun<'a> {
@@ -42,6 +41,7 @@ enum Begun<'a> {
     Waiting(Observed<BoxFuture<'a, Result<Reach>>, ErrorOf<Reach>>),
 }
 
+/// Where one call goes: the transport, the style and the request timeout.
 struct Resolved<'a> {
     carrier: &'a Carrier,
     style: Style,

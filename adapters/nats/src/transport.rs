@@ -256,9 +256,9 @@ impl Transport for NatsTransport {
     }
 
     /// A core publish queued in the client's buffer at its first poll (the
-    /// usual case) is done here, its future boxed once and not wrapped in
-    /// `publish_reaching`'s; one that waits for room, or for a JetStream
-    /// acknowledgement, goes on under the same bound as `publish_reaching`.
+    /// usual case) is done here, its future built on the stack and never
+    /// boxed; one that waits for room, or for a JetStream acknowledgement,
+    /// goes on in a box under the same bound as `publish_reaching`.
     fn publish_eager<'a>(&'a self, subject: &'a str, message: Message) -> Publishing<'a> {
         if self
             .jetstream
