@@ -15,8 +15,8 @@ use super::convert;
 use switchboard_core::incoming::Incoming;
 
 /// Every this many messages handed on, the stream moves what waits in the
-/// client's queue into its buffer: often enough that the queue (65,536 by
-/// default) does not fill meanwhile, rarely enough that the look, which
+/// client's queue into its buffer: often enough that the queue
+/// (`subscription_capacity`) does not fill meanwhile, rarely enough that the look, which
 /// usually finds the queue empty, costs little per message.
 const MOVE_EVERY: u32 = 16;
 /// An emptied buffer that grew past this many messages gives its memory back.

@@ -34,10 +34,16 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_RECONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
 /// Default bound on one publish, including a JetStream acknowledgement.
 pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default number of messages a subscription's queue holds in the client
-/// (async-nats' default); a core subscription moves them on into a buffer of
-/// `pending_bytes`, and when both are full, core NATS messages are dropped.
-pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 65_536;
+/// Default number of messages a subscription's queue holds in the client:
+/// what arrives while the subscription's route is not running (a burst
+/// faster than the handler, a busy machine that does not schedule the
+/// route for a while) waits there. At a million messages a second,
+/// async-nats' own default of 65,536 fills in 65 ms; this holds half a
+/// second. The queue allocates as it fills, so a subscription that keeps up
+/// costs nothing for the larger bound. A core subscription moves what
+/// waits on into a buffer of `pending_bytes`, and when both are full, core
+/// NATS messages are dropped.
+pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 524_288;
 /// Default bytes (as received: subject, headers, payload) a core
 /// subscription buffers beyond the client's queue while its handler falls
 /// behind: 64 MiB, the pending-bytes limit of the Go client (nats.go).
