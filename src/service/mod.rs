@@ -12,6 +12,7 @@ mod retry;
 mod serve;
 mod shutdown;
 mod signal;
+mod stopping;
 
 use std::fmt;
 use std::future::Future;

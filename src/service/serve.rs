@@ -66,11 +66,9 @@ pub(super) async fn serve<H: RouteHandler>(
         make: handling::<H>,
         spare: None,
     };
-    let mut stopping = context.shutdown.watch();
-    let stop = async move {
-        let _ = stopping.wait_for(Option::is_some).await;
-    };
-    let ended = route.take(&mut subscription, stop).await;
+    let ended = route
+        .take(&mut subscription, context.shutdown.stopping())
+        .await;
     let settle = subscription.take_settle();
     // New requests go to the (closing) queue from here, and fail there.
     if let Some(slot) = inline {

@@ -9,6 +9,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::stopping::{StopNotice, Stopping};
+
 /// What [`RunningService::shutdown`] did with the events it still held.
 ///
 /// Requests in flight are always answered before shutdown returns. Events
@@ -98,6 +100,8 @@ impl fmt::Display for ShutdownReport {
 pub(crate) struct Signal {
     /// `None` while running; the deadline for retrying events once stopping.
     deadline: Arc<watch::Sender<Option<Instant>>>,
+    /// What route loops look at before each message.
+    stop: Arc<StopNotice>,
     counts: Arc<Counts>,
 }
 
@@ -126,6 +130,7 @@ impl Signal {
     pub(crate) fn new() -> Self {
         Signal {
             deadline: Arc::new(watch::Sender::new(None)),
+            stop: Arc::default(),
             counts: Arc::default(),
         }
     }
@@ -133,6 +138,12 @@ impl Signal {
     /// A receiver that changes when shutdown begins.
     pub(crate) fn watch(&self) -> watch::Receiver<Option<Instant>> {
         self.deadline.subscribe()
+    }
+
+    /// Completes once shutdown has begun, for a route's loop: cheaper to
+    /// poll per message than [`watch`](Self::watch).
+    pub(crate) fn stopping(&self) -> Stopping {
+        self.stop.stopping()
     }
 
     /// The deadline for held events, once shutdown has begun.
@@ -170,6 +181,8 @@ impl Signal {
 
     fn begin(&self, grace: Duration) {
         self.deadline.send_replace(Some(Instant::now() + grace));
+        // After the deadline is set: a loop that stops reads it next.
+        self.stop.begin();
     }
 
     fn report(&self, took: Duration) -> ShutdownReport {
