@@ -9,11 +9,15 @@
 //! and `two_process_*` groups with the responder in a second process (a copy
 //! of this binary), `service_typed_json` against `raw_async_nats`, with
 //! event bursts consumed in that process (`two_process_events_burst`, see
-//! `benches/nats/burst.rs`).
+//! `benches/nats/burst.rs`); and the publisher alone, `publish_json` against
+//! the raw client encoding and publishing (`publish_json`, see
+//! `benches/nats/publish.rs`).
 
 #[path = "nats/burst.rs"]
 mod burst;
 mod common;
+#[path = "nats/publish.rs"]
+mod publish;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -159,6 +163,7 @@ fn nats(c: &mut Criterion) {
         service_path::bench_events(&mut group, &rt, &publisher, &typed, size);
     }
     group.finish();
+    publish::bench(c, &rt, URL, &publisher);
 
     // Responders: a switchboard one and a raw one, both echoing.
     let echo = subject("echo");
