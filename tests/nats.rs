@@ -507,6 +507,29 @@ async fn a_slow_consumer_degrades_health_with_the_cause() {
     assert_eq!(first.payload(), b"0");
 }
 
+/// Reads numbered events until none comes for `quiet`, each after the one
+/// before it (a duplicate or one out of order fails), calling `after_each`
+/// after each; how many it read.
+async fn read_in_order(
+    events: &mut switchboard::transport::Subscription,
+    quiet: Duration,
+    mut after_each: impl FnMut(),
+) -> u32 {
+    let mut received = 0u32;
+    let mut last: Option<u32> = None;
+    while let Some(event) = next_within(events, quiet).await {
+        let n: u32 = std::str::from_utf8(event.payload())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(last.is_none_or(|last| n > last), "{n} after {last:?}");
+        last = Some(n);
+        received += 1;
+        after_each();
+    }
+    received
+}
+
 /// A subscriber that does not read while a burst larger than async-nats'
 /// own default queue (65,536) arrives keeps all of it at default settings:
 /// the client's queue (`subscription_capacity`, 524,288 by default) holds
@@ -531,20 +554,7 @@ async fn a_burst_arriving_while_the_subscriber_is_not_reading_is_kept() {
     // Not read until every event was published; the server then forwards
     // them all to the subscriber's client within a moment.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut received = 0u32;
-    let mut last: Option<u32> = None;
-    while let Some(event) = next_within(&mut events, Duration::from_secs(2)).await {
-        let n: u32 = std::str::from_utf8(event.payload())
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!(last.is_none_or(|last| n > last), "{n} after {last:?}");
-        last = Some(n);
-        received += 1;
-        if received == BURST {
-            break;
-        }
-    }
+    let received = read_in_order(&mut events, Duration::from_secs(1), || {}).await;
     assert_eq!(BURST - received, 0, "events lost of {BURST}");
     assert_eq!(
         subscriber.health(),
@@ -579,16 +589,7 @@ async fn lost_of_a_burst(options: &str) -> Option<(u32, switchboard::transport::
             }
         }
     });
-    let mut received = 0u32;
-    let mut last: Option<u32> = None;
-    while let Some(event) = next_within(&mut events, Duration::from_secs(1)).await {
-        let n: u32 = std::str::from_utf8(event.payload())
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!(last.is_none_or(|last| n > last), "{n} after {last:?}");
-        last = Some(n);
-        received += 1;
+    let received = read_in_order(&mut events, Duration::from_secs(1), || {
         if !publishing.is_finished() {
             // Busy, not asleep: the subscription is read again at once.
             let start = Instant::now();
@@ -596,7 +597,8 @@ async fn lost_of_a_burst(options: &str) -> Option<(u32, switchboard::transport::
                 std::hint::spin_loop();
             }
         }
-    }
+    })
+    .await;
     publishing.await.unwrap();
     Some((BURST - received, subscriber.health()))
 }
