@@ -3,6 +3,7 @@
 //! `Service` does at shutdown).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,6 +20,11 @@ use switchboard_core::incoming::Incoming;
 /// (`subscription_capacity`) does not fill meanwhile, rarely enough that the look, which
 /// usually finds the queue empty, costs little per message.
 const MOVE_EVERY: u32 = 16;
+/// The most messages one move takes from the client's queue, so a move
+/// never holds its worker long (a few hundred microseconds); with a move
+/// every [`MOVE_EVERY`] messages handed on, the buffer still takes 256
+/// times as many as the route hands on.
+const MOVE_AT_MOST: usize = 4096;
 /// An emptied buffer that grew past this many messages gives its memory back.
 const KEEP_CAPACITY: usize = 1024;
 
@@ -70,10 +76,15 @@ impl DrainingStream {
     }
 
     /// Every [`MOVE_EVERY`] messages handed on, moves what waits in the
-    /// client's queue into the buffer, up to `pending_bytes`, so a burst
-    /// waits here instead of filling that queue (whose overflow the client
-    /// drops). It stops at the first wait (tokio's per-task budget
-    /// included), so it never holds the task long.
+    /// client's queue into the buffer, up to `pending_bytes` and at most
+    /// [`MOVE_AT_MOST`] at a time, so a burst waits here instead of filling
+    /// that queue (whose overflow the client drops).
+    ///
+    /// The move does not count against tokio's per-task budget, which the
+    /// messages handed on share: counted, a move took at most the budget's
+    /// remainder (about a hundred messages) per 16 handed on, so a handler
+    /// slower than a sixth of its publisher let the queue fill however
+    /// large the buffer.
     fn move_waiting(&mut self, cx: &mut Context<'_>) {
         self.since_moved += 1;
         if self.since_moved < MOVE_EVERY {
@@ -83,14 +94,23 @@ impl DrainingStream {
         let Some(subscriber) = &mut self.subscriber else {
             return;
         };
-        while self.buffered_bytes < self.pending_bytes {
-            // An ended subscription ends again at the next direct poll.
-            let Poll::Ready(Some(message)) = subscriber.poll_next_unpin(cx) else {
-                break;
-            };
-            self.buffered_bytes += message.length;
-            self.buffer.push_back(message);
-        }
+        let (buffer, buffered_bytes) = (&mut self.buffer, &mut self.buffered_bytes);
+        let pending_bytes = self.pending_bytes;
+        let moving = std::future::poll_fn(|cx| {
+            for _ in 0..MOVE_AT_MOST {
+                if *buffered_bytes >= pending_bytes {
+                    break;
+                }
+                // An ended subscription ends again at the next direct poll.
+                let Poll::Ready(Some(message)) = subscriber.poll_next_unpin(cx) else {
+                    break;
+                };
+                *buffered_bytes += message.length;
+                buffer.push_back(message);
+            }
+            Poll::Ready(())
+        });
+        let _ = std::pin::pin!(tokio::task::coop::unconstrained(moving)).poll(cx);
     }
 
     /// The oldest buffered message, if any, within tokio's per-task budget
