@@ -811,6 +811,87 @@ async fn pattern_subscriptions_see_new_topics_and_each_event_once() {
     }
 }
 
+/// A group that subscribes right after its connection created the topic
+/// reads what is published next: the subscription returns only once the
+/// group holds the topic's partitions, never with an empty assignment that
+/// librdkafka would fill only at its next metadata refresh, minutes later.
+async fn a_group_subscribed_as_its_topic_is_created_reads_at_once() {
+    const ROUNDS: usize = 40;
+    let Some(publisher) = broker("").await else {
+        return;
+    };
+    let subscriber = broker("").await.unwrap();
+    let mut missed = Vec::new();
+    for round in 0..ROUNDS {
+        let subject = unique("fresh-topic");
+        let mut sub = subscriber.queue_subscribe(&subject, "fresh").await.unwrap();
+        publisher
+            .publish(&subject, Message::new(round.to_string()))
+            .await
+            .unwrap();
+        match next_within(&mut sub, Duration::from_secs(15)).await {
+            Some(mut incoming) => {
+                assert_eq!(incoming.payload(), round.to_string().as_bytes());
+                incoming.ack().await.unwrap();
+            }
+            None => missed.push(round),
+        }
+    }
+    assert!(
+        missed.is_empty(),
+        "{} of {ROUNDS} fresh groups read nothing within 15 s (rounds {missed:?})",
+        missed.len()
+    );
+    for bus in [publisher, subscriber] {
+        bus.close().await.unwrap();
+    }
+}
+
+/// A group subscribed to a topic that does not exist yet (`create_topics=false`)
+/// waits for it, and reads what is published once another connection creates
+/// it; a topic that never comes is a clear error at `assignment_timeout`.
+async fn a_group_subscribed_before_its_topic_exists_reads_once_it_does() {
+    let Some(publisher) = broker("").await else {
+        return;
+    };
+    let impatient = broker("?create_topics=false&assignment_timeout=1s")
+        .await
+        .unwrap();
+    let never = unique("never-topic");
+    let Err(err) = impatient.queue_subscribe(&never, "later").await else {
+        panic!("a topic that never exists fails the subscription");
+    };
+    assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+    assert!(err.to_string().contains(&never), "{err}");
+    impatient.close().await.unwrap();
+
+    let subscriber = broker("?create_topics=false").await.unwrap();
+    let subject = unique("later-topic");
+    let subscribing = {
+        let (subscriber, subject) = (subscriber.clone(), subject.clone());
+        tokio::spawn(async move { subscriber.queue_subscribe(&subject, "later").await })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Publishing creates the topic.
+    publisher
+        .publish(&subject, Message::new("first"))
+        .await
+        .unwrap();
+    let mut sub = subscribing
+        .await
+        .unwrap()
+        .expect("the subscription waits for its topic");
+    let mut first = next_within(&mut sub, Duration::from_secs(15))
+        .await
+        .expect("the event published as the topic was created is read");
+    assert_eq!(first.payload(), b"first");
+    first.ack().await.unwrap();
+    drop(sub);
+    for bus in [publisher, subscriber] {
+        bus.close().await.unwrap();
+    }
+}
+
 crate::tests!(
     an_unacknowledged_event_is_delivered_again_after_a_restart,
     a_nacked_event_is_delivered_again_at_once,
@@ -825,4 +906,6 @@ crate::tests!(
     a_request_that_expired_while_the_responder_was_down_is_not_executed,
     forged_reply_addresses_do_not_stop_a_responder,
     pattern_subscriptions_see_new_topics_and_each_event_once,
+    a_group_subscribed_as_its_topic_is_created_reads_at_once,
+    a_group_subscribed_before_its_topic_exists_reads_once_it_does,
 );

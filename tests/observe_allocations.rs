@@ -529,6 +529,23 @@ async fn raw_kafka_per_event() -> (f64, f64) {
             .set("fetch.wait.max.ms", "10");
         config
     };
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    let payload = serde_json::to_vec(&order()).unwrap();
+    // The first record creates the topic with its leader before the group
+    // joins: a group that joins while its topic is missing from the metadata
+    // gets no partition until librdkafka's refresh, five minutes later.
+    producer
+        .send(
+            FutureRecord::<(), _>::to(&topic).payload(&payload[..]),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
     let listened = topic.clone();
     let consumer = Consumer::start(move || async move {
         let consumer: StreamConsumer = consumer_config.create().unwrap();
@@ -542,16 +559,18 @@ async fn raw_kafka_per_event() -> (f64, f64) {
                 counter.fetch_add(1, Ordering::Relaxed);
             }
         });
+        // Ready once the group holds the partition: the first record is read.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while handled.load(Ordering::Relaxed) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the raw consumer got no partition of `{listened}` within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         (handled, reading)
     })
     .await;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("acks", "all")
-        .set("linger.ms", "0")
-        .create()
-        .unwrap();
-    let payload = serde_json::to_vec(&order()).unwrap();
     consumer
         .per_message(|messages| {
             let (producer, topic, payload) = (&producer, &topic, &payload);

@@ -185,55 +185,82 @@ async fn store_periodically(consumed: Weak<Consumed>) {
     }
 }
 
+/// Waits, until `deadline`, for a pause of 50 ms before the next try, or
+/// fails with `what` once the deadline has passed.
+fn retry_until(deadline: Instant, what: impl FnOnce() -> String) -> Result<()> {
+    if Instant::now() > deadline {
+        return Err(Error::backend(BACKEND, what()));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    Ok(())
+}
+
+/// The number of partitions of `consumed`'s topic, once the consumer's
+/// metadata has the topic with every partition led; blocks until then or
+/// `deadline`. A topic created a moment ago may not be there yet: the broker
+/// answering may not have it, or Apache Kafka may not have elected its
+/// leaders. A group that joined then would get none of its partitions until
+/// librdkafka's next periodic metadata refresh, five minutes later.
+fn led_partitions(consumed: &Consumed, deadline: Instant) -> Result<i32> {
+    let topic = consumed.topic.as_str();
+    loop {
+        let metadata = match consumed
+            .consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(2))
+        {
+            Ok(metadata) => metadata,
+            Err(err) => {
+                retry_until(deadline, || format!("metadata of topic `{topic}`: {err}"))?;
+                continue;
+            }
+        };
+        let count = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .filter(|t| {
+                t.partitions()
+                    .iter()
+                    .all(|p| p.error().is_none() && p.leader() >= 0)
+            })
+            .map_or(0, |t| t.partitions().len());
+        if count > 0 {
+            return Ok(count as i32);
+        }
+        retry_until(deadline, || {
+            format!("topic `{topic}` does not exist or has partitions without a leader")
+        })?;
+    }
+}
+
+/// Waits, within `timeout`, until the consumer's metadata has its topic with
+/// every partition led, so a group subscription joins with the topic's
+/// partitions (see [`led_partitions`]).
+pub(super) async fn await_topic(consumed: &Arc<Consumed>, timeout: Duration) -> Result<()> {
+    let consumed = consumed.clone();
+    tokio::task::spawn_blocking(move || led_partitions(&consumed, Instant::now() + timeout))
+        .await
+        .map_err(|e| Error::backend(BACKEND, e))?
+        .map(drop)
+}
+
 /// Assigns every partition of `topic` at its current end, so the consumer sees
 /// exactly what is published from now on (no group, no rebalance).
 pub(super) async fn assign_at_end(consumed: &Arc<Consumed>, timeout: Duration) -> Result<()> {
     let consumed = consumed.clone();
     tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + timeout;
+        let partitions = led_partitions(&consumed, deadline)?;
         let topic = consumed.topic.as_str();
         let consumer = &consumed.consumer;
-        // A topic created a moment ago may not be in the metadata yet, or its
-        // partitions may have no leader yet (Apache Kafka elects one after
-        // creation): wait, until the deadline, for every partition to be led.
-        let retry_until_deadline = |what: String| -> Result<()> {
-            if Instant::now() > deadline {
-                return Err(Error::backend(BACKEND, what));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-            Ok(())
-        };
-        let partitions = loop {
-            let metadata = match consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
-                Ok(metadata) => metadata,
-                Err(err) => {
-                    retry_until_deadline(format!("metadata of topic `{topic}`: {err}"))?;
-                    continue;
-                }
-            };
-            let count = metadata
-                .topics()
-                .iter()
-                .find(|t| t.name() == topic && t.error().is_none())
-                .filter(|t| {
-                    t.partitions()
-                        .iter()
-                        .all(|p| p.error().is_none() && p.leader() >= 0)
-                })
-                .map_or(0, |t| t.partitions().len());
-            if count > 0 {
-                break count as i32;
-            }
-            retry_until_deadline(format!("topic `{topic}` has no led partitions"))?;
-        };
         let mut assignment = TopicPartitionList::new();
         for partition in 0..partitions {
             let high = loop {
                 match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
                     Ok((_, high)) => break high,
-                    Err(err) => retry_until_deadline(format!(
-                        "offsets of `{topic}` partition {partition}: {err}"
-                    ))?,
+                    Err(err) => retry_until(deadline, || {
+                        format!("offsets of `{topic}` partition {partition}: {err}")
+                    })?,
                 }
             };
             assignment

@@ -80,7 +80,8 @@ pub struct KafkaSettings {
     pub delivery_timeout: Duration,
     /// Bound on reaching the broker at connect (`connect_timeout`).
     pub connect_timeout: Duration,
-    /// Bound on receiving a partition assignment (`assignment_timeout`).
+    /// Bound on a subscription's start (`assignment_timeout`): its topic in
+    /// the metadata with every partition led, then the partition assignment.
     pub assignment_timeout: Duration,
     /// Broker-side wait of a fetch (`fetch_wait`, librdkafka `fetch.wait.max.ms`).
     pub fetch_wait: Duration,

@@ -277,6 +277,8 @@ impl Transport for KafkaTransport {
                 self.stop.subscribe(),
             ));
         }
+        let started = Instant::now();
+        consumer::await_topic(&consumed, self.settings.assignment_timeout).await?;
         {
             use rdkafka::consumer::Consumer as _;
             consumed
@@ -292,9 +294,12 @@ impl Transport for KafkaTransport {
             switchboard_core::drain::stop_requested(&mut transport_stopped).await;
             let _ = stop_early.send(true);
         });
-        let started = Instant::now();
         let first_assignment = async { assigned.wait_for(|n| *n > 0).await.is_ok() };
-        match tokio::time::timeout(self.settings.assignment_timeout, first_assignment).await {
+        let left = self
+            .settings
+            .assignment_timeout
+            .saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, first_assignment).await {
             Ok(true) => {
                 tracing::debug!(%group_id, elapsed = ?started.elapsed(), "kafka: group joined");
                 Ok(subscription)
