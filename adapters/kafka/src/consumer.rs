@@ -1,34 +1,28 @@
 //! Subscriptions: a librdkafka consumer per subscription, fed into a bounded queue,
 //! with offsets committed only up to what the handler acknowledged.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use futures_util::StreamExt;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::{ClientContext, Message as _, Offset, TopicPartitionList};
-use tokio::sync::{mpsc, watch};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::watch;
 
-use super::acks::{AckBook, Revocations, TopicPartition};
-use super::convert::{self, BACKEND};
-use super::responder::KafkaResponder;
+use super::acks::{AckBook, Revocations};
+use super::convert::BACKEND;
 use super::settings::{KafkaSettings, OffsetReset};
-use switchboard_core::drain::stop_requested;
 use switchboard_core::error::{Error, Result};
-use switchboard_core::incoming::{Acker, Incoming};
-use switchboard_core::subscription::Subscription;
-use switchboard_core::wire;
 
-/// Watches rebalances: counts assignments and revocations.
+/// Watches rebalances: counts assignments and revocations, and hands what
+/// was acknowledged to librdkafka before a revocation.
 ///
 /// The ack bookkeeping deliberately survives a revocation: records already
 /// handed out from a revoked partition may still be acknowledged, and if the
 /// partition comes back, forgetting them would let the commit jump past
-/// records still waiting in the subscription's queue.
+/// records still being handled.
 pub(super) struct RebalanceWatch {
     assignments: watch::Sender<u64>,
     revocations: Arc<Revocations>,
@@ -63,20 +57,22 @@ impl ConsumerContext for RebalanceWatch {
     }
 }
 
-/// A consumer and its bookkeeping, shared by its pump task and its ackers.
+/// A consumer and its bookkeeping, shared by its subscription's stream and
+/// its ackers.
 pub(super) struct Consumed {
     pub consumer: StreamConsumer<RebalanceWatch>,
     /// The topic, or for a pattern subscription the pattern.
-    topic: String,
+    pub topic: String,
     /// A pattern subscription: records of switchboard's own reply topics and
     /// Kafka's internal ones are passed over.
-    pattern: bool,
-    book: Arc<Mutex<AckBook>>,
-    revocations: Arc<Revocations>,
-    commits: bool,
-    /// Cleared when the pump stops: the consumer no longer fetches, so a
-    /// nack only keeps the record uncommitted (the next consumer reads it).
-    pumping: AtomicBool,
+    pub pattern: bool,
+    pub book: Arc<Mutex<AckBook>>,
+    pub revocations: Arc<Revocations>,
+    pub commits: bool,
+    /// Cleared when the subscription stops taking records: none is handed
+    /// out any more, so a nack only keeps the record uncommitted (the
+    /// group's next reader gets it).
+    pub taking: AtomicBool,
 }
 
 /// Builds a consumer; `group` decides whether offsets are committed. For a
@@ -142,20 +138,18 @@ pub(super) fn new_consumer(
         book,
         revocations,
         commits,
-        pumping: AtomicBool::new(true),
+        taking: AtomicBool::new(true),
     };
     Ok((Arc::new(consumed), assigned))
 }
 
-/// How often acknowledged offsets are handed to librdkafka, which commits
-/// what it holds every second (`auto.commit.interval.ms`), at a revocation
-/// and when the consumer leaves.
-const STORE_EVERY: Duration = Duration::from_millis(100);
-
 /// Hands what `book` acknowledged since the last call to librdkafka for its
 /// next commit. A partition revoked meanwhile refuses its offset: its new
 /// owner reads those records again.
-fn store_acknowledged<C: ConsumerContext>(consumer: &impl Consumer<C>, book: &Mutex<AckBook>) {
+pub(super) fn store_acknowledged<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    book: &Mutex<AckBook>,
+) {
     let Some(offsets) = book
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -165,23 +159,6 @@ fn store_acknowledged<C: ConsumerContext>(consumer: &impl Consumer<C>, book: &Mu
     };
     if let Err(err) = consumer.store_offsets(&offsets) {
         tracing::debug!(error = %err, "kafka: offsets not stored");
-    }
-}
-
-/// Hands acknowledged offsets over every [`STORE_EVERY`] until the consumer is gone.
-async fn store_periodically(consumed: Weak<Consumed>) {
-    let mut ticks = tokio::time::interval(STORE_EVERY);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let Some(consumed) = consumed.upgrade() else {
-            return;
-        };
-        store_acknowledged(&consumed.consumer, &consumed.book);
-        if Arc::strong_count(&consumed) == 1 {
-            // The last hold: closing the consumer blocks.
-            drop(tokio::task::spawn_blocking(move || drop(consumed)));
-        }
     }
 }
 
@@ -344,340 +321,4 @@ pub(super) async fn commit_at_end(
     })
     .await
     .map_err(|e| Error::backend(BACKEND, e))?
-}
-
-/// Everything a subscription's pump needs besides its consumer.
-pub(super) struct PumpContext {
-    pub subject: Arc<str>,
-    pub producer: rdkafka::producer::FutureProducer,
-    pub delivery_timeout: Duration,
-    pub buffer: usize,
-}
-
-/// Starts pumping records into a subscription. The pump ends when the
-/// subscription stops taking records ([`Subscription::stop_taking`]), is
-/// dropped, or `stopped` turns true; the records it queued stay readable.
-/// The consumer commits what was acknowledged and leaves its group when the
-/// subscription is dropped, so acknowledgements of records still being
-/// handled at shutdown are committed, not lost.
-pub(super) fn subscription(
-    consumed: Arc<Consumed>,
-    context: PumpContext,
-    group: Option<&str>,
-    stopped: watch::Receiver<bool>,
-) -> Subscription {
-    let (sender, receiver) = mpsc::channel(context.buffer);
-    let (stop_taking, taking_stopped) = tokio::sync::oneshot::channel();
-    let subject = context.subject.to_string();
-    if consumed.commits {
-        tokio::spawn(store_periodically(Arc::downgrade(&consumed)));
-    }
-    tokio::spawn(pump(
-        consumed.clone(),
-        context,
-        sender,
-        stopped,
-        taking_stopped,
-    ));
-    let stream = KafkaStream {
-        receiver,
-        consumed: consumed.clone(),
-        _leave: LeaveGroup(Some(consumed)),
-    };
-    Subscription::new(subject, group.map(str::to_owned), stream).with_stop(move || {
-        let _ = stop_taking.send(());
-    })
-}
-
-/// A record the pump queued, with the revocation generation then.
-struct Queued {
-    incoming: Incoming,
-    partition: TopicPartition,
-    offset: i64,
-    queued_at: u64,
-}
-
-/// The records a pump queued for one subscription.
-struct KafkaStream {
-    receiver: mpsc::Receiver<Queued>,
-    consumed: Arc<Consumed>,
-    _leave: LeaveGroup,
-}
-
-impl futures_core::Stream for KafkaStream {
-    type Item = Incoming;
-
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Incoming>> {
-        let this = self.get_mut();
-        loop {
-            let Some(queued) = std::task::ready!(this.receiver.poll_recv(cx)) else {
-                return std::task::Poll::Ready(None);
-            };
-            if !this
-                .consumed
-                .revocations
-                .revoked_since(&queued.partition, queued.queued_at)
-            {
-                return std::task::Poll::Ready(Some(queued.incoming));
-            }
-            // Its partition moved to another member while it waited here: that
-            // member reads it from the committed offset, so handing it out too
-            // would deliver it twice.
-            this.consumed
-                .book
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .rewound(&queued.partition, queued.offset);
-            tracing::debug!(topic = %queued.partition.0, partition = queued.partition.1, offset = queued.offset, "kafka: queued record of a revoked partition left to its new owner");
-        }
-    }
-}
-
-/// Commits what was acknowledged and lets the consumer leave its group once
-/// its subscription is gone (and the pump, which holds it too, has ended).
-struct LeaveGroup(Option<Arc<Consumed>>);
-
-impl Drop for LeaveGroup {
-    fn drop(&mut self) {
-        let Some(consumed) = self.0.take() else {
-            return;
-        };
-        let leave = move || {
-            if consumed.commits {
-                store_acknowledged(&consumed.consumer, &consumed.book);
-                if let Err(err) = consumed.consumer.commit_consumer_state(CommitMode::Sync) {
-                    // Nothing stored since the last commit is reported as an error too.
-                    tracing::debug!(topic = %consumed.topic, error = %err, "kafka: final commit");
-                }
-            }
-            drop(consumed);
-        };
-        // Committing and closing block: off the async threads where there are some.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(leave)),
-            Err(_) => leave(),
-        }
-    }
-}
-
-async fn pump(
-    consumed: Arc<Consumed>,
-    context: PumpContext,
-    sender: mpsc::Sender<Queued>,
-    mut stopped: watch::Receiver<bool>,
-    mut taking_stopped: tokio::sync::oneshot::Receiver<()>,
-) {
-    // The topic of the last record, shared with the next one of the same
-    // topic (a plain subscription reads one), so it is not copied per record.
-    let mut last_topic: Option<Arc<str>> = None;
-    {
-        // Looked at before each record without a waker; the futures below
-        // wake the pump while it waits for records.
-        let mut stop_seen = stopped.clone();
-        let stop = stop_requested(&mut stopped);
-        let closed = sender.closed();
-        tokio::pin!(stop, closed);
-        // One stream for the pump's life: `recv` registers and unregisters
-        // a waker slot (two locks) per record.
-        let mut records = consumed.consumer.stream();
-        loop {
-            if stop_seen.has_changed().unwrap_or(false) && *stop_seen.borrow_and_update()
-                || !matches!(
-                    taking_stopped.try_recv(),
-                    Err(tokio::sync::oneshot::error::TryRecvError::Empty)
-                )
-                || sender.is_closed()
-            {
-                break;
-            }
-            let received = tokio::select! {
-                // Biased: no random draw per record; a stop is seen above.
-                biased;
-                received = records.next() => match received {
-                    Some(received) => received,
-                    // librdkafka's streams do not end; this one ends the pump if it did.
-                    None => break,
-                },
-                _ = &mut stop => break,
-                _ = &mut taking_stopped => break,
-                () = &mut closed => break,
-            };
-            let queued = match received {
-                Ok(record) => {
-                    if consumed.pattern && super::topics::is_reserved(record.topic()) {
-                        continue;
-                    }
-                    let topic = match &last_topic {
-                        // A plain subscription reads its one topic: no need to
-                        // read (and check as UTF-8) the record's.
-                        Some(last) if !consumed.pattern || **last == *record.topic() => {
-                            last.clone()
-                        }
-                        _ => last_topic.insert(Arc::from(record.topic())).clone(),
-                    };
-                    let (partition, offset) = ((topic, record.partition()), record.offset());
-                    consumed
-                        .book
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .delivered(partition.clone(), offset);
-                    Queued {
-                        queued_at: consumed.revocations.now(),
-                        incoming: incoming_from(
-                            &record,
-                            &consumed,
-                            &context,
-                            partition.clone(),
-                            offset,
-                        ),
-                        partition,
-                        offset,
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(subject = %context.subject, error = %err, "kafka: consume error");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            // A queue with room takes the record at once, without the select.
-            let queued = match sender.try_send(queued) {
-                Ok(()) => continue,
-                Err(mpsc::error::TrySendError::Closed(_)) => break,
-                Err(mpsc::error::TrySendError::Full(queued)) => queued,
-            };
-            // A record taken but not queued stays unacknowledged: it is delivered again.
-            tokio::select! {
-                biased;
-                _ = &mut stop => break,
-                _ = &mut taking_stopped => break,
-                sent = sender.send(queued) => if sent.is_err() { break },
-            }
-        }
-    }
-    // The queue ends after what it holds; the subscription's `LeaveGroup` commits and closes.
-    consumed.pumping.store(false, Ordering::Release);
-    drop(sender);
-    // If the subscription is already gone, this is the last hold: closing blocks.
-    drop(tokio::task::spawn_blocking(move || drop(consumed)));
-}
-
-fn incoming_from(
-    record: &rdkafka::message::BorrowedMessage<'_>,
-    consumed: &Arc<Consumed>,
-    context: &PumpContext,
-    partition: TopicPartition,
-    offset: i64,
-) -> Incoming {
-    let mut message = convert::message_from(record);
-    // The request/reply headers are the transport's: the handler sees only the caller's.
-    let reply_to = message.headers.remove(wire::REPLY_TO);
-    let correlation = message.headers.remove(wire::CORRELATION_ID);
-    let deadline = message
-        .headers
-        .remove(wire::TIMEOUT_MS)
-        .and_then(|timeout| request_deadline(record, &timeout));
-    let subject = partition.0.clone();
-    let mut incoming = Incoming::new(subject, message).with_acker(Box::new(KafkaAcker {
-        consumed: Arc::downgrade(consumed),
-        partition,
-        offset,
-    }));
-    if let (Some(reply_to), Some(correlation)) = (reply_to, correlation) {
-        incoming = incoming.with_responder(Box::new(KafkaResponder::new(
-            context.producer.clone(),
-            reply_to,
-            correlation,
-            context.delivery_timeout,
-        )));
-        if let Some(deadline) = deadline {
-            incoming = incoming.with_deadline(deadline);
-        }
-    }
-    incoming
-}
-
-/// When the requester stops waiting: the record's create time (the
-/// requester's clock) plus its timeout, on this process's monotonic clock.
-fn request_deadline(record: &impl rdkafka::Message, timeout_ms: &str) -> Option<Instant> {
-    let timeout = Duration::from_millis(timeout_ms.parse().ok()?);
-    let created = record.timestamp().to_millis()?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_millis() as i64;
-    let age = Duration::from_millis(u64::try_from(now.saturating_sub(created)).unwrap_or(0));
-    match timeout.checked_sub(age) {
-        // A forged, absurdly long timeout is no deadline at all, never a panic.
-        Some(left) => Instant::now().checked_add(left),
-        None => Some(Instant::now()),
-    }
-}
-
-/// Acknowledges one record: stores the offset for commit once everything
-/// before it is acknowledged too; a nack rewinds the partition to it.
-struct KafkaAcker {
-    consumed: Weak<Consumed>,
-    partition: TopicPartition,
-    offset: i64,
-}
-
-impl KafkaAcker {
-    fn consumed(&self) -> Result<Arc<Consumed>> {
-        // The subscription ended; its unacknowledged records go to the next consumer.
-        self.consumed.upgrade().ok_or(Error::Closed)
-    }
-
-    /// Books the ack; the offset reaches librdkafka with the next batch
-    /// ([`store_acknowledged`]).
-    fn acknowledge(&self) -> Result<()> {
-        self.consumed()?
-            .book
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .acknowledged(&self.partition, self.offset);
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Acker for KafkaAcker {
-    async fn ack(self: Box<Self>) -> Result<()> {
-        self.acknowledge()
-    }
-
-    fn ack_now(&mut self) -> Option<Result<()>> {
-        Some(self.acknowledge())
-    }
-
-    async fn nack(self: Box<Self>) -> Result<()> {
-        let consumed = self.consumed()?;
-        consumed
-            .book
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .rewound(&self.partition, self.offset);
-        if !consumed.pumping.load(Ordering::Acquire) {
-            // Uncommitted, and never committed past: it goes to the group's next reader.
-            return Ok(());
-        }
-        consumed
-            .consumer
-            .seek(
-                &self.partition.0,
-                self.partition.1,
-                Offset::Offset(self.offset),
-                Duration::ZERO,
-            )
-            .map_err(|e| Error::backend(BACKEND, e))
-    }
-
-    /// Topic, partition and offset: a redelivered record has the same.
-    fn position(&self) -> Option<String> {
-        let (topic, partition) = &self.partition;
-        Some(format!("kafka:{topic}:{partition}:{}", self.offset))
-    }
 }

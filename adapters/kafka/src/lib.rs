@@ -21,6 +21,7 @@ mod acks;
 mod consumer;
 mod convert;
 mod probe;
+mod records;
 mod replies;
 mod responder;
 mod settings;

@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::sync::{watch, OnceCell};
 
-use super::consumer::{self, PumpContext};
+use super::consumer;
 use super::convert::{self, BACKEND};
+use super::records::{KafkaStream, RecordContext};
 use super::replies::ReplyListener;
 use super::settings::KafkaSettings;
 use super::topics::{topic_for, Topics};
@@ -97,31 +98,35 @@ impl KafkaTransport {
                 .subscribe(&[&super::topics::pattern_regex(pattern)])
                 .map_err(|e| Error::backend(BACKEND, e))?;
         }
-        let context = PumpContext {
-            subject: pattern.into(),
-            producer: self.producer.clone(),
-            delivery_timeout: self.settings.delivery_timeout,
-            buffer: self.settings.buffer,
-        };
-        let subscription = consumer::subscription(consumed, context, group, self.stop.subscribe());
+        let mut stream = KafkaStream::new(
+            consumed,
+            self.record_context(pattern),
+            self.stop.subscribe(),
+        );
         // Committed ends (or a new group's `offset_reset`) fix where reading
         // starts. A member of a group that already has matching topics waits
         // for its share, as a topic subscription does, so members subscribed
         // one after another do not pass partitions between them mid-read.
-        if group.is_some() && matches_now {
-            let first_assignment = async { assigned.wait_for(|n| *n > 0).await.is_ok() };
-            if tokio::time::timeout(timeout, first_assignment)
-                .await
-                .is_err()
-            {
-                return Err(Error::backend(
-                    BACKEND,
-                    format!("consumer group `{group_id}` got no partition assignment within {timeout:?}"),
-                ));
-            }
+        if group.is_some() && matches_now && !stream.join(&mut assigned, timeout).await {
+            return Err(Error::backend(
+                BACKEND,
+                format!(
+                    "consumer group `{group_id}` got no partition assignment within {timeout:?}"
+                ),
+            ));
         }
         tracing::debug!(%group_id, %pattern, "kafka: pattern subscription");
-        Ok(subscription)
+        Ok(stream.into_subscription(group))
+    }
+
+    /// What the records of a subscription to `subject` need to answer requests.
+    fn record_context(&self, subject: &str) -> RecordContext {
+        RecordContext {
+            subject: subject.into(),
+            producer: self.producer.clone(),
+            delivery_timeout: self.settings.delivery_timeout,
+            buffer: self.settings.buffer,
+        }
     }
 
     async fn produce(&self, topic: &str, message: &Message, key: &str) -> Result<()> {
@@ -262,20 +267,12 @@ impl Transport for KafkaTransport {
         };
         let (consumed, mut assigned) =
             consumer::new_consumer(&self.settings, &group_id, commits, topic)?;
-        let context = PumpContext {
-            subject: subject.into(),
-            producer: self.producer.clone(),
-            delivery_timeout: self.settings.delivery_timeout,
-            buffer: self.settings.buffer,
-        };
+        let context = self.record_context(subject);
         if group.is_none() {
             consumer::assign_at_end(&consumed, self.settings.assignment_timeout).await?;
-            return Ok(consumer::subscription(
-                consumed,
-                context,
-                None,
-                self.stop.subscribe(),
-            ));
+            return Ok(
+                KafkaStream::new(consumed, context, self.stop.subscribe()).into_subscription(None)
+            );
         }
         let started = Instant::now();
         consumer::await_topic(&consumed, self.settings.assignment_timeout).await?;
@@ -286,25 +283,17 @@ impl Transport for KafkaTransport {
                 .subscribe(&[topic])
                 .map_err(|e| Error::backend(BACKEND, e))?;
         }
-        // The pump polls, and polling is what joins the group.
-        let (stop_early, stopped) = watch::channel(false);
-        let mut transport_stopped = self.stop.subscribe();
-        let subscription = consumer::subscription(consumed, context, group, stopped);
-        tokio::spawn(async move {
-            switchboard_core::drain::stop_requested(&mut transport_stopped).await;
-            let _ = stop_early.send(true);
-        });
-        let first_assignment = async { assigned.wait_for(|n| *n > 0).await.is_ok() };
+        let mut stream = KafkaStream::new(consumed, context, self.stop.subscribe());
         let left = self
             .settings
             .assignment_timeout
             .saturating_sub(started.elapsed());
-        match tokio::time::timeout(left, first_assignment).await {
-            Ok(true) => {
+        match stream.join(&mut assigned, left).await {
+            true => {
                 tracing::debug!(%group_id, elapsed = ?started.elapsed(), "kafka: group joined");
-                Ok(subscription)
+                Ok(stream.into_subscription(group))
             }
-            _ => Err(Error::backend(
+            false => Err(Error::backend(
                 BACKEND,
                 format!(
                     "consumer group `{group_id}` got no partition assignment within {:?}",
