@@ -1,5 +1,6 @@
-//! Subscriptions: a librdkafka consumer per subscription, fed into a bounded queue,
-//! with offsets committed only up to what the handler acknowledged.
+//! A librdkafka consumer per subscription: made, placed (its topic awaited,
+//! assigned at the end or joined to its group), with offsets committed only
+//! up to what the handler acknowledged.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};

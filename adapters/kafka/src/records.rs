@@ -97,6 +97,23 @@ impl Reader {
             })
     }
 
+    /// The next record for the route from librdkafka's queue, passing over
+    /// reserved topics' records and logging consume errors (librdkafka goes
+    /// on after them).
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Option<Read>> {
+        loop {
+            match self.poll_record(cx) {
+                Poll::Ready(Some(Ok(Some(read)))) => return Poll::Ready(Some(read)),
+                Poll::Ready(Some(Ok(None))) => {}
+                Poll::Ready(Some(Err(err))) => {
+                    tracing::warn!(subject = %self.context.subject, error = %err, "kafka: consume error");
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
     /// The oldest held record whose partition is still this consumer's.
     fn next_held(&mut self) -> Option<Incoming> {
         if self.held.is_empty() {
@@ -134,19 +151,13 @@ impl Reader {
         let mut cx = Context::from_waker(route.as_ref().unwrap_or(Waker::noop()));
         let mut took = false;
         while self.held.len() < self.context.buffer {
-            match self.poll_record(&mut cx) {
-                Poll::Ready(Some(Ok(Some(read)))) => {
-                    let taken_at = self.records.borrow_owner().revocations.now();
-                    self.held.push_back((read, taken_at));
-                    took = true;
-                }
-                Poll::Ready(Some(Ok(None))) => {}
-                Poll::Ready(Some(Err(err))) => {
-                    tracing::warn!(subject = %self.context.subject, error = %err, "kafka: consume error");
-                }
-                // An event served, or nothing waiting: the next look goes on.
-                Poll::Pending | Poll::Ready(None) => break,
-            }
+            // An event served, or nothing waiting: the next look goes on.
+            let Poll::Ready(Some(read)) = self.poll_read(&mut cx) else {
+                break;
+            };
+            let taken_at = self.records.borrow_owner().revocations.now();
+            self.held.push_back((read, taken_at));
+            took = true;
         }
         took
     }
@@ -188,9 +199,9 @@ fn lock(reader: &Mutex<Reader>) -> MutexGuard<'_, Reader> {
     reader.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A subscription's records. The stream ends when the subscription stops
-/// taking records ([`Subscription::stop_taking`]: after the records the
-/// keeper held) or the transport closes;
+/// A subscription's records. The stream ends, after the records the keeper
+/// held, when the subscription stops taking records
+/// ([`Subscription::stop_taking`]) or the transport closes;
 /// dropped, it commits what was acknowledged and leaves the group
 /// ([`LeaveGroup`]).
 pub(super) struct KafkaStream {
@@ -203,6 +214,8 @@ pub(super) struct KafkaStream {
     stopped: watch::Receiver<bool>,
     /// The same stop as a future, polled only while no record is waiting.
     closing: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// `closing` completed (it is not polled again).
+    closed: bool,
     ended: bool,
     _leave: LeaveGroup,
 }
@@ -230,6 +243,7 @@ impl KafkaStream {
             early: None,
             stopped,
             closing: Box::pin(async move { stop_requested(&mut closing_signal).await }),
+            closed: false,
             ended: false,
             _leave: LeaveGroup(Some(consumed)),
         }
@@ -272,7 +286,7 @@ impl KafkaStream {
 
     /// Whether the transport has closed since the stream began.
     fn transport_stopped(&self) -> bool {
-        matches!(self.stopped.has_changed(), Ok(true)) && *self.stopped.borrow()
+        self.closed || matches!(self.stopped.has_changed(), Ok(true)) && *self.stopped.borrow()
     }
 
     fn end(&mut self) -> Poll<Option<Incoming>> {
@@ -290,12 +304,12 @@ impl futures_core::Stream for KafkaStream {
         if let Some(incoming) = this.early.take() {
             return Poll::Ready(Some(incoming));
         }
-        if this.ended || this.transport_stopped() {
+        if this.ended {
             return this.end();
         }
         let mut reader = lock(&this.reader);
-        if !this.consumed.taking.load(Ordering::Acquire) {
-            // Stopped taking: what the keeper already holds is still handed out.
+        if !this.consumed.taking.load(Ordering::Acquire) || this.transport_stopped() {
+            // Stopped: what the keeper already holds is still handed out.
             let held = reader.next_held();
             drop(reader);
             return match held {
@@ -307,31 +321,28 @@ impl futures_core::Stream for KafkaStream {
         if let Some(incoming) = reader.next_held() {
             return Poll::Ready(Some(incoming));
         }
-        loop {
-            match reader.poll_record(cx) {
-                Poll::Ready(Some(Ok(Some(read)))) => return Poll::Ready(Some(read.incoming)),
-                // A reserved topic's record, passed over.
-                Poll::Ready(Some(Ok(None))) => {}
-                Poll::Ready(Some(Err(err))) => {
-                    tracing::warn!(subject = %reader.context.subject, error = %err, "kafka: consume error");
+        match reader.poll_read(cx) {
+            Poll::Ready(Some(read)) => Poll::Ready(Some(read.incoming)),
+            Poll::Ready(None) => {
+                drop(reader);
+                this.end()
+            }
+            Poll::Pending => {
+                if !reader
+                    .route
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    reader.route = Some(cx.waker().clone());
                 }
-                Poll::Ready(None) => {
-                    drop(reader);
-                    return this.end();
-                }
-                Poll::Pending => {
-                    if !reader
-                        .route
-                        .as_ref()
-                        .is_some_and(|w| w.will_wake(cx.waker()))
-                    {
-                        reader.route = Some(cx.waker().clone());
+                drop(reader);
+                match this.closing.as_mut().poll(cx) {
+                    // The transport closed: what the keeper holds goes out, then the end.
+                    Poll::Ready(()) => {
+                        this.closed = true;
+                        Pin::new(this).poll_next(cx)
                     }
-                    drop(reader);
-                    return match this.closing.as_mut().poll(cx) {
-                        Poll::Ready(()) => this.end(),
-                        Poll::Pending => Poll::Pending,
-                    };
+                    Poll::Pending => Poll::Pending,
                 }
             }
         }
