@@ -106,6 +106,7 @@ def main():
         ("kafka-typed-event", "kafka-raw-event"),
         ("amqp-typed-event", "amqp-raw-event"),
         ("redis-typed-event", "redis-raw-event"),
+        ("http-typed-request", "http-raw-request"),
     ):
         if row in measured and raw in measured:
             print(f"{row}: raw ÷ switchboard = {measured[raw] / measured[row]:.2f}")

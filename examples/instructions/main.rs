@@ -20,7 +20,8 @@
 //! encode at a responder, reply, decode) and `nats-raw-publish` (publish the
 //! JSON);
 //! `http-typed-request` and `grpc-typed-request` are `request_json` from one
-//! bus to a typed `Service` on another, over loopback; `kafka-typed-event`
+//! bus to a typed `Service` on another, over loopback, and `http-raw-request`
+//! the same round trip with raw reqwest → axum; `kafka-typed-event`
 //! and `kafka-raw-event` feed the same raw rdkafka producer's records to a
 //! typed `Service` handler or to a raw consumer (Kafka at 127.0.0.1:9092).
 //! One thread (a current-thread runtime), so the count does not depend on
@@ -41,6 +42,9 @@ mod raw_kafka;
 #[cfg(feature = "amqp")]
 #[path = "../../tests/support/raw_amqp.rs"]
 mod raw_amqp;
+#[cfg(feature = "http")]
+#[path = "../../tests/support/raw_http.rs"]
+mod raw_http;
 #[cfg(feature = "redis")]
 #[path = "../../tests/support/raw_redis.rs"]
 mod raw_redis;
@@ -90,6 +94,8 @@ async fn main() -> switchboard::Result<()> {
         }
         #[cfg(feature = "http")]
         "http-typed-request" => across_loopback("http", count).await,
+        #[cfg(feature = "http")]
+        "http-raw-request" => raw_http_requests(count).await,
         #[cfg(feature = "grpc")]
         "grpc-typed-request" => across_loopback("grpc", count).await,
         #[cfg(feature = "nats")]
@@ -149,6 +155,23 @@ async fn across_loopback(scheme: &str, count: usize) -> switchboard::Result<()> 
     let _ = running.shutdown().await;
     caller.close().await?;
     responder.close().await
+}
+
+/// What `http-typed-request` does with raw reqwest → axum: the order
+/// encoded, posted, decoded and encoded by the server, and decoded.
+#[cfg(feature = "http")]
+async fn raw_http_requests(count: usize) -> switchboard::Result<()> {
+    let (url, server) = raw_http::echo_server().await;
+    let client = raw_http::client();
+    let order = order();
+    for _ in 0..count {
+        let echoed = raw_http::echo(&client, &url, &order)
+            .await
+            .map_err(|e| switchboard::Error::backend("http", e))?;
+        std::hint::black_box(echoed);
+    }
+    server.abort();
+    Ok(())
 }
 
 async fn typed_events(bus: &Bus, count: usize) -> switchboard::Result<()> {

@@ -58,12 +58,12 @@ impl PeerClient {
         })
     }
 
-    /// A POST of `path` (absolute) to `peer`.
-    fn post(&self, peer: &str, path: &str) -> reqwest::RequestBuilder {
-        let builder = match self.urls.at(peer, path) {
+    /// A POST of `prefix` (an absolute path) followed by `rest` to `peer`.
+    fn post(&self, peer: &str, prefix: &'static str, rest: &str) -> reqwest::RequestBuilder {
+        let builder = match self.urls.at(peer, prefix, rest) {
             Some(url) => self.http.post(url),
             // Not a URL: reqwest reports it as the call's error.
-            None => self.http.post(format!("{peer}{path}")),
+            None => self.http.post(format!("{peer}{prefix}{rest}")),
         };
         match &self.token {
             Some(token) => builder.bearer_auth(token),
@@ -101,7 +101,7 @@ impl PeerCalls for PeerClient {
     ) -> Result<Message> {
         let sent = message.payload.len();
         let response = self
-            .post(peer, &format!("{REQUESTS}{subject}"))
+            .post(peer, REQUESTS, subject)
             .headers(http_wire::http_headers(&message.headers))
             .header(
                 reqwest::header::HeaderName::from_static(wire::TIMEOUT_MS),
@@ -152,7 +152,7 @@ impl PeerCalls for PeerClient {
         deliver: &str,
     ) -> Result<()> {
         let response = self
-            .post(peer, &format!("{EVENTS}{subject}"))
+            .post(peer, EVENTS, subject)
             .headers(http_wire::http_headers(&message.headers))
             .header(DELIVER, deliver)
             .timeout(self.peer_timeout)
@@ -200,7 +200,7 @@ impl PeerCalls for PeerClient {
 
     async fn exchange(&self, peer: &str, snapshot: &Snapshot) -> Result<Snapshot> {
         let response = self
-            .post(peer, SUBSCRIPTIONS)
+            .post(peer, SUBSCRIPTIONS, "")
             .json(snapshot)
             .timeout(self.peer_timeout)
             .send()

@@ -18,7 +18,9 @@
 #![warn(missing_docs)]
 
 mod client;
+mod gate;
 mod peer_urls;
+mod responses;
 mod server;
 mod wire;
 

@@ -1,6 +1,6 @@
-//! Peers' base URLs, parsed once: a call's URL is its peer's with the path
-//! set, so reqwest does not parse a whole URL string (most of the work is
-//! the host) on every call.
+//! Peers' URLs, parsed once: a call's URL is its peer's with the path set,
+//! kept per subject, so reqwest is handed a parsed URL and no call parses
+//! its host or path again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,32 +11,56 @@ use reqwest::Url;
 /// settings and from snapshot exchanges, so this bounds the table rather
 /// than sizing it.
 const MOST_PEERS: usize = 1024;
+/// Paths kept per peer and path prefix, at most; past it that table starts over.
+const MOST_PATHS: usize = 4096;
 
-/// The parsed base URL of each peer called so far.
+type FoldMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The parsed URLs of each peer called so far.
 #[derive(Clone, Default)]
-pub(super) struct PeerUrls(Arc<Mutex<HashMap<String, Url>>>);
+pub(super) struct PeerUrls(Arc<Mutex<FoldMap<String, Peer>>>);
+
+/// One peer's base URL, and the URLs of the paths called on it, by prefix
+/// (`/requests/`, `/events/`, …) and then by what follows it.
+struct Peer {
+    base: Url,
+    paths: Vec<(&'static str, FoldMap<String, Url>)>,
+}
 
 impl PeerUrls {
-    /// `path` (absolute) at `peer`; `None` if `peer` is not a URL that can
-    /// take a path (peers are checked when they are learned).
-    pub(super) fn at(&self, peer: &str, path: &str) -> Option<Url> {
-        let mut url = {
-            let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            match known.get(peer) {
-                Some(url) => url.clone(),
-                None => {
-                    let url = Url::parse(peer)
-                        .ok()
-                        .filter(|url| !url.cannot_be_a_base())?;
-                    if known.len() >= MOST_PEERS {
-                        known.clear();
-                    }
-                    known.insert(peer.to_owned(), url.clone());
-                    url
-                }
+    /// `prefix` (an absolute path) followed by `rest`, at `peer`; `None` if
+    /// `peer` is not a URL that can take a path (peers are checked when
+    /// they are learned).
+    pub(super) fn at(&self, peer: &str, prefix: &'static str, rest: &str) -> Option<Url> {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !known.contains_key(peer) {
+            let base = Url::parse(peer)
+                .ok()
+                .filter(|url| !url.cannot_be_a_base())?;
+            if known.len() >= MOST_PEERS {
+                known.clear();
+            }
+            let paths = Vec::new();
+            known.insert(peer.to_owned(), Peer { base, paths });
+        }
+        let Peer { base, paths } = known.get_mut(peer)?;
+        let index = match paths.iter().position(|(known, _)| *known == prefix) {
+            Some(index) => index,
+            None => {
+                paths.push((prefix, FoldMap::default()));
+                paths.len() - 1
             }
         };
-        url.set_path(path);
+        let urls = &mut paths[index].1;
+        if let Some(url) = urls.get(rest) {
+            return Some(url.clone());
+        }
+        let mut url = base.clone();
+        url.set_path(&format!("{prefix}{rest}"));
+        if urls.len() >= MOST_PATHS {
+            urls.clear();
+        }
+        urls.insert(rest.to_owned(), url.clone());
         Some(url)
     }
 }
@@ -53,15 +77,16 @@ mod tests {
             "https://[::1]:4001",
             "http://localhost:80",
         ] {
-            for path in [
-                "/requests/orders.place",
-                "/events/a-b_c.d",
-                "/_switchboard/subscriptions",
+            for (prefix, rest) in [
+                ("/requests/", "orders.place"),
+                ("/events/", "a-b_c.d"),
+                ("/events/", "orders.place"),
+                ("/_switchboard/subscriptions", ""),
             ] {
                 // Twice: parsed the first time, from the table the second.
                 for _ in 0..2 {
-                    let expected = Url::parse(&format!("{peer}{path}")).unwrap();
-                    assert_eq!(urls.at(peer, path), Some(expected));
+                    let expected = Url::parse(&format!("{peer}{prefix}{rest}")).unwrap();
+                    assert_eq!(urls.at(peer, prefix, rest), Some(expected));
                 }
             }
         }
@@ -70,17 +95,27 @@ mod tests {
     #[test]
     fn a_string_that_is_no_peer_url_gives_none() {
         let urls = PeerUrls::default();
-        assert_eq!(urls.at("not a url", "/requests/x"), None);
-        assert_eq!(urls.at("mailto:someone@example.com", "/requests/x"), None);
+        assert_eq!(urls.at("not a url", "/requests/", "x"), None);
+        assert_eq!(
+            urls.at("mailto:someone@example.com", "/requests/", "x"),
+            None
+        );
     }
 
     #[test]
     fn the_table_is_bounded() {
         let urls = PeerUrls::default();
         for port in 0..(MOST_PEERS as u32 + 10) {
-            urls.at(&format!("http://127.0.0.1:{}", 1000 + port), "/x")
+            urls.at(&format!("http://127.0.0.1:{}", 1000 + port), "/x/", "")
                 .unwrap();
         }
         assert!(urls.0.lock().unwrap().len() <= MOST_PEERS);
+        for subject in 0..(MOST_PATHS + 10) {
+            urls.at("http://127.0.0.1:1000", "/requests/", &subject.to_string())
+                .unwrap();
+        }
+        let known = urls.0.lock().unwrap();
+        let peer = &known["http://127.0.0.1:1000"];
+        assert!(peer.paths.iter().all(|(_, urls)| urls.len() <= MOST_PATHS));
     }
 }

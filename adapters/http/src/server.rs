@@ -1,21 +1,23 @@
 //! This service's own web server: requests and events from peers (or curl), and snapshot exchanges.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures_util::future::Either;
 use tower_layer::Layer;
 
-use super::wire::{self as http_wire, HEALTH, SUBSCRIPTIONS};
-use switchboard_core::error::Error;
+use super::gate::Gate;
+use super::responses::{error_response, reply_response};
+use super::wire::{self as http_wire, EVENTS, HEALTH, REQUESTS, SUBSCRIPTIONS};
 use switchboard_core::message::Message;
-use switchboard_core::web::{auth, body_limit};
+use switchboard_core::web::body_limit::{self, BodyRefused};
 use switchboard_core::wire;
 use switchboard_mesh::Shared;
 use switchboard_mesh::Snapshot;
@@ -28,26 +30,27 @@ use switchboard_mesh::{EventRefused, SnapshotRefused};
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     let settings = &shared.settings;
     let routes = Router::new()
-        .route("/requests/{subject}", post(handle_request))
-        .route("/events/{subject}", post(handle_event))
+        // The gate (`gate.rs`) serves these directly; the routes give
+        // another method its 405.
+        .route(
+            "/requests/{subject}",
+            post(|State(shared), request| handle_request(shared, request)),
+        )
+        .route(
+            "/events/{subject}",
+            post(|State(shared), request| handle_event(shared, request)),
+        )
         .route(SUBSCRIPTIONS, get(read_snapshot).post(exchange_snapshot))
         .route(HEALTH, get(|| async { "ok" }))
         .route("/_switchboard/asyncapi", get(list_documents))
         .route("/_switchboard/asyncapi/{service}", get(read_document))
         .fallback(unknown_path)
         .with_state(shared.clone());
-    // The layers wrap the routes once, outermost first. Added with
-    // `Router::layer`, each route would hold them as boxed services, cloned
-    // (allocated) layer by layer on every request.
-    let guarded = middleware::from_fn_with_state(shared.clone(), guard).layer(routes);
-    let limited = DefaultBodyLimit::max(settings.max_body).layer(guarded);
-    let timed = tower_http::timeout::TimeoutLayer::with_status_code(
-        StatusCode::REQUEST_TIMEOUT,
-        settings.server_timeout,
-    )
-    .layer(limited);
-    let documented = middleware::map_response_with_state(shared, documented_error).layer(timed);
-    Router::new().fallback_service(documented)
+    // One service around the routes (`gate.rs`); the body limit is read by
+    // the extractors. Wrapping once, not with `Router::layer`, under which
+    // each route would hold its layers as boxed services, cloned on every request.
+    let limited = DefaultBodyLimit::max(settings.max_body).layer(routes);
+    Router::new().fallback_service(Gate::new(limited, serve_directly, shared))
 }
 
 /// The names of the services here that publish an AsyncAPI document, as a JSON array.
@@ -71,75 +74,6 @@ async fn read_document(State(shared): State<Arc<Shared>>, Path(service): Path<St
     }
 }
 
-/// Checks what can be checked before the body is read: a declared size over
-/// `max_body` (answered at once, so an `Expect: 100-continue` client never
-/// gets `100 Continue`), and the bearer token.
-async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    let settings = &shared.settings;
-    let declared = body_limit::declared_length(request.headers());
-    if let Some(size) = declared.filter(|size| *size > settings.max_body as u64) {
-        let too_large = Error::PayloadTooLarge {
-            size: usize::try_from(size).unwrap_or(usize::MAX),
-            limit: settings.max_body,
-        };
-        return body_limit::close_after(reply_response_with(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            wire::error_reply_for(&too_large),
-        ));
-    }
-    if let Some(token) = &settings.token {
-        if !auth::bearer_matches(auth::authorization(request.headers()), token) {
-            return auth::challenge(error_response(
-                StatusCode::UNAUTHORIZED,
-                http_wire::STATUS_UNAUTHORIZED,
-                "missing or wrong bearer token",
-            ));
-        }
-    }
-    next.run(request).await
-}
-
-/// Gives an error response made by the framework (no `sb-status`) the documented shape.
-async fn documented_error(State(shared): State<Arc<Shared>>, response: Response) -> Response {
-    let status = response.status();
-    if status.is_success() || response.headers().contains_key(wire::STATUS) {
-        return response;
-    }
-    let (sb_status, message) = match status {
-        StatusCode::REQUEST_TIMEOUT => (
-            wire::STATUS_TIMEOUT,
-            "the request was not received and handled within `server_timeout`",
-        ),
-        StatusCode::PAYLOAD_TOO_LARGE => (
-            wire::STATUS_PAYLOAD_TOO_LARGE,
-            "the body is larger than this service accepts (`max_body`)",
-        ),
-        StatusCode::METHOD_NOT_ALLOWED => (
-            http_wire::STATUS_NOT_FOUND,
-            "this path does not take this method (see the wire format in the HTTP docs)",
-        ),
-        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
-            (wire::STATUS_CODEC_ERROR, "the request could not be read")
-        }
-        _ => (
-            http_wire::status_for_code(status).unwrap_or(wire::STATUS_HANDLER_ERROR),
-            "the request failed",
-        ),
-    };
-    let mut reply = wire::error_reply(sb_status, message);
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        // A body without a declared length stopped at the limit: its size is unknown.
-        wire::with_sizes(&mut reply.headers, None, Some(shared.settings.max_body));
-    }
-    let mut documented = reply_response_with(status, reply);
-    for (name, value) in response.headers() {
-        if name == header::ALLOW || name == header::CONNECTION {
-            documented.headers_mut().insert(name, value.clone());
-        }
-    }
-    documented
-}
-
 async fn unknown_path() -> Response {
     error_response(
         StatusCode::NOT_FOUND,
@@ -148,30 +82,47 @@ async fn unknown_path() -> Response {
     )
 }
 
-async fn handle_request(
-    State(shared): State<Arc<Shared>>,
-    Path(subject): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let message = Message {
-        payload: body,
-        headers: http_wire::message_headers(&headers),
-    };
-    reply_response(shared.serve_request(&subject, message, None).await)
+/// A request or an event, as the gate hands it over (see `gate.rs`).
+pub(super) fn serve_directly(
+    shared: Arc<Shared>,
+    request: Request,
+) -> impl Future<Output = Response> + Send {
+    let path = request.uri().path();
+    match path.starts_with(REQUESTS) {
+        true => Either::Left(handle_request(shared, request)),
+        false => Either::Right(handle_event(shared, request)),
+    }
 }
 
-async fn handle_event(
-    State(shared): State<Arc<Shared>>,
-    Path(subject): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let deliver = headers.get(DELIVER).and_then(|v| v.to_str().ok());
-    let message = Message {
-        payload: body,
-        headers: http_wire::message_headers(&headers),
+/// `POST /requests/{subject}`.
+async fn handle_request(shared: Arc<Shared>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let Some(subject) = http_wire::subject_in(parts.uri.path(), REQUESTS) else {
+        return not_utf8();
     };
+    let headers = http_wire::message_headers(&parts.headers);
+    let timeout = http_wire::sent_timeout(&parts.headers);
+    let payload = match read_body(&shared, body).await {
+        Ok(payload) => payload,
+        Err(refused) => return refused,
+    };
+    let message = Message { payload, headers };
+    reply_response(shared.serve_request(&subject, message, timeout).await)
+}
+
+/// `POST /events/{subject}`.
+async fn handle_event(shared: Arc<Shared>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let Some(subject) = http_wire::subject_in(parts.uri.path(), EVENTS) else {
+        return not_utf8();
+    };
+    let deliver = parts.headers.get(DELIVER).and_then(|v| v.to_str().ok());
+    let headers = http_wire::message_headers(&parts.headers);
+    let payload = match read_body(&shared, body).await {
+        Ok(payload) => payload,
+        Err(refused) => return refused,
+    };
+    let message = Message { payload, headers };
     match shared.serve_event(&subject, message, deliver).await {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         Err(EventRefused::InvalidSubject(reason)) => {
@@ -188,6 +139,26 @@ async fn handle_event(
             "no subscriber here takes events on this subject",
         ),
     }
+}
+
+/// The body, whole, within `max_body`; a refusal is the status alone (413
+/// over the limit, 400 unreadable), which the gate gives its documented shape.
+async fn read_body(shared: &Shared, body: Body) -> Result<Bytes, Response> {
+    body_limit::read_bounded(body, shared.settings.max_body)
+        .await
+        .map_err(|refused| match refused {
+            BodyRefused::TooLarge => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+            BodyRefused::Unreadable(_) => StatusCode::BAD_REQUEST.into_response(),
+        })
+}
+
+/// A subject that is not UTF-8 once percent-decoded.
+fn not_utf8() -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        wire::STATUS_CODEC_ERROR,
+        "the subject in the path is not UTF-8 once percent-decoded",
+    )
 }
 
 async fn read_snapshot(State(shared): State<Arc<Shared>>) -> Json<Snapshot> {
@@ -219,29 +190,4 @@ async fn exchange_snapshot(
             error_response(StatusCode::FORBIDDEN, http_wire::STATUS_FORBIDDEN, &reason)
         }
     }
-}
-
-/// A reply as an HTTP response: 200 with the payload, or the error status with a JSON body.
-fn reply_response(reply: Message) -> Response {
-    let status = http_wire::status_for_reply(&reply);
-    let mut headers = http_wire::http_headers(&reply.headers);
-    if status == StatusCode::OK {
-        // Only the responder's own content-type, if it set one: no made-up `application/octet-stream`.
-        let mut response = Response::new(Body::from(reply.payload));
-        *response.headers_mut() = headers;
-        return response;
-    }
-    let body = http_wire::error_body(&reply);
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(wire::JSON));
-    (status, headers, body).into_response()
-}
-
-fn error_response(status: StatusCode, sb_status: &'static str, message: &str) -> Response {
-    reply_response_with(status, wire::error_reply(sb_status, message))
-}
-
-fn reply_response_with(status: StatusCode, reply: Message) -> Response {
-    let mut response = reply_response(reply);
-    *response.status_mut() = status;
-    response
 }

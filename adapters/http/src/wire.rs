@@ -1,5 +1,8 @@
 //! The HTTP wire format: paths, headers and status codes (documented in `docs.md`).
 
+use std::borrow::Cow;
+use std::time::Duration;
+
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use switchboard_core::headers::Headers;
@@ -23,33 +26,39 @@ pub(super) const STATUS_FORBIDDEN: &str = "forbidden";
 /// `sb-status` of a 404 for a path (or method) that is not part of the wire format.
 pub(super) const STATUS_NOT_FOUND: &str = "not-found";
 
-/// HTTP headers that belong to the HTTP connection, not to the message.
-const TRANSPORT_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "expect",
-    "authorization",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "user-agent",
-    "accept",
-    "accept-encoding",
-    "date",
-    "server",
-    DELIVER,
-];
+/// Whether an HTTP header belongs to the HTTP connection, not to the message.
+/// A `match`, which compiles to a switch on the length before comparing.
+fn is_transport_header(name: &str) -> bool {
+    matches!(
+        name,
+        "host"
+            | "content-length"
+            | "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "expect"
+            | "authorization"
+            | "proxy-authorization"
+            | "proxy-authenticate"
+            | "user-agent"
+            | "accept"
+            | "accept-encoding"
+            | "date"
+            | "server"
+            | DELIVER
+            // Read apart (`sent_timeout`): it bounds the call, it is not part of the message.
+            | wire::TIMEOUT_MS
+    )
+}
 
 /// The message headers carried by an HTTP request or response.
 pub(super) fn message_headers(http: &HeaderMap) -> Headers {
     let mut headers = Headers::new();
     for (name, value) in http {
-        if TRANSPORT_HEADERS.contains(&name.as_str()) {
+        if is_transport_header(name.as_str()) {
             continue;
         }
         if let Ok(value) = value.to_str() {
@@ -57,6 +66,26 @@ pub(super) fn message_headers(http: &HeaderMap) -> Headers {
         }
     }
     headers
+}
+
+/// The caller's timeout a request carries (`sb-timeout-ms`), if it is a number.
+pub(super) fn sent_timeout(http: &HeaderMap) -> Option<Duration> {
+    let millis = http
+        .get(wire::TIMEOUT_MS)?
+        .to_str()
+        .ok()?
+        .parse::<u64>()
+        .ok()?;
+    Some(Duration::from_millis(millis))
+}
+
+/// The subject of a request or event path (`/requests/{subject}`,
+/// `/events/{subject}`), percent-decoded; `None` if it is not UTF-8 once decoded.
+pub(super) fn subject_in<'a>(path: &'a str, prefix: &str) -> Option<Cow<'a, str>> {
+    let encoded = path.strip_prefix(prefix)?;
+    percent_encoding::percent_decode_str(encoded)
+        .decode_utf8()
+        .ok()
 }
 
 /// Message headers as HTTP headers; names and values were validated at the API
@@ -134,6 +163,28 @@ mod tests {
         let headers = message_headers(&http);
         assert_eq!(headers.len(), 2);
         assert_eq!(headers.get("tenant"), Some("acme"));
+    }
+
+    #[test]
+    fn the_timeout_is_read_apart_from_the_message() {
+        let mut http = HeaderMap::new();
+        http.insert(wire::TIMEOUT_MS, HeaderValue::from_static("1500"));
+        http.insert("tenant", HeaderValue::from_static("acme"));
+        assert_eq!(sent_timeout(&http), Some(Duration::from_millis(1500)));
+        assert_eq!(message_headers(&http).get(wire::TIMEOUT_MS), None);
+        http.insert(wire::TIMEOUT_MS, HeaderValue::from_static("soon"));
+        assert_eq!(sent_timeout(&http), None);
+    }
+
+    #[test]
+    fn subjects_are_read_from_the_path_percent_decoded() {
+        assert_eq!(
+            subject_in("/requests/orders.place", REQUESTS).as_deref(),
+            Some("orders.place")
+        );
+        assert_eq!(subject_in("/events/a%2Eb", EVENTS).as_deref(), Some("a.b"));
+        assert_eq!(subject_in("/events/%FF", EVENTS), None);
+        assert_eq!(subject_in("/other/x", EVENTS), None);
     }
 
     #[test]
