@@ -11,14 +11,23 @@ use reqwest::Url;
 /// settings and from snapshot exchanges, so this bounds the table rather
 /// than sizing it.
 const MOST_PEERS: usize = 1024;
-/// Paths kept per peer and path prefix, at most; past it that table starts over.
+/// Paths kept over all peers, at most; past it every peer's paths start
+/// over (their bases stay). A service that calls a subject per entity
+/// (`orders.<id>`) keeps at most this many, a few hundred kilobytes.
 const MOST_PATHS: usize = 4096;
 
 type FoldMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The parsed URLs of each peer called so far.
 #[derive(Clone, Default)]
-pub(super) struct PeerUrls(Arc<Mutex<FoldMap<String, Peer>>>);
+pub(super) struct PeerUrls(Arc<Mutex<Table>>);
+
+#[derive(Default)]
+struct Table {
+    peers: FoldMap<String, Peer>,
+    /// Paths kept over all peers.
+    paths: usize,
+}
 
 /// One peer's base URL, and the URLs of the paths called on it, by prefix
 /// (`/requests/`, `/events/`, …) and then by what follows it.
@@ -32,18 +41,26 @@ impl PeerUrls {
     /// `peer` is not a URL that can take a path (peers are checked when
     /// they are learned).
     pub(super) fn at(&self, peer: &str, prefix: &'static str, rest: &str) -> Option<Url> {
-        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if !known.contains_key(peer) {
+        let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let table = &mut *table;
+        if !table.peers.contains_key(peer) {
             let base = Url::parse(peer)
                 .ok()
                 .filter(|url| !url.cannot_be_a_base())?;
-            if known.len() >= MOST_PEERS {
-                known.clear();
+            if table.peers.len() >= MOST_PEERS {
+                table.peers.clear();
+                table.paths = 0;
             }
             let paths = Vec::new();
-            known.insert(peer.to_owned(), Peer { base, paths });
+            table.peers.insert(peer.to_owned(), Peer { base, paths });
         }
-        let Peer { base, paths } = known.get_mut(peer)?;
+        if table.paths >= MOST_PATHS {
+            for known in table.peers.values_mut() {
+                known.paths.clear();
+            }
+            table.paths = 0;
+        }
+        let Peer { base, paths } = table.peers.get_mut(peer)?;
         let index = match paths.iter().position(|(known, _)| *known == prefix) {
             Some(index) => index,
             None => {
@@ -57,10 +74,8 @@ impl PeerUrls {
         }
         let mut url = base.clone();
         url.set_path(&format!("{prefix}{rest}"));
-        if urls.len() >= MOST_PATHS {
-            urls.clear();
-        }
         urls.insert(rest.to_owned(), url.clone());
+        table.paths += 1;
         Some(url)
     }
 }
@@ -109,13 +124,20 @@ mod tests {
             urls.at(&format!("http://127.0.0.1:{}", 1000 + port), "/x/", "")
                 .unwrap();
         }
-        assert!(urls.0.lock().unwrap().len() <= MOST_PEERS);
+        assert!(urls.0.lock().unwrap().peers.len() <= MOST_PEERS);
+        // Paths over all peers together, whatever peer and prefix.
         for subject in 0..(MOST_PATHS + 10) {
-            urls.at("http://127.0.0.1:1000", "/requests/", &subject.to_string())
-                .unwrap();
+            let peer = format!("http://127.0.0.1:{}", 2000 + subject % 3);
+            let prefix = ["/requests/", "/events/"][subject % 2];
+            urls.at(&peer, prefix, &subject.to_string()).unwrap();
         }
-        let known = urls.0.lock().unwrap();
-        let peer = &known["http://127.0.0.1:1000"];
-        assert!(peer.paths.iter().all(|(_, urls)| urls.len() <= MOST_PATHS));
+        let table = urls.0.lock().unwrap();
+        let kept: usize = table
+            .peers
+            .values()
+            .flat_map(|peer| peer.paths.iter().map(|(_, urls)| urls.len()))
+            .sum();
+        assert_eq!(kept, table.paths);
+        assert!(kept <= MOST_PATHS, "{kept} paths kept");
     }
 }

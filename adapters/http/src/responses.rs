@@ -67,6 +67,7 @@ pub(super) fn reply_response(reply: Message) -> Response {
     (status, headers, body).into_response()
 }
 
+/// An error of the documented shape: `status`, `sb-status` and a JSON body with `message`.
 pub(super) fn error_response(
     status: StatusCode,
     sb_status: &'static str,
@@ -75,6 +76,7 @@ pub(super) fn error_response(
     reply_response_with(status, wire::error_reply(sb_status, message))
 }
 
+/// A reply as an HTTP response with `status` in place of the one its headers map to.
 pub(super) fn reply_response_with(status: StatusCode, reply: Message) -> Response {
     let mut response = reply_response(reply);
     *response.status_mut() = status;
