@@ -33,6 +33,7 @@ impl DrainGate {
     }
 
     /// Admits a call, or fails with [`Error::Closed`] once [`close`](Self::close) has begun.
+    #[inline]
     pub fn enter(&self) -> Result<DrainGuard<'_>> {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let guard = DrainGuard { gate: self };
@@ -64,6 +65,7 @@ impl DrainGate {
 }
 
 impl Drop for DrainGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         // Only a close waits to be told: an open gate skips the waiters'
         // lock. A close that began after `closed` was read here still sees

@@ -61,6 +61,7 @@ impl Headers {
     }
 
     /// The value of `name`, if present (case-insensitive).
+    #[inline]
     pub fn get(&self, name: &str) -> Option<&str> {
         self.entries
             .iter()
@@ -78,6 +79,7 @@ impl Headers {
     }
 
     /// Whether `name` is present.
+    #[inline]
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
     }

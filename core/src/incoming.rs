@@ -64,6 +64,7 @@ pub struct Incoming {
 
 impl Incoming {
     /// A received message (for adapters).
+    #[inline]
     pub fn new(subject: Arc<str>, message: Message) -> Self {
         Incoming {
             subject,
@@ -112,31 +113,37 @@ impl Incoming {
     }
 
     /// The concrete subject it was sent to (useful with wildcard subscriptions).
+    #[inline]
     pub fn subject(&self) -> &str {
         &self.subject
     }
 
     /// The subject, shared rather than copied.
+    #[inline]
     pub fn shared_subject(&self) -> Arc<str> {
         self.subject.clone()
     }
 
     /// The message.
+    #[inline]
     pub fn message(&self) -> &Message {
         &self.message
     }
 
     /// The payload bytes.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.message.payload
     }
 
     /// The headers.
+    #[inline]
     pub fn headers(&self) -> &crate::headers::Headers {
         &self.message.headers
     }
 
     /// Takes the message out, leaving an empty one (reply and ack still work).
+    #[inline]
     pub fn take_message(&mut self) -> Message {
         std::mem::take(&mut self.message)
     }
@@ -147,6 +154,7 @@ impl Incoming {
     }
 
     /// Whether the sender waits for a reply, and no reply has been sent yet.
+    #[inline]
     pub fn expects_reply(&self) -> bool {
         self.responder.is_some()
     }
@@ -195,6 +203,7 @@ impl Incoming {
     /// acknowledgements). An acknowledgement that needs no waiting
     /// ([`Acker::ack_now`]) is made by this call, and the future returned is
     /// ready; any other is made when the future is awaited.
+    #[inline]
     pub fn ack(&mut self) -> Acking {
         let Some(mut acker) = self.acker.take() else {
             return Acking(Either::Left(std::future::ready(Ok(()))));
@@ -225,6 +234,7 @@ pub struct Acking(Either<Ready<Result<()>>, BoxFuture<'static, Result<()>>>);
 impl Future for Acking {
     type Output = Result<()>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         self.0.poll_unpin(cx)
     }

@@ -28,6 +28,7 @@ pub struct Message {
 
 impl Message {
     /// A message with this payload and no headers.
+    #[inline]
     pub fn new(payload: impl Into<Bytes>) -> Self {
         Message {
             payload: payload.into(),

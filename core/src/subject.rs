@@ -127,6 +127,7 @@ fn check_token(subject: &str, token: &str) -> Result<()> {
 /// assert!(switchboard::subject::validate("orders.*").is_err());
 /// assert!(switchboard::subject::validate("orders..created").is_err());
 /// ```
+#[inline]
 pub fn validate(subject: &str) -> Result<()> {
     // Every call checks its subject, and most callers use a few subjects over
     // and over: the last one this thread found valid is compared first (a
@@ -139,6 +140,11 @@ pub fn validate(subject: &str) -> Result<()> {
     if !subject.is_empty() && remembered() {
         return Ok(());
     }
+    validate_afresh(subject)
+}
+
+/// [`validate`] for a subject other than the last one found valid.
+fn validate_afresh(subject: &str) -> Result<()> {
     // The common valid case takes one pass over the bytes; anything else
     // goes the slow way to name the exact fault.
     if is_plain_subject(subject.as_bytes()) {

@@ -6,9 +6,12 @@
 //! across services and across backends. Outside a handler, code can start or
 //! continue a trace with [`TraceContext::scope`].
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use crate::error::{Error, Result};
 use crate::headers::Headers;
@@ -18,8 +21,12 @@ pub const TRACEPARENT: &str = "traceparent";
 /// The W3C `tracestate` header, passed along unchanged.
 pub const TRACESTATE: &str = "tracestate";
 
-tokio::task_local! {
-    static CURRENT: TraceContext;
+thread_local! {
+    /// The context of the scope being polled on this thread, or null: set
+    /// for each poll and put back after it, as a task-local is, but as a
+    /// pointer to the scope's own context rather than the context moved in
+    /// and out (a handled message's handler runs inside one).
+    static CURRENT: Cell<*const TraceContext> = const { Cell::new(std::ptr::null()) };
 }
 
 /// One position in a distributed trace: the trace id, the id of the span that
@@ -103,6 +110,7 @@ impl TraceContext {
 
     /// The context carried by `headers`, if any; a malformed `traceparent` is
     /// ignored (as W3C asks) and logged at debug level.
+    #[inline]
     pub fn from_headers(headers: &Headers) -> Option<Self> {
         let value = headers.get(TRACEPARENT)?;
         match TraceContext::parse(value) {
@@ -142,8 +150,15 @@ impl TraceContext {
 
     /// The context of the handler or scope this task is running in, if any;
     /// with the `otel` feature, else the current OpenTelemetry span's.
+    #[inline]
     pub fn current() -> Option<Self> {
-        let scoped = CURRENT.try_with(Clone::clone).ok();
+        let scoped = CURRENT.try_with(Cell::get).ok().and_then(|current| {
+            // SAFETY: a non-null pointer is set only by `Scoped::poll`, to the
+            // context it owns, and put back by its guard before that poll
+            // returns (or unwinds): while it is here, the context is alive
+            // and nothing writes to it.
+            unsafe { current.as_ref() }.cloned()
+        });
         #[cfg(feature = "otel")]
         let scoped = scoped.or_else(|| {
             let (trace_id, span_id, flags) = crate::otel::current()?;
@@ -180,12 +195,50 @@ impl TraceContext {
 
     /// Runs `future` with this as the current context, so calls it makes carry it.
     pub fn scope<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
-        CURRENT.scope(self, future)
+        Scoped {
+            future,
+            context: self,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future polled with `context` as the current context.
+    struct Scoped<F> {
+        #[pin]
+        future: F,
+        context: TraceContext,
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let own: *const TraceContext = this.context;
+        let Ok(outer) = CURRENT.try_with(|current| current.replace(own)) else {
+            // The thread's locals are gone (it is exiting): polled without.
+            return this.future.poll(cx);
+        };
+        let _back = Restore(outer);
+        this.future.poll(cx)
+    }
+}
+
+/// Puts the enclosing scope's context (or none) back after a poll, also
+/// when the poll panics.
+struct Restore(*const TraceContext);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = CURRENT.try_with(|current| current.set(self.0));
     }
 }
 
 /// Adds a child of the current context to `headers` unless they carry one
 /// already; returns the context the message now carries.
+#[inline]
 pub fn propagate(headers: &mut Headers) -> Option<TraceContext> {
     if headers.contains(TRACEPARENT) {
         return TraceContext::from_headers(headers);
@@ -308,5 +361,40 @@ mod tests {
         let sent = TraceContext::from_headers(&headers).unwrap();
         assert_eq!(sent.trace_id(), root.trace_id());
         assert_ne!(sent.span_id(), root.span_id());
+        assert!(TraceContext::current().is_none());
+    }
+
+    #[tokio::test]
+    async fn scopes_nest_and_each_poll_sees_its_own() {
+        let outer = TraceContext::new_root();
+        let inner = TraceContext::new_root();
+        let (expected_outer, expected_inner) = (outer.clone(), inner.clone());
+        outer
+            .scope(async move {
+                assert_eq!(TraceContext::current(), Some(expected_outer.clone()));
+                inner
+                    .scope(async {
+                        tokio::task::yield_now().await;
+                        assert_eq!(TraceContext::current(), Some(expected_inner));
+                    })
+                    .await;
+                tokio::task::yield_now().await;
+                assert_eq!(TraceContext::current(), Some(expected_outer));
+            })
+            .await;
+        assert!(TraceContext::current().is_none());
+    }
+
+    #[test]
+    fn a_panicking_poll_leaves_no_context_behind() {
+        let root = TraceContext::new_root();
+        let panicked = std::panic::catch_unwind(|| {
+            futures_util::FutureExt::now_or_never(root.scope(async {
+                assert!(TraceContext::current().is_some());
+                panic!("handler panicked");
+            }))
+        });
+        assert!(panicked.is_err());
+        assert!(TraceContext::current().is_none());
     }
 }

@@ -83,6 +83,49 @@ impl Context {
     }
 }
 
+/// What a route lends a handler about a received message besides its
+/// payload: the [`Context`] is built from it (its parts cloned) only for a
+/// handler that takes an extractor, so one that takes the payload alone
+/// costs no copy of the headers.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct Received<'a> {
+    pub(crate) subject: &'a Arc<str>,
+    pub(crate) headers: &'a Headers,
+    pub(crate) trace: &'a TraceContext,
+    pub(crate) style: Style,
+    pub(crate) state: &'a Arc<StateMap>,
+}
+
+impl<'a> Received<'a> {
+    /// What `context` holds, lent.
+    pub fn of(context: &'a Context) -> Self {
+        Received {
+            subject: &context.subject,
+            headers: &context.headers,
+            trace: &context.trace,
+            style: context.style,
+            state: &context.state,
+        }
+    }
+
+    /// The message's headers.
+    pub fn headers(&self) -> &'a Headers {
+        self.headers
+    }
+
+    /// The handler's context, its parts cloned.
+    pub fn to_context(&self) -> Context {
+        Context {
+            subject: self.subject.clone(),
+            headers: self.headers.clone(),
+            trace: self.trace.clone(),
+            style: self.style,
+            state: self.state.clone(),
+        }
+    }
+}
+
 /// A value a handler can take as an argument after its payload.
 ///
 /// Implemented for [`State<S>`], [`Subject`], [`Headers`], [`TraceContext`],

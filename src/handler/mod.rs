@@ -62,7 +62,7 @@ use bytes::Bytes;
 use crate::message::Message;
 use crate::payload::FromPayload;
 
-pub use extract::{Context, FromContext, State, StateMap, Subject};
+pub use extract::{Context, FromContext, Received, State, StateMap, Subject};
 pub use reply::{IntoReply, Json, Raw, Rejection};
 
 /// The future a [`Handler`] returns.
@@ -79,18 +79,18 @@ pub trait Handler<Args>: Clone + Send + Sync + 'static {
     /// Decodes the payload, extracts the context and runs the handler.
     fn call(&self, message: Message, context: Context) -> HandlerFuture;
 
-    /// [`call`](Self::call) without the box, from the payload alone (the
-    /// headers are in `context`): a route's serving loop knows the
-    /// handler's type and holds this future inside its own, so a message
-    /// costs no allocation of its own. Implemented for every async fn
-    /// handler; the default boxes [`call`](Self::call).
+    /// [`call`](Self::call) without the box, from the payload and what the
+    /// route lends (the headers are in `received`): a route's serving loop
+    /// knows the handler's type and holds this future inside its own, so a
+    /// message costs no allocation of its own. Implemented for every async
+    /// fn handler; the default boxes [`call`](Self::call).
     #[doc(hidden)]
     fn call_inline(
         &self,
         payload: &Bytes,
-        context: Context,
+        received: Received<'_>,
     ) -> impl Future<Output = Result<Message, Rejection>> + Send + 'static {
-        self.call(Message::new(payload.clone()), context)
+        self.call(Message::new(payload.clone()), received.to_context())
     }
 
     /// Checks, when the service starts, that every extractor can be served
@@ -110,6 +110,12 @@ pub trait Handler<Args>: Clone + Send + Sync + 'static {
 }
 
 macro_rules! impl_handler {
+    (@context $received:ident) => {
+        ()
+    };
+    (@context $received:ident $($extractor:ident)+) => {
+        $received.to_context()
+    };
     ($($extractor:ident),*) => {
         #[allow(non_snake_case, unused_variables)]
         impl<F, Fut, T, R, $($extractor,)*> Handler<(T, $($extractor,)*)> for F
@@ -121,21 +127,23 @@ macro_rules! impl_handler {
             $($extractor: FromContext + Send + 'static,)*
         {
             fn call(&self, message: Message, context: Context) -> HandlerFuture {
-                Box::pin(self.call_inline(&message.payload, context))
+                Box::pin(self.call_inline(&message.payload, Received::of(&context)))
             }
 
             fn call_inline(
                 &self,
                 payload: &Bytes,
-                context: Context,
+                received: Received<'_>,
             ) -> impl Future<Output = Result<Message, Rejection>> + Send + 'static {
                 // Decoded as its `content-type` says; the reply in the same encoding.
-                let encoding = crate::codec::Encoding::of_headers(&context.headers);
+                let encoding = crate::codec::Encoding::of_headers(received.headers());
                 let started: Result<Fut, Rejection> = 'start: {
                     let payload = match T::from_payload(encoding, payload) {
                         Ok(payload) => payload,
                         Err(err) => break 'start Err(Rejection::undecodable(err)),
                     };
+                    // Built only for a handler that takes an extractor.
+                    let context = impl_handler!(@context received $($extractor)*);
                     $(
                         let $extractor = match $extractor::from_context(&context) {
                             Ok(value) => value,

@@ -1,8 +1,10 @@
 //! What a handler returns, and how it becomes a reply.
 
+use std::any::TypeId;
 use std::convert::Infallible;
 use std::fmt;
 
+use bytes::Bytes;
 use serde::Serialize;
 
 use crate::codec::Encoding;
@@ -255,13 +257,19 @@ impl<T: Serialize> IntoReply for Json<T> {
 #[derive(Debug, Clone, Default)]
 pub struct Raw(pub Message);
 
-impl<T: Serialize, E: Into<Rejection>> IntoReply for Result<T, E> {
+impl<T: Serialize + 'static, E: Into<Rejection>> IntoReply for Result<T, E> {
     fn into_reply(self) -> Result<Message, Rejection> {
         self.into_reply_as(Encoding::Json)
     }
 
     fn into_reply_as(self, encoding: Encoding) -> Result<Message, Rejection> {
         match self {
+            // An event handler's `Ok(())`: JSON's `null`, as the encoder
+            // writes it, without running it (the type test is resolved when
+            // this is compiled).
+            Ok(_) if encoding == Encoding::Json && TypeId::of::<T>() == TypeId::of::<()>() => {
+                Ok(Message::new(Bytes::from_static(b"null")))
+            }
             Ok(value) => Message::encode_as(encoding, &value).map_err(Rejection::from),
             Err(err) => Err(err.into()),
         }
@@ -297,5 +305,22 @@ impl<M: prost::Message, E: Into<Rejection>> IntoReply for Result<crate::payload:
 
     fn reply_type() -> Option<&'static str> {
         Some(std::any::type_name::<M>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unit_result_replies_what_the_encoder_writes() {
+        let reply = Ok::<(), String>(()).into_reply_as(Encoding::Json).unwrap();
+        assert_eq!(reply.payload, Message::json(&()).unwrap().payload);
+        assert_eq!(&reply.payload[..], b"null");
+        assert!(reply.headers.is_empty());
+        let refused = Err::<(), _>("no")
+            .into_reply_as(Encoding::Json)
+            .unwrap_err();
+        assert_eq!(refused.message(), "no");
     }
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::dedup::Dedup;
 use super::shutdown::Signal;
 use crate::bus::Bus;
-use crate::handler::{Context, Handler, Rejection, StateMap};
+use crate::handler::{Handler, Received, Rejection, StateMap};
 use crate::message::Message;
 use crate::settings::events::EventPolicy;
 
@@ -23,7 +23,7 @@ pub(super) trait RouteHandler: Send + Sync + 'static {
     fn call(
         &self,
         payload: &Bytes,
-        context: Context,
+        received: Received<'_>,
     ) -> impl Future<Output = Result<Message, Rejection>> + Send + 'static;
 }
 
@@ -40,9 +40,9 @@ impl<H: Handler<Args>, Args: 'static> RouteHandler for Typed<H, Args> {
     fn call(
         &self,
         payload: &Bytes,
-        context: Context,
+        received: Received<'_>,
     ) -> impl Future<Output = Result<Message, Rejection>> + Send + 'static {
-        self.0.call_inline(payload, context)
+        self.0.call_inline(payload, received)
     }
 }
 
@@ -57,7 +57,7 @@ pub(super) const INLINE_FUTURE_LIMIT: usize = 1024;
 pub(super) fn fits_inline<H: Handler<Args>, Args: 'static>() -> bool {
     fn returned_size<'a, H: 'a, F, R>(_: &F) -> usize
     where
-        F: Fn(&'a H, &'a Bytes, Context) -> R,
+        F: Fn(&'a H, &'a Bytes, Received<'a>) -> R,
     {
         std::mem::size_of::<R>()
     }
@@ -77,9 +77,9 @@ impl<H: Handler<Args>, Args: 'static> RouteHandler for Boxed<H, Args> {
     fn call(
         &self,
         payload: &Bytes,
-        context: Context,
+        received: Received<'_>,
     ) -> impl Future<Output = Result<Message, Rejection>> + Send + 'static {
-        Box::pin(self.0.call_inline(payload, context))
+        Box::pin(self.0.call_inline(payload, received))
     }
 }
 

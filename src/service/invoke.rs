@@ -9,49 +9,29 @@ use bytes::Bytes;
 use super::context::{RouteContext, RouteHandler};
 use super::recover::run_once;
 use crate::error::ErrorKind;
-use crate::handler::{Context, Rejection};
+use crate::handler::{Received, Rejection};
 use crate::headers::Headers;
 use crate::message::Message;
 use crate::observe::{observe_with, Operation};
 use crate::settings::Style;
 use crate::trace::TraceContext;
 
-/// The trace a received message continues: (the caller's context, this
-/// handler's), or a new trace if the message carries none.
-pub(super) fn incoming_trace(message: &Message) -> (TraceContext, TraceContext) {
+/// The trace a received message continues: (the caller's context, if the
+/// message carries one, this handler's), or a new trace if it carries none.
+pub(super) fn incoming_trace(message: &Message) -> (Option<TraceContext>, TraceContext) {
     match TraceContext::from_headers(&message.headers) {
         Some(parent) => {
             let child = parent.child();
-            (parent, child)
+            (Some(parent), child)
         }
-        None => {
-            let root = TraceContext::new_root();
-            (root.clone(), root)
-        }
-    }
-}
-
-/// The handler's context, holding the message's headers (the handler
-/// decodes only its payload).
-fn handler_context(
-    context: &RouteContext,
-    subject: &Arc<str>,
-    headers: Headers,
-    trace: &TraceContext,
-    style: Style,
-) -> Context {
-    Context {
-        subject: subject.clone(),
-        headers,
-        trace: trace.clone(),
-        style,
-        state: context.state.clone(),
+        None => (None, TraceContext::new_root()),
     }
 }
 
 /// Runs the handler once on `payload` inside the handler's trace and span,
-/// recording the outcome's error kind: (caller's context, handler's
-/// context) in `traces`. Not an `async fn`, which would hold the handler's
+/// recording the outcome's error kind: (caller's context, if any, handler's
+/// context) in `traces`; the span continues the caller's, or the handler's
+/// new trace. Not an `async fn`, which would hold the handler's
 /// future twice (see [`crate::observe::Observed`]).
 #[allow(clippy::too_many_arguments)]
 #[inline]
@@ -61,17 +41,23 @@ pub(super) fn run_observed<'a, H: RouteHandler>(
     subject: &'a Arc<str>,
     handler: &'a H,
     payload: &'a Bytes,
-    headers: Headers,
-    (parent, trace): (&TraceContext, &TraceContext),
+    headers: &'a Headers,
+    (parent, trace): (Option<&TraceContext>, &'a TraceContext),
     style: Style,
 ) -> impl Future<Output = Result<Message, Rejection>> + 'a {
-    let handler_context = handler_context(context, subject, headers, trace, style);
-    let run = run_once(handler, payload, handler_context);
+    let received = Received {
+        subject,
+        headers,
+        trace,
+        style,
+        state: &context.state,
+    };
+    let run = run_once(handler, payload, received);
     observe_with(
         operation,
         subject,
         context.backend,
-        Some(parent),
+        Some(parent.unwrap_or(trace)),
         trace.clone().scope(run),
         |outcome: &Result<Message, Rejection>| match outcome {
             Ok(_) => None,

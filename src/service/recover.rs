@@ -10,7 +10,7 @@ use std::task::{Context as TaskContext, Poll};
 use bytes::Bytes;
 
 use super::context::RouteHandler;
-use crate::handler::{Context, Rejection};
+use crate::handler::{Received, Rejection};
 use crate::message::Message;
 
 /// Runs the handler once, turning a panic into a rejection (while decoding
@@ -19,10 +19,10 @@ use crate::message::Message;
 pub(super) fn run_once<'a, H: RouteHandler>(
     handler: &'a H,
     payload: &'a Bytes,
-    handler_context: Context,
+    received: Received<'a>,
 ) -> impl Future<Output = Result<Message, Rejection>> + Send + 'a {
     RunOnce::Start {
-        start: Some(move || handler.call(payload, handler_context)),
+        start: Some(move || handler.call(payload, received)),
     }
 }
 

@@ -76,8 +76,8 @@ pub(super) async fn reply_for<H: RouteHandler>(
         subject,
         handler,
         &payload,
-        headers,
-        (&parent, &trace),
+        &headers,
+        (parent.as_ref(), &trace),
         Style::Sync,
     )
     .await;
