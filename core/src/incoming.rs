@@ -20,8 +20,19 @@ use crate::wire;
 /// How a backend sends the reply to one request. Implemented by adapters.
 #[async_trait]
 pub trait Responder: Send + 'static {
-    /// Sends `reply` to the requester. Called at most once.
+    /// Sends `reply` to the requester. Called at most once, and not after
+    /// [`respond_now`](Self::respond_now) returned `Some`.
     async fn respond(self: Box<Self>, reply: Message) -> Result<()>;
+
+    /// Sends `reply` at once where that needs no waiting (a NATS reply
+    /// queued in the client's buffer), sparing the boxed future of
+    /// [`respond`](Self::respond): `Some` with the outcome if it was sent or
+    /// refused; `None`, the default, if nothing was sent, which leaves the
+    /// reply to [`respond`](Self::respond).
+    fn respond_now(&mut self, reply: &Message) -> Option<Result<()>> {
+        let _ = reply;
+        None
+    }
 }
 
 /// How a backend acknowledges one delivery. Implemented by adapters whose
@@ -191,7 +202,10 @@ impl Incoming {
     /// Sends a reply without the header checks, for replies the crate built itself.
     pub async fn send_reply(&mut self, reply: Message) -> Result<()> {
         match self.responder.take() {
-            Some(responder) => responder.respond(reply).await,
+            Some(mut responder) => match responder.respond_now(&reply) {
+                Some(sent) => sent,
+                None => responder.respond(reply).await,
+            },
             None => Err(Error::usage(format!(
                 "message on `{}` is not a request or was already answered",
                 self.subject

@@ -45,28 +45,26 @@ where
     type Output = Result<Message, Rejection>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        loop {
-            match self.as_mut().project() {
-                State::Start { start } => {
-                    let Some(start) = start.take() else {
-                        return Poll::Ready(Err(Rejection::panicked(
-                            "handler polled again after it panicked",
-                        )));
-                    };
-                    match catch_unwind(AssertUnwindSafe(start)) {
-                        Ok(running) => self.set(RunOnce::Running { running }),
-                        Err(panic) => {
-                            return Poll::Ready(Err(Rejection::panicked(panic_message(&panic))))
-                        }
-                    }
-                }
-                State::Running { running } => {
-                    return match catch_unwind(AssertUnwindSafe(|| running.poll(cx))) {
-                        Ok(poll) => poll,
-                        Err(panic) => Poll::Ready(Err(Rejection::panicked(panic_message(&panic)))),
-                    };
-                }
+        // One guard covers the call and the poll: a handler that finishes
+        // in its first poll crosses one unwinding boundary, not two.
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            if let State::Start { start } = self.as_mut().project() {
+                let Some(start) = start.take() else {
+                    return Poll::Ready(Err(Rejection::panicked(
+                        "handler polled again after it panicked",
+                    )));
+                };
+                let running = start();
+                self.set(RunOnce::Running { running });
             }
+            match self.as_mut().project() {
+                State::Running { running } => running.poll(cx),
+                State::Start { .. } => unreachable!("the handler's future was just set"),
+            }
+        }));
+        match polled {
+            Ok(poll) => poll,
+            Err(panic) => Poll::Ready(Err(Rejection::panicked(panic_message(&panic)))),
         }
     }
 }

@@ -7,10 +7,11 @@ use std::future::Future;
 use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, Either};
-use futures_util::FutureExt;
+use futures_util::{FutureExt, Stream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -185,14 +186,17 @@ impl<H: RouteHandler, W: Future<Output = ()> + Send + 'static> RouteLoop<'_, H, 
         if self.concurrency == 1 {
             return true;
         }
+        // Polled without a waker: the select registers the task's when the
+        // batch ends.
+        let mut without_waker = TaskContext::from_waker(Waker::noop());
         for _ in 0..WAITING_BATCH {
             let Some(permit) = self.permit.take() else {
                 break;
             };
-            match subscription.next().now_or_never() {
-                Some(Some(incoming)) => self.dispatch(Held { incoming, permit }),
-                Some(None) => return false,
-                None => {
+            match Pin::new(&mut *subscription).poll_next(&mut without_waker) {
+                Poll::Ready(Some(incoming)) => self.dispatch(Held { incoming, permit }),
+                Poll::Ready(None) => return false,
+                Poll::Pending => {
                     self.permit = Some(permit);
                     break;
                 }

@@ -49,7 +49,7 @@ pub(super) fn from_header_map(map: Option<HeaderMap>) -> Headers {
 pub(super) fn incoming(
     subject: Arc<str>,
     message: async_nats::Message,
-    client: &async_nats::Client,
+    client: &Arc<async_nats::Client>,
 ) -> Incoming {
     let reply = message.reply;
     let received = Message {
@@ -67,7 +67,7 @@ pub(super) fn incoming(
 }
 
 struct NatsResponder {
-    client: async_nats::Client,
+    client: Arc<async_nats::Client>,
     reply: async_nats::Subject,
 }
 
@@ -75,6 +75,20 @@ struct NatsResponder {
 impl Responder for NatsResponder {
     async fn respond(self: Box<Self>, reply: Message) -> Result<()> {
         publish_core(&self.client, self.reply, &reply.headers, reply.payload).await
+    }
+
+    /// The reply queued in the client's buffer at the first poll, as most
+    /// are; one that would wait for room is dropped unsent (async-nats sends
+    /// nothing from a `send` dropped before it completes) and made again by
+    /// `respond`.
+    fn respond_now(&mut self, reply: &Message) -> Option<Result<()>> {
+        let attempt = std::pin::pin!(publish_core(
+            &self.client,
+            self.reply.clone(),
+            &reply.headers,
+            reply.payload.clone(),
+        ));
+        attempt.now_or_never()
     }
 }
 

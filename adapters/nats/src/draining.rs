@@ -40,7 +40,9 @@ pub(super) struct DrainingStream {
     stop_asked: Arc<AtomicBool>,
     /// Telling the server to stop sending; gives the subscriber back when told.
     unsubscribing: Option<futures_util::future::BoxFuture<'static, async_nats::Subscriber>>,
-    client: async_nats::Client,
+    /// Shared with each request's responder: cloning an async-nats
+    /// `Client` costs an allocation and several reference counts.
+    client: Arc<async_nats::Client>,
     /// The subject of the last message, shared with the next one on the
     /// same subject (most subscriptions see one), so it is not copied per message.
     last_subject: Option<Arc<str>>,
@@ -58,7 +60,7 @@ impl DrainingStream {
     pub(super) fn new(
         subscriber: async_nats::Subscriber,
         (stopped, stop_asked): (tokio::sync::oneshot::Receiver<()>, Arc<AtomicBool>),
-        client: async_nats::Client,
+        client: Arc<async_nats::Client>,
         pending_bytes: usize,
     ) -> Self {
         DrainingStream {

@@ -251,9 +251,12 @@ impl Transport for NatsTransport {
         if let Some(headers) = convert::to_header_map(&message.headers) {
             request = request.headers(headers);
         }
+        // The subject shared from the table publishes use, not copied twice
+        // (to a `String`, then into the `Subject` async-nats takes).
         let sent = tokio::time::timeout(
             timeout,
-            self.client.send_request(subject.to_owned(), request),
+            self.client
+                .send_request(self.subjects.get(subject), request),
         );
         match sent.await {
             Ok(Ok(reply)) => Ok(Message {
@@ -313,7 +316,7 @@ impl Transport for NatsTransport {
         let stream = DrainingStream::new(
             subscriber,
             (stopped, stop_asked.clone()),
-            self.client.clone(),
+            Arc::new(self.client.clone()),
             self.pending_bytes,
         );
         Ok(
