@@ -4,6 +4,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard::service::run_until_signal;
@@ -22,6 +24,14 @@ async fn child() {
         .unwrap();
     let doubled: u64 = bus.request_json("orders.place", &21u64).await.unwrap();
     assert_eq!(doubled, 21);
+    // Listening before `ready`: a signal that comes before `run_until_signal`
+    // listens is caught here instead of ending the process, and the parent
+    // sends it again until the process ends.
+    use tokio::signal::unix::{signal, SignalKind};
+    let _early = (
+        signal(SignalKind::terminate()).unwrap(),
+        signal(SignalKind::interrupt()).unwrap(),
+    );
     println!("ready");
     for report in run_until_signal(vec![orders]).await.unwrap() {
         println!("clean={} {report}", report.is_clean());
@@ -39,12 +49,28 @@ fn signalled(signal: &str) -> (std::process::ExitStatus, Vec<String>) {
         .unwrap();
     let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
-    let killed = Command::new("kill")
-        .args([&format!("-{signal}"), &process.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    // Sent every 200 ms until the process closes its output, at most 100
+    // times: the process is not reaped before, so its id stays its own.
+    let ended = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let (ended, signal, pid) = (ended.clone(), signal.to_owned(), process.id().to_string());
+        std::thread::spawn(move || {
+            for _ in 0..100 {
+                if ended.load(Ordering::Acquire) {
+                    return;
+                }
+                let killed = Command::new("kill")
+                    .args([&format!("-{signal}"), &pid])
+                    .status()
+                    .unwrap();
+                assert!(killed.success());
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
     let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    ended.store(true, Ordering::Release);
+    sender.join().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = process.try_wait().unwrap() {

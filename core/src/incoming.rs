@@ -275,3 +275,65 @@ impl fmt::Debug for Incoming {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::sync::Mutex;
+
+    /// Records which way a reply went; `now` says whether it can send at once.
+    struct Recording {
+        now: bool,
+        sent: Arc<Mutex<Vec<(&'static str, Bytes)>>>,
+    }
+
+    #[async_trait]
+    impl Responder for Recording {
+        async fn respond(self: Box<Self>, reply: Message) -> Result<()> {
+            self.sent.lock().unwrap().push(("respond", reply.payload));
+            Ok(())
+        }
+
+        fn respond_now(&mut self, reply: &Message) -> Option<Result<()>> {
+            if !self.now {
+                return None;
+            }
+            self.sent
+                .lock()
+                .unwrap()
+                .push(("respond_now", reply.payload.clone()));
+            Some(Ok(()))
+        }
+    }
+
+    async fn reply_through(now: bool) -> Vec<(&'static str, Bytes)> {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let responder = Recording {
+            now,
+            sent: sent.clone(),
+        };
+        let mut incoming = Incoming::new("orders.get".into(), Message::new(Bytes::new()))
+            .with_responder(Box::new(responder));
+        incoming
+            .send_reply(Message::new(Bytes::from_static(b"42")))
+            .await
+            .unwrap();
+        let again = incoming.send_reply(Message::new(Bytes::new())).await;
+        assert!(again.is_err(), "a second reply is refused");
+        let sent = sent.lock().unwrap().clone();
+        sent
+    }
+
+    #[tokio::test]
+    async fn a_reply_sent_at_once_skips_respond() {
+        let sent = reply_through(true).await;
+        assert_eq!(sent, vec![("respond_now", Bytes::from_static(b"42"))]);
+    }
+
+    #[tokio::test]
+    async fn a_reply_not_sent_at_once_goes_through_respond() {
+        let sent = reply_through(false).await;
+        assert_eq!(sent, vec![("respond", Bytes::from_static(b"42"))]);
+    }
+}

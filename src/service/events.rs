@@ -67,10 +67,9 @@ where
         // the handling future most events need is the size of this path.
         let first = match malformed {
             Some(reason) => Attempt::Malformed(reason),
-            None => match run_attempt(context, handler, &subject, &message, &traces).await {
-                Ok(reply) => Attempt::Handled(reply),
-                Err(rejection) => Attempt::Rejected(rejection),
-            },
+            None => run_attempt(context, handler, &subject, &message, &traces)
+                .await
+                .into(),
         };
         // Nothing to remember or publish back: acknowledged here.
         if matches!(first, Attempt::Handled(_)) && claim.is_none() && !is_deferred(&message) {
@@ -103,6 +102,15 @@ enum Attempt {
     Rejected(Rejection),
     /// The CloudEvents attributes are malformed: the handler did not run.
     Malformed(String),
+}
+
+impl From<Result<Message, Rejection>> for Attempt {
+    fn from(outcome: Result<Message, Rejection>) -> Self {
+        match outcome {
+            Ok(reply) => Attempt::Handled(reply),
+            Err(rejection) => Attempt::Rejected(rejection),
+        }
+    }
 }
 
 /// Runs the handler once on the event.
@@ -216,11 +224,9 @@ async fn retry_or_give_up<H: RouteHandler>(
             };
         }
         attempts += 1;
-        let outcome = run_attempt(context, handler, subject, &event.message, &event.traces).await;
-        last = match outcome {
-            Ok(reply) => Attempt::Handled(reply),
-            Err(rejection) => Attempt::Rejected(rejection),
-        };
+        last = run_attempt(context, handler, subject, &event.message, &event.traces)
+            .await
+            .into();
     };
     let Event {
         subject,
