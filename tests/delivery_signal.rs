@@ -50,22 +50,28 @@ fn signalled(signal: &str) -> (std::process::ExitStatus, Vec<String>) {
     let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     // Sent every 200 ms until the process closes its output, at most 100
-    // times: the process is not reaped before, so its id stays its own.
+    // times, then SIGKILL, so a service that never stops fails the test
+    // instead of hanging it. The process is not reaped before, so its id
+    // stays its own.
     let ended = Arc::new(AtomicBool::new(false));
     let sender = {
         let (ended, signal, pid) = (ended.clone(), signal.to_owned(), process.id().to_string());
         std::thread::spawn(move || {
+            let send = |signal: &str| {
+                let sent = Command::new("kill")
+                    .args([&format!("-{signal}"), &pid])
+                    .status()
+                    .unwrap();
+                assert!(sent.success());
+            };
             for _ in 0..100 {
                 if ended.load(Ordering::Acquire) {
                     return;
                 }
-                let killed = Command::new("kill")
-                    .args([&format!("-{signal}"), &pid])
-                    .status()
-                    .unwrap();
-                assert!(killed.success());
+                send(&signal);
                 std::thread::sleep(Duration::from_millis(200));
             }
+            send("KILL");
         })
     };
     let rest: Vec<String> = lines.map(Result::unwrap).collect();
