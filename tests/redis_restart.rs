@@ -2,15 +2,17 @@
 //! during the outage fail clearly or succeed after the client reconnects,
 //! and every accepted event reaches the consumer group, the append-only
 //! file (synced on every write) having kept what the server acknowledged.
-//! Runs a private Redis with its data in its own directory
-//! (`tests/support/redis.rs`).
+//! Health follows the server: degraded with the cause while it is down,
+//! connected again once it answers. Runs a private Redis with its data in
+//! its own directory (`tests/support/redis.rs`).
 
 mod support;
 
 use std::time::Duration;
 
 use support::redis::PrivateRedis;
-use switchboard::{connect, ErrorKind};
+use switchboard::transport::Health;
+use switchboard::{connect, Bus, ErrorKind};
 
 const OUTAGE: Duration = Duration::from_millis(500);
 
@@ -64,4 +66,80 @@ async fn no_accepted_event_is_lost_across_a_server_restart() {
     let _ = subscriber.close().await;
 }
 
-crate::tests!(no_accepted_event_is_lost_across_a_server_restart,);
+/// Polls `bus.health()` every 20 ms until `wanted` says yes, for at most
+/// `within`; the last health seen.
+async fn health_until(bus: &Bus, wanted: impl Fn(&Health) -> bool, within: Duration) -> Health {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let health = bus.health();
+        if wanted(&health) || tokio::time::Instant::now() >= deadline {
+            return health;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn health_follows_the_server_down_and_up() {
+    let Some(server) = PrivateRedis::start(|_| Vec::new()) else {
+        return;
+    };
+    let url = format!(
+        "redis://127.0.0.1:{}?connect_timeout=2s&command_timeout=2s",
+        server.port
+    );
+    let bus = connect(&url).await.unwrap();
+    let subject = "fault.health";
+    // Its reader sends a blocking read every 200 ms: an outage shows there.
+    let mut sub = bus.queue_subscribe(subject, "health-group").await.unwrap();
+    assert_eq!(bus.health(), Health::Connected);
+
+    server.kill();
+    let down = health_until(
+        &bus,
+        |health| matches!(health, Health::Degraded(_)),
+        Duration::from_secs(10),
+    )
+    .await;
+    match &down {
+        Health::Degraded(why) => assert!(why.contains("redis server not answering"), "{why}"),
+        other => panic!("health {other:?} with the server killed"),
+    }
+    // Within the command timeout (2 s), not after the connection's
+    // reconnecting gives up; the bound here only keeps a hang from holding the run.
+    let refused = tokio::time::timeout(Duration::from_secs(20), bus.publish_json(subject, &1u32))
+        .await
+        .expect("a publish while the server is down fails instead of waiting for it")
+        .unwrap_err();
+    assert!(
+        [ErrorKind::Timeout, ErrorKind::Backend].contains(&refused.kind()),
+        "{refused}"
+    );
+    assert!(
+        matches!(bus.health(), Health::Degraded(_)),
+        "a failed publish leaves health degraded"
+    );
+
+    server.launch();
+    let up = health_until(
+        &bus,
+        |health| *health == Health::Connected,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(up, Health::Connected, "health once the server is back");
+    bus.publish_json(subject, &2u32).await.unwrap();
+    let got = support::next_within(&mut sub, Duration::from_secs(10))
+        .await
+        .expect("the event published after the restart arrives");
+    assert_eq!(got.decode_json::<u32>().unwrap(), 2);
+    println!(
+        "Redis health: `{down}` while the server was down (a publish then: {refused}), `{up}` once it was back"
+    );
+    bus.close().await.unwrap();
+    assert_eq!(bus.health(), Health::Closed);
+}
+
+crate::tests!(
+    no_accepted_event_is_lost_across_a_server_restart,
+    health_follows_the_server_down_and_up,
+);

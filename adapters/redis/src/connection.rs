@@ -9,6 +9,7 @@ use redis::{Client, IntoConnectionInfo, ProtocolVersion};
 use tokio::sync::watch;
 
 use super::acks::AckQueue;
+use super::reachability::Reachability;
 use super::settings::RedisSettings;
 use switchboard_core::error::{Error, Result};
 
@@ -23,6 +24,8 @@ pub(crate) struct Shared {
     pub(crate) closed: watch::Receiver<bool>,
     /// Acknowledgements of group events, sent in batches on `commands`.
     pub(crate) acks: AckQueue,
+    /// Whether the server answered the last command: what `health` reports.
+    pub(crate) reachability: Reachability,
 }
 
 /// The client for `settings`: RESP3 (pushed messages share the command

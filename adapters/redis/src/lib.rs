@@ -20,6 +20,7 @@
 mod acks;
 mod connection;
 mod convert;
+mod reachability;
 mod replies;
 mod settings;
 mod subscription;

@@ -456,6 +456,7 @@ impl Reader {
                 _ = stopped.changed() => return,
                 () = closing(closed.clone()) => return,
             };
+            self.shared.reachability.record(&delivered);
             match delivered {
                 Ok(()) => failures = 0,
                 Err(err) => {

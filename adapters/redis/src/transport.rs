@@ -79,6 +79,7 @@ impl RedisTransport {
                 acks: AckQueue::start(commands.clone()),
                 commands,
                 closed,
+                reachability: Default::default(),
             }),
             replies,
             registered: Mutex::new(HashSet::new()),
@@ -92,6 +93,23 @@ impl RedisTransport {
     /// (it reconnects by itself; cloning it is cheap).
     pub fn connection(&self) -> ConnectionManager {
         self.shared.commands.clone()
+    }
+
+    /// [`add`](Self::add) within the command timeout, reconnecting
+    /// included: while the server is down, the connection retries for
+    /// longer than that, and a publish waits for it otherwise.
+    async fn add_within(&self, subject: &str, message: &Message) -> Result<()> {
+        let timeout = self.shared.settings.command_timeout;
+        match tokio::time::timeout(timeout, self.add(subject, message)).await {
+            Ok(added) => added,
+            Err(_) => {
+                self.shared.reachability.silent(timeout);
+                Err(Error::Timeout {
+                    subject: subject.to_owned(),
+                    timeout,
+                })
+            }
+        }
     }
 
     /// Adds the event to its stream; the first publish of a subject by this
@@ -112,20 +130,22 @@ impl RedisTransport {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(subject);
+        let reachability = &self.shared.reachability;
         if known {
-            add.query_async::<()>(&mut connection)
-                .await
-                .map_err(|e| publish_error(subject, settings.command_timeout, e))?;
+            let added = add.query_async::<()>(&mut connection).await;
+            reachability.record(&added);
+            added.map_err(|e| publish_error(subject, settings.command_timeout, e))?;
             return Ok(());
         }
-        let (_, added): ((), i64) = redis::pipe()
+        let added: redis::RedisResult<((), i64)> = redis::pipe()
             .add_command(add)
             .cmd("SADD")
             .arg(settings.subjects_key())
             .arg(subject)
             .query_async(&mut connection)
-            .await
-            .map_err(|e| publish_error(subject, settings.command_timeout, e))?;
+            .await;
+        reachability.record(&added);
+        let (_, added) = added.map_err(|e| publish_error(subject, settings.command_timeout, e))?;
         if added > 0 {
             // The event is in its stream already: a failed announcement is
             // not the publish's failure (a retry would add it twice), and
@@ -176,12 +196,13 @@ impl Transport for RedisTransport {
                 .headers
                 .insert(wire::TIMEOUT_MS, timeout.as_millis().max(1).to_string());
             let mut connection = self.shared.commands.clone();
-            let receivers: i64 = redis::cmd("PUBLISH")
+            let published = redis::cmd("PUBLISH")
                 .arg(self.shared.settings.request_channel(subject))
                 .arg(convert::frame(&message).as_ref())
-                .query_async(&mut connection)
-                .await
-                .map_err(convert::error)?;
+                .query_async::<i64>(&mut connection)
+                .await;
+            self.shared.reachability.record(&published);
+            let receivers = published.map_err(convert::error)?;
             if receivers == 0 {
                 return Err(Error::NoResponders {
                     subject: subject.to_owned(),
@@ -199,14 +220,16 @@ impl Transport for RedisTransport {
 
     async fn publish(&self, subject: &str, message: Message) -> Result<()> {
         let _in_flight = self.gate.enter()?;
-        self.add(subject, &message).await
+        self.add_within(subject, &message).await
     }
 
     /// `Taken` once the server added the event to its stream, as Kafka: the
     /// stream keeps it for every consumer group, present or not.
     async fn publish_reaching(&self, subject: &str, message: Message) -> Result<Reach> {
         let _in_flight = self.gate.enter()?;
-        self.add(subject, &message).await.map(|()| Reach::Taken)
+        self.add_within(subject, &message)
+            .await
+            .map(|()| Reach::Taken)
     }
 
     async fn subscribe(&self, subject: &str, group: Option<&str>) -> Result<Subscription> {
@@ -228,11 +251,13 @@ impl Transport for RedisTransport {
         &self.capabilities
     }
 
+    /// `Closed` once closed; `Degraded` while the last command (a
+    /// subscription's blocking read, a publish, a request) could not reach
+    /// the server; else `Connected`.
     fn health(&self) -> switchboard_core::health::Health {
         if self.gate.is_closed() {
-            switchboard_core::health::Health::Closed
-        } else {
-            switchboard_core::health::Health::Connected
+            return switchboard_core::health::Health::Closed;
         }
+        self.shared.reachability.health()
     }
 }
