@@ -1,12 +1,14 @@
 //! The Kafka-protocol broker restarted mid-stream: publishes during the outage
 //! fail clearly or succeed after reconnecting, and every accepted event reaches
-//! the consumer group. Runs a private Apache Kafka with its log on disk, so the
-//! restarted broker still has what it acknowledged.
+//! the consumer group; health says the brokers are down while they are, and
+//! connected once one answers. Runs a private Apache Kafka with its log on
+//! disk, so the restarted broker still has what it acknowledged.
 
 mod support;
 
 use std::time::Duration;
 
+use switchboard::transport::Health;
 use switchboard::{connect, ErrorKind, Message};
 
 const OUTAGE: Duration = Duration::from_millis(500);
@@ -92,4 +94,42 @@ async fn no_accepted_event_is_lost_across_a_broker_restart() {
     assert!(missing.is_empty(), "accepted events were lost: {missing:?}");
 }
 
-crate::tests!(no_accepted_event_is_lost_across_a_broker_restart,);
+async fn health_follows_the_brokers_down_and_up() {
+    let Some(mut broker) = PrivateBroker::start() else {
+        return;
+    };
+    let bus = connect(&broker.url()).await.unwrap();
+    let subject = "fault.health";
+    bus.publish(subject, Message::new("before")).await.unwrap();
+    assert_eq!(bus.health(), Health::Connected);
+
+    broker.0.stop();
+    let down = support::health_until(
+        &bus,
+        |health| matches!(health, Health::Degraded(_)),
+        Duration::from_secs(30),
+    )
+    .await;
+    match &down {
+        Health::Degraded(why) => assert!(why.contains("every Kafka broker is down"), "{why}"),
+        other => panic!("health {other:?} with the broker stopped"),
+    }
+
+    broker.0.restart();
+    let up = support::health_until(
+        &bus,
+        |health| *health == Health::Connected,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(up, Health::Connected, "health once the broker is back");
+    bus.publish(subject, Message::new("after")).await.unwrap();
+    println!("Kafka health: `{down}` while the broker was down, `{up}` once it was back");
+    bus.close().await.unwrap();
+    assert_eq!(bus.health(), Health::Closed);
+}
+
+crate::tests!(
+    no_accepted_event_is_lost_across_a_broker_restart,
+    health_follows_the_brokers_down_and_up,
+);

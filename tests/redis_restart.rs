@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use support::redis::PrivateRedis;
 use switchboard::transport::Health;
-use switchboard::{connect, Bus, ErrorKind};
+use switchboard::{connect, ErrorKind};
 
 const OUTAGE: Duration = Duration::from_millis(500);
 
@@ -66,19 +66,6 @@ async fn no_accepted_event_is_lost_across_a_server_restart() {
     let _ = subscriber.close().await;
 }
 
-/// Polls `bus.health()` every 20 ms until `wanted` says yes, for at most
-/// `within`; the last health seen.
-async fn health_until(bus: &Bus, wanted: impl Fn(&Health) -> bool, within: Duration) -> Health {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let health = bus.health();
-        if wanted(&health) || tokio::time::Instant::now() >= deadline {
-            return health;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn health_follows_the_server_down_and_up() {
     let Some(server) = PrivateRedis::start(|_| Vec::new()) else {
         return;
@@ -94,7 +81,7 @@ async fn health_follows_the_server_down_and_up() {
     assert_eq!(bus.health(), Health::Connected);
 
     server.kill();
-    let down = health_until(
+    let down = support::health_until(
         &bus,
         |health| matches!(health, Health::Degraded(_)),
         Duration::from_secs(10),
@@ -120,7 +107,7 @@ async fn health_follows_the_server_down_and_up() {
     );
 
     server.launch();
-    let up = health_until(
+    let up = support::health_until(
         &bus,
         |health| *health == Health::Connected,
         Duration::from_secs(30),

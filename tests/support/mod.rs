@@ -192,6 +192,23 @@ pub async fn publish_through_outage<S: Send + 'static>(
     (server, count / 3, failed_attempts)
 }
 
+/// Polls `bus.health()` every 20 ms until `wanted` says yes, for at most
+/// `within`; the last health seen.
+pub async fn health_until(
+    bus: &switchboard::Bus,
+    wanted: impl Fn(&switchboard::transport::Health) -> bool,
+    within: Duration,
+) -> switchboard::transport::Health {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let health = bus.health();
+        if wanted(&health) || tokio::time::Instant::now() >= deadline {
+            return health;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Receives numbered events (`0`, `1`, … as text), acknowledging each, until
 /// `count` distinct numbers arrived (when given) or nothing came for `quiet`.
 /// A `warm-up` event (sent to create a topic) is acknowledged and skipped.

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod acks;
+mod brokers;
 mod consumer;
 mod convert;
 mod probe;

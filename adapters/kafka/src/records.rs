@@ -31,7 +31,7 @@ use switchboard_core::wire;
 /// What a subscription's records need besides their consumer.
 pub(super) struct RecordContext {
     pub subject: Arc<str>,
-    pub producer: rdkafka::producer::FutureProducer,
+    pub producer: super::brokers::Producer,
     pub delivery_timeout: Duration,
     /// At most this many records are held while the route does not ask.
     pub buffer: usize,

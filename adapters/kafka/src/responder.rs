@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
+
+use super::brokers::Producer;
 
 use super::convert;
 use switchboard_core::error::{Error, Result};
@@ -14,7 +16,7 @@ use switchboard_core::wire;
 
 /// Sends the reply to a request to the requester's reply topic.
 pub(super) struct KafkaResponder {
-    producer: FutureProducer,
+    producer: Producer,
     reply_to: String,
     correlation_id: String,
     timeout: Duration,
@@ -22,7 +24,7 @@ pub(super) struct KafkaResponder {
 
 impl KafkaResponder {
     pub fn new(
-        producer: FutureProducer,
+        producer: Producer,
         reply_to: String,
         correlation_id: String,
         timeout: Duration,

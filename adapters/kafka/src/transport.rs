@@ -4,9 +4,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureRecord, Producer as _};
 use tokio::sync::{watch, OnceCell};
 
+use super::brokers::{self, BrokerWatch, Producer};
 use super::consumer;
 use super::convert::{self, BACKEND};
 use super::records::{KafkaStream, RecordContext};
@@ -24,7 +25,9 @@ use switchboard_core::wire;
 /// A connection to a Kafka cluster (or a Kafka-protocol broker such as tansu).
 pub struct KafkaTransport {
     settings: KafkaSettings,
-    producer: FutureProducer,
+    producer: Producer,
+    /// Whether every broker is down, as the producer's client sees it.
+    brokers: BrokerWatch,
     topics: Topics,
     replies: OnceCell<ReplyListener>,
     /// Unique per connection: names the reply topic and keys unkeyed events,
@@ -48,7 +51,10 @@ impl KafkaTransport {
                 "message.timeout.ms",
                 settings.delivery_timeout.as_millis().max(1).to_string(),
             );
-        let producer: FutureProducer = config.create().map_err(|e| Error::backend(BACKEND, e))?;
+        let brokers = BrokerWatch::default();
+        let producer: Producer = config
+            .create_with_context(brokers.clone())
+            .map_err(|e| Error::backend(BACKEND, e))?;
         // librdkafka connects lazily; ask for metadata so an unreachable,
         // untrusted or refusing broker fails here, with librdkafka's reason.
         super::probe::reach_brokers(&settings).await?;
@@ -56,15 +62,22 @@ impl KafkaTransport {
         capabilities.no_responders = Support::No(
             "Kafka cannot tell whether anyone consumes a topic (a plain subscriber reads without a consumer group, and asking the group coordinators would cost broker round trips on every request): a request nobody serves ends in Error::Timeout",
         );
+        let stop = watch::Sender::new(false);
+        tokio::spawn(brokers::follow(
+            brokers.clone(),
+            producer.clone(),
+            stop.subscribe(),
+        ));
         let transport = KafkaTransport {
             topics: Topics::new(&settings)?,
             connection_id: connection_id(&settings.client_id),
             settings,
             producer,
+            brokers,
             replies: OnceCell::new(),
             next_plain: AtomicU64::new(0),
             gate: DrainGate::new(),
-            stop: watch::Sender::new(false),
+            stop,
             capabilities,
         };
         tracing::debug!(elapsed = ?started.elapsed(), "kafka: connected");
@@ -141,7 +154,7 @@ impl KafkaTransport {
         self.producer
             .send(record, self.settings.delivery_timeout)
             .await
-            .map(|_| ())
+            .map(|_| self.brokers.answered())
             .map_err(|(err, _)| {
                 convert::produce_error(
                     err,
@@ -327,11 +340,13 @@ impl Transport for KafkaTransport {
         &self.capabilities
     }
 
+    /// `Closed` once closed; `Degraded` while librdkafka finds every
+    /// broker down (until a metadata request or a delivery succeeds); else
+    /// `Connected`.
     fn health(&self) -> switchboard_core::health::Health {
         if self.gate.is_closed() {
-            switchboard_core::health::Health::Closed
-        } else {
-            switchboard_core::health::Health::Connected
+            return switchboard_core::health::Health::Closed;
         }
+        self.brokers.health()
     }
 }
