@@ -1,15 +1,20 @@
 //! The Kafka-protocol broker restarted mid-stream: publishes during the outage
 //! fail clearly or succeed after reconnecting, and every accepted event reaches
 //! the consumer group; health says the brokers are down while they are, and
-//! connected once one answers. Runs a private Apache Kafka with its log on
+//! connected once one answers; an acknowledgement the broker never got is
+//! in the shutdown report. Runs a private Apache Kafka with its log on
 //! disk, so the restarted broker still has what it acknowledged.
 
 mod support;
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use switchboard::transport::Health;
-use switchboard::{connect, ErrorKind, Message};
+use switchboard::{connect, ErrorKind, Message, Service};
 
 const OUTAGE: Duration = Duration::from_millis(500);
 
@@ -129,7 +134,61 @@ async fn health_follows_the_brokers_down_and_up() {
     assert_eq!(bus.health(), Health::Closed);
 }
 
+/// An event handled while the broker is down: its acknowledgement cannot be
+/// committed, so the shutdown report counts it as unacknowledged (the group
+/// may deliver it again) instead of reporting a clean stop.
+async fn a_commit_the_broker_never_got_is_in_the_shutdown_report() {
+    let Some(mut broker) = PrivateBroker::start() else {
+        return;
+    };
+    let bus = connect(&broker.url()).await.unwrap();
+    let subject = "fault.final-commit";
+    let entered = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    let handled = Arc::new(AtomicU32::new(0));
+    let running = Service::new("final-commit", bus.clone())
+        .on(subject, {
+            let (entered, release, handled) = (entered.clone(), release.clone(), handled.clone());
+            move |_n: u32| {
+                let (entered, release, handled) =
+                    (entered.clone(), release.clone(), handled.clone());
+                async move {
+                    entered.notify_one();
+                    release.notified().await;
+                    handled.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    bus.publish_json(subject, &1u32).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), entered.notified())
+        .await
+        .expect("the handler got the event");
+
+    broker.0.stop();
+    let down = support::health_until(
+        &bus,
+        |health| matches!(health, Health::Degraded(_)),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(matches!(down, Health::Degraded(_)), "{down:?}");
+    release.notify_one();
+    while handled.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let report = running.shutdown().await;
+    println!("Kafka, final commit with the broker down: {report}");
+    assert_eq!(report.unacknowledged, 1, "{report}");
+    assert!(!report.is_clean());
+    drop(broker);
+    let _ = bus.close().await;
+}
+
 crate::tests!(
     no_accepted_event_is_lost_across_a_broker_restart,
     health_follows_the_brokers_down_and_up,
+    a_commit_the_broker_never_got_is_in_the_shutdown_report,
 );

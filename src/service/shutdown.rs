@@ -63,8 +63,9 @@ pub struct ShutdownReport {
     /// Events handled (or dead-lettered) whose acknowledgement the backend
     /// refused, over the service's life: a redelivering backend may run them
     /// again. Each is logged. Where the backend writes acknowledgements from
-    /// a task of its own (RabbitMQ, Redis), shutdown waits for that task and
-    /// counts those it could not write, or that were still unwritten.
+    /// a task of its own (RabbitMQ, Redis) or commits them (Kafka, within
+    /// `delivery_timeout`), shutdown waits for that and counts those it
+    /// could not write, or that were still unwritten.
     pub unacknowledged: usize,
     /// How long the shutdown took.
     pub took: Duration,

@@ -124,9 +124,8 @@ pub async fn lost_ack_is_reported(
     proxy.cut_and_refuse();
     // The acknowledgement must not slip out before the client has seen its
     // connection go (lapin could still write it into the closed socket):
-    // its health says so, or a publish through it fails. A client whose
-    // health does not follow its connection (Redis) and whose probe hangs
-    // gets 2 s: its socket is closed and its port refused either way.
+    // its health says so, or a publish through it fails; at most 2 s, its
+    // socket being closed and its port refused either way.
     let (prober, probe) = (through.clone(), format!("{subject}.probe"));
     let probing = tokio::spawn(async move {
         while prober

@@ -21,6 +21,8 @@ struct PartitionAcks {
     stored: i64,
     /// Highest offset handed to librdkafka for its next commit.
     handed: i64,
+    /// Highest offset the group is known to have committed.
+    committed: i64,
 }
 
 impl PartitionAcks {
@@ -90,6 +92,7 @@ impl AckBook {
                 highest: offset - 1,
                 stored: offset - 1,
                 handed: offset - 1,
+                committed: offset - 1,
                 ..Default::default()
             })
             .delivered(offset);
@@ -128,6 +131,36 @@ impl AckBook {
             }
         }
         (list.count() > 0).then_some(list)
+    }
+
+    /// The group committed `offsets` (as librdkafka gives them: the next
+    /// offset to read).
+    pub(super) fn committed(&mut self, offsets: &TopicPartitionList) {
+        for element in offsets.elements() {
+            let Offset::Offset(next) = element.offset() else {
+                continue;
+            };
+            let key = (Arc::from(element.topic()), element.partition());
+            if let Some(acks) = self.partitions.get_mut(&key) {
+                acks.committed = acks.committed.max(next - 1);
+            }
+        }
+    }
+
+    /// Everything handed to librdkafka is committed.
+    pub(super) fn all_committed(&mut self) {
+        for acks in self.partitions.values_mut() {
+            acks.committed = acks.committed.max(acks.handed);
+        }
+    }
+
+    /// Acknowledged records the group is not known to have committed: its
+    /// next reader may get them again.
+    pub(super) fn uncommitted(&self) -> usize {
+        self.partitions
+            .values()
+            .map(|acks| usize::try_from(acks.stored - acks.committed).unwrap_or(0))
+            .sum()
     }
 }
 
@@ -196,6 +229,38 @@ mod tests {
         assert_eq!(book.acknowledged(&p(0), 12), Some(12));
         assert_eq!(book.acknowledged(&p(0), 13), Some(14));
         assert_eq!(book.acknowledged(&p(7), 1), None, "unknown partition");
+    }
+
+    #[test]
+    fn counts_what_was_acknowledged_and_not_committed() {
+        let mut book = AckBook::default();
+        for offset in 10..15 {
+            book.delivered(p(0), offset);
+        }
+        for offset in 20..22 {
+            book.delivered(p(1), offset);
+        }
+        for offset in 10..13 {
+            book.acknowledged(&p(0), offset);
+        }
+        book.acknowledged(&p(1), 20);
+        assert_eq!(book.uncommitted(), 4, "10, 11, 12 and 20");
+        let handed = book.take_acknowledged().unwrap();
+        assert_eq!(book.uncommitted(), 4, "handed is not committed");
+        // librdkafka's commit of 0 reports its next offsets (13; 21).
+        let mut first = TopicPartitionList::new();
+        first
+            .add_partition_offset("orders", 0, Offset::Offset(13))
+            .unwrap();
+        book.committed(&first);
+        assert_eq!(book.uncommitted(), 1, "20 is left");
+        book.committed(&handed);
+        assert_eq!(book.uncommitted(), 0);
+        book.acknowledged(&p(0), 13);
+        assert_eq!(book.uncommitted(), 1);
+        book.take_acknowledged();
+        book.all_committed();
+        assert_eq!(book.uncommitted(), 0);
     }
 
     #[test]

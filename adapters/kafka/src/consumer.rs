@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::{KafkaResult, RDKafkaErrorCode};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
@@ -54,6 +55,13 @@ impl ConsumerContext for RebalanceWatch {
                 tracing::debug!(count = partitions.count(), "kafka: partitions revoked");
             }
             Rebalance::Error(err) => tracing::warn!(error = %err, "kafka: rebalance failed"),
+        }
+    }
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let (Ok(()), Some(book)) = (result, &self.book) {
+            book.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .committed(offsets);
         }
     }
 }
@@ -161,6 +169,26 @@ pub(super) fn store_acknowledged<C: ConsumerContext>(
     if let Err(err) = consumer.store_offsets(&offsets) {
         tracing::debug!(error = %err, "kafka: offsets not stored");
     }
+}
+
+/// Commits what was acknowledged, synchronously (it blocks): the number of
+/// acknowledged records the group is not known to have committed after it,
+/// which its next reader may get again.
+pub(super) fn commit_acknowledged(consumed: &Consumed) -> usize {
+    store_acknowledged(&consumed.consumer, &consumed.book);
+    let committed = consumed.consumer.commit_consumer_state(CommitMode::Sync);
+    let mut book = consumed.book.lock().unwrap_or_else(|e| e.into_inner());
+    match committed {
+        // librdkafka holds nothing uncommitted.
+        Err(err) if err.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {
+            book.all_committed()
+        }
+        Ok(()) => book.all_committed(),
+        Err(err) => {
+            tracing::warn!(topic = %consumed.topic, error = %err, "kafka: acknowledged offsets not committed; the group may deliver those records again");
+        }
+    }
+    book.uncommitted()
 }
 
 /// Waits, until `deadline`, for a pause of 50 ms before the next try, or

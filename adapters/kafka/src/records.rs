@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use rdkafka::consumer::{CommitMode, Consumer as _, MessageStream};
+use rdkafka::consumer::{Consumer as _, MessageStream};
 use rdkafka::error::KafkaResult;
 use rdkafka::{Message as _, Offset};
 use tokio::sync::watch;
@@ -276,12 +276,24 @@ impl KafkaStream {
     /// The subscription handed to the caller; stopping it ends the stream.
     pub(super) fn into_subscription(self, group: Option<&str>) -> Subscription {
         let consumed = Arc::downgrade(&self.consumed);
-        let subject = lock(&self.reader).context.subject.to_string();
-        Subscription::new(subject, group.map(str::to_owned), self).with_stop(move || {
-            if let Some(consumed) = consumed.upgrade() {
-                consumed.taking.store(false, Ordering::Release);
-            }
-        })
+        let committing = self.consumed.commits.then(|| self.consumed.clone());
+        let (subject, patience) = {
+            let reader = lock(&self.reader);
+            (
+                reader.context.subject.to_string(),
+                reader.context.delivery_timeout,
+            )
+        };
+        let subscription =
+            Subscription::new(subject, group.map(str::to_owned), self).with_stop(move || {
+                if let Some(consumed) = consumed.upgrade() {
+                    consumed.taking.store(false, Ordering::Release);
+                }
+            });
+        match committing {
+            Some(consumed) => subscription.with_settle(move || settle(consumed, patience)),
+            None => subscription,
+        }
     }
 
     /// Whether the transport has closed since the stream began.
@@ -349,6 +361,25 @@ impl futures_core::Stream for KafkaStream {
     }
 }
 
+/// Once a `Service` route has every acknowledgement: commits them, within
+/// `patience` (a commit blocks while the group's coordinator is away); the
+/// number of acknowledged records the group is not known to have committed.
+async fn settle(consumed: Arc<Consumed>, patience: Duration) -> usize {
+    let committing = consumed.clone();
+    let committed = tokio::task::spawn_blocking(move || consumer::commit_acknowledged(&committing));
+    match tokio::time::timeout(patience, committed).await {
+        Ok(Ok(uncommitted)) => uncommitted,
+        _ => {
+            tracing::warn!(topic = %consumed.topic, ?patience, "kafka: the final commit did not finish in time; the group may deliver acknowledged records again");
+            lock_book(&consumed).uncommitted()
+        }
+    }
+}
+
+fn lock_book(consumed: &Consumed) -> MutexGuard<'_, super::acks::AckBook> {
+    consumed.book.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Commits what was acknowledged and lets the consumer leave its group once
 /// its subscription is gone.
 struct LeaveGroup(Option<Arc<Consumed>>);
@@ -360,11 +391,7 @@ impl Drop for LeaveGroup {
         };
         let leave = move || {
             if consumed.commits {
-                consumer::store_acknowledged(&consumed.consumer, &consumed.book);
-                if let Err(err) = consumed.consumer.commit_consumer_state(CommitMode::Sync) {
-                    // Nothing stored since the last commit is reported as an error too.
-                    tracing::debug!(topic = %consumed.topic, error = %err, "kafka: final commit");
-                }
+                consumer::commit_acknowledged(&consumed);
             }
             drop(consumed);
         };
