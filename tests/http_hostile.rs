@@ -306,6 +306,60 @@ async fn every_error_status_has_the_documented_body() {
     assert_documented(unauthorized, 401, "unauthorized").await;
 }
 
+/// A subject in the path is percent-decoded: an encoded dot reaches the
+/// handler of the decoded subject; bytes that are not UTF-8 once decoded,
+/// and decoded subjects that are not valid (a space, CR LF, a wildcard, an
+/// empty token), are refused with the documented body, for requests and
+/// events alike; the responder serves on.
+#[tokio::test]
+async fn percent_encoded_subjects_are_decoded_or_refused() {
+    let bus = service("").await;
+    let mut requests = bus.subscribe("orders.created").await.unwrap();
+    tokio::spawn(async move {
+        while let Some(mut request) = requests.next().await {
+            let payload = request.payload().to_vec();
+            let _ = request.reply(Message::new(payload)).await;
+        }
+    });
+    let base = format!("http://{}", address(&bus));
+    let client = reqwest::Client::new();
+    let post = |path: &str| client.post(format!("{base}{path}")).body("hello").send();
+
+    let decoded = post("/requests/orders%2Ecreated").await.unwrap();
+    assert_eq!(decoded.status(), 200);
+    assert_eq!(decoded.text().await.unwrap(), "hello");
+    let also = post("/requests/%6Frders.created").await.unwrap();
+    assert_eq!(also.status(), 200, "an encoded letter");
+
+    assert_documented(
+        post("/requests/orders%FFcreated").await.unwrap(),
+        400,
+        "codec-error",
+    )
+    .await;
+    assert_documented(
+        post("/events/orders%C3created").await.unwrap(),
+        400,
+        "codec-error",
+    )
+    .await;
+    for invalid in [
+        "orders%20created",
+        "orders%0D%0Acreated",
+        "orders.%2A",
+        "orders%2E%2Ecreated",
+    ] {
+        let request = post(&format!("/requests/{invalid}")).await.unwrap();
+        assert_eq!(request.status(), 400, "request to {invalid}");
+        assert_documented(request, 400, "codec-error").await;
+        let event = post(&format!("/events/{invalid}")).await.unwrap();
+        assert_documented(event, 400, "codec-error").await;
+    }
+
+    let after = post("/requests/orders.created").await.unwrap();
+    assert_eq!(after.status(), 200, "the responder serves on");
+}
+
 /// Hole 6: a reply without a content-type is sent without one.
 #[tokio::test]
 async fn replies_carry_only_the_responders_content_type() {
