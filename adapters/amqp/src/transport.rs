@@ -309,7 +309,8 @@ impl Transport for AmqpTransport {
             if let Err(err) = self.connection.close(200, "closed".into()).await {
                 match err.kind() {
                     lapin::ErrorKind::InvalidConnectionState(_) => {
-                        tracing::warn!(error = %err, "amqp: the connection was not open to close")
+                        tracing::warn!(error = %err, "amqp: the connection is down; it is closed as soon as lapin has it back");
+                        tokio::spawn(close_once_back(self.connection.clone()));
                     }
                     _ => return Err(convert::error(err)),
                 }
@@ -337,6 +338,28 @@ impl Transport for AmqpTransport {
         } else {
             degraded("disconnected")
         }
+    }
+}
+
+/// Closes `connection` once lapin's recovery has it back. lapin cannot be
+/// told to stop recovering, and a recovered connection declares its
+/// consumers again: left open, a closed transport's consumer would take a
+/// share of its group's events and never acknowledge them. Polled, since
+/// the connection's one event listener is the transport's
+/// ([`channels::watch_reconnects`]).
+async fn close_once_back(connection: std::sync::Arc<Connection>) {
+    loop {
+        let status = connection.status();
+        if status.connected() {
+            if let Err(err) = connection.close(200, "closed".into()).await {
+                tracing::warn!(error = %err, "amqp: a connection recovered after close could not be closed");
+            }
+            return;
+        }
+        if status.closed() || status.errored() && !status.reconnecting() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
