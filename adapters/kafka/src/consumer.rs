@@ -153,22 +153,23 @@ pub(super) fn new_consumer(
 }
 
 /// Hands what `book` acknowledged since the last call to librdkafka for its
-/// next commit. A partition revoked meanwhile refuses its offset: its new
-/// owner reads those records again.
+/// next commit; whether there was any. A partition revoked meanwhile
+/// refuses its offset: its new owner reads those records again.
 pub(super) fn store_acknowledged<C: ConsumerContext>(
     consumer: &impl Consumer<C>,
     book: &Mutex<AckBook>,
-) {
+) -> bool {
     let Some(offsets) = book
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .take_acknowledged()
     else {
-        return;
+        return false;
     };
     if let Err(err) = consumer.store_offsets(&offsets) {
         tracing::debug!(error = %err, "kafka: offsets not stored");
     }
+    true
 }
 
 /// Commits what was acknowledged, synchronously (it blocks): the number of

@@ -42,6 +42,10 @@ pub(super) struct RecordContext {
 /// every second (`auto.commit.interval.ms`), at a revocation and when the
 /// consumer leaves.
 const KEEP_EVERY: Duration = Duration::from_millis(100);
+/// While its looks find nothing to do, the keeper doubles its pause up to
+/// this: an idle subscription costs a wake-up a second, not ten. A route
+/// that waits for records is woken by librdkafka's queue itself.
+const KEEP_IDLE: Duration = Duration::from_secs(1);
 
 /// The consumer's one stream of records, which borrows the consumer.
 type ConsumerStream<'a> = MessageStream<'a, RebalanceWatch>;
@@ -163,30 +167,34 @@ impl Reader {
     }
 }
 
-/// Every [`KEEP_EVERY`] until the subscription is gone: takes records for
-/// the route if it did not ask for any since the last look, and hands what
-/// was acknowledged to librdkafka for its next commit.
+/// Every [`KEEP_EVERY`] (up to [`KEEP_IDLE`] while idle) until the
+/// subscription is gone: takes records for the route if it did not ask for
+/// any since the last look, and hands what was acknowledged to librdkafka
+/// for its next commit.
 async fn keep(reader: Weak<Mutex<Reader>>) {
-    let mut ticks = tokio::time::interval(KEEP_EVERY);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pause = KEEP_EVERY;
     loop {
-        ticks.tick().await;
+        tokio::time::sleep(pause).await;
         let Some(shared) = reader.upgrade() else {
             return;
         };
         {
             let mut reader = lock(&shared);
-            if reader.asked {
-                reader.asked = false;
-            } else if reader.keep() {
+            let mut busy = std::mem::take(&mut reader.asked);
+            if !busy && reader.keep() {
+                busy = true;
                 if let Some(route) = reader.route.take() {
                     route.wake();
                 }
             }
             let consumed = reader.records.borrow_owner();
             if consumed.commits {
-                consumer::store_acknowledged(&consumed.consumer, &consumed.book);
+                busy |= consumer::store_acknowledged(&consumed.consumer, &consumed.book);
             }
+            pause = match busy {
+                true => KEEP_EVERY,
+                false => (pause * 2).min(KEEP_IDLE),
+            };
         }
         if Arc::strong_count(&shared) == 1 {
             // The last hold: the consumer may close with it, which blocks.
