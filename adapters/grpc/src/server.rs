@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
-use axum::Router;
 use futures_core::Stream;
 use tokio::sync::{mpsc, Semaphore};
 use tonic::service::interceptor::InterceptedService;
@@ -20,7 +19,7 @@ use super::{convert, status};
 use switchboard_core::error::Error;
 use switchboard_core::web::auth;
 use switchboard_core::{subject, wire};
-use switchboard_mesh::{EventRefused, Shared, SnapshotRefused, DELIVER};
+use switchboard_mesh::{App, EventRefused, Shared, SnapshotRefused, DELIVER};
 
 /// Room for an envelope's subject and headers on top of `max_body`: tonic's
 /// own limit stops only what is far too large, and a payload over `max_body`
@@ -29,7 +28,7 @@ const ENVELOPE_ALLOWANCE: usize = 64 * 1024;
 
 /// The routes of a service: both gRPC services behind the token check, with
 /// the message size limit (`max_body` on the payload) both ways.
-pub(super) fn router(shared: Arc<Shared>) -> Router {
+pub(super) fn router(shared: Arc<Shared>) -> App {
     let max_body = shared.settings.max_body.saturating_add(ENVELOPE_ALLOWANCE);
     let token = shared.settings.token.clone();
     let service = Service {
@@ -52,7 +51,16 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
                 .add_service(InterceptedService::new(mesh, check))
         }
     };
-    routes.into_axum_router()
+    App::Routes(routes.into_axum_router())
+}
+
+/// Whether `path` calls the mesh service (`/switchboard.v1.Mesh/…`), whose
+/// snapshot exchange reads the caller's address.
+pub(super) fn is_mesh_call(path: &str) -> bool {
+    use tonic::server::NamedService;
+    path.strip_prefix('/')
+        .and_then(|rest| rest.strip_prefix(MeshServer::<Service>::NAME))
+        .is_some_and(|method| method.starts_with('/'))
 }
 
 /// With `token` set, every call must carry `authorization: Bearer TOKEN`.
@@ -244,5 +252,18 @@ impl Mesh for Service {
             }
             Err(SnapshotRefused::Forbidden(reason)) => Err(Status::permission_denied(reason)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_mesh_call;
+
+    #[test]
+    fn only_the_mesh_service_gets_the_callers_address() {
+        assert!(is_mesh_call("/switchboard.v1.Mesh/Exchange"));
+        assert!(!is_mesh_call("/switchboard.v1.Switchboard/Request"));
+        assert!(!is_mesh_call("/switchboard.v1.MeshX/Exchange"));
+        assert!(!is_mesh_call("switchboard.v1.Mesh/Exchange"));
     }
 }

@@ -39,6 +39,7 @@ impl GrpcTransport {
                 settings.tls.as_ref(),
             )?),
             router: super::server::router,
+            needs_caller_address: super::server::is_mesh_call,
             protocol: Protocol::Http2,
         };
         Ok(GrpcTransport {

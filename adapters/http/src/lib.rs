@@ -59,6 +59,7 @@ pub async fn start(settings: HttpSettings) -> Result<HttpTransport> {
             settings.tls.as_ref(),
         )?),
         router: server::router,
+        needs_caller_address: |path| path == wire::SUBSCRIPTIONS,
         protocol: Protocol::Http1,
     };
     HttpTransport::start(settings, wire).await

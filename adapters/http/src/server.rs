@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::future::Either;
+use futures_util::FutureExt;
 use tower_layer::Layer;
+use tower_service::Service as _;
 
 use super::gate::Gate;
 use super::responses::{error_response, reply_response};
@@ -19,15 +21,15 @@ use super::wire::{self as http_wire, EVENTS, HEALTH, REQUESTS, SUBSCRIPTIONS};
 use switchboard_core::message::Message;
 use switchboard_core::web::body_limit::{self, BodyRefused};
 use switchboard_core::wire;
-use switchboard_mesh::Shared;
 use switchboard_mesh::Snapshot;
 use switchboard_mesh::DELIVER;
+use switchboard_mesh::{App, Shared};
 use switchboard_mesh::{EventRefused, SnapshotRefused};
 
 /// The routes of a service, with its body limit, timeouts and token check.
 /// Every error, including the framework's own (unknown path, wrong method,
 /// body too large, timeout), answers with the documented JSON body and `sb-status`.
-pub(super) fn router(shared: Arc<Shared>) -> Router {
+pub(super) fn router(shared: Arc<Shared>) -> App {
     let settings = &shared.settings;
     let routes = Router::new()
         // The gate (`gate.rs`) serves these directly; the routes give
@@ -50,7 +52,15 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
     // the extractors. Wrapping once, not with `Router::layer`, under which
     // each route would hold its layers as boxed services, cloned on every request.
     let limited = DefaultBodyLimit::max(settings.max_body).layer(routes);
-    Router::new().fallback_service(Gate::new(limited, serve_directly, shared))
+    let gate = Gate::new(limited, serve_directly, shared);
+    App::Direct(Arc::new(move |request| {
+        // The routes behind the gate are always ready (an axum `Router`).
+        let answer = gate.clone().call(request);
+        Box::pin(answer.map(|answered| match answered {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }))
+    }))
 }
 
 /// The names of the services here that publish an AsyncAPI document, as a JSON array.

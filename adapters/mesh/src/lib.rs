@@ -45,7 +45,7 @@ pub use settings::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PEERS, DEFAULT_PEER_TIMEOUT, DEFAULT_RETRIES,
     DEFAULT_SERVER_TIMEOUT, DEFAULT_SYNC_INTERVAL, OPTIONS,
 };
-pub use shared::{Shared, Wire};
+pub use shared::{App, Shared, Wire};
 pub use tls::{ClientPems, ClientTrust, HttpTls};
 pub use transport::MeshTransport;
 

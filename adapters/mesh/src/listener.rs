@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::Router;
+use futures_util::future::Either;
+use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -15,6 +16,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service as _;
+
+use super::shared::App;
 
 /// The HTTP version a server speaks: HTTP/1.1 (`http://`) or HTTP/2 only (gRPC, prior knowledge or ALPN `h2`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,10 +41,11 @@ pub(super) struct ConnectionLimits {
 }
 
 /// Serves `app` on `listener` until `stopped` turns true, then waits (the caller
-/// bounds how long) for open requests to finish.
+/// bounds how long) for open requests to finish; a request to a path
+/// `needs_caller_address` says yes to carries the caller's address.
 pub(super) async fn serve(
     listener: TcpListener,
-    app: Router,
+    (app, needs_caller_address): (App, fn(&str) -> bool),
     protocol: Protocol,
     tls: Option<TlsAcceptor>,
     limits: ConnectionLimits,
@@ -80,6 +84,7 @@ pub(super) async fn serve(
             http: http.clone(),
             app: app.clone(),
             remote,
+            needs_caller_address,
             watcher: graceful.watcher(),
             first_request_within: limits.header_timeout,
         };
@@ -154,8 +159,9 @@ impl Http {
 /// One accepted connection, before its first byte is read.
 struct Connection {
     http: Http,
-    app: Router,
+    app: App,
     remote: SocketAddr,
+    needs_caller_address: fn(&str) -> bool,
     watcher: hyper_util::server::graceful::Watcher,
     /// HTTP/2: how long a connection may go without its first request.
     first_request_within: Duration,
@@ -170,6 +176,7 @@ impl Connection {
             http,
             app,
             remote,
+            needs_caller_address,
             watcher,
             first_request_within,
         } = self;
@@ -178,8 +185,15 @@ impl Connection {
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             seen.store(true, std::sync::atomic::Ordering::Relaxed);
             // The peer's address, for the snapshot exchange's address check.
-            request.extensions_mut().insert(ConnectInfo(remote));
-            app.clone().call(request)
+            if needs_caller_address(request.uri().path()) {
+                request.extensions_mut().insert(ConnectInfo(remote));
+            }
+            match &app {
+                App::Routes(routes) => Either::Left(routes.clone().call(request)),
+                App::Direct(direct) => {
+                    Either::Right(direct(request.map(axum::body::Body::new)).map(Ok))
+                }
+            }
         });
         let ended = match http {
             Http::One(http) => {

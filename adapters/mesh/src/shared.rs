@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::response::Response;
 use axum::Router;
 use backon::{ExponentialBuilder, Retryable};
-use futures_util::future::join_all;
+use futures_util::future::{join_all, BoxFuture};
 
 use super::directory::{Directory, Snapshot, Trust};
 use super::listener::Protocol;
@@ -27,9 +28,24 @@ pub struct Wire {
     /// Outgoing calls to peers.
     pub client: Arc<dyn PeerCalls>,
     /// The server's routes.
-    pub router: fn(Arc<Shared>) -> Router,
+    pub router: fn(Arc<Shared>) -> App,
+    /// Whether a request to this path is given the caller's address
+    /// (`ConnectInfo`), which costs two allocations per request: only the
+    /// peer snapshot exchange reads it.
+    pub needs_caller_address: fn(&str) -> bool,
     /// HTTP/1.1 for `http://`, HTTP/2 for gRPC.
     pub protocol: Protocol,
+}
+
+/// What serves a server's requests, as the listener hands them over.
+#[derive(Clone)]
+pub enum App {
+    /// Routed by axum (gRPC's two services).
+    Routes(Router),
+    /// One service that routes by itself (HTTP's gate), with no router in
+    /// front of it: a router's fallback would match the path and clone a
+    /// boxed service on every request first.
+    Direct(Arc<dyn Fn(axum::extract::Request) -> BoxFuture<'static, Response> + Send + Sync>),
 }
 
 /// State shared by the transport, its server and its background sync.

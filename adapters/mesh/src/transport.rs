@@ -127,7 +127,7 @@ impl MeshTransport {
         };
         let server = tokio::spawn(listener::serve(
             listener,
-            app,
+            (app, wire.needs_caller_address),
             wire.protocol,
             acceptor,
             limits,
