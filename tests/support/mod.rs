@@ -194,7 +194,7 @@ pub async fn publish_through_outage<S: Send + 'static>(
 
 /// Polls `bus.health()` every 20 ms until `wanted` says yes, for at most
 /// `within`; the last health seen.
-pub async fn health_until(
+async fn health_until(
     bus: &switchboard::Bus,
     wanted: impl Fn(&switchboard::transport::Health) -> bool,
     within: Duration,
@@ -207,6 +207,24 @@ pub async fn health_until(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The reason `bus.health()` gives once it is degraded, within `within`;
+/// panics with the health seen if it is not by then.
+pub async fn degraded_within(bus: &switchboard::Bus, within: Duration) -> String {
+    use switchboard::transport::Health;
+    match health_until(bus, |health| matches!(health, Health::Degraded(_)), within).await {
+        Health::Degraded(why) => why,
+        other => panic!("health {other:?} after {within:?}, not degraded"),
+    }
+}
+
+/// Waits until `bus.health()` is connected, within `within`; panics with
+/// the health seen if it is not by then.
+pub async fn connected_within(bus: &switchboard::Bus, within: Duration) {
+    use switchboard::transport::Health;
+    let health = health_until(bus, |health| *health == Health::Connected, within).await;
+    assert_eq!(health, Health::Connected, "health after {within:?}");
 }
 
 /// Receives numbered events (`0`, `1`, … as text), acknowledging each, until
