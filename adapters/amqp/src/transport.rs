@@ -348,6 +348,8 @@ impl Transport for AmqpTransport {
 /// the connection's one event listener is the transport's
 /// ([`channels::watch_reconnects`]).
 async fn close_once_back(connection: std::sync::Arc<Connection>) {
+    // Soon after lapin is back, while a long outage costs few wake-ups.
+    let mut pause = Duration::from_millis(20);
     loop {
         let status = connection.status();
         if status.connected() {
@@ -359,7 +361,8 @@ async fn close_once_back(connection: std::sync::Arc<Connection>) {
         if status.closed() || status.errored() && !status.reconnecting() {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
     }
 }
 

@@ -284,7 +284,10 @@ impl KafkaStream {
     /// The subscription handed to the caller; stopping it ends the stream.
     pub(super) fn into_subscription(self, group: Option<&str>) -> Subscription {
         let consumed = Arc::downgrade(&self.consumed);
-        let committing = self.consumed.commits.then(|| self.consumed.clone());
+        let committing = self
+            .consumed
+            .commits
+            .then(|| LastHoldOffAsync(Some(self.consumed.clone())));
         let (subject, patience) = {
             let reader = lock(&self.reader);
             (
@@ -372,7 +375,10 @@ impl futures_core::Stream for KafkaStream {
 /// Once a `Service` route has every acknowledgement: commits them, within
 /// `patience` (a commit blocks while the group's coordinator is away); the
 /// number of acknowledged records the group is not known to have committed.
-async fn settle(consumed: Arc<Consumed>, patience: Duration) -> usize {
+async fn settle(consumed: LastHoldOffAsync, patience: Duration) -> usize {
+    let Some(consumed) = consumed.0.clone() else {
+        return 0;
+    };
     let committing = consumed.clone();
     let committed = tokio::task::spawn_blocking(move || consumer::commit_acknowledged(&committing));
     match tokio::time::timeout(patience, committed).await {
@@ -386,6 +392,24 @@ async fn settle(consumed: Arc<Consumed>, patience: Duration) -> usize {
 
 fn lock_book(consumed: &Consumed) -> MutexGuard<'_, super::acks::AckBook> {
     consumed.book.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A hold on a consumer that, if it is the last one, lets go of it off the
+/// async threads: closing a consumer blocks (the settle hook's hold, when
+/// its subscription is dropped without a `Service` calling the hook).
+struct LastHoldOffAsync(Option<Arc<Consumed>>);
+
+impl Drop for LastHoldOffAsync {
+    fn drop(&mut self) {
+        let Some(consumed) = self.0.take() else {
+            return;
+        };
+        if Arc::strong_count(&consumed) == 1 {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                drop(runtime.spawn_blocking(move || drop(consumed)));
+            }
+        }
+    }
 }
 
 /// Commits what was acknowledged and lets the consumer leave its group once

@@ -25,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+mod app;
 mod deliver;
 mod directory;
 mod listener;
@@ -35,6 +36,7 @@ mod shared;
 mod tls;
 mod transport;
 
+pub use app::App;
 pub use deliver::{format_deliver, parse_deliver, DELIVER};
 pub use directory::{Advertised, Snapshot};
 pub use listener::Protocol;
@@ -45,7 +47,7 @@ pub use settings::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PEERS, DEFAULT_PEER_TIMEOUT, DEFAULT_RETRIES,
     DEFAULT_SERVER_TIMEOUT, DEFAULT_SYNC_INTERVAL, OPTIONS,
 };
-pub use shared::{App, Shared, Wire};
+pub use shared::{Shared, Wire};
 pub use tls::{ClientPems, ClientTrust, HttpTls};
 pub use transport::MeshTransport;
 

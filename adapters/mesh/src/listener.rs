@@ -17,7 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service as _;
 
-use super::shared::App;
+use super::app::App;
 
 /// The HTTP version a server speaks: HTTP/1.1 (`http://`) or HTTP/2 only (gRPC, prior knowledge or ALPN `h2`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,11 +5,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::response::Response;
-use axum::Router;
 use backon::{ExponentialBuilder, Retryable};
-use futures_util::future::{join_all, BoxFuture};
+use futures_util::future::join_all;
 
+use super::app::App;
 use super::directory::{Directory, Snapshot, Trust};
 use super::listener::Protocol;
 use super::peer_calls::PeerCalls;
@@ -35,17 +34,6 @@ pub struct Wire {
     pub needs_caller_address: fn(&str) -> bool,
     /// HTTP/1.1 for `http://`, HTTP/2 for gRPC.
     pub protocol: Protocol,
-}
-
-/// What serves a server's requests, as the listener hands them over.
-#[derive(Clone)]
-pub enum App {
-    /// Routed by axum (gRPC's two services).
-    Routes(Router),
-    /// One service that routes by itself (HTTP's gate), with no router in
-    /// front of it: a router's fallback would match the path and clone a
-    /// boxed service on every request first.
-    Direct(Arc<dyn Fn(axum::extract::Request) -> BoxFuture<'static, Response> + Send + Sync>),
 }
 
 /// State shared by the transport, its server and its background sync.
