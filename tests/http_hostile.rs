@@ -21,6 +21,17 @@ async fn service(options: &str) -> Bus {
         .unwrap()
 }
 
+/// Answers every request on `subject` with its own payload, in a task of its own.
+async fn echo_replies(bus: &Bus, subject: &str) {
+    let mut requests = bus.subscribe(subject).await.unwrap();
+    tokio::spawn(async move {
+        while let Some(mut request) = requests.next().await {
+            let payload = request.payload().to_vec();
+            let _ = request.reply(Message::new(payload)).await;
+        }
+    });
+}
+
 /// Reads until the server closes the connection (or `within` passes): what it sent.
 async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Option<String> {
     let mut received = Vec::new();
@@ -314,13 +325,7 @@ async fn every_error_status_has_the_documented_body() {
 #[tokio::test]
 async fn percent_encoded_subjects_are_decoded_or_refused() {
     let bus = service("").await;
-    let mut requests = bus.subscribe("orders.created").await.unwrap();
-    tokio::spawn(async move {
-        while let Some(mut request) = requests.next().await {
-            let payload = request.payload().to_vec();
-            let _ = request.reply(Message::new(payload)).await;
-        }
-    });
+    echo_replies(&bus, "orders.created").await;
     let base = format!("http://{}", address(&bus));
     let client = reqwest::Client::new();
     let post = |path: &str| client.post(format!("{base}{path}")).body("hello").send();
@@ -364,13 +369,7 @@ async fn percent_encoded_subjects_are_decoded_or_refused() {
 #[tokio::test]
 async fn replies_carry_only_the_responders_content_type() {
     let bus = service("").await;
-    let mut requests = bus.subscribe("echo").await.unwrap();
-    tokio::spawn(async move {
-        while let Some(mut request) = requests.next().await {
-            let payload = request.payload().to_vec();
-            let _ = request.reply(Message::new(payload)).await;
-        }
-    });
+    echo_replies(&bus, "echo").await;
     let reply = reqwest::Client::new()
         .post(format!("http://{}/requests/echo", address(&bus)))
         .body("plain bytes")

@@ -158,9 +158,14 @@ async fn a_commit_the_broker_never_got_is_in_the_shutdown_report() {
     broker.0.stop();
     support::degraded_within(&bus, Duration::from_secs(30)).await;
     release.notify_one();
-    while handled.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let finishing = async {
+        while handled.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), finishing)
+        .await
+        .expect("the released handler finished");
     let report = running.shutdown().await;
     println!("Kafka, final commit with the broker down: {report}");
     assert_eq!(report.unacknowledged, 1, "{report}");

@@ -196,10 +196,8 @@ async fn keep(reader: Weak<Mutex<Reader>>) {
                 false => (pause * 2).min(KEEP_IDLE),
             };
         }
-        if Arc::strong_count(&shared) == 1 {
-            // The last hold: the consumer may close with it, which blocks.
-            drop(tokio::task::spawn_blocking(move || drop(shared)));
-        }
+        // The last hold: the consumer may close with it, which blocks.
+        let_go_off_async(shared);
     }
 }
 
@@ -394,20 +392,25 @@ fn lock_book(consumed: &Consumed) -> MutexGuard<'_, super::acks::AckBook> {
     consumed.book.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A hold on a consumer that, if it is the last one, lets go of it off the
-/// async threads: closing a consumer blocks (the settle hook's hold, when
-/// its subscription is dropped without a `Service` calling the hook).
+/// A hold on a consumer for the settle hook, let go of off the async
+/// threads if it is the last one (when its subscription is dropped without
+/// a `Service` calling the hook).
 struct LastHoldOffAsync(Option<Arc<Consumed>>);
 
 impl Drop for LastHoldOffAsync {
     fn drop(&mut self) {
-        let Some(consumed) = self.0.take() else {
-            return;
-        };
-        if Arc::strong_count(&consumed) == 1 {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                drop(runtime.spawn_blocking(move || drop(consumed)));
-            }
+        if let Some(consumed) = self.0.take() {
+            let_go_off_async(consumed);
+        }
+    }
+}
+
+/// Drops `hold`, on a blocking thread if it is the last one and a runtime
+/// runs here: what it holds may close a consumer, which blocks.
+fn let_go_off_async<T: Send + Sync + 'static>(hold: Arc<T>) {
+    if Arc::strong_count(&hold) == 1 {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(runtime.spawn_blocking(move || drop(hold)));
         }
     }
 }
