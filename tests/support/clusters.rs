@@ -62,9 +62,14 @@ impl NatsCluster {
     /// Only server 0, the one that will die: a client on it must move to the
     /// servers it learned from the cluster.
     pub fn first_only(&self, options: &str) -> String {
+        self.only(0, options)
+    }
+
+    /// Only server `index`: a client stays there while it lives.
+    pub fn only(&self, index: usize, options: &str) -> String {
         format!(
             "nats://127.0.0.1:{}?reconnect_delay_max=100ms&connect_timeout=2s{options}",
-            self.nodes[0].port()
+            self.nodes[index].port()
         )
     }
 }

@@ -20,9 +20,25 @@ use switchboard_core::wire;
 /// after it was dropped (such consumers are not durable).
 const EPHEMERAL_INACTIVE: Duration = Duration::from_secs(30);
 
+/// How long a subscription's own requests to JetStream wait for an answer:
+/// the consumer's state asked for after a reconnect (before the next pull
+/// request) and each acknowledgement. Under the client's 10 s default, one
+/// such request sent while the dead server's consumer was electing a new
+/// leader kept the subscription silent for 15 s; each is retried or
+/// redelivered, so a shorter wait loses nothing.
+const CONSUMER_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long one pull request lasts before the subscription asks again. A
+/// pull request lives only on the consumer's leader: when that server dies
+/// and the recovery above gives up, the next one is sent when this one
+/// would have ended (async-nats waits 5 s more), not after its 30 s default.
+const PULL_EXPIRES: Duration = Duration::from_secs(10);
+
 /// One JetStream stream and the subjects it captures.
 pub(super) struct JetStream {
     context: jetstream::Context,
+    /// `context` with [`CONSUMER_REQUEST_TIMEOUT`], for what consumers ask.
+    consuming: jetstream::Context,
     stream: stream::Stream,
     subjects: Vec<String>,
     ack_wait: Duration,
@@ -58,8 +74,11 @@ impl JetStream {
                 settings.stream, settings.subjects
             )));
         }
+        let mut consuming = context.clone();
+        consuming.set_timeout(CONSUMER_REQUEST_TIMEOUT);
         Ok(JetStream {
             context,
+            consuming,
             stream,
             subjects,
             ack_wait: settings.ack_wait,
@@ -158,12 +177,25 @@ impl JetStream {
             },
             ..Default::default()
         };
-        let consumer: consumer::PullConsumer = match &durable_name {
-            Some(name) => self.stream.get_or_create_consumer(name, config).await,
-            None => self.stream.create_consumer(config).await,
+        let created: consumer::PullConsumer = match &durable_name {
+            Some(name) => {
+                self.stream
+                    .get_or_create_consumer(name, config.clone())
+                    .await
+            }
+            None => self.stream.create_consumer(config.clone()).await,
         }
         .map_err(|e| Error::backend(BACKEND, e))?;
+        // Created under the connection's timeout; consumed under the shorter one.
+        let consumer = consumer::PullConsumer::new(
+            config,
+            created.cached_info().clone(),
+            self.consuming.clone(),
+        );
         let messages = consumer
+            .stream()
+            .expires(PULL_EXPIRES)
+            .heartbeat(PULL_EXPIRES / 2)
             .messages()
             .await
             .map_err(|e| Error::backend(BACKEND, e))?;
