@@ -40,14 +40,12 @@ pub(super) struct DrainingStream {
     stop_asked: Arc<AtomicBool>,
     /// Telling the server to stop sending; gives the subscriber back when told.
     unsubscribing: Option<futures_util::future::BoxFuture<'static, async_nats::Subscriber>>,
-    /// Shared with each request's responder: cloning an async-nats
-    /// `Client` costs an allocation and several reference counts.
-    client: Arc<async_nats::Client>,
-    /// The subject of the last message, shared with the next one on the
-    /// same subject (most subscriptions see one), so it is not copied per message.
-    last_subject: Option<Arc<str>>,
-    /// Messages taken from the client's queue ahead of the route, oldest first.
-    buffer: VecDeque<async_nats::Message>,
+    /// Turns the client's messages into `Incoming`s.
+    convert: Converter,
+    /// Messages taken from the client's queue ahead of the route, oldest
+    /// first, each with its size as received. Kept converted: an `Incoming`
+    /// is smaller than the client's message, and each is moved twice here.
+    buffer: VecDeque<(Incoming, usize)>,
     /// Their size as received (subject, reply, headers, payload).
     buffered_bytes: usize,
     /// The most `buffered_bytes` may reach (`pending_bytes`); 0 turns the buffer off.
@@ -68,8 +66,10 @@ impl DrainingStream {
             stopped: Some(stopped),
             stop_asked,
             unsubscribing: None,
-            client,
-            last_subject: None,
+            convert: Converter {
+                client,
+                last_subject: None,
+            },
             buffer: VecDeque::new(),
             buffered_bytes: 0,
             pending_bytes,
@@ -97,6 +97,7 @@ impl DrainingStream {
             return;
         };
         let (buffer, buffered_bytes) = (&mut self.buffer, &mut self.buffered_bytes);
+        let convert = &mut self.convert;
         let pending_bytes = self.pending_bytes;
         let moving = std::future::poll_fn(|cx| {
             for _ in 0..MOVE_AT_MOST {
@@ -107,8 +108,9 @@ impl DrainingStream {
                 let Poll::Ready(Some(message)) = subscriber.poll_next_unpin(cx) else {
                     break;
                 };
-                *buffered_bytes += message.length;
-                buffer.push_back(message);
+                let size = message.length;
+                *buffered_bytes += size;
+                buffer.push_back((convert.incoming(message), size));
             }
             Poll::Ready(())
         });
@@ -117,20 +119,20 @@ impl DrainingStream {
 
     /// The oldest buffered message, if any, within tokio's per-task budget
     /// (a buffer that never waits would otherwise hold its worker thread).
-    fn poll_buffered(&mut self, cx: &mut Context<'_>) -> Poll<Option<async_nats::Message>> {
+    fn poll_buffered(&mut self, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
         if self.buffer.is_empty() {
             return Poll::Ready(None);
         }
         let budget = ready!(tokio::task::coop::poll_proceed(cx));
         budget.made_progress();
-        let message = self.buffer.pop_front();
-        if let Some(message) = &message {
-            self.buffered_bytes -= message.length;
-        }
+        let Some((incoming, size)) = self.buffer.pop_front() else {
+            return Poll::Ready(None);
+        };
+        self.buffered_bytes -= size;
         if self.buffer.is_empty() && self.buffer.capacity() > KEEP_CAPACITY {
             self.buffer = VecDeque::new();
         }
-        Poll::Ready(message)
+        Poll::Ready(Some(incoming))
     }
 
     /// Whether a stop was asked for, and telling the server began: the
@@ -155,7 +157,19 @@ impl DrainingStream {
         }));
         true
     }
+}
 
+/// What turning the client's messages into `Incoming`s shares between them.
+struct Converter {
+    /// Shared with each request's responder: cloning an async-nats
+    /// `Client` costs an allocation and several reference counts.
+    client: Arc<async_nats::Client>,
+    /// The subject of the last message, shared with the next one on the
+    /// same subject (most subscriptions see one), so it is not copied per message.
+    last_subject: Option<Arc<str>>,
+}
+
+impl Converter {
     fn incoming(&mut self, message: async_nats::Message) -> Incoming {
         let subject = match &self.last_subject {
             Some(last) if **last == *message.subject.as_str() => last.clone(),
@@ -189,9 +203,9 @@ impl Stream for DrainingStream {
             return Pin::new(this).poll_next(cx);
         }
         // Buffered messages came first, so they go first.
-        if let Some(message) = ready!(this.poll_buffered(cx)) {
+        if let Some(incoming) = ready!(this.poll_buffered(cx)) {
             this.move_waiting(cx);
-            return Poll::Ready(Some(this.incoming(message)));
+            return Poll::Ready(Some(incoming));
         }
         let Some(subscriber) = &mut this.subscriber else {
             return Poll::Ready(None);
@@ -204,6 +218,6 @@ impl Stream for DrainingStream {
             Poll::Pending => return Poll::Pending,
         };
         this.move_waiting(cx);
-        Poll::Ready(Some(this.incoming(message)))
+        Poll::Ready(Some(this.convert.incoming(message)))
     }
 }
